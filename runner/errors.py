@@ -1,0 +1,79 @@
+"""The exception tree of dp-runner.
+
+A leaf module: it imports nothing from ``runner``. Every error we raise ourselves is a
+``RunnerError``; foreign errors (botocore, OSError from exec) are translated into this
+tree once, at the module that owns the boundary (``client.py``, ``supervisor.py``).
+Only ``cli.py`` turns a ``RunnerError`` into a message and an exit code.
+
+::
+
+    RunnerError                    base; carries exit_code
+    ├── ConfigError                exit 78: a bad setting, or the work dir is taken
+    ├── ServiceError               raised only by client.py, ``from`` the botocore error
+    │   ├── TransientServiceError  throttling / 5xx / connection: retried, then raised
+    │   ├── TaskNotFoundError      the task or its pipeline is gone: stop, no status
+    │   └── RejectedRequestError   4xx validation: never retried, logged as a bug
+    ├── ActivityError              bad task definition: task FAILED with error_id
+    └── SpawnError                 the command could not be started: task FAILED
+
+Shutdown is an Event, never an exception.
+"""
+
+from __future__ import annotations
+
+EX_CONFIG = 78
+
+
+class RunnerError(Exception):
+    """Base of every error dp-runner raises on purpose."""
+
+    exit_code: int = 1
+
+
+class ConfigError(RunnerError):
+    """A setting is invalid, or another runner holds the work dir. Exit 78."""
+
+    exit_code = EX_CONFIG
+
+
+class ServiceError(RunnerError):
+    """The Data Pipeline service answered with an error (raised only by client.py).
+
+    ``code`` is the service's error code (``__type``), or a transport name such as
+    ``ConnectionError`` or ``ReadTimeout``.
+    """
+
+    def __init__(self, operation: str, code: str, message: str) -> None:
+        super().__init__(f"{operation}: {code}: {message}")
+        self.operation = operation
+        self.code = code
+        self.message = message
+
+
+class TransientServiceError(ServiceError):
+    """Throttling, a 5xx answer or a broken connection: worth another try."""
+
+
+class TaskNotFoundError(ServiceError):
+    """The task, or its pipeline, is gone (TaskNotFound, PipelineNotFound/Deleted)."""
+
+
+class RejectedRequestError(ServiceError):
+    """The service rejected the request as invalid. Never retried: it is our bug."""
+
+
+class ActivityError(RunnerError):
+    """The task object cannot be turned into something to run.
+
+    ``error_id`` is what the task is reported FAILED with, for example
+    ``UnsupportedActivity`` or ``MissingField``.
+    """
+
+    def __init__(self, error_id: str, message: str) -> None:
+        super().__init__(message)
+        self.error_id = error_id
+        self.message = message
+
+
+class SpawnError(RunnerError):
+    """The task's process could not be started (exec failed, no such interpreter)."""
