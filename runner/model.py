@@ -133,7 +133,7 @@ class Task:
     @property
     def digest(self) -> str:
         """A short, stable stand-in for the ~900-character task id, for logs."""
-        return hashlib.sha256(self.task_id.encode()).hexdigest()[:12]
+        return digest(self.task_id)
 
     @property
     def attempt(self) -> PipelineObject:
@@ -209,12 +209,15 @@ class Command:
     ``env`` holds only the variables the activity adds; the supervisor builds the
     rest of the environment. ``timeout_s`` is the attempt's own attemptTimeout.
     ``false_on_failure`` is set for preconditions: a non-zero exit means FALSE.
+    ``script_uri`` names an S3 script that the execution downloads and runs ahead of
+    ``argv`` (which then holds only its arguments).
     """
 
     argv: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
     timeout_s: float | None = None
     false_on_failure: bool = False
+    script_uri: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +298,11 @@ class FinalStatus:
         if self.error_stack_trace:
             args["errorStackTrace"] = self.error_stack_trace
         return args
+
+
+def digest(task_id: str) -> str:
+    """A short, stable stand-in for a task id in logs: 12 hex digits of its SHA-256."""
+    return hashlib.sha256(task_id.encode()).hexdigest()[:12]
 
 
 def redact(text: str, secrets: tuple[str, ...] | list[str]) -> str:

@@ -1,0 +1,108 @@
+"""Translation of botocore and urllib3 errors into ``runner.errors``, in one place.
+
+Owns: which AWS error codes are transient, which mean the task is gone, which mean
+the credentials were refused, and ``translate`` that applies them.
+
+Must not: call AWS, retry, or log (``client.py`` does those); import boto3.
+
+Why: httpx's ``map_httpcore_exceptions``: foreign errors are translated once, at
+the edge, so nothing above ``client.py`` ever catches a botocore type. Split from
+``client.py`` so that module stays about the API's operations, and so the S3
+transfer module (a later issue) classifies errors the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import botocore.exceptions
+import urllib3.exceptions
+
+from runner.errors import (
+    ConfigError,
+    RejectedRequestError,
+    RunnerError,
+    ServiceError,
+    TaskNotFoundError,
+    TransientServiceError,
+)
+
+
+def _codes(names: str) -> frozenset[str]:
+    return frozenset(names.split())
+
+
+THROTTLING_CODES = _codes(
+    "ThrottlingException Throttling RequestLimitExceeded TooManyRequestsException"
+)
+TRANSIENT_CODES = THROTTLING_CODES | _codes(
+    "InternalServiceError InternalServerError InternalFailure ServiceUnavailable"
+    " ServiceUnavailableException RequestTimeout RequestTimeoutException"
+)
+GONE_CODES = _codes(
+    "TaskNotFoundException PipelineNotFoundException PipelineDeletedException"
+)
+#: The service refused who we are: say "bad credentials", never "our bug".
+CREDENTIAL_CODES = _codes(
+    "ExpiredToken ExpiredTokenException UnrecognizedClientException"
+    " InvalidClientTokenId InvalidSignatureException SignatureDoesNotMatch"
+    " IncompleteSignature MissingAuthenticationTokenException AccessDenied"
+    " AccessDeniedException RequestExpired"
+)
+TRANSPORT_ERRORS = (
+    botocore.exceptions.HTTPClientError,  # ReadTimeout, ConnectionClosed, streaming
+    botocore.exceptions.ConnectionError,  # EndpointConnection, ConnectTimeout, SSL
+    urllib3.exceptions.HTTPError,  # ProtocolError and friends that slip through
+)
+NO_CREDENTIALS = (
+    botocore.exceptions.NoCredentialsError,
+    botocore.exceptions.PartialCredentialsError,
+    botocore.exceptions.CredentialRetrievalError,
+)
+#: Everything ``translate`` understands; catch these around a botocore call.
+FOREIGN_ERRORS = (
+    botocore.exceptions.ClientError,
+    botocore.exceptions.BotoCoreError,
+    urllib3.exceptions.HTTPError,
+)
+
+
+class CredentialsRejectedError(RejectedRequestError):
+    """The service refused who we are: expired or unknown keys, a bad signature
+    (often clock skew), or no IAM permission. Never retried; the cli says "bad
+    credentials" and exits non-zero. (Proposed for ``errors.py``.)"""
+
+
+def translate(operation: str, exc: BaseException) -> RunnerError:
+    """Map a botocore/urllib3 error to our tree; the caller raises it ``from exc``.
+
+    Missing credentials become ``ConfigError``; credentials the service refuses
+    become ``CredentialsRejectedError``; anything unknown is a rejected request.
+    """
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return _translate_answer(operation, exc.response)
+    if isinstance(exc, NO_CREDENTIALS):
+        return ConfigError(
+            f"no AWS credentials found: {exc}; configure boto3's chain "
+            "(AWS_PROFILE, environment variables, an instance or container role)"
+        )
+    if isinstance(exc, botocore.exceptions.NoRegionError):
+        return ConfigError("region: no AWS region found; set --region or AWS_REGION")
+    if isinstance(exc, TRANSPORT_ERRORS):
+        return TransientServiceError(operation, type(exc).__name__, str(exc))
+    return RejectedRequestError(operation, type(exc).__name__, str(exc))
+
+
+def _translate_answer(operation: str, response: Mapping[str, Any]) -> ServiceError:
+    error = response.get("Error", {})
+    code = str(error.get("Code") or "Unknown")
+    message = str(error.get("Message") or "")
+    http_status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    if code in GONE_CODES:
+        return TaskNotFoundError(operation, code, message)
+    if code in TRANSIENT_CODES or http_status >= 500:
+        return TransientServiceError(operation, code, message)
+    if code in CREDENTIAL_CODES:
+        return CredentialsRejectedError(operation, code, message)
+    return RejectedRequestError(operation, code, message)

@@ -1,0 +1,390 @@
+"""The Data Pipeline API wrapper: the only module that talks to the service.
+
+Owns: the two boto3 clients (a long-poll one, a short one), which retry policy each
+operation uses and what its errors mean for the caller. Every botocore/urllib3 error
+is translated into ``runner.errors`` here, once (rules in ``awserrors``), and every
+call runs through ``retries.call_with_retries``.
+
+Must not: parse task objects (``model``), decide what a task's outcome is
+(``execution``), sleep with ``time.sleep``, or log a full task id, a request body or
+anything about credentials but their absence.
+
+Why this shape (peers.md §5, combination A): botocore's own retries are off
+(``total_max_attempts=1``): its sleeps ignore our shutdown events, and two retry
+layers multiply the attempts. Only ``TransientServiceError`` is retried, with
+jittered backoff capped by attempts, a budget and the shutdown events. Only
+PollForTask uses the long read timeout (> the service's 90 s hold), so a hung
+connection can never eat the 2-minute ack window (design.md §5).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import boto3
+import botocore.config
+import botocore.exceptions
+from structlog.typing import FilteringBoundLogger
+
+from runner import __version__
+from runner.awserrors import (
+    FOREIGN_ERRORS,
+    THROTTLING_CODES,
+    CredentialsRejectedError,
+    translate,
+)
+from runner.errors import (
+    ConfigError,
+    RejectedRequestError,
+    ServiceError,
+    TaskNotFoundError,
+    TransientServiceError,
+)
+from runner.model import FinalStatus, digest
+from runner.retries import RetryPolicies as RetryPolicies  # noqa: PLC0414 - re-export
+from runner.retries import RetryPolicy as RetryPolicy  # noqa: PLC0414 - re-export
+from runner.retries import call_with_retries
+
+T = TypeVar("T")
+
+POLL_READ_TIMEOUT_S = 100.0  # above the service's 90 s long-poll hold
+POLL_CONNECT_TIMEOUT_S = 10.0
+SHORT_READ_TIMEOUT_S = 20.0
+SHORT_CONNECT_TIMEOUT_S = 5.0
+MAX_POOL_CONNECTIONS = 16  # pollers, per-task heartbeats and final statuses at once
+DESCRIBE_BATCH = 25  # DescribeObjects takes at most 25 ids per call
+
+
+@dataclass(frozen=True, slots=True)
+class ClientStatistics:
+    """A snapshot: tries per operation, retries scheduled, errors by code."""
+
+    calls: Mapping[str, int]
+    retries: int
+    errors: Mapping[str, int]
+
+
+class Client:
+    """Data Pipeline calls with translation and retries. Thread-safe.
+
+    ``stop`` (the first shutdown signal) cuts short the backoff of the poll and the
+    runner heartbeat; ``abort`` (the second) cuts short every backoff, SetTaskStatus
+    included; a cut-short call raises the last ``TransientServiceError``. Every
+    method may raise the ``ServiceError`` subclasses, and ``ConfigError`` when no
+    credentials are found.
+
+    Region: ``region``, else ``AWS_REGION``, else boto3's chain (AWS_DEFAULT_REGION,
+    the profile); none and no ``endpoint_url`` raises ``ConfigError``. Credentials
+    are boto3's chain, untouched. ``poll_read_timeout_s`` exists for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        region: str | None,
+        endpoint_url: str | None,
+        stop: threading.Event,
+        abort: threading.Event,
+        policies: RetryPolicies | None = None,
+        log: FilteringBoundLogger,
+        session: Any = None,
+        poll_read_timeout_s: float = POLL_READ_TIMEOUT_S,
+    ) -> None:
+        self._abort = abort
+        self._both = (stop, abort)  # what cuts short the poll and the runner heartbeat
+        self._policies = policies or RetryPolicies.default()
+        self._log = log
+        self._lock = threading.Lock()
+        self._calls: Counter[str] = Counter()
+        self._errors: Counter[str] = Counter()
+        self._retries = 0
+        try:
+            # boto3 ignores AWS_REGION (boto/boto3#3620); the CLI and the other SDKs
+            # read it first, and design.md promises it works, so it comes first here
+            region = region or os.environ.get("AWS_REGION") or None
+            session = session or boto3.Session(region_name=region)
+            found = region or session.region_name
+            if not found and endpoint_url is None:
+                raise ConfigError(
+                    "region: no AWS region found; set --region or AWS_REGION"
+                )
+            # SigV4 needs a region, even for an endpoint that ignores it (local service)
+            self.region: str = found or "us-east-1"
+            where = (session, self.region, endpoint_url)
+            self._poll = _make(*where, POLL_CONNECT_TIMEOUT_S, poll_read_timeout_s)
+            self._short = _make(*where, SHORT_CONNECT_TIMEOUT_S, SHORT_READ_TIMEOUT_S)
+        except botocore.exceptions.BotoCoreError as exc:  # a bad profile, a bad region
+            raise ConfigError(f"Data Pipeline client: {exc}") from exc
+
+    # -- the worker's operations ------------------------------------------------
+
+    def poll_for_task(self, worker_group: str, hostname: str) -> dict[str, Any] | None:
+        """Long-poll (up to ~90 s) for a task; the raw ``taskObject`` or ``None``.
+        A read timeout on the long poll means no task, not an error."""
+        request = {"workerGroup": worker_group, "hostname": hostname}
+
+        def poll() -> dict[str, Any] | None:
+            try:
+                answer = self._try("PollForTask", self._poll.poll_for_task, request)
+            except TransientServiceError as exc:
+                if exc.code == "ReadTimeoutError":
+                    return None
+                raise
+            task: dict[str, Any] | None = answer.get("taskObject") or None
+            return task
+
+        return self._retry("PollForTask", poll, self._policies.poll, self._both)
+
+    def report_task_progress(
+        self,
+        task_id: str,
+        *,
+        first: bool = False,
+        deadline_s: float | None = None,
+        fields: Sequence[tuple[str, str]] = (),
+    ) -> bool:
+        """Acknowledge (``first``: the ack policy) or keep a task alive; returns
+        ``canceled``. Retries end by ``deadline_s`` when that is sooner than the
+        policy's budget, so a heartbeat retry never overruns the next beat."""
+        request: dict[str, Any] = {"taskId": task_id}
+        if fields:
+            request["fields"] = [{"key": k, "stringValue": v} for k, v in fields]
+        policy = self._policies.ack if first else self._policies.progress
+        answer = self._call(
+            "ReportTaskProgress", request, policy, deadline_s=deadline_s, task=task_id
+        )
+        return bool(answer.get("canceled", False))
+
+    def set_task_status(self, task_id: str, status: FinalStatus) -> None:
+        """Send the final status, with the longest budget (the commit point).
+
+        A try that failed in transit (a 5xx or a broken connection; throttling is a
+        clean refusal) may have landed. If a later try gets TaskNotFound, the status
+        counts as delivered: return and log ``task_status_assumed_delivered``.
+        TaskNotFound with no such try before it raises ``TaskNotFoundError``.
+        """
+        request = {"taskId": task_id, **status.to_api()}
+        in_doubt: list[str] = []
+
+        def send() -> bool:
+            try:
+                self._try("SetTaskStatus", self._short.set_task_status, request)
+            except TransientServiceError as exc:
+                if exc.code not in THROTTLING_CODES:
+                    in_doubt.append(exc.code)
+                raise
+            except TaskNotFoundError:
+                if not in_doubt:
+                    raise
+                return True
+            return False
+
+        policy = self._policies.status
+        if self._retry("SetTaskStatus", send, policy, (self._abort,), task=task_id):
+            self._log.warning(
+                "task_status_assumed_delivered",
+                task_id=digest(task_id),
+                status=status.status.value,
+                earlier_error=in_doubt[-1],
+            )
+
+    def report_task_runner_heartbeat(
+        self, taskrunner_id: str, worker_group: str, hostname: str
+    ) -> bool:
+        """Tell the service this runner is alive; returns ``terminate``."""
+        request = {
+            "taskrunnerId": taskrunner_id,
+            "workerGroup": worker_group,
+            "hostname": hostname,
+        }
+        policy = self._policies.runner_heartbeat
+        answer = self._call("ReportTaskRunnerHeartbeat", request, policy, self._both)
+        return bool(answer.get("terminate", False))
+
+    def describe_objects(
+        self,
+        pipeline_id: str,
+        object_ids: Sequence[str],
+        evaluate_expressions: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Every object asked for, in batches of 25 ids, each paged on ``marker``."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(object_ids), DESCRIBE_BATCH):
+            request = {
+                "pipelineId": pipeline_id,
+                "objectIds": list(object_ids[start : start + DESCRIBE_BATCH]),
+                "evaluateExpressions": evaluate_expressions,
+            }
+            for page in self._pages("DescribeObjects", request):
+                found.extend(page.get("pipelineObjects", []))
+        return found
+
+    # -- management calls: `run --local` submits its definition over the real wire
+
+    def create_pipeline(self, name: str, unique_id: str) -> str:
+        """Create a pipeline (the same ``unique_id`` finds the same one); its id."""
+        answer = self._call("CreatePipeline", {"name": name, "uniqueId": unique_id})
+        return str(answer["pipelineId"])
+
+    def put_pipeline_definition(
+        self,
+        pipeline_id: str,
+        pipeline_objects: Sequence[Mapping[str, Any]],
+        parameter_objects: Sequence[Mapping[str, Any]] = (),
+        parameter_values: Sequence[Mapping[str, Any]] = (),
+    ) -> dict[str, Any]:
+        """The raw answer (``errored``, ``validationErrors``, ``validationWarnings``).
+        An errored definition is returned, not raised: the caller shows the
+        validation errors to the user, which no exception message does well."""
+        request = {
+            "pipelineId": pipeline_id,
+            "pipelineObjects": list(pipeline_objects),
+            "parameterObjects": list(parameter_objects),
+            "parameterValues": list(parameter_values),
+        }
+        return self._call("PutPipelineDefinition", request)
+
+    def activate_pipeline(
+        self, pipeline_id: str, parameter_values: Sequence[Mapping[str, Any]] = ()
+    ) -> None:
+        request = {"pipelineId": pipeline_id, "parameterValues": list(parameter_values)}
+        self._call("ActivatePipeline", request)
+
+    def query_objects(
+        self, pipeline_id: str, sphere: str, query: Mapping[str, Any] | None = None
+    ) -> list[str]:
+        """Every matching id, following ``marker`` to the last page."""
+        request: dict[str, Any] = {"pipelineId": pipeline_id, "sphere": sphere}
+        if query is not None:
+            request["query"] = dict(query)
+        pages = self._pages("QueryObjects", request)
+        return [object_id for page in pages for object_id in page.get("ids", [])]
+
+    def statistics(self) -> ClientStatistics:
+        """A consistent snapshot of the counters. Thread-safe."""
+        with self._lock:
+            return ClientStatistics(
+                dict(self._calls), self._retries, dict(self._errors)
+            )
+
+    # -- machinery ---------------------------------------------------------------
+
+    def _call(
+        self,
+        operation: str,
+        request: Mapping[str, Any],
+        policy: RetryPolicy | None = None,
+        interrupt: tuple[threading.Event, ...] | None = None,
+        *,
+        deadline_s: float | None = None,
+        task: str | None = None,
+    ) -> dict[str, Any]:
+        """One operation on the short client, retried; the answer sans metadata."""
+        method = getattr(self._short, _snake(operation))
+        answer = self._retry(
+            operation,
+            lambda: self._try(operation, method, request),
+            policy or self._policies.other,
+            interrupt or (self._abort,),
+            deadline_s=deadline_s,
+            task=task,
+        )
+        answer.pop("ResponseMetadata", None)
+        return answer
+
+    def _pages(
+        self, operation: str, request: Mapping[str, Any]
+    ) -> Iterator[dict[str, Any]]:
+        """Each page of a ``marker``-paged operation, each page retried on its own."""
+        page = self._call(operation, request)
+        yield page
+        while page.get("hasMoreResults") and page.get("marker"):
+            page = self._call(operation, {**request, "marker": str(page["marker"])})
+            yield page
+
+    def _try(
+        self,
+        operation: str,
+        method: Callable[..., dict[str, Any]],
+        request: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """One counted try; a foreign error leaves as ours, ``from`` the original."""
+        with self._lock:
+            self._calls[operation] += 1
+        try:
+            return method(**request)
+        except FOREIGN_ERRORS as exc:
+            error = translate(operation, exc)
+            code = error.code if isinstance(error, ServiceError) else type(exc).__name__
+            with self._lock:
+                self._errors[code] += 1
+            if isinstance(error, RejectedRequestError):  # never retried
+                self._log.error(
+                    "service_credentials_rejected"  # an operator's problem
+                    if isinstance(error, CredentialsRejectedError)
+                    else "service_rejected_request",  # our bug
+                    operation=operation,
+                    code=code,
+                    message=error.message[:500],
+                )
+            raise error from exc
+
+    def _retry(
+        self,
+        operation: str,
+        attempt: Callable[[], T],
+        policy: RetryPolicy,
+        interrupt: tuple[threading.Event, ...],
+        *,
+        deadline_s: float | None = None,
+        task: str | None = None,
+    ) -> T:
+        """``attempt`` under ``policy``; only ``TransientServiceError`` is retried."""
+        context = {"task_id": digest(task)} if task is not None else {}
+
+        def on_retry(attempt_number: int, wait_s: float, error: BaseException) -> None:
+            with self._lock:
+                self._retries += 1
+            self._log.warning(
+                "client_retry_scheduled",
+                operation=operation,
+                attempt=attempt_number,
+                wait_s=round(wait_s, 3),
+                error=getattr(error, "code", type(error).__name__),
+                **context,
+            )
+
+        return call_with_retries(
+            attempt,
+            policy,
+            retry_on=TransientServiceError,
+            interrupt=interrupt,
+            on_retry=on_retry,
+            deadline_s=deadline_s,
+        )
+
+
+def _make(
+    session: Any, region: str, endpoint_url: str | None, connect_s: float, read_s: float
+) -> Any:
+    """A datapipeline client: botocore retries off, the given timeouts."""
+    config = botocore.config.Config(
+        connect_timeout=connect_s,
+        read_timeout=read_s,
+        retries={"total_max_attempts": 1, "mode": "standard"},  # tenacity retries
+        user_agent_extra=f"dp-runner/{__version__}",
+        max_pool_connections=MAX_POOL_CONNECTIONS,
+    )
+    return session.client(
+        "datapipeline", region_name=region, endpoint_url=endpoint_url, config=config
+    )
+
+
+def _snake(operation: str) -> str:
+    """``PutPipelineDefinition`` -> ``put_pipeline_definition`` (boto3's names)."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in operation).lstrip("_")

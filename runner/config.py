@@ -1,0 +1,320 @@
+"""The runner's settings (design.md §2): one frozen ``Settings``, loaded in layers.
+
+Owns: every setting of ``dp-runner run``, its default, its bounds, and the order of
+precedence: flag > environment ``DP_RUNNER_<KEY>`` > ``--config`` TOML > default.
+``load_settings`` is the only loader; every invalid value becomes a ``ConfigError``
+(exit 78) that names the setting and where its value came from.
+
+Must not: log, exit, import click, or be read below ``cli.py`` (lower layers take
+explicit keyword arguments). It never clamps: a value out of bounds is an error.
+
+Why this way: pydantic-settings gives typed, bounded fields and layered sources. The
+layers are built per call (a subclass whose ``settings_customise_sources`` closes over
+the file and the environment) because the TOML path is only known at run time and
+there is no ``_toml_file`` init argument (pydantic/pydantic-settings#259). The
+environment is read from an explicit mapping, so tests never depend on the machine.
+``Settings(...)`` on its own reads nothing but its arguments.
+
+Bounds that are not obvious: ``heartbeat_interval`` < ``lease_timeout`` < 300 s (the
+service re-assigns a task after 5 minutes without a report); the runner heartbeat is
+due at least every 900 s (the service's 15 minutes). Empty environment variables count
+as unset (systemd ``EnvironmentFile`` lines such as ``DP_RUNNER_REGION=``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import ErrorDetails
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from runner.errors import ConfigError
+
+ENV_PREFIX = "DP_RUNNER_"
+#: The service re-assigns a task after 5 minutes without ReportTaskProgress.
+SERVICE_LEASE_S = 300.0
+_ID_TEXT = re.compile(r"[^\x00-\x1f\x7f]{1,1024}")
+_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+
+
+def default_work_dir(env: Mapping[str, str], euid: int | None = None) -> Path:
+    """``/var/lib/dp-runner`` as root, else ``$XDG_STATE_HOME/dp-runner`` (when set
+    and absolute, as the XDG spec asks), else ``~/.local/state/dp-runner``.
+    ``euid`` defaults to the process's effective uid."""
+    if (os.geteuid() if euid is None else euid) == 0:
+        return Path("/var/lib/dp-runner")
+    state_home = env.get("XDG_STATE_HOME", "")
+    if state_home and Path(state_home).is_absolute():
+        return Path(state_home) / "dp-runner"
+    home = env.get("HOME") or str(Path.home())
+    return Path(home) / ".local" / "state" / "dp-runner"
+
+
+class Settings(BaseSettings):
+    """Every setting of ``dp-runner run`` (design.md §2). Frozen; seconds unless named
+    otherwise. Build it with ``load_settings``; ``Settings(**kw)`` reads only ``kw``."""
+
+    model_config = SettingsConfigDict(
+        frozen=True, extra="forbid", env_prefix=ENV_PREFIX, validate_default=True
+    )
+
+    worker_groups: tuple[str, ...] = ()
+    region: str | None = None
+    endpoint_url: str | None = None
+    taskrunner_id: str | None = None
+    #: None means the host's FQDN; cli.py resolves it once (a DNS lookup can be slow).
+    hostname: str | None = None
+    max_tasks: int = Field(default=2, ge=1, le=64)
+    heartbeat_interval: float = Field(default=60.0, gt=0, lt=SERVICE_LEASE_S)
+    runner_heartbeat_interval: float = Field(default=900.0, gt=0, le=900)
+    lease_timeout: float = Field(default=240.0, gt=0, lt=SERVICE_LEASE_S)
+    kill_grace: float = Field(default=10.0, ge=0, le=600)
+    drain_timeout: float = Field(default=60.0, ge=0, le=86400)
+    work_dir: Path = Field(default_factory=lambda: default_work_dir(os.environ))
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_uri: str | None = None
+    keep_attempts: float = Field(default=7.0, ge=0, le=3650)  # days
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+    @field_validator("worker_groups", mode="before")
+    @classmethod
+    def _split_worker_groups(cls, value: Any) -> Any:
+        if isinstance(value, str):  # DP_RUNNER_WORKER_GROUPS="wg-a,wg-b"
+            return tuple(part.strip() for part in value.split(",")) if value else ()
+        return value
+
+    @field_validator("worker_groups")
+    @classmethod
+    def _check_worker_groups(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not _ID_TEXT.fullmatch(name) or name != name.strip():
+                raise ValueError(f"invalid worker group name {name!r}")
+        if len(set(value)) != len(value):
+            raise ValueError("a worker group is listed twice")
+        return value
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("region")
+    @classmethod
+    def _check_region(cls, value: str | None) -> str | None:
+        if value is not None and not _REGION.fullmatch(value):
+            raise ValueError("must look like an AWS region, for example eu-west-1")
+        return value
+
+    @field_validator("taskrunner_id", "hostname")
+    @classmethod
+    def _check_id(cls, value: str | None) -> str | None:
+        if value is not None and not _ID_TEXT.fullmatch(value):
+            raise ValueError("must be 1 to 1024 characters, no control characters")
+        return value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("log_uri")
+    @classmethod
+    def _check_log_uri(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"s3://[^/\s]+(/\S*)?", value):
+            raise ValueError("must be an S3 URI such as s3://bucket/prefix/")
+        return value
+
+    @field_validator("lease_timeout")
+    @classmethod
+    def _check_lease(cls, value: float, info: ValidationInfo) -> float:
+        heartbeat = info.data.get("heartbeat_interval")
+        if heartbeat is not None and value <= heartbeat:
+            raise ValueError(f"must be > heartbeat_interval={heartbeat:g}")
+        return value
+
+    @field_validator("work_dir")
+    @classmethod
+    def _absolute_work_dir(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    def require_worker_groups(self) -> tuple[str, ...]:
+        """The worker groups; ``ConfigError`` when there are none (only ``--local``
+        may run without: it takes them from the definition)."""
+        if not self.worker_groups:
+            raise ConfigError(
+                "worker_groups is required: pass --worker-group, set "
+                f"{ENV_PREFIX}WORKER_GROUPS or worker_groups in the config file"
+            )
+        return self.worker_groups
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read config file {path}: {exc.strerror or exc}"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:  # its text names the line and column
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        value = env.get(ENV_PREFIX + name.upper(), "")
+        if value.strip():
+            values[name] = value
+    return values
+
+
+def _layered(
+    config_file: Path | None, env_values: dict[str, Any], defaults: dict[str, Any]
+) -> type[Settings]:
+    class LayeredSettings(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources = [init_settings, InitSettingsSource(settings_cls, env_values)]
+            if config_file is not None:
+                sources.append(TomlConfigSettingsSource(settings_cls, config_file))
+            sources.append(InitSettingsSource(settings_cls, defaults))
+            return tuple(sources)
+
+    return LayeredSettings
+
+
+class _Sources:
+    """Says where the value of a setting came from, for error messages."""
+
+    def __init__(
+        self,
+        overrides: Mapping[str, Any],
+        env_values: Mapping[str, Any],
+        toml: Mapping[str, Any],
+        config_file: Path | None,
+    ) -> None:
+        self.overrides = overrides
+        self.env_values = env_values
+        self.toml_keys = {key.lower() for key in toml}
+        self.config_file = config_file
+
+    def of(self, name: str) -> str:
+        if name in self.overrides:
+            return "--worker-group" if name == "worker_groups" else _flag(name)
+        if name in self.env_values:
+            return ENV_PREFIX + name.upper()
+        if name.lower() in self.toml_keys:
+            return str(self.config_file)
+        return "the default"
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _reason(error: ErrorDetails) -> str:
+    ctx = error.get("ctx", {})
+    kind = error["type"]
+    bounds = {
+        "greater_than_equal": ("≥", "ge"),
+        "greater_than": (">", "gt"),
+        "less_than_equal": ("≤", "le"),
+        "less_than": ("<", "lt"),
+    }
+    if kind in bounds:
+        sign, key = bounds[kind]
+        return f"must be {sign} {ctx[key]}"
+    if kind == "literal_error":
+        return f"must be {ctx['expected']}"
+    if kind == "value_error":
+        return str(ctx["error"])
+    if kind in ("int_parsing", "int_from_float"):
+        return "must be a whole number"
+    if kind == "float_parsing":
+        return "must be a number"
+    message = error["msg"]
+    return message[:1].lower() + message[1:]
+
+
+#: Cross-field rules: the other setting a failure depends on.
+_RELATED = {"lease_timeout": "heartbeat_interval"}
+
+
+def _describe(error: ErrorDetails, sources: _Sources) -> str:
+    name = str(error["loc"][0]) if error["loc"] else "settings"
+    source = sources.of(name)
+    if error["type"] == "extra_forbidden":
+        return f"unknown setting {name!r} in {source}"
+    value = error["input"]
+    if isinstance(value, tuple | list):
+        value = ",".join(map(str, value))
+    text = f"{name}={str(value)[:200]} from {source}: {_reason(error)}"
+    related = _RELATED.get(name)
+    if related and error["type"] == "value_error":
+        text += f" (from {sources.of(related)})"
+    return text
+
+
+def load_settings(
+    *,
+    config_file: Path | None,
+    overrides: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build ``Settings`` from flags (``overrides``: the flags that were given),
+    the environment (``env``, default ``os.environ``), the TOML ``config_file`` and
+    the defaults, in that order of precedence.
+
+    Raises ``ConfigError`` (exit 78) naming each bad setting and its source, or the
+    config file and line when the file is unreadable or not TOML. Never clamps.
+    """
+    env = os.environ if env is None else env
+    given = {key: value for key, value in overrides.items() if value is not None}
+    toml = _read_toml(config_file) if config_file is not None else {}
+    env_values = _env_values(env)
+    defaults = {"work_dir": default_work_dir(env)}
+    sources = _Sources(given, env_values, toml, config_file)
+    try:
+        layered = _layered(config_file, env_values, defaults)(**given)
+    except ValidationError as exc:
+        problems = [_describe(error, sources) for error in exc.errors()]
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+    # A plain Settings again (valid by construction): values of one class compare
+    # equal, and the per-call subclass does not leak out.
+    return Settings(**dict(layered))

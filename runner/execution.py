@@ -1,0 +1,500 @@
+"""ONE task's lifecycle, from the ack to the final status.
+
+::
+
+    PollForTask -> ACK (ReportTaskProgress, before anything else)
+                    | canceled / gone ------------------------> drop, no status
+                    v
+                  PREPARE: parse, resolve refs, Command, stage in
+                    | malformed / unsupported / staging ------> FAILED <errorId>
+                    v
+                  RUNNING: own session; progress heartbeat thread
+                    |- exit 0 --------------------------------> FINISHED
+                    |- exit n --------------------------------> FAILED ExitCode:n
+                    |                          (FALSE for a precondition)
+                    |- canceled / task or pipeline gone ------> kill, no status
+                    |- no good heartbeat in lease_timeout ----> kill, no status
+                    |- attemptTimeout passed -----------------> kill, FAILED
+                    `- drain ran out / second signal ---------> kill, FAILED
+                  FINISH: stage out, deliver output, upload logs, SetTaskStatus
+
+Every way out has a ``StopReason`` (or none, when the child ended by itself), and
+``final_status`` alone maps it to the final call. The progress heartbeat starts right
+after the ack and keeps beating until the final status is sent, also while the runner
+drains, so the service never re-offers a task that is still being worked on.
+
+This module runs no process and makes no HTTP call itself: ``Supervisor`` owns the
+process tree, ``Client`` the API, ``staging`` the S3 transfers. It must not catch
+``Exception`` except once, at the top of ``run``, so a bug fails one task loudly
+instead of the runner.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from runner import activities, staging
+from runner.client import Client
+from runner.errors import (
+    ActivityError,
+    RejectedRequestError,
+    ServiceError,
+    SpawnError,
+    TaskNotFoundError,
+    TransientServiceError,
+)
+from runner.heartbeat import Heartbeat
+from runner.model import (
+    AttemptPaths,
+    Command,
+    FinalStatus,
+    Outcome,
+    Ref,
+    StopReason,
+    Task,
+    TaskStatus,
+    digest,
+)
+from runner.s3 import S3
+from runner.supervisor import Supervisor, task_environment
+from runner.workdir import WorkDir
+
+#: How often the supervising loop looks at the child and the stop reasons.
+TICK_S = 0.05
+#: At least this many progress reports fit into a task's reportProgressTimeout.
+BEATS_PER_PROGRESS_TIMEOUT = 3
+#: The attempt's log uploads may hold the final status back this long at most.
+LOG_UPLOAD_BUDGET_S = 30.0
+STDERR_TAIL_BYTES = 4096
+
+
+class Drain:
+    """The runner's shutdown state, shared by every execution. Thread-safe.
+
+    ``begin`` starts the drain clock; ``hurry`` (second signal) ends it at once.
+    """
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self.fast = threading.Event()
+        self._deadline: float | None = None
+
+    def begin(self, timeout_s: float) -> None:
+        if not self.requested.is_set():
+            self._deadline = time.monotonic() + timeout_s
+            self.requested.set()
+
+    def hurry(self) -> None:
+        self.begin(0.0)
+        self.fast.set()
+
+    def expired(self) -> bool:
+        deadline = self._deadline
+        return self.fast.is_set() or (
+            deadline is not None and time.monotonic() >= deadline
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionSettings:
+    """What one execution needs from the settings (``cli`` builds it)."""
+
+    heartbeat_interval: float
+    lease_timeout: float
+    kill_grace: float
+    region: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionResult:
+    """How one execution ended, for the worker's books and the tests."""
+
+    outcome: str
+    status: FinalStatus | None
+    reason: StopReason | None
+
+
+def final_status(
+    reason: StopReason | None,
+    outcome: Outcome | None,
+    command: Command | None,
+    stderr_tail: str,
+    secrets: list[str],
+) -> FinalStatus | None:
+    """The ONE mapping from how a task ended to its final call (``None``: no call).
+
+    Canceled and lost tasks get no status: the service has moved on, and a status
+    would at best be rejected and at worst overwrite a newer attempt's.
+    """
+    if reason in (StopReason.CANCELED, StopReason.LOST):
+        return None
+    if reason is StopReason.TIMEOUT:
+        return FinalStatus.failed(
+            "AttemptTimeout",
+            "the attempt ran past its attemptTimeout and was killed",
+            stderr_tail,
+            secrets,
+        )
+    if reason is StopReason.SHUTDOWN:
+        return FinalStatus.failed(
+            "RunnerShutdown",
+            "the runner shut down before the task finished; the task was killed",
+            stderr_tail,
+            secrets,
+        )
+    if outcome is None or outcome.succeeded:
+        return FinalStatus(TaskStatus.FINISHED)
+    if command is not None and command.false_on_failure:
+        return FinalStatus(TaskStatus.FALSE)
+    if outcome.signal is not None:
+        name = signal.Signals(outcome.signal).name
+        error_id, message = f"Signal:{name}", f"the command was killed by {name}"
+    else:
+        code = outcome.returncode
+        error_id, message = f"ExitCode:{code}", f"the command exited with code {code}"
+    return FinalStatus.failed(error_id, message, stderr_tail, secrets)
+
+
+class Execution:
+    """Runs one task to its end. ``run`` blocks; call it on the task's own thread."""
+
+    def __init__(
+        self,
+        raw_task: dict[str, Any],
+        *,
+        client: Client,
+        s3: S3,
+        work_dir: WorkDir,
+        settings: ExecutionSettings,
+        drain: Drain,
+        log: structlog.typing.FilteringBoundLogger,
+    ) -> None:
+        self._raw = raw_task
+        self._client = client
+        self._s3 = s3
+        self._work_dir = work_dir
+        self._settings = settings
+        self._drain = drain
+        self.task_id = str(raw_task["taskId"])
+        self.digest = digest(self.task_id)
+        self._log = log.bind(
+            task_id=self.digest,
+            pipeline_id=raw_task.get("pipelineId"),
+            attempt_id=raw_task.get("attemptId"),
+        )
+        self._reason: StopReason | None = None
+        self._reason_detail = ""
+        self._wake = threading.Event()
+        self._acked_at = time.monotonic()
+        self._heartbeat: Heartbeat | None = None
+        self._staged_env: dict[str, str] = {}
+        self.supervisor: Supervisor | None = None
+
+    # ----------------------------------------------------------------- public
+
+    def run(self) -> ExecutionResult:
+        """Ack, run, report. Never raises: a bug is logged and reported FAILED."""
+        started = time.monotonic()
+        if not self._ack():
+            return self._finish(started, None, None, None)
+        try:
+            return self._run_acked(started)
+        except Exception as exc:  # noqa: BLE001 - the one catch-all: a bug fails one task
+            self._log.exception("execution_crashed")
+            status = FinalStatus.failed("RunnerError", f"dp-runner bug: {exc!r}")
+            self._send_status(status)
+            return self._finish(started, None, status, None)
+        finally:
+            if self._heartbeat is not None:
+                self._heartbeat.stop()
+
+    def request_stop(self, reason: StopReason, detail: str = "") -> None:
+        """Ask the execution to stop its child (first reason wins). Thread-safe."""
+        if self._reason is None:
+            self._reason, self._reason_detail = reason, detail
+        self._wake.set()
+
+    # ------------------------------------------------------------ life phases
+
+    def _ack(self) -> bool:
+        """Acknowledge at once. False when there is nothing to run."""
+        try:
+            canceled = self._client.report_task_progress(self.task_id, first=True)
+        except TaskNotFoundError as exc:
+            self.request_stop(StopReason.LOST, f"gone before the ack: {exc.code}")
+            return False
+        except ServiceError as exc:
+            # The service re-offers an unacknowledged task after its ack window:
+            # dropping it here loses nothing and cannot run it twice.
+            self._log.error("task_ack_failed", error=exc.code, message=exc.message)
+            self.request_stop(StopReason.LOST, f"ack failed: {exc.code}")
+            return False
+        self._acked_at = time.monotonic()
+        self._log.info("task_acknowledged", canceled=canceled)
+        if canceled:
+            self.request_stop(StopReason.CANCELED, "canceled at the ack")
+            return False
+        return True
+
+    def _run_acked(self, started: float) -> ExecutionResult:
+        self._start_heartbeat(self._settings.heartbeat_interval)
+        task: Task | None = None
+        plan: staging.StagingPlan | None = None
+        command: Command | None = None
+        outcome: Outcome | None = None
+        paths: AttemptPaths | None = None
+        status: FinalStatus | None
+        try:
+            task = self._parse()
+            self._tune_heartbeat(task)
+            paths = self._work_dir.attempt(
+                activities.safe_path_part(task.pipeline_id or "unknown"),
+                *activities.component_ids(task),
+            )
+            plan = staging.plan(task)
+            command = self._prepare(task, paths)
+            argv = self._stage_in(plan, command, paths)
+            if self._reason is None:
+                outcome = self._supervise(task, command, argv, paths)
+            if self._reason is None and outcome is not None and outcome.succeeded:
+                staging.stage_out(plan, self._s3, paths.root / "staging")
+        except (ActivityError, SpawnError) as exc:
+            status = self._rejected(exc, task)
+        else:
+            tail = _tail(paths.stderr)
+            status = final_status(self._reason, outcome, command, tail, task.secrets())
+        if task is not None and plan is not None and paths is not None:
+            self._deliver(task, plan, paths)
+        return self._report(started, status, outcome)
+
+    def _rejected(
+        self, exc: ActivityError | SpawnError, task: Task | None
+    ) -> FinalStatus:
+        """A task that could not be run: FAILED with an errorId that says why."""
+        secrets = task.secrets() if task is not None else []
+        if isinstance(exc, ActivityError):
+            error_id, message = exc.error_id, exc.message
+        else:
+            error_id, message = "SpawnError", str(exc)
+        self._log.warning("task_rejected", error_id=error_id, message=message)
+        return FinalStatus.failed(error_id, message, secrets=secrets)
+
+    def _parse(self) -> Task:
+        """Parse the task and fetch the referenced objects it does not carry."""
+        try:
+            task = Task.from_wire(self._raw)
+        except (KeyError, TypeError) as exc:
+            raise ActivityError(
+                "MalformedTask", f"the task is malformed: {exc!r}"
+            ) from exc
+        _ = task.attempt  # MissingAttemptObject, before anything else
+        missing = sorted(
+            {
+                value.id
+                for obj in task.objects.values()
+                for _key, value in obj.fields
+                if isinstance(value, Ref) and value.id not in task.objects
+            }
+        )
+        if not missing:
+            return task
+        try:
+            fetched = self._client.describe_objects(task.pipeline_id, missing)
+        except ServiceError as exc:
+            raise ActivityError(
+                "UnresolvedReference",
+                f"cannot fetch referenced objects {missing[:5]}: {exc.code}",
+            ) from exc
+        objects = dict(self._raw.get("objects") or {})
+        objects.update({str(obj["id"]): obj for obj in fetched})
+        return Task.from_wire({**self._raw, "objects": objects})
+
+    def _prepare(self, task: Task, paths: AttemptPaths) -> Command:
+        ctx = activities.ActivityContext(
+            workdir=paths.workdir, region=self._settings.region
+        )
+        return activities.prepare(task, ctx)
+
+    def _stage_in(
+        self, plan: staging.StagingPlan, command: Command, paths: AttemptPaths
+    ) -> list[str]:
+        """Download the script and the inputs; the argv to run."""
+        argv = list(command.argv)
+        if command.script_uri is not None:
+            argv = staging.fetch_script(plan, self._s3, paths.workdir) + argv
+        if plan.stage:
+            self._staged_env = staging.stage_in(plan, self._s3, paths.root / "staging")
+        return argv
+
+    def _supervise(
+        self, task: Task, command: Command, argv: list[str], paths: AttemptPaths
+    ) -> Outcome:
+        """Run the child until it ends or a stop reason kills it."""
+        extra = {**command.env, **self._staged_env}
+        env = task_environment(os.environ, extra)
+        self.supervisor = Supervisor.spawn(
+            argv,
+            cwd=paths.workdir,
+            env=env,
+            stdout=paths.stdout,
+            stderr=paths.stderr,
+            marker=f"{task.attempt_id}:{self.digest}",
+            log=self._log,
+        )
+        self._log.info("task_started", pid=self.supervisor.pid)
+        timeout_at = time.monotonic() + command.timeout_s if command.timeout_s else None
+        while True:
+            outcome = self.supervisor.wait_exit(TICK_S)
+            if outcome is not None:
+                self.supervisor.kill_leftovers(self._settings.kill_grace)
+                return outcome
+            self._check_stop(timeout_at)
+            if self._reason is not None:
+                self._log.info(
+                    "task_stopping",
+                    reason=self._reason.value,
+                    detail=self._reason_detail,
+                )
+                grace = 0.0 if self._drain.fast.is_set() else self._settings.kill_grace
+                return self.supervisor.terminate(grace)
+
+    def _check_stop(self, timeout_at: float | None) -> None:
+        """Turn the clocks into stop reasons (the heartbeat sets the others)."""
+        now = time.monotonic()
+        if timeout_at is not None and now >= timeout_at:
+            self.request_stop(StopReason.TIMEOUT, "attemptTimeout passed")
+        elif self._drain.expired():
+            self.request_stop(StopReason.SHUTDOWN, "the drain ran out")
+        elif self._heartbeat is not None:
+            last_good = self._heartbeat.last_success or self._acked_at
+            if now - last_good > self._settings.lease_timeout:
+                self.request_stop(
+                    StopReason.LOST,
+                    f"no heartbeat succeeded for {now - last_good:.1f}s",
+                )
+
+    # -------------------------------------------------------------- heartbeat
+
+    def _start_heartbeat(self, interval_s: float) -> None:
+        self._heartbeat = Heartbeat(
+            self._beat,
+            interval_s=interval_s,
+            name=f"task-{self.digest}-progress",
+            log=self._log,
+        )
+        self._heartbeat.start()
+
+    def _tune_heartbeat(self, task: Task) -> None:
+        """Beat often enough that three reports fit in the task's
+        reportProgressTimeout, when it is shorter than the interval allows."""
+        try:
+            timeout_s = activities.report_progress_timeout_s(task)
+        except ActivityError:
+            timeout_s = None  # reported by prepare() with the field's name
+        if timeout_s and self._heartbeat is not None:
+            interval = min(
+                self._settings.heartbeat_interval,
+                timeout_s / BEATS_PER_PROGRESS_TIMEOUT,
+            )
+            self._heartbeat.set_interval(interval)
+
+    def _beat(self) -> None:
+        """One progress report, on the heartbeat thread."""
+        assert self._heartbeat is not None  # noqa: S101 - set before the thread starts
+        try:
+            canceled = self._client.report_task_progress(
+                self.task_id, deadline_s=self._settings.heartbeat_interval
+            )
+        except TaskNotFoundError as exc:
+            self.request_stop(StopReason.LOST, f"the task is gone: {exc.code}")
+            raise
+        if canceled:
+            self.request_stop(StopReason.CANCELED, "the service answered canceled")
+
+    # ----------------------------------------------------------------- finish
+
+    def _deliver(
+        self, task: Task, plan: staging.StagingPlan, paths: AttemptPaths
+    ) -> None:
+        """Copy stdout/stderr where the task asks, and upload the attempt's logs.
+        Bounded, and never changes the status."""
+        try:
+            staging.deliver_output(plan, self._s3, paths.stdout, paths.stderr)
+        except ActivityError as exc:
+            self._log.warning(
+                "task_output_not_delivered", error_id=exc.error_id, message=exc.message
+            )
+        if plan.log_uri:
+            component, instance, attempt = activities.component_ids(task)
+            staging.upload_attempt_logs(
+                plan,
+                self._s3,
+                [p for p in (paths.stdout, paths.stderr) if p.exists()],
+                pipeline_id=task.pipeline_id,
+                component_id=component,
+                instance_id=instance,
+                attempt_id=attempt,
+                deadline_s=LOG_UPLOAD_BUDGET_S,
+            )
+        staging.cleanup(paths.root / "staging")
+
+    def _report(
+        self, started: float, status: FinalStatus | None, outcome: Outcome | None
+    ) -> ExecutionResult:
+        if status is not None:
+            self._send_status(status)
+        return self._finish(started, outcome, status, self._reason)
+
+    def _send_status(self, status: FinalStatus) -> None:
+        """The commit point: the longest retry budget, heartbeats still going."""
+        try:
+            self._client.set_task_status(self.task_id, status)
+        except TaskNotFoundError as exc:
+            self._log.warning("task_status_rejected", error=exc.code)
+        except RejectedRequestError as exc:
+            self._log.error("task_status_invalid", error=exc.code, message=exc.message)
+        except TransientServiceError as exc:
+            self._log.error("task_status_not_sent", error=exc.code, message=exc.message)
+
+    def _finish(
+        self,
+        started: float,
+        outcome: Outcome | None,
+        status: FinalStatus | None,
+        reason: StopReason | None,
+    ) -> ExecutionResult:
+        if reason is not None and status is None:
+            label = reason.value
+        elif status is not None:
+            label = status.status.value.lower()
+        else:
+            label = "dropped"
+        self._log.info(
+            "task_finished",
+            outcome=label,
+            error_id=status.error_id if status else None,
+            returncode=outcome.returncode if outcome else None,
+            signal=outcome.signal if outcome else None,
+            duration_s=round(time.monotonic() - started, 3),
+            detail=self._reason_detail or None,
+        )
+        return ExecutionResult(outcome=label, status=status, reason=reason)
+
+
+def _tail(path: Path, size: int = STDERR_TAIL_BYTES) -> str:
+    """The last ``size`` bytes of a file, decoded leniently; '' when missing."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - size))
+            return handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""

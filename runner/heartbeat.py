@@ -1,0 +1,146 @@
+"""``Heartbeat``: call a function every N seconds on a named daemon thread.
+
+It owns the schedule and nothing else: what a beat does (a ReportTaskProgress, a
+ReportTaskRunnerHeartbeat) is the caller's function, and what a failed beat means
+(a lost lease) is the caller's decision, made from ``last_success`` and ``error``.
+
+Why it is built this way:
+
+- Heartbeats get threads of their own so that task output or a slow upload can never
+  starve them (design.md §5).
+- The cadence is measured from the *start* of each call: a slow call does not push
+  the schedule back, calls never overlap, and a call that overruns the interval is
+  followed at once by the next.
+- Every wait is ``Event.wait``: ``stop()`` and ``set_interval()`` wake the thread at
+  once, so shutdown never waits out an interval.
+- The thread body has the house shape: an exception from ``fn`` is logged with its
+  traceback and kept in ``error``; the thread keeps beating, because the next call
+  may well succeed and the caller judges from ``last_success``. Nothing dies silently.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatStatistics:
+    """A consistent snapshot of one heartbeat's counters."""
+
+    calls: int
+    failures: int
+    last_success: float | None  # time.monotonic() of the last call that returned
+    last_error: BaseException | None
+
+
+class Heartbeat:
+    """Calls ``fn`` every ``interval_s`` seconds, the first time after
+    ``first_delay_s`` (default: one interval, following ``set_interval``).
+    Thread-safe; ``fn`` runs only on the heartbeat thread, one call at a time."""
+
+    def __init__(
+        self,
+        fn: Callable[[], None],
+        *,
+        interval_s: float,
+        name: str,
+        log: structlog.typing.FilteringBoundLogger,
+        first_delay_s: float | None = None,
+    ) -> None:
+        self._fn = fn
+        self._interval_s = interval_s
+        self._first_delay_s = first_delay_s  # None: one interval, as it is then
+        self.name = name
+        self._log = log
+        self._stop = threading.Event()
+        self._wake = threading.Event()  # set by stop() and set_interval()
+        self._beats = threading.Condition()
+        self._calls = 0
+        self._failures = 0
+        self.error: BaseException | None = None
+        self.last_success: float | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        """Start the thread. Call once."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the thread to end; it does after the call in progress, if any.
+        Does not block."""
+        self._stop.set()
+        self._wake.set()
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for the thread to end; True when it has (or was
+        never started)."""
+        if self._thread.ident is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def set_interval(self, interval_s: float) -> None:
+        """Change the interval; the next call is rescheduled from the start of
+        the last one (at once if that is already past)."""
+        self._interval_s = interval_s
+        self._wake.set()
+
+    def statistics(self) -> HeartbeatStatistics:
+        with self._beats:
+            return HeartbeatStatistics(
+                calls=self._calls,
+                failures=self._failures,
+                last_success=self.last_success,
+                last_error=self.error,
+            )
+
+    def wait_beat(self, after: int, timeout: float) -> bool:
+        """Block until more than ``after`` calls have ended (successful or not), or
+        ``timeout`` passes; True when they have."""
+        with self._beats:
+            return self._beats.wait_for(lambda: self._calls > after, timeout)
+
+    # ----------------------------------------------------------------- thread
+
+    def _run(self) -> None:
+        try:
+            last_start: float | None = None
+            origin = time.monotonic()
+            while not self._stop.is_set():
+                if last_start is not None:
+                    due = last_start + self._interval_s
+                elif self._first_delay_s is not None:
+                    due = origin + self._first_delay_s
+                else:
+                    due = origin + self._interval_s
+                delay = due - time.monotonic()
+                if delay > 0:
+                    self._wake.wait(delay)
+                    self._wake.clear()
+                    continue  # woken or due: recompute, the interval may have changed
+                last_start = time.monotonic()
+                self._beat()
+        except Exception as exc:  # noqa: BLE001 - thread top: log, keep, never die silently
+            self._log.exception("heartbeat_crashed", heartbeat=self.name)
+            self.error = exc
+
+    def _beat(self) -> None:
+        error: Exception | None = None
+        try:
+            self._fn()
+        except Exception as exc:  # noqa: BLE001 - a failed beat is recorded, not fatal
+            self._log.exception("heartbeat_failed", heartbeat=self.name)
+            error = exc
+        with self._beats:
+            self._calls += 1
+            if error is None:
+                self.last_success = time.monotonic()
+            else:
+                self._failures += 1
+                self.error = error
+            self._beats.notify_all()

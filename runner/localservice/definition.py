@@ -1,0 +1,237 @@
+"""A pipeline definition as the local service reads it: objects, parameters, values.
+
+Owns: field lookup with inheritance (own fields, the `parent` chain, then
+`Default`), what kind each object is (activity, precondition, inert), worker
+group routing, expression evaluation in an object's context, and the checks
+behind PutPipelineDefinition's validationErrors and validationWarnings.
+
+Must not: touch runtime state. Runtime values (`@scheduledStartTime`...) come in
+as a mapping from the caller.
+
+Why: the same lookup serves validation, instance creation, task objects,
+DescribeObjects(evaluateExpressions) and EvaluateExpression, so they cannot
+disagree about what a field means.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+from runner.localservice.expressions import ExpressionError, evaluate, parse_period
+from runner.localservice.model import Field
+
+COMMAND_TYPES = frozenset({"ShellCommandActivity", "ShellCommandPrecondition"})
+RUNNER_PRECONDITIONS = frozenset({"ShellCommandPrecondition", "Exists"})
+SYSTEM_PRECONDITIONS = frozenset(
+    {
+        "S3KeyExists",
+        "S3PrefixNotEmpty",
+        "DynamoDBTableExists",
+        "DynamoDBDataExists",
+        "RdsSqlPrecondition",
+    }
+)
+RESOURCE_TYPES = frozenset({"Ec2Resource", "EmrCluster"})
+_MAX_DEPTH = 16
+# Runtime fields an expression may name; validation evaluates with these present.
+RUNTIME_KEYS = (
+    "@scheduledStartTime",
+    "@scheduledEndTime",
+    "@actualStartTime",
+    "@actualEndTime",
+    "@pipelineId",
+    "@id",
+    "@status",
+    "@attemptCount",
+    "@triesLeft",
+)
+
+
+class Definition:
+    """Read-only view of one definition (raw API dicts). Cheap to build."""
+
+    def __init__(
+        self, raw: Mapping[str, Any], values: list[dict[str, Any]] | None = None
+    ) -> None:
+        self.raw = raw
+        self.objects: dict[str, tuple[str, list[Field]]] = {}
+        for obj in raw.get("objects", []):
+            fields = [
+                (f["key"], f["refValue"], True)
+                if "refValue" in f
+                else (f["key"], f.get("stringValue", ""), False)
+                for f in obj.get("fields", [])
+            ]
+            self.objects[obj["id"]] = (obj.get("name", obj["id"]), fields)
+        self.parameters: dict[str, dict[str, str]] = {
+            p["id"]: {a["key"]: a["stringValue"] for a in p.get("attributes", [])}
+            for p in raw.get("parameters", [])
+        }
+        self.values: dict[str, list[str]] = defaultdict(list)
+        for value in values if values is not None else raw.get("values", []):
+            self.values[value["id"]].append(value["stringValue"])
+
+    # ---- field lookup -------------------------------------------------------
+    def chain(self, obj_id: str) -> list[str]:
+        """The object, its parent chain, then Default (no repeats, no cycles)."""
+        seen: list[str] = []
+        current: str | None = obj_id
+        while current is not None and current in self.objects and current not in seen:
+            seen.append(current)
+            parents = [v for k, v, ref in self.objects[current][1] if k == "parent"]
+            current = parents[0] if parents else None
+        if "Default" in self.objects and "Default" not in seen:
+            seen.append("Default")
+        return seen
+
+    def lookup(self, obj_id: str, key: str) -> list[Field]:
+        for owner in self.chain(obj_id):
+            found = [f for f in self.objects[owner][1] if f[0] == key]
+            if found:
+                return found
+        return []
+
+    def first(self, obj_id: str, key: str) -> str | None:
+        found = self.lookup(obj_id, key)
+        return found[0][1] if found else None
+
+    def refs(self, obj_id: str, key: str) -> list[str]:
+        return [value for _, value, is_ref in self.lookup(obj_id, key) if is_ref]
+
+    def type_of(self, obj_id: str) -> str:
+        return self.first(obj_id, "type") or ""
+
+    def merged(self, obj_id: str) -> list[Field]:
+        """Own fields plus inherited parent-chain fields (not Default's)."""
+        fields: list[Field] = []
+        keys: set[str] = set()
+        for owner in self.chain(obj_id):
+            if owner == "Default" and owner != obj_id:
+                break
+            own = [f for f in self.objects[owner][1] if f[0] not in keys]
+            fields.extend(own)
+            keys.update(f[0] for f in own)
+        return fields
+
+    # ---- kinds and routing --------------------------------------------------
+    def is_activity(self, obj_id: str) -> bool:
+        return obj_id != "Default" and self.type_of(obj_id).endswith("Activity")
+
+    def activities(self) -> list[str]:
+        return [obj_id for obj_id in self.objects if self.is_activity(obj_id)]
+
+    def preconditions_of(self, obj_id: str) -> list[str]:
+        """Preconditions guarding an activity: its own and its input nodes'."""
+        found = list(self.refs(obj_id, "precondition"))
+        for node in self.refs(obj_id, "input"):
+            found.extend(p for p in self.refs(node, "precondition") if p not in found)
+        return found
+
+    def route(self, obj_id: str, runs_on_group: str, guarded: str = "") -> str:
+        group = self.first(obj_id, "workerGroup")
+        if group:
+            return group
+        if self.refs(obj_id, "runsOn"):
+            return runs_on_group
+        return self.route(guarded, runs_on_group) if guarded else ""
+
+    def schedule_type(self) -> str:
+        declared = (
+            self.first("Default", "scheduleType") if "Default" in self.objects else None
+        )
+        if declared:
+            return declared.lower()
+        if any(self.refs(a, "schedule") for a in self.activities()):
+            return "cron"
+        return "ondemand"
+
+    def period(self, obj_id: str, key: str, default: dt.timedelta) -> dt.timedelta:
+        text = self.first(obj_id, key)
+        return parse_period(text) if text else default
+
+    # ---- parameters and expressions ------------------------------------------
+    def parameter(self, name: str) -> object:
+        attrs = self.parameters[name]
+        texts = self.values.get(name) or (
+            [attrs["default"]] if "default" in attrs else []
+        )
+        if not texts:
+            raise KeyError(name)
+        kind = attrs.get("type", "String")
+        converted: list[object] = [
+            int(t) if kind == "Integer" else float(t) if kind == "Double" else t
+            for t in texts
+        ]
+        return converted if len(converted) > 1 else converted[0]
+
+    def evaluate_text(
+        self, text: str, obj_id: str, runtime: Mapping[str, object], depth: int = 0
+    ) -> str:
+        """Evaluate every `#{...}` in text in the context of obj_id."""
+        if "#{" not in text:
+            return text
+        if depth > _MAX_DEPTH:
+            raise ExpressionError(f"expressions nest deeper than {_MAX_DEPTH} levels")
+        return evaluate(
+            text, lambda ref: self._resolve(ref, obj_id, runtime, depth + 1)
+        )
+
+    def evaluated(
+        self, fields: list[Field], obj_id: str, runtime: Mapping[str, object]
+    ) -> list[Field]:
+        return [
+            (
+                key,
+                value if is_ref else self.evaluate_text(value, obj_id, runtime),
+                is_ref,
+            )
+            for key, value, is_ref in fields
+        ]
+
+    def _resolve(
+        self, ref: str, obj_id: str, runtime: Mapping[str, object], depth: int
+    ) -> object:
+        head, _, rest = ref.partition(".")
+        if rest:
+            return self._resolve(rest, self._target(head, obj_id), runtime, depth)
+        if ref.startswith("@"):
+            if ref == "@id":
+                return obj_id
+            return runtime[ref]
+        if ref in self.parameters:
+            return self.parameter(ref)
+        found = self.lookup(obj_id, ref)
+        if not found:
+            raise KeyError(ref)
+        values = [
+            v if is_ref else self.evaluate_text(v, obj_id, runtime, depth)
+            for _, v, is_ref in found
+        ]
+        return values if len(values) > 1 else values[0]
+
+    def _target(self, head: str, obj_id: str) -> str:
+        if head == "node":
+            return obj_id
+        refs = self.refs(obj_id, head)
+        if refs:
+            return refs[0]
+        if head in self.objects:
+            return head
+        raise KeyError(head)
+
+
+def trial_runtime(pipeline_id: str) -> dict[str, object]:
+    now = dt.datetime.now(tz=dt.UTC).replace(microsecond=0)
+    return {
+        "@scheduledStartTime": now,
+        "@scheduledEndTime": now,
+        "@actualStartTime": now,
+        "@actualEndTime": now,
+        "@pipelineId": pipeline_id,
+        "@status": "RUNNING",
+        "@attemptCount": 1,
+        "@triesLeft": 2,
+    }

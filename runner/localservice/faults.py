@@ -1,0 +1,107 @@
+"""The fault switch and the call record: what tests script and what they assert on.
+
+Owns: scripted faults per operation (an AWS error, a dropped connection, added
+latency; a number of times or forever) and the record of every call received.
+
+Must not: know how an operation works. Faults are applied by the server BEFORE
+the operation runs, so an injected error never leaves a half-done change and a
+client retry succeeds.
+
+Why: the runner's retry and journal logic has to be tested against the errors
+AWS really sends; scripting them on the service side keeps the tests free of
+mocks (style.md).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+ERRORS = frozenset(
+    {"InternalServiceError", "ThrottlingException", "ServiceUnavailable", "drop"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedCall:
+    """One request as the service received it and how it was answered."""
+
+    operation: str
+    request: dict[str, Any]
+    error: str | None
+    at: float  # time.monotonic() when the request arrived
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """What to do to one call: `error` (an AWS code or "drop") after `latency_s`."""
+
+    error: str | None
+    latency_s: float
+
+
+@dataclass
+class _Script:
+    operation: str
+    fault: Fault
+    times: int | None
+
+
+class Faults:
+    """Scripted faults, consumed in the order they were added. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._scripts: list[_Script] = []
+
+    def add(
+        self,
+        operation: str,
+        *,
+        error: str | None = None,
+        latency_s: float = 0.0,
+        times: int | None = 1,
+    ) -> None:
+        """Script a fault for the next `times` calls of `operation` (None = forever)."""
+        if error is not None and error not in ERRORS:
+            raise ValueError(f"unknown fault {error!r}; one of {sorted(ERRORS)}")
+        if times is not None and times < 1:
+            raise ValueError("times must be at least 1 (or None for forever)")
+        with self._lock:
+            self._scripts.append(_Script(operation, Fault(error, latency_s), times))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._scripts.clear()
+
+    def take(self, operation: str) -> Fault | None:
+        """The fault for this call, if one is scripted (consumes one use)."""
+        with self._lock:
+            for script in self._scripts:
+                if script.operation != operation:
+                    continue
+                if script.times is not None:
+                    script.times -= 1
+                    if script.times == 0:
+                        self._scripts.remove(script)
+                return script.fault
+        return None
+
+
+class CallLog:
+    """Append-only record of calls. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: list[RecordedCall] = []
+
+    def append(self, call: RecordedCall) -> None:
+        with self._lock:
+            self._calls.append(call)
+
+    def calls(self, operation: str | None = None) -> list[RecordedCall]:
+        with self._lock:
+            return [
+                c for c in self._calls if operation is None or c.operation == operation
+            ]

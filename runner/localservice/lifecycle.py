@@ -1,0 +1,393 @@
+"""State transitions of instances and attempts: readiness, leases, retries, cascades.
+
+Owns: creating instances (with their precondition instances), moving them from
+WAITING_ON_DEPENDENCIES to WAITING_FOR_RUNNER, creating attempts, leasing,
+acknowledging and ending attempts, retries after `retryDelay`, precondition
+retries until `preconditionTimeout`, CASCADE_FAILED propagation, and the
+idempotent `check` timer that enforces the ack window, `reportProgressTimeout`
+and `attemptTimeout`.
+
+Must not: parse requests or build wire objects. Callers hold the engine lock.
+
+Why: every rule that decides what a runner sees next lives here, in one place,
+written against wall-clock deadlines already multiplied by `time_scale`, so the
+same code runs the 2-minute rules in real time and in a one-second test.
+Defaults (AWS's documented ones): maximumRetries 2, retryDelay 10 minutes,
+reportProgressTimeout 15 minutes, ack window 2 minutes, no preconditionTimeout.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+
+from runner.localservice.definition import (
+    RUNNER_PRECONDITIONS,
+    SYSTEM_PRECONDITIONS,
+    Definition,
+)
+from runner.localservice.engine import Engine
+from runner.localservice.expressions import ExpressionError
+from runner.localservice.model import (
+    CANCELED,
+    CASCADE_FAILED,
+    FAILED,
+    FAILURES,
+    FALSE,
+    FINISHED,
+    PAUSED,
+    RUNNING,
+    TIMEDOUT,
+    WAITING_FOR_RUNNER,
+    WAITING_ON_DEPENDENCIES,
+    Pipeline,
+    Run,
+    parse_time,
+    wall_time,
+)
+
+ACK_WINDOW_S = 120.0
+DEFAULT_MAX_RETRIES = 2
+DEFAULT_RETRY_DELAY = dt.timedelta(minutes=10)
+DEFAULT_PROGRESS_TIMEOUT = dt.timedelta(minutes=15)
+# The runner enforces attemptTimeout itself and reports FAILED; the service waits
+# this much longer (scaled) so that the runner's own report normally wins.
+ATTEMPT_TIMEOUT_GRACE_S = 60.0
+
+
+def register(engine: Engine) -> None:
+    engine.handlers["check"] = check
+
+
+# ---- instances -----------------------------------------------------------------
+def create_instance(
+    engine: Engine,
+    pipeline: Pipeline,
+    component: str,
+    start: str,
+    end: str,
+    *,
+    kind: str = "activity",
+    guarded: str = "",
+) -> Run:
+    """Create (or return the existing) instance of component for a time slot."""
+    instance_id = f"@{component}_{start}"
+    existing = engine.run(pipeline.id, instance_id)
+    if existing is not None:
+        return existing
+    defn = engine.definition(pipeline)
+    preconditions = (
+        [
+            create_instance(
+                engine, pipeline, p, start, end, kind="precondition", guarded=component
+            ).id
+            for p in defn.preconditions_of(component)
+        ]
+        if kind == "activity"
+        else []
+    )
+    retries = defn.first(component, "maximumRetries")
+    run = Run(
+        id=instance_id,
+        pipeline_id=pipeline.id,
+        sphere="INSTANCE",
+        component=component,
+        status=WAITING_ON_DEPENDENCIES,
+        scheduled_start=start,
+        scheduled_end=end,
+        kind=kind,
+        worker_group=defn.route(component, engine.runs_on_worker_group, guarded),
+        depends=defn.refs(component, "dependsOn") if kind == "activity" else [],
+        preconditions=preconditions,
+        tries_left=int(retries) if retries else DEFAULT_MAX_RETRIES,
+    )
+    engine.add_run(run)
+    engine.waiting.setdefault(pipeline.id, set()).add(run.id)
+    return run
+
+
+def check_waiting(engine: Engine, pipeline_id: str, now: float) -> None:
+    for instance_id in sorted(engine.waiting.get(pipeline_id, set())):
+        instance = engine.run(pipeline_id, instance_id)
+        if instance is not None:
+            check_instance(engine, instance, now)
+
+
+def check_instance(engine: Engine, instance: Run, now: float) -> None:
+    """Move a waiting instance on if its dependencies allow."""
+    if instance.status != WAITING_ON_DEPENDENCIES:
+        return
+    pipeline = engine.pipelines[instance.pipeline_id]
+    if instance.component in pipeline.paused:
+        instance.paused_from, instance.status = instance.status, PAUSED
+        engine.touch(instance)
+        return
+    statuses = _dependency_statuses(engine, instance)
+    if any(status in FAILURES for status in statuses):
+        end_instance(engine, instance, CASCADE_FAILED, now)
+    elif all(status == FINISHED for status in statuses):
+        engine.waiting.get(instance.pipeline_id, set()).discard(instance.id)
+        _make_ready(engine, instance, now)
+
+
+def _dependency_statuses(engine: Engine, instance: Run) -> list[str | None]:
+    statuses: list[str | None] = []
+    for component in instance.depends:
+        candidates = [
+            other
+            for other in engine.instances(instance.pipeline_id, component)
+            if other.scheduled_start <= instance.scheduled_start
+        ]
+        same = [c for c in candidates if c.scheduled_start == instance.scheduled_start]
+        chosen = same[-1] if same else (candidates[-1] if candidates else None)
+        statuses.append(chosen.status if chosen else None)
+    for precondition_id in instance.preconditions:
+        precondition = engine.run(instance.pipeline_id, precondition_id)
+        statuses.append(precondition.status if precondition else None)
+    return statuses
+
+
+def _make_ready(engine: Engine, instance: Run, now: float) -> None:
+    defn = engine.definition(engine.pipelines[instance.pipeline_id])
+    kind = defn.type_of(instance.component)
+    if instance.kind == "precondition" and kind in SYSTEM_PRECONDITIONS:
+        # Hook for S3KeyExists & co. (needs s3_endpoint_url); treated as met for now.
+        end_instance(engine, instance, FINISHED, now)
+        return
+    if instance.kind == "precondition" and kind not in RUNNER_PRECONDITIONS:
+        end_instance(engine, instance, FINISHED, now)
+        return
+    timeout = defn.first(instance.component, "preconditionTimeout")
+    if instance.kind == "precondition" and timeout:
+        instance.deadline = now + engine.scaled(
+            defn.period(
+                instance.component, "preconditionTimeout", dt.timedelta()
+            ).total_seconds()
+        )
+    start_attempt(engine, instance, now)
+
+
+def runtime_of(instance: Run, now: float) -> dict[str, object]:
+    return {
+        "@scheduledStartTime": parse_time(instance.scheduled_start),
+        "@scheduledEndTime": parse_time(instance.scheduled_end),
+        "@actualStartTime": parse_time(instance.actual_start or wall_time(now)),
+        "@actualEndTime": parse_time(instance.actual_end or wall_time(now)),
+        "@pipelineId": instance.pipeline_id,
+        "@status": instance.status,
+        "@attemptCount": instance.attempt_count,
+        "@triesLeft": instance.tries_left,
+    }
+
+
+def start_attempt(engine: Engine, instance: Run, now: float) -> None:
+    pipeline = engine.pipelines[instance.pipeline_id]
+    defn = engine.definition(pipeline)
+    instance.attempt_count += 1
+    instance.status = WAITING_FOR_RUNNER
+    attempt = Run(
+        id=f"{instance.id}_Attempt={instance.attempt_count}",
+        pipeline_id=instance.pipeline_id,
+        sphere="ATTEMPT",
+        component=instance.component,
+        status=WAITING_FOR_RUNNER,
+        scheduled_start=instance.scheduled_start,
+        scheduled_end=instance.scheduled_end,
+        kind=instance.kind,
+        instance=instance.id,
+        worker_group=instance.worker_group,
+    )
+    instance.head_attempt = attempt.id
+    engine.add_run(attempt)
+    engine.touch(instance)
+    try:
+        attempt.fields = [
+            list(f)
+            for f in defn.evaluated(
+                defn.merged(instance.component),
+                instance.component,
+                runtime_of(instance, now),
+            )
+        ]
+    except (ExpressionError, KeyError, ValueError, TypeError) as exc:
+        attempt.error_id, attempt.error_message = "ExpressionError", str(exc)
+        end_attempt(engine, attempt, FAILED, now, retry=False)
+        return
+    engine.enqueue(attempt)
+
+
+# ---- leases --------------------------------------------------------------------
+def lease(engine: Engine, attempt: Run, now: float, hostname: str) -> str:
+    """Hand the attempt to a runner: new task id, ack deadline."""
+    task_id = (
+        secrets.token_urlsafe(600)
+        + ":"
+        + attempt.pipeline_id
+        + ":"
+        + str(attempt.seq)
+        + ":"
+        + str(next_task_serial(engine))
+    )
+    attempt.task_id = task_id
+    attempt.hostname = hostname
+    attempt.acked = False
+    attempt.deadline = now + engine.scaled(ACK_WINDOW_S)
+    if not attempt.actual_start:
+        attempt.actual_start = wall_time(now)
+    defn = engine.definition(engine.pipelines[attempt.pipeline_id])
+    timeout = defn.period(attempt.component, "attemptTimeout", dt.timedelta())
+    if timeout and not attempt.attempt_deadline:
+        attempt.attempt_deadline = now + engine.scaled(
+            timeout.total_seconds() + ATTEMPT_TIMEOUT_GRACE_S
+        )
+    engine.tasks[task_id] = (attempt.pipeline_id, attempt.id)
+    engine.touch(attempt)
+    engine.add_timer(_lease_deadline(attempt), "check", attempt.pipeline_id, attempt.id)
+    return task_id
+
+
+def next_task_serial(engine: Engine) -> int:
+    return engine.next_seq()
+
+
+def _lease_deadline(attempt: Run) -> float:
+    if attempt.attempt_deadline:
+        return min(attempt.deadline, attempt.attempt_deadline)
+    return attempt.deadline
+
+
+def report_progress(engine: Engine, attempt: Run, now: float) -> None:
+    """An ack (first call) or keep-alive: extend the progress deadline."""
+    defn = engine.definition(engine.pipelines[attempt.pipeline_id])
+    window = defn.period(
+        attempt.component, "reportProgressTimeout", DEFAULT_PROGRESS_TIMEOUT
+    )
+    attempt.deadline = now + engine.scaled(window.total_seconds())
+    if not attempt.acked:
+        attempt.acked = True
+        attempt.status = RUNNING
+        instance = engine.run(attempt.pipeline_id, attempt.instance)
+        if instance is not None:
+            instance.status = RUNNING
+            instance.actual_start = instance.actual_start or wall_time(now)
+            engine.touch(instance)
+    engine.touch(attempt)
+
+
+def check(engine: Engine, pipeline_id: str, run_id: str, now: float) -> None:
+    """Timer: enforce lease deadlines, start due retries, re-check dependencies."""
+    run = engine.run(pipeline_id, run_id)
+    if run is None or run.terminal:
+        return
+    if run.sphere == "ATTEMPT":
+        _check_lease(engine, run, now)
+    elif run.status == WAITING_ON_DEPENDENCIES:
+        check_instance(engine, run, now)
+    elif run.status == WAITING_FOR_RUNNER:
+        head = engine.run(pipeline_id, run.head_attempt)
+        if head is None or head.terminal:
+            if now >= run.ready_at:
+                start_attempt(engine, run, now)
+            else:
+                engine.add_timer(run.ready_at, "check", pipeline_id, run.id)
+
+
+def _check_lease(engine: Engine, attempt: Run, now: float) -> None:
+    if not attempt.task_id:
+        return
+    if attempt.attempt_deadline and now >= attempt.attempt_deadline:
+        attempt.error_id = "AttemptTimeout"
+        attempt.error_message = "attemptTimeout passed (service side)"
+        end_attempt(engine, attempt, TIMEDOUT, now)
+    elif now < attempt.deadline:
+        engine.add_timer(
+            _lease_deadline(attempt), "check", attempt.pipeline_id, attempt.id
+        )
+    elif attempt.acked:
+        attempt.error_id = "ReportProgressTimeout"
+        attempt.error_message = "no ReportTaskProgress within reportProgressTimeout"
+        end_attempt(engine, attempt, TIMEDOUT, now)
+    else:
+        # Ack window missed: the same attempt goes back to the queue; the old
+        # task id is forgotten so that it answers TaskNotFoundException.
+        engine.tasks.pop(attempt.task_id, None)
+        attempt.task_id = ""
+        engine.touch(attempt)
+        engine.enqueue(attempt)
+
+
+# ---- endings -------------------------------------------------------------------
+def end_attempt(
+    engine: Engine, attempt: Run, status: str, now: float, *, retry: bool = True
+) -> None:
+    attempt.status = status
+    attempt.actual_end = wall_time(now)
+    engine.touch(attempt)
+    instance = engine.run(attempt.pipeline_id, attempt.instance)
+    if instance is None or instance.terminal:
+        return
+    instance.error_id = attempt.error_id
+    instance.error_message = attempt.error_message
+    instance.error_stack = attempt.error_stack
+    defn = engine.definition(engine.pipelines[attempt.pipeline_id])
+    if status in {FINISHED, CANCELED}:
+        end_instance(engine, instance, status, now)
+    elif status == FALSE:
+        _retry_precondition(engine, defn, instance, now)
+    elif retry and instance.tries_left > 0:
+        instance.tries_left -= 1
+        _retry_later(engine, defn, instance, now)
+    else:
+        end_instance(engine, instance, status, now)
+
+
+def _retry_later(engine: Engine, defn: Definition, instance: Run, now: float) -> None:
+    delay = defn.period(instance.component, "retryDelay", DEFAULT_RETRY_DELAY)
+    instance.status = WAITING_FOR_RUNNER
+    instance.ready_at = now + engine.scaled(delay.total_seconds())
+    engine.touch(instance)
+    engine.add_timer(instance.ready_at, "check", instance.pipeline_id, instance.id)
+
+
+def _retry_precondition(
+    engine: Engine, defn: Definition, instance: Run, now: float
+) -> None:
+    delay = defn.period(instance.component, "retryDelay", DEFAULT_RETRY_DELAY)
+    if (
+        instance.deadline
+        and now + engine.scaled(delay.total_seconds()) > instance.deadline
+    ):
+        instance.error_id = "PreconditionTimeout"
+        instance.error_message = "precondition still false at preconditionTimeout"
+        end_instance(engine, instance, TIMEDOUT, now)
+        return
+    _retry_later(engine, defn, instance, now)
+
+
+def end_instance(engine: Engine, instance: Run, status: str, now: float) -> None:
+    """Finish an instance and re-check whoever waits on it."""
+    instance.status = status
+    instance.actual_end = wall_time(now)
+    engine.touch(instance)
+    engine.waiting.get(instance.pipeline_id, set()).discard(instance.id)
+    for other_id in sorted(engine.waiting.get(instance.pipeline_id, set())):
+        other = engine.run(instance.pipeline_id, other_id)
+        if other is not None and (
+            instance.component in other.depends or instance.id in other.preconditions
+        ):
+            check_instance(engine, other, now)
+
+
+def cancel_instance(engine: Engine, instance: Run, now: float) -> None:
+    """TRY_CANCEL: end now, or if a runner holds it, answer `canceled` on progress."""
+    if instance.terminal:
+        return
+    head = engine.run(instance.pipeline_id, instance.head_attempt)
+    if head is not None and not head.terminal and head.task_id:
+        head.cancel_requested = instance.cancel_requested = True
+        engine.touch(head)
+        engine.touch(instance)
+    elif head is not None and not head.terminal:
+        end_attempt(engine, head, CANCELED, now)
+    else:
+        end_instance(engine, instance, CANCELED, now)

@@ -1,0 +1,186 @@
+"""The AWS JSON 1.1 wire format and request validation for the local service.
+
+Owns: the service model (read once from botocore), the `ServiceError` that every
+operation raises to answer with an AWS error, and `validate()`, which checks a
+decoded request body against the operation's input shape.
+
+Must not: know anything about pipelines, scheduling or HTTP sockets.
+
+Why: botocore's client-side validator skips maximum lengths, enums and the
+character pattern, so a client bug would pass unnoticed against a lenient
+emulator. We validate everything the model states, and the message names the
+member and the problem, the way AWS's InvalidRequestException does.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from typing import Any
+
+import botocore.session
+
+JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
+TARGET_PREFIX = "DataPipeline."
+
+# The model's pattern `[\u0020-\uD7FF\uE000-\uFFFD\uD800\uDC00-\uDBFF\uDFFF\r\n\t]*`
+# in Python terms: surrogate pairs arrive decoded as one astral code point, and a
+# lone surrogate (possible through JSON `\ud800`) is invalid.
+_BAD_CHAR = re.compile("[^\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff\r\n\t]")
+
+# Status code for each error code we send; anything else is a client error (400).
+_STATUS = {"InternalServiceError": 500, "ServiceUnavailable": 503}
+
+
+class ServiceError(Exception):
+    """An AWS error answer: `{"__type": code, "message": message}`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    @property
+    def status(self) -> int:
+        return _STATUS.get(self.code, 400)
+
+    def body(self) -> bytes:
+        return json.dumps({"__type": self.code, "message": self.message}).encode()
+
+
+def invalid(message: str) -> ServiceError:
+    return ServiceError("InvalidRequestException", message)
+
+
+@functools.cache
+def service_model() -> Any:
+    """botocore's model of Data Pipeline (loaded once; thread-safe after first call)."""
+    return botocore.session.get_session().get_service_model("datapipeline")
+
+
+@functools.cache
+def operation_names() -> frozenset[str]:
+    return frozenset(service_model().operation_names)
+
+
+def decode(target: str | None, raw: bytes) -> tuple[str, dict[str, Any]]:
+    """Return (operation, body) for a request, or raise ServiceError."""
+    if not target or not target.startswith(TARGET_PREFIX):
+        raise ServiceError("UnknownOperationException", f"bad X-Amz-Target: {target!r}")
+    operation = target[len(TARGET_PREFIX) :]
+    if operation not in operation_names():
+        raise ServiceError(
+            "UnknownOperationException", f"unknown operation {operation}"
+        )
+    try:
+        body = json.loads(raw or b"{}")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ServiceError(
+            "SerializationException", f"body is not JSON: {exc}"
+        ) from exc
+    if not isinstance(body, dict):
+        raise ServiceError("SerializationException", "body must be a JSON object")
+    return operation, body
+
+
+def validate(operation: str, body: dict[str, Any]) -> None:
+    """Check `body` against the input shape of `operation`; raise InvalidRequest."""
+    shape = service_model().operation_model(operation).input_shape
+    if shape is not None:
+        _check(shape, body, "")
+
+
+def _check(shape: Any, value: Any, path: str) -> None:
+    kind = shape.type_name
+    checker = _CHECKERS.get(kind)
+    if checker is None:
+        raise invalid(f"{path or 'request'}: unsupported shape type {kind}")
+    checker(shape, value, path)
+
+
+def _check_structure(shape: Any, value: Any, path: str) -> None:
+    if not isinstance(value, dict):
+        raise invalid(f"{path or 'request'} must be a structure")
+    members = shape.members
+    for name in shape.required_members:
+        if value.get(name) is None:
+            raise invalid(f"missing required member {_join(path, name)}")
+    for name, item in value.items():
+        if name not in members:
+            raise invalid(f"unknown member {_join(path, name)}")
+        if item is not None:
+            _check(members[name], item, _join(path, name))
+
+
+def _check_list(shape: Any, value: Any, path: str) -> None:
+    if not isinstance(value, list):
+        raise invalid(f"{path} must be a list")
+    _check_size(shape, len(value), path, "items")
+    for index, item in enumerate(value):
+        _check(shape.member, item, f"{path}[{index}]")
+
+
+def _check_map(shape: Any, value: Any, path: str) -> None:
+    if not isinstance(value, dict):
+        raise invalid(f"{path} must be a map")
+    for key, item in value.items():
+        _check(shape.key, key, f"{path} key")
+        _check(shape.value, item, f"{path}[{key}]")
+
+
+def _check_string(shape: Any, value: Any, path: str) -> None:
+    if not isinstance(value, str):
+        raise invalid(f"{path} must be a string")
+    _check_size(shape, len(value), path, "characters")
+    enum = shape.metadata.get("enum")
+    if enum and value not in enum:
+        raise invalid(f"{path} must be one of {', '.join(enum)}, not {value[:64]!r}")
+    if "pattern" in shape.metadata:
+        bad = _BAD_CHAR.search(value)
+        if bad is not None:
+            raise invalid(
+                f"{path} contains a character the pattern does not allow "
+                f"({ord(bad.group()):#06x} at offset {bad.start()})"
+            )
+
+
+def _check_size(shape: Any, size: int, path: str, unit: str) -> None:
+    low = shape.metadata.get("min")
+    high = shape.metadata.get("max")
+    if low is not None and size < low:
+        raise invalid(f"{path} must have at least {low} {unit}, has {size}")
+    if high is not None and size > high:
+        raise invalid(f"{path} must have at most {high} {unit}, has {size}")
+
+
+def _check_integer(shape: Any, value: Any, path: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise invalid(f"{path} must be an integer")
+    _check_size(shape, value, path, "(value)")
+
+
+def _check_boolean(shape: Any, value: Any, path: str) -> None:
+    if not isinstance(value, bool):
+        raise invalid(f"{path} must be a boolean")
+
+
+def _check_timestamp(shape: Any, value: Any, path: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise invalid(f"{path} must be a timestamp (epoch seconds)")
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+_CHECKERS = {
+    "structure": _check_structure,
+    "list": _check_list,
+    "map": _check_map,
+    "string": _check_string,
+    "integer": _check_integer,
+    "long": _check_integer,
+    "boolean": _check_boolean,
+    "timestamp": _check_timestamp,
+}

@@ -1,0 +1,152 @@
+"""What PutPipelineDefinition and ValidatePipelineDefinition report about a definition.
+
+Owns: the definition checks (missing `type`, dangling refs, ShellCommand*
+without `command` or `scriptUri`, activities with no worker group, schedules,
+parameters, expressions outside the supported subset) and the AWS answer shape
+`validationErrors` / `validationWarnings` (`[{"id", "errors"|"warnings"}]`).
+
+Must not: store anything.
+
+Why: AWS accepts and stores an errored definition but refuses to activate it;
+the local service does the same, so these checks must be complete enough that a
+definition which passes here also runs here. An expression is checked by
+evaluating it with trial runtime values, so the subset that validates is exactly
+the subset that evaluates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from typing import Any
+
+from runner.localservice.definition import (
+    COMMAND_TYPES,
+    SYSTEM_PRECONDITIONS,
+    Definition,
+    trial_runtime,
+)
+from runner.localservice.expressions import ExpressionError, parse_period
+
+Report = dict[str, list[str]]
+_PERIOD_KEYS = (
+    "period",
+    "retryDelay",
+    "attemptTimeout",
+    "reportProgressTimeout",
+    "preconditionTimeout",
+    "lateAfterTimeout",
+)
+
+
+def check(defn: Definition, pipeline_id: str) -> tuple[Report, Report]:
+    """Return (errors, warnings), each mapping an object id to messages."""
+    errors: Report = defaultdict(list)
+    warnings: Report = defaultdict(list)
+    runtime = trial_runtime(pipeline_id)
+    for obj_id, (_, fields) in defn.objects.items():
+        _check_fields(defn, obj_id, fields, runtime, errors[obj_id])
+        _check_type(defn, obj_id, errors[obj_id], warnings[obj_id])
+    for name in defn.parameters:
+        if not name.startswith("my"):
+            errors[name].append(f"Parameter id '{name}' must start with 'my'")
+    for name in defn.values:
+        if name not in defn.parameters:
+            errors[name].append(f"Value for undeclared parameter '{name}'")
+    _check_schedules(defn, errors)
+    return _compact(errors), _compact(warnings)
+
+
+def _check_fields(
+    defn: Definition,
+    obj_id: str,
+    fields: list[tuple[str, str, bool]],
+    runtime: dict[str, object],
+    errors: list[str],
+) -> None:
+    for key, value, is_ref in fields:
+        if is_ref:
+            if value not in defn.objects:
+                errors.append(f"Field '{key}' references unknown object '{value}'")
+            continue
+        try:
+            defn.evaluate_text(value, obj_id, runtime)
+        except (ExpressionError, KeyError, ValueError, TypeError) as exc:
+            errors.append(f"Field '{key}': unsupported expression in {value!r}: {exc}")
+            continue
+        if key in _PERIOD_KEYS and "#{" not in value:
+            try:
+                parse_period(value)
+            except ValueError as exc:
+                errors.append(f"Field '{key}': invalid period {value!r}: {exc}")
+
+
+def _check_type(
+    defn: Definition, obj_id: str, errors: list[str], warnings: list[str]
+) -> None:
+    if obj_id == "Default":
+        return
+    kind = defn.type_of(obj_id)
+    if not kind:
+        errors.append("Missing required field: 'type'")
+        return
+    if kind in COMMAND_TYPES and not (
+        defn.first(obj_id, "command") or defn.first(obj_id, "scriptUri")
+    ):
+        errors.append(f"{kind} requires one of 'command' or 'scriptUri'")
+    if defn.is_activity(obj_id) and not (
+        defn.first(obj_id, "workerGroup") or defn.refs(obj_id, "runsOn")
+    ):
+        errors.append("One of 'runsOn' or 'workerGroup' is required")
+    if kind in SYSTEM_PRECONDITIONS:
+        warnings.append(
+            f"{kind} is checked by the service; the local service treats it as met"
+        )
+
+
+def _check_schedules(defn: Definition, errors: Report) -> None:
+    schedule_type = defn.schedule_type()
+    if schedule_type not in {"ondemand", "cron", "timeseries"}:
+        errors["Default"].append(f"Unknown scheduleType '{schedule_type}'")
+        return
+    if schedule_type == "ondemand":
+        return
+    for activity in defn.activities():
+        schedules = defn.refs(activity, "schedule")
+        if not schedules:
+            errors[activity].append(f"scheduleType {schedule_type} needs a 'schedule'")
+            continue
+        schedule = schedules[0]
+        if not defn.first(schedule, "period"):
+            errors[schedule].append("Missing required field: 'period'")
+        start = defn.first(schedule, "startDateTime")
+        if (
+            not start
+            and defn.first(schedule, "startAt") != "FIRST_ACTIVATION_DATE_TIME"
+        ):
+            errors[schedule].append(
+                "One of 'startDateTime' or 'startAt: FIRST_ACTIVATION_DATE_TIME' "
+                "is required"
+            )
+        for key in ("startDateTime", "endDateTime"):
+            text = defn.first(schedule, key)
+            if text and "#{" not in text:
+                try:
+                    dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S")  # noqa: DTZ007 - AWS times are zone-less UTC
+                except ValueError:
+                    errors[schedule].append(
+                        f"Field '{key}' must be YYYY-MM-DDTHH:MM:SS"
+                    )
+
+
+def _compact(report: Report) -> Report:
+    return {key: value for key, value in report.items() if value}
+
+
+def answer(errors: Report, warnings: Report) -> dict[str, Any]:
+    """The AWS response body for Put/ValidatePipelineDefinition."""
+    return {
+        "validationErrors": [{"id": k, "errors": v} for k, v in errors.items()],
+        "validationWarnings": [{"id": k, "warnings": v} for k, v in warnings.items()],
+        "errored": bool(errors),
+    }

@@ -1,0 +1,173 @@
+"""structlog setup: one pipeline for the runner's own lines and for stdlib loggers.
+
+Owns: how a log line looks (JSON lines when the stream is not a TTY, the console
+renderer on a TTY), the level filter, the secret-key redaction, and routing the
+stdlib loggers of boto3/botocore/urllib3 through the same processors.
+
+Must not: decide *what* is logged, read ``Settings`` (``cli.py`` passes the values),
+or write anywhere but the one stream it is given (stdout by default: journald keeps
+it, containers collect it).
+
+Why this shape: structlog events are handed to the stdlib logger of the same name
+and rendered by one ``structlog.stdlib.ProcessorFormatter`` on one handler, so
+structlog lines and foreign lines share one renderer, one lock (no interleaved
+half-lines from threads) and one set of pre-processors (hynek/structlog
+``docs/standard-library.md``). Loggers are not cached, so ``configure`` can run
+twice and ``structlog.testing.capture_logs`` works after it. Redaction here is
+defence in depth: the rule is still never to log a secret at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
+
+from runner.errors import ConfigError
+
+LEVELS: Mapping[str, int] = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+FORMATS = ("auto", "json", "console")
+
+#: Chatty libraries kept at WARNING unless the runner itself logs at debug.
+NOISY_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer")
+
+#: A key is secret when its lower-cased name contains one of these, or starts with '*'
+#: (Data Pipeline's convention for secret fields such as ``*password``).
+SECRET_KEY_PARTS = (
+    "secret",
+    "password",
+    "passwd",
+    "token",
+    "credential",
+    "authorization",
+)
+REDACTED = "***"
+
+_HANDLER_NAME = "dp-runner"
+
+
+def _is_secret_key(key: str) -> bool:
+    lowered = key.lower()
+    return key.startswith("*") or any(part in lowered for part in SECRET_KEY_PARTS)
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            k: REDACTED
+            if isinstance(k, str) and _is_secret_key(k)
+            else _redact_value(v)
+            for k, v in value.items()
+        }
+    return value
+
+
+def redact_secrets(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Mask the values of keys that look secret, also one mapping deep and more."""
+    for key in list(event_dict):
+        if key == "event" or key.startswith("_"):
+            continue  # the message itself and the formatter's private keys
+        if _is_secret_key(key):
+            event_dict[key] = REDACTED
+        else:
+            event_dict[key] = _redact_value(event_dict[key])
+    return event_dict
+
+
+def _shared_processors() -> list[Processor]:
+    """What every line gets, structlog or stdlib: context, logger, level, time."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+
+
+def _renderer_chain(log_format: str, stream: TextIO) -> list[Processor]:
+    if log_format == "auto":
+        log_format = "console" if stream.isatty() else "json"
+    if log_format == "console":
+        return [
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.dev.ConsoleRenderer(colors=stream.isatty()),
+        ]
+    return [
+        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+        structlog.processors.format_exc_info,
+        structlog.processors.JSONRenderer(),
+    ]
+
+
+def configure(
+    *, log_format: str = "auto", level: str = "info", stream: TextIO | None = None
+) -> None:
+    """Set up structlog and the stdlib root logger to write to ``stream``.
+
+    ``stream`` defaults to ``sys.stdout`` at call time. Idempotent: a second call
+    replaces the first one's handler. Raises ``ConfigError`` for an unknown level
+    or format. Not thread-safe: call it from the main thread before threads start.
+    """
+    if level.lower() not in LEVELS:
+        raise ConfigError(f"log level {level!r}: expected one of {', '.join(LEVELS)}")
+    if log_format not in FORMATS:
+        raise ConfigError(f"log format {log_format!r}: expected one of {FORMATS}")
+    level_no = LEVELS[level.lower()]
+    out = stream if stream is not None else sys.stdout
+
+    _install_handler(out, log_format, level_no)
+    structlog.configure(
+        processors=[
+            *_shared_processors(),
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level_no),
+        logger_factory=structlog.stdlib.LoggerFactory(ignore_frame_names=[__name__]),
+        context_class=dict,
+        cache_logger_on_first_use=False,
+    )
+
+
+def _install_handler(out: TextIO, log_format: str, level_no: int) -> None:
+    """One handler on the root logger, replacing the one a former call put there."""
+    handler = logging.StreamHandler(out)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=_shared_processors(),
+            processors=_renderer_chain(log_format, out),
+        )
+    )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level_no)
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(
+            logging.DEBUG if level_no <= logging.DEBUG else logging.WARNING
+        )
+
+
+def get_logger(name: str | None = None) -> FilteringBoundLogger:
+    """A structlog logger named ``name`` (the caller's module when ``None``).
+
+    Safe to call at import time, before ``configure``: the logger reads the
+    configuration each time it logs. Thread-safe.
+    """
+    logger: FilteringBoundLogger = (
+        structlog.get_logger(name) if name is not None else structlog.get_logger()
+    )
+    return logger

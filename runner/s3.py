@@ -1,0 +1,342 @@
+"""S3 transfers: the one module that talks to S3.
+
+It owns one boto3 S3 client, created on first use (an idle runner never pays for it),
+with botocore's ``standard`` retry mode. That client is separate from the Data Pipeline
+client: s3transfer retries streaming errors itself, and the Data Pipeline client's
+tenacity policy must not nest around it. Endpoint, region and profile come from boto3's
+own chain (``AWS_ENDPOINT_URL_S3``, ``AWS_PROFILE``...); ``region`` only overrides it,
+as ``--region`` does. Nothing here adds a second way to set what boto3 reads.
+
+Transfers go through boto3's managed transfers (s3transfer): multipart above
+``TransferConfig.multipart_threshold`` (8 MiB), parts in parallel, bounded queues, so
+memory stays flat whatever the size. A prefix is moved by one transfer manager with
+many files in flight, the way ``aws s3 cp --recursive`` does it.
+
+Errors are translated once, here, into ``StagingError`` with an ``error_id`` and a
+message naming the object (``s3://bucket/key``). A key that would land outside its
+destination folder is refused before anything is written.
+
+It must not know about tasks, data nodes or the Data Pipeline API (``staging.py`` does),
+and it does not log on its own except through the logger it is given.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import boto3
+from boto3.exceptions import Boto3Error
+from boto3.s3.transfer import TransferConfig, create_transfer_manager
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from s3transfer.exceptions import (
+    RetriesExceededError,
+    S3DownloadFailedError,
+    S3UploadFailedError,
+)
+from s3transfer.subscribers import BaseSubscriber
+
+from runner.errors import ActivityError
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+_T = TypeVar("_T")
+
+#: botocore ``standard`` retries: throttling, 5xx and connection errors, capped backoff.
+RETRY_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
+
+_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+#: What botocore, boto3's wrappers (``S3UploadFailedError`` keeps the ``ClientError``
+#: as its context), s3transfer and the disk raise during a transfer.
+_TRANSFER_ERRORS = (
+    ClientError,
+    BotoCoreError,
+    Boto3Error,
+    RetriesExceededError,
+    S3DownloadFailedError,
+    S3UploadFailedError,
+    OSError,
+)
+_NO_BUCKET = _NOT_FOUND | {"NoSuchBucket"}
+_ACCESS_DENIED = frozenset({"403", "AccessDenied", "AllAccessDisabled", "Forbidden"})
+
+
+class StagingError(ActivityError):
+    """An S3 transfer or a staging step failed; the attempt FAILS with ``error_id``.
+
+    ``error_id`` is one of ``S3NoSuchKey``, ``S3NoSuchBucket``, ``S3AccessDenied``,
+    ``S3PathTraversal``, ``S3InvalidUri``, ``S3Error`` (anything else from S3) or
+    ``StagingIOError`` (a local file could not be read or written).
+    """
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key`` -> ``("bucket", "key")``; ``StagingError(S3InvalidUri)``
+    for anything that is not an S3 URI with a bucket."""
+    scheme, sep, rest = uri.partition("://")
+    bucket, _, key = rest.partition("/")
+    if not sep or scheme.lower() not in ("s3", "s3n", "s3a") or not bucket:
+        raise StagingError("S3InvalidUri", f"{uri!r} is not an s3://bucket/key URI")
+    return bucket, key
+
+
+def relative_key_path(bucket: str, key: str, prefix: str) -> PurePosixPath | None:
+    """The safe relative path of ``key`` under ``prefix`` (which ends with ``/`` or is
+    empty); ``None`` for a folder marker (a key ending in ``/``). Raises
+    ``StagingError(S3PathTraversal)`` for ``..``, ``.``, empty segments, an absolute
+    path or a NUL: anything that could land outside the destination folder."""
+    relative = key[len(prefix) :]
+    if relative == "":
+        return None  # the folder marker of the prefix itself
+    is_marker = relative.endswith("/")
+    parts = relative.removesuffix("/").split("/")
+    if not _safe_parts(parts):
+        raise StagingError(
+            "S3PathTraversal",
+            f"refusing {f's3://{bucket}/{key}'!r}: it would land outside its folder",
+        )
+    return None if is_marker else PurePosixPath(*parts)
+
+
+def _safe_parts(parts: list[str]) -> bool:
+    return all(p not in ("", ".", "..") and "\0" not in p for p in parts)
+
+
+def _client_error_code(exc: BaseException) -> tuple[str, str] | None:
+    """The (code, message) of the ``ClientError`` in ``exc``'s chain, if any.
+    boto3 wraps upload errors in ``S3UploadFailedError`` raised inside ``except``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ClientError):
+            error = current.response.get("Error", {})
+            return str(error.get("Code", "")), str(error.get("Message", ""))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+class S3:
+    """Managed S3 transfers on one lazily created client.
+
+    Thread-safe: the client is built once under a lock, and boto3 clients may be
+    shared between threads. Every method blocks until its transfer is done and raises
+    ``StagingError`` on failure.
+    """
+
+    def __init__(
+        self,
+        *,
+        region: str | None,
+        log: FilteringBoundLogger,
+        transfer_config: TransferConfig | None = None,
+    ) -> None:
+        self.log = log
+        self._region = region
+        self._config = transfer_config or TransferConfig()
+        self._lock = threading.Lock()
+        self._client: Any = None  # a botocore client: untyped (no stubs installed)
+
+    @property
+    def client(self) -> Any:
+        """The S3 client, created on first use (boto3 sessions are not thread-safe,
+        so the session is made under the lock too)."""
+        with self._lock:
+            if self._client is None:
+                session = boto3.session.Session(region_name=self._region)
+                self._client = session.client("s3", config=RETRY_CONFIG)
+            return self._client
+
+    def download_file(self, uri: str, dest: Path) -> int:
+        """Download one object to ``dest`` (parent folders are created); its size."""
+        bucket, key = parse_s3_uri(uri)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        self._call(
+            uri,
+            lambda: self.client.download_file(
+                bucket, key, str(dest), Config=self._config
+            ),
+            op="download",
+        )
+        return dest.stat().st_size
+
+    def download_prefix(self, uri: str, dest_dir: Path) -> list[Path]:
+        """Download every object under the folder ``uri`` into ``dest_dir``, keys made
+        relative to it. Every key is checked before anything is written."""
+        bucket, prefix = parse_s3_uri(uri)
+        prefix = _as_folder(prefix)
+        plan: list[tuple[str, Path, _KnownSize]] = []
+        for key, known in self._list_keys(bucket, prefix, uri):
+            relative = relative_key_path(bucket, key, prefix)
+            if relative is not None:
+                plan.append((key, dest_dir.joinpath(relative), known))
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        for _, path, _ in plan:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self._call(uri, lambda: self._download_many(bucket, plan), op="download")
+        return [path for _, path, _ in plan]
+
+    def upload_file(self, src: Path, uri: str, *, sse: bool = True) -> None:
+        """Upload one file; server-side encrypted (AES256) unless ``sse`` is false."""
+        bucket, key = parse_s3_uri(uri)
+        self._call(
+            uri,
+            lambda: self.client.upload_file(
+                str(src), bucket, key, ExtraArgs=_extra(sse), Config=self._config
+            ),
+            op="upload",
+        )
+
+    def upload_dir(
+        self, src_dir: Path, uri_prefix: str, *, sse: bool = True
+    ) -> list[str]:
+        """Upload every file under ``src_dir`` (recursively, layout kept) below the
+        folder ``uri_prefix``; the URIs written."""
+        bucket, prefix = parse_s3_uri(uri_prefix)
+        prefix = _as_folder(prefix)
+        plan = [
+            (prefix + path.relative_to(src_dir).as_posix(), path)
+            for path in sorted(src_dir.rglob("*"))
+            if path.is_file()
+        ]
+        self._call(
+            uri_prefix, lambda: self._upload_many(bucket, plan, _extra(sse)), "upload"
+        )
+        return [f"s3://{bucket}/{key}" for key, _ in plan]
+
+    def exists(self, uri: str) -> bool:
+        """Whether the key exists or, for a URI ending in ``/``, the prefix has a key.
+        A missing bucket or a refused access raises ``StagingError``."""
+        bucket, key = parse_s3_uri(uri)
+        if key == "" or key.endswith("/"):
+            return self.prefix_not_empty(uri)
+        try:
+            self.client.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            code = (_client_error_code(exc) or ("", ""))[0]
+            if code in _NOT_FOUND and not self._no_bucket(bucket):
+                return False
+            raise self._translate(uri, exc) from exc
+        except BotoCoreError as exc:
+            raise self._translate(uri, exc) from exc
+        return True
+
+    def prefix_not_empty(self, uri: str) -> bool:
+        """Whether at least one object's key starts with the URI's key."""
+        bucket, prefix = parse_s3_uri(uri)
+        answer = self._call(
+            uri,
+            lambda: self.client.list_objects_v2(
+                Bucket=bucket, Prefix=prefix, MaxKeys=1
+            ),
+        )
+        return int(answer.get("KeyCount", 0)) > 0
+
+    def _list_keys(
+        self, bucket: str, prefix: str, uri: str
+    ) -> Iterator[tuple[str, _KnownSize]]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        pages = self._call(
+            uri, lambda: list(paginator.paginate(Bucket=bucket, Prefix=prefix))
+        )
+        for page in pages:
+            for item in page.get("Contents", []):
+                known = _KnownSize(int(item.get("Size", 0)), item.get("ETag"))
+                yield str(item["Key"]), known
+
+    def _download_many(
+        self, bucket: str, plan: list[tuple[str, Path, _KnownSize]]
+    ) -> None:
+        """Many downloads on one manager, many files in flight; the listed sizes
+        spare a HeadObject per file (as the AWS CLI does). Leaving the ``with`` on
+        an error cancels what is still queued and waits for what runs."""
+        with create_transfer_manager(self.client, self._config) as manager:
+            futures = [
+                manager.download(bucket, key, str(path), subscribers=[known])
+                for key, path, known in plan
+            ]
+            for future in futures:
+                future.result()
+
+    def _upload_many(
+        self, bucket: str, plan: list[tuple[str, Path]], extra: dict[str, str]
+    ) -> None:
+        """Many uploads on one manager, like ``_download_many``."""
+        with create_transfer_manager(self.client, self._config) as manager:
+            futures = [
+                manager.upload(str(path), bucket, key, extra_args=extra)
+                for key, path in plan
+            ]
+            for future in futures:
+                future.result()
+
+    def _call(self, uri: str, fn: Callable[[], _T], op: str | None = None) -> _T:
+        """Run ``fn``; translate whatever S3 or the disk raises, once. A transfer
+        (``op``) logs one ``s3_transfer`` line with its duration."""
+        started = time.monotonic()
+        try:
+            result = fn()
+        except StagingError:
+            raise
+        except _TRANSFER_ERRORS as exc:
+            raise self._translate(uri, exc) from exc
+        if op is not None:
+            duration_s = round(time.monotonic() - started, 3)
+            self.log.info("s3_transfer", op=op, uri=uri, duration_s=duration_s)
+        return result
+
+    def _translate(self, uri: str, exc: BaseException) -> StagingError:
+        found = _client_error_code(exc)
+        if found is None:
+            if isinstance(exc, OSError) and not isinstance(exc, BotoCoreError):
+                return StagingError("StagingIOError", f"{uri}: local file error: {exc}")
+            return StagingError("S3Error", f"{uri}: {exc}")
+        code, message = found
+        bucket, _ = parse_s3_uri(uri)
+        if code == "NoSuchBucket" or (code in _NOT_FOUND and self._no_bucket(bucket)):
+            return StagingError(
+                "S3NoSuchBucket", f"{uri}: bucket {bucket!r} does not exist"
+            )
+        if code in _NOT_FOUND:
+            return StagingError("S3NoSuchKey", f"{uri}: no such key")
+        if code in _ACCESS_DENIED:
+            return StagingError("S3AccessDenied", f"{uri}: access denied ({message})")
+        return StagingError("S3Error", f"{uri}: {code}: {message or exc}")
+
+    def _no_bucket(self, bucket: str) -> bool:
+        """A HEAD answers a bare 404 for a missing key and a missing bucket alike;
+        ask the bucket to tell them apart (only on the error path)."""
+        try:
+            self.client.head_bucket(Bucket=bucket)
+        except ClientError as exc:
+            return (_client_error_code(exc) or ("", ""))[0] in _NO_BUCKET
+        except BotoCoreError:
+            return False
+        return False
+
+
+class _KnownSize(BaseSubscriber):  # type: ignore[misc]  # s3transfer has no stubs
+    """Tells s3transfer an object's size and ETag from the listing, so it skips
+    HeadObject (the ETag also pins the version being read, through IfMatch)."""
+
+    def __init__(self, size: int, etag: str | None) -> None:
+        self.size, self.etag = size, etag
+
+    def on_queued(self, future: Any, **kwargs: Any) -> None:
+        future.meta.provide_transfer_size(self.size)
+        # s3transfer 0.11+ also HEADs for the ETag (it pins reads with IfMatch).
+        if self.etag and hasattr(future.meta, "provide_object_etag"):
+            future.meta.provide_object_etag(self.etag)
+
+
+def _as_folder(prefix: str) -> str:
+    return prefix if prefix == "" or prefix.endswith("/") else prefix + "/"
+
+
+def _extra(sse: bool) -> dict[str, str]:
+    return {"ServerSideEncryption": "AES256"} if sse else {}

@@ -1,0 +1,373 @@
+"""What ShellCommandActivity's S3 features need: staging, scripts, output and logs.
+
+Owns: reading the S3 side of a task into a ``StagingPlan`` (``scriptUri``, ``stage``,
+``input``/``output`` S3DataNodes, ``stdout``/``stderr``, ``pipelineLogUri``), and the
+steps around one attempt that use it:
+
+    plan(task)                     before anything runs; bad shapes -> ActivityError
+    stage_in / fetch_script        before the spawn: INPUTn/OUTPUTn_STAGING_DIR, script
+    stage_out                      after a successful run: OUTPUTn folders -> S3
+    deliver_output                 after the run: StdOutput/StdError -> stdout/stderr
+    upload_attempt_logs            at the end of every attempt; bounded, never raises
+    cleanup                        the staging folders go away
+
+Must not: call the Data Pipeline API, start processes or import boto3. Transfers and
+their errors belong to ``s3.py``; the order of the steps and the final status belong
+to ``execution.py``.
+
+Why this way: the plan is pure and computed first, so a bad definition fails the
+attempt before a byte moves, and each step is a small function that the execution
+layer calls at its point of the lifecycle (Java runner: ``output/staging/..._input<N>``
+folders, removed after the task). Log upload runs on its own thread and is waited for
+at most ``deadline_s``: a slow or broken S3 never holds back the final status.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from runner.activities import safe_path_part
+from runner.activities.shell import shell_interpreter
+from runner.errors import ActivityError
+from runner.model import PipelineObject, Ref, Task
+from runner.s3 import S3, StagingError, parse_s3_uri, relative_key_path
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+S3_DATA_NODE = "S3DataNode"
+_DIR_MODE = 0o700
+_LOG_RETRY_CAP_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class DataNode:
+    """An S3DataNode as staging reads it: exactly one of ``file_path`` and
+    ``directory_path`` (s3:// URIs); ``sse`` unless ``s3EncryptionType`` is NONE."""
+
+    id: str
+    type: str
+    file_path: str | None
+    directory_path: str | None
+    sse: bool = True
+
+    @property
+    def uri(self) -> str:
+        """The file's URI, or the folder's URI ending in ``/``."""
+        if self.file_path is not None:
+            return self.file_path
+        return (self.directory_path or "").rstrip("/") + "/"
+
+
+@dataclass(frozen=True, slots=True)
+class StagingPlan:
+    """The S3 side of one task. ``stdout_uri``/``stderr_uri`` are s3:// URIs or
+    absolute local paths; ``inputs``/``outputs`` are set only when ``stage`` is."""
+
+    script_uri: str | None = None
+    inputs: tuple[DataNode, ...] = ()
+    outputs: tuple[DataNode, ...] = ()
+    stage: bool = False
+    stdout_uri: str | None = None
+    stderr_uri: str | None = None
+    log_uri: str | None = None
+
+
+def plan(task: Task) -> StagingPlan:
+    """Read the task's S3 fields. Raises ``ActivityError`` (``InvalidField``,
+    ``MissingField``, ``UnsupportedStaging``, ``S3InvalidUri``) for a bad shape."""
+    script_uri = _s3_field(task, "scriptUri")
+    if script_uri is not None and task.get_all("scriptArgument"):
+        raise ActivityError(
+            "InvalidField",
+            "'scriptArgument' is only allowed with 'command', not with 'scriptUri'",
+        )
+    stage = _bool_field(task, "stage")
+    inputs: tuple[DataNode, ...] = ()
+    outputs: tuple[DataNode, ...] = ()
+    if stage:
+        inputs = tuple(_data_node(task, v, "input") for v in task.get_all("input"))
+        outputs = tuple(_data_node(task, v, "output") for v in task.get_all("output"))
+    for node in outputs:
+        if node.directory_path is None:
+            raise ActivityError(
+                "MissingField",
+                f"output {node.id!r}: staging an output needs 'directoryPath'",
+            )
+    return StagingPlan(
+        script_uri=script_uri,
+        inputs=inputs,
+        outputs=outputs,
+        stage=stage,
+        stdout_uri=_s3_field(task, "stdout", local_ok=True),
+        stderr_uri=_s3_field(task, "stderr", local_ok=True),
+        log_uri=_s3_field(task, "pipelineLogUri"),
+    )
+
+
+def stage_in(plan: StagingPlan, s3: S3, staging_root: Path) -> dict[str, str]:
+    """Download input ``n`` into ``staging_root/input<n>`` and create empty
+    ``output<n>`` folders; the ``INPUTn_STAGING_DIR``/``OUTPUTn_STAGING_DIR``
+    variables. ``{}`` when the plan does not stage. Raises ``StagingError``."""
+    if not plan.stage:
+        return {}
+    env: dict[str, str] = {}
+    for n, node in enumerate(plan.inputs, start=1):
+        folder = _make_dir(staging_root / f"input{n}")
+        if node.file_path is not None:
+            s3.download_file(node.file_path, folder / _key_name(node.file_path))
+        else:
+            s3.download_prefix(node.uri, folder)
+        env[f"INPUT{n}_STAGING_DIR"] = str(folder)
+    for n, _ in enumerate(plan.outputs, start=1):
+        env[f"OUTPUT{n}_STAGING_DIR"] = str(_make_dir(staging_root / f"output{n}"))
+    return env
+
+
+def fetch_script(plan: StagingPlan, s3: S3, workdir: Path) -> list[str]:
+    """Download ``scriptUri`` into ``workdir``; the argv that runs it: ``[script]``
+    (mode 0700) when it starts with ``#!``, else ``[bash-or-sh, script]``."""
+    if plan.script_uri is None:
+        raise ActivityError("MissingField", "the task has no 'scriptUri'")
+    path = workdir / _key_name(plan.script_uri)
+    s3.download_file(plan.script_uri, path)
+    try:
+        with path.open("rb") as file:
+            shebang = file.read(2) == b"#!"
+        path.chmod(_DIR_MODE)
+    except OSError as exc:
+        raise StagingError("StagingIOError", f"{plan.script_uri}: {exc}") from exc
+    return [str(path)] if shebang else [shell_interpreter(), str(path)]
+
+
+def stage_out(plan: StagingPlan, s3: S3, staging_root: Path) -> None:
+    """After a successful run: upload ``output<n>`` to output ``n``'s
+    ``directoryPath``, encrypted unless the node says NONE. Raises ``StagingError``."""
+    if not plan.stage:
+        return
+    for n, node in enumerate(plan.outputs, start=1):
+        s3.upload_dir(staging_root / f"output{n}", node.uri, sse=node.sse)
+
+
+def deliver_output(plan: StagingPlan, s3: S3, stdout: Path, stderr: Path) -> None:
+    """Send StdOutput/StdError where ``stdout``/``stderr`` say: an s3:// URI gets an
+    upload, a local path a copy (parents created). Raises ``StagingError``."""
+    for target, path in ((plan.stdout_uri, stdout), (plan.stderr_uri, stderr)):
+        if target is None:
+            continue
+        if target.startswith("s3://"):
+            s3.upload_file(path, target)
+            continue
+        try:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+        except OSError as exc:
+            raise StagingError("StagingIOError", f"copy to {target}: {exc}") from exc
+
+
+def upload_attempt_logs(
+    plan: StagingPlan,
+    s3: S3,
+    files: Sequence[Path],
+    *,
+    pipeline_id: str,
+    component_id: str,
+    instance_id: str,
+    attempt_id: str,
+    deadline_s: float,
+    log: FilteringBoundLogger | None = None,
+) -> bool:
+    """Upload ``files`` to ``pipelineLogUri/<pipelineId>/<componentId>/<instanceId>/
+    <attemptId>/<name>`` (each part made safe). Retries ``S3Error`` with jittered
+    backoff; blocks at most ``deadline_s``; logs failures and never raises. True when
+    every existing file landed, or when there is no ``pipelineLogUri``."""
+    log = log or s3.log
+    if plan.log_uri is None:
+        return True
+    parts = (pipeline_id, component_id, instance_id, attempt_id)
+    base = plan.log_uri.rstrip("/") + "".join("/" + safe_path_part(p) for p in parts)
+    uploads = [(p, f"{base}/{safe_path_part(p.name)}") for p in files if p.is_file()]
+    job = _LogUpload(s3, uploads, log, time.monotonic() + deadline_s)
+    thread = threading.Thread(target=job.run, name="attempt-log-upload", daemon=True)
+    thread.start()
+    thread.join(deadline_s)
+    if thread.is_alive():
+        job.give_up.set()
+        log.warning("attempt_logs_upload_timed_out", uri=base, deadline_s=deadline_s)
+        return False
+    return job.ok
+
+
+def cleanup(staging_root: Path) -> None:
+    """Remove ``staging_root`` and everything in it, even folders the task made
+    unreadable; never follows a symlink, never raises."""
+    for root, dirs, _ in os.walk(staging_root):
+        for name in dirs:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                try:
+                    os.chmod(path, _DIR_MODE)
+                except OSError:
+                    continue
+    shutil.rmtree(staging_root, ignore_errors=True)
+
+
+def exists_precondition(task: Task, s3: S3) -> bool:
+    """The ``Exists`` precondition: does the S3DataNode it guards exist (its key, or
+    any key under its folder)? The node is the S3DataNode whose ``precondition``
+    names this precondition, else the task's only S3DataNode. Raises
+    ``ActivityError`` when there is none, ``StagingError`` when S3 refuses."""
+    return s3.exists(_guarded_node(task).uri)
+
+
+class _LogUpload:
+    """The body of the log-upload thread; ``ok`` is read after ``join``."""
+
+    def __init__(
+        self,
+        s3: S3,
+        uploads: list[tuple[Path, str]],
+        log: FilteringBoundLogger,
+        deadline: float,
+    ) -> None:
+        self.s3, self.uploads, self.log, self.deadline = s3, uploads, log, deadline
+        self.give_up = threading.Event()
+        self.ok = False
+
+    def run(self) -> None:
+        try:
+            results = [
+                self._upload(path, uri)
+                for path, uri in self.uploads
+                if not self.give_up.is_set()
+            ]
+            self.ok = all(results) and len(results) == len(self.uploads)
+        except Exception:  # a thread body: nothing dies silently
+            self.log.exception("attempt_logs_upload_crashed")
+
+    def _upload(self, path: Path, uri: str) -> bool:
+        for attempt in range(1, 100):
+            try:
+                self.s3.upload_file(path, uri)
+            except StagingError as exc:
+                delay = random.uniform(0, min(_LOG_RETRY_CAP_S, 0.1 * 2**attempt))  # noqa: S311 - jitter, not crypto
+                left_s = self.deadline - time.monotonic()
+                if exc.error_id != "S3Error" or left_s <= delay:
+                    self.log.warning(
+                        "attempt_log_upload_failed",
+                        uri=uri,
+                        error_id=exc.error_id,
+                        error=exc.message,
+                        attempts=attempt,
+                    )
+                    return False
+                self.log.info(
+                    "attempt_log_upload_retry_scheduled", uri=uri, attempt=attempt
+                )
+                if self.give_up.wait(delay):
+                    return False
+            else:
+                return True
+        return False
+
+
+def _s3_field(
+    task: Task, key: str, start: PipelineObject | None = None, *, local_ok: bool = False
+) -> str | None:
+    """A stripped s3:// URI field (or, with ``local_ok``, an absolute local path)."""
+    value = (task.get_str(key, start) or "").strip()
+    if not value:
+        return None
+    if local_ok and not value.startswith("s3://"):
+        if not Path(value).is_absolute() or "\0" in value:
+            raise ActivityError(
+                "InvalidField", f"{key!r} must be an s3:// URI or an absolute path"
+            )
+        return value
+    parse_s3_uri(value)
+    return value
+
+
+def _bool_field(task: Task, key: str) -> bool:
+    value = (task.get_str(key) or "false").strip().lower()
+    if value not in ("true", "false"):
+        raise ActivityError("InvalidField", f"{key!r} must be true or false")
+    return value == "true"
+
+
+def _data_node(task: Task, value: object, role: str) -> DataNode:
+    if not isinstance(value, Ref):
+        raise ActivityError("InvalidField", f"{role!r} must reference a data node")
+    obj = task.objects.get(value.id)
+    if obj is None:
+        raise ActivityError("MissingField", f"{role} {value.id!r} is not in the task")
+    return _s3_data_node(task, obj, role)
+
+
+def _s3_data_node(task: Task, obj: PipelineObject, role: str) -> DataNode:
+    node_type = task.get_str("type", obj) or ""
+    if node_type != S3_DATA_NODE:
+        raise ActivityError(
+            "UnsupportedStaging",
+            f"{role} {obj.id!r} is a {node_type or 'node without type'}; "
+            "staging works only with S3DataNode",
+        )
+    file_path = _s3_field(task, "filePath", obj)
+    directory_path = _s3_field(task, "directoryPath", obj)
+    if (file_path is None) == (directory_path is None):
+        raise ActivityError(
+            "InvalidField",
+            f"{role} {obj.id!r} needs exactly one of 'filePath' and 'directoryPath'",
+        )
+    encryption = (task.get_str("s3EncryptionType", obj) or "").strip().upper()
+    return DataNode(
+        id=obj.id,
+        type=node_type,
+        file_path=file_path,
+        directory_path=directory_path,
+        sse=encryption != "NONE",
+    )
+
+
+def _guarded_node(task: Task) -> DataNode:
+    own_ids = {obj.id for obj in task.lineage()}
+    nodes = [
+        o for o in task.objects.values() if task.get_str("type", o) == S3_DATA_NODE
+    ]
+    guarding = [
+        o
+        for o in nodes
+        if any(isinstance(v, Ref) and v.id in own_ids for v in o.values("precondition"))
+    ]
+    chosen = guarding or (nodes if len(nodes) == 1 else [])
+    if not chosen:
+        raise ActivityError(
+            "MissingField",
+            "Exists: cannot tell which S3DataNode this precondition checks",
+        )
+    return _s3_data_node(task, chosen[0], "node")
+
+
+def _key_name(uri: str) -> str:
+    """The last segment of an object's key, refused when it is not a safe name."""
+    bucket, key = parse_s3_uri(uri)
+    name = relative_key_path(bucket, key, key[: key.rfind("/") + 1])
+    if name is None:
+        raise ActivityError("InvalidField", f"{uri!r} names a folder, not an object")
+    return name.name
+
+
+def _make_dir(path: Path) -> Path:
+    try:
+        path.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StagingError("StagingIOError", f"cannot create {path}: {exc}") from exc
+    return path

@@ -1,0 +1,397 @@
+"""One task's process tree: spawn it, watch it, kill all of it, reap it.
+
+It owns every contact with processes: the only module that imports ``subprocess`` or
+``psutil`` and calls ``os.killpg``/``os.waitpid``/``prctl``. It knows nothing about the
+API, tasks or statuses: it turns an argv into an ``Outcome``.
+
+Why it is built this way:
+
+- The child runs in a session of its own, so its group is ours to signal and signals
+  meant for the runner never reach it. Output goes to files that the parent closes
+  right after the spawn: no pipes, no pump threads, flat memory whatever is printed.
+- Killing follows trio (TERM, wait, KILL), made thorough: the tree is *snapshotted
+  before* the first signal, since a dead parent's children re-parent and drop out of
+  it. The snapshot is the child's descendants (parent links find ``setsid``
+  grandchildren), plus every process of our uid whose environment carries
+  ``DP_RUNNER_ATTEMPT=<marker>`` (double-fork orphans, adopted by the runner when
+  ``run`` made it a subreaper, else by init), plus their descendants. An orphan that
+  wiped its environment cannot be told from another task's and is left to systemd
+  (``KillMode=mixed``). Single pids are signalled through psutil, which checks the
+  start time, so a reused pid is never hit.
+- Reaping is by pid, never ``waitpid(-1)``, which would steal another task's exit
+  status (it would read 0: FINISHED). Our child is reaped only by its ``Popen``,
+  adopted orphans by ``waitpid(pid, WNOHANG)``; ``reap_orphans`` skips every pid a
+  live Supervisor owns (a registry whose lock is held across the spawn).
+
+``execution.py`` calls ``wait_exit`` until the child ends, then ``kill_leftovers`` to
+sweep what it left under the marker; or ``terminate`` to stop it early.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import psutil
+import structlog
+
+from runner.errors import SpawnError
+from runner.model import Outcome
+
+MARKER_ENV = "DP_RUNNER_ATTEMPT"
+
+#: The runner's own variables, never handed to a task (design.md §3, peers.md §3).
+_SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+_SOCKET_VARIABLES = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
+_RUNNER_VARIABLES = frozenset(_SYSTEMD_VARIABLES + _SOCKET_VARIABLES)
+_RUNNER_PREFIX = "DP_RUNNER_"
+_PR_SET_CHILD_SUBREAPER = 36
+_TASK_UMASK = 0o077
+#: After SIGKILL the kernel needs only a moment; this bounds the wait for the reap.
+_REAP_TIMEOUT_S = 2.0
+#: Polling for "every process gone": fast at first (cancel latency), then gentle.
+_POLL_FIRST_S = 0.001
+_POLL_MAX_S = 0.02
+
+# Pids of live Supervisor children, so reap_orphans never steals their status.
+# The lock is held across Popen(), so a child cannot exist unregistered.
+_OWNED: set[int] = set()
+_OWNED_LOCK = threading.Lock()
+
+
+def enable_subreaper() -> bool:
+    """Make this process a child subreaper (Linux), so orphaned descendants of
+    tasks re-parent to it and can be found and reaped. Called only by
+    ``dp-runner run``; never at import, never in the test process. False when the
+    platform or the kernel says no."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def task_environment(
+    base: Mapping[str, str], extra: Mapping[str, str]
+) -> dict[str, str]:
+    """``base`` without the runner's own variables (systemd's and ``DP_RUNNER_*``),
+    updated with ``extra``. Pure."""
+    env = {
+        key: value
+        for key, value in base.items()
+        if key not in _RUNNER_VARIABLES and not key.startswith(_RUNNER_PREFIX)
+    }
+    env.update(extra)
+    return env
+
+
+def reap_orphans(exclude: Collection[int]) -> list[int]:
+    """Reap zombie children of this process that no ``Supervisor`` owns and that
+    are not in ``exclude``, by pid with ``WNOHANG``. Non-blocking; returns the
+    reaped pids. Only for a process whose children all come from Supervisors (the
+    ``run`` daemon): any other ``Popen`` child would lose its exit status."""
+    with _OWNED_LOCK:
+        skip = _OWNED.union(exclude)
+        return [
+            child.pid
+            for child in psutil.Process().children()
+            if child.pid not in skip and _is_zombie(child) and _reap(child.pid)
+        ]
+
+
+class Supervisor:
+    """One running child and its tree. ``wait_exit``/``poll_nowait`` may be called
+    from any thread; ``terminate`` and ``kill_leftovers`` are serialised by a lock."""
+
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        *,
+        marker: str,
+        log: structlog.typing.FilteringBoundLogger,
+    ) -> None:
+        self._popen = popen
+        self.pid = popen.pid
+        self._marker = marker
+        self._started = time.monotonic()
+        self._log = log
+        self._lock = threading.Lock()
+        self._outcome: Outcome | None = None
+        self._terminated: Outcome | None = None
+
+    @classmethod
+    def spawn(
+        cls,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        stdout: Path,
+        stderr: Path,
+        marker: str,
+        log: structlog.typing.FilteringBoundLogger,
+    ) -> Supervisor:
+        """Start ``argv`` in a new session, in ``cwd``, with ``env`` plus the marker,
+        stdin from /dev/null, stdout and stderr appended to the files (mode 0600),
+        umask 077. Raises ``SpawnError`` when the files cannot be opened or the
+        program cannot be started."""
+        if not argv:
+            raise SpawnError("cannot start a task with an empty command line")
+        # Two O_APPEND descriptors on one file interleave safely: no special case.
+        with _open_output(stdout) as out_fd, _open_output(stderr) as err_fd:
+            popen = _popen(argv, cwd, {**env, MARKER_ENV: marker}, out_fd, err_fd)
+        log.info("child_started", pid=popen.pid)
+        return cls(popen, marker=marker, log=log)
+
+    def poll_nowait(self) -> Outcome | None:
+        """The outcome if the child has ended (reaping it), else None."""
+        if self._popen.poll() is None:
+            return None
+        return self._record()
+
+    def wait_exit(self, timeout: float | None) -> Outcome | None:
+        """Block up to ``timeout`` seconds (forever when None) for the child to
+        end; None if it is still running. Waits on this child's pid only."""
+        try:
+            self._popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        return self._record()
+
+    def terminate(self, grace: float) -> Outcome:
+        """Kill the whole tree: snapshot, SIGTERM group and pids, wait ``grace``,
+        SIGKILL the survivors, reap. Blocks about ``grace`` at most when the tree
+        ignores SIGTERM, far less when it obeys. Returns ``killed=True`` when the
+        child was still running; when it had already ended, its own outcome (and
+        the leftovers are swept all the same). Safe to call twice."""
+        with self._lock:
+            if self._terminated is not None:
+                return self._terminated
+            running = self._popen.poll() is None
+            signum, survivors = self._kill_tree(grace)
+            outcome = dataclasses.replace(self._record(), killed=running)
+            self._terminated = outcome
+        self._log.info(
+            "child_killed", pid=self.pid, signal=signum.name, survivors=survivors
+        )
+        return outcome
+
+    def kill_leftovers(self, grace: float) -> int:
+        """After the child ended by itself: kill what it left behind (descendants
+        carrying the marker, such as a daemonised helper), with the same
+        TERM/grace/KILL policy. Returns how many processes were found; 0 costs one
+        scan of the process table."""
+        with self._lock:
+            victims = self._snapshot()
+            if not victims:
+                return 0
+            self._kill_tree(grace, victims)
+        self._log.info("child_leftovers_killed", pid=self.pid, count=len(victims))
+        return len(victims)
+
+    def _kill_tree(
+        self, grace: float, victims: dict[int, psutil.Process] | None = None
+    ) -> tuple[signal.Signals, int]:
+        """TERM, wait ``grace``, KILL, reap. Returns the last signal sent and how
+        many processes outlived the TERM."""
+        if victims is None:
+            victims = self._snapshot()
+        self._signal_all(signal.SIGTERM, victims.values())
+        alive = self._wait_gone(victims.values(), grace)
+        signum = signal.SIGTERM
+        if alive:
+            signum = signal.SIGKILL
+            # A second look catches what forked between the snapshot and the TERM.
+            victims |= {p.pid: p for p in alive} | self._snapshot()
+            self._signal_all(signal.SIGKILL, victims.values())
+            self._wait_gone(victims.values(), _REAP_TIMEOUT_S)
+        # A victim that died while its parent lived re-parented to us (when we are
+        # a subreaper) once that parent died in turn: reap it by pid.
+        for pid in victims:
+            if pid != self.pid:
+                _reap(pid)
+        return signum, len(alive)
+
+    def _snapshot(self) -> dict[int, psutil.Process]:
+        """The tree as it is now: the child (while unreaped), its descendants,
+        processes of our uid that carry the marker, and their descendants."""
+        return _tree([self.pid] if self._popen.returncode is None else [], self._marker)
+
+    def _signal_all(
+        self, signum: signal.Signals, procs: Iterable[psutil.Process]
+    ) -> None:
+        procs = list(procs)
+        if self._group_may_exist(procs):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signum)
+        for proc in procs:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                proc.send_signal(signum)
+
+    def _group_may_exist(self, procs: list[psutil.Process]) -> bool:
+        """The child's group id is its pid. Signal the group only while the child
+        is unreaped (its pid cannot be reused) or a snapshotted process is still
+        in the group (a live group id is never handed out again)."""
+        if self._popen.returncode is None:
+            return True
+        for proc in procs:
+            try:
+                if os.getpgid(proc.pid) == self.pid:
+                    return True
+            except ProcessLookupError:
+                continue
+        return False
+
+    def _wait_gone(
+        self, procs: Iterable[psutil.Process], timeout: float
+    ) -> list[psutil.Process]:
+        """Wait up to ``timeout`` until every process has ended, reaping ours on
+        the way; returns those still alive. Waits with ``Event.wait``."""
+        pending = list(procs)
+        deadline = time.monotonic() + timeout
+        delay = _POLL_FIRST_S
+        pause = threading.Event()
+        while True:
+            pending = [p for p in pending if self._alive(p)]
+            remaining = deadline - time.monotonic()
+            if not pending or remaining <= 0:
+                return pending
+            pause.wait(min(delay, remaining))
+            delay = min(delay * 2, _POLL_MAX_S)
+
+    def _alive(self, proc: psutil.Process) -> bool:
+        """False once ``proc`` has ended. Our child is reaped through Popen; a
+        zombie we adopted is reaped by pid; another parent's zombie counts as
+        ended (its parent, or init, reaps it)."""
+        if proc.pid == self.pid:
+            return self._popen.poll() is None
+        try:
+            if not proc.is_running():
+                return False
+            if not _is_zombie(proc):
+                return True
+            if proc.ppid() == os.getpid():
+                _reap(proc.pid)
+        except psutil.NoSuchProcess:
+            pass
+        return False
+
+    def _record(self) -> Outcome:
+        """The outcome of the reaped child, measured once."""
+        if self._outcome is None:
+            rc = self._popen.returncode
+            assert rc is not None  # noqa: S101 - only called after poll/wait returned
+            duration = time.monotonic() - self._started
+            self._outcome = Outcome(
+                returncode=rc if rc >= 0 else None,
+                signal=-rc if rc < 0 else None,
+                duration_s=duration,
+            )
+            with _OWNED_LOCK:
+                _OWNED.discard(self.pid)
+            self._log.debug("child_exited", pid=self.pid, duration_s=round(duration, 3))
+        return self._outcome
+
+
+# ------------------------------------------------------------------ module helpers
+
+
+def _tree(roots: list[int], marker: str) -> dict[int, psutil.Process]:
+    """``roots``, the processes of our uid that carry ``marker``, and all their
+    descendants, from one scan of the process table."""
+    procs: dict[int, psutil.Process] = {}
+    children: dict[int, list[int]] = {}
+    uid, me = os.getuid(), os.getpid()
+    # Fresh Process objects, not process_iter's shared cache: thread-safe, and a
+    # pid reused since an earlier scan is never mistaken for the process it was.
+    for pid in (pid for pid in psutil.pids() if pid != me):
+        try:
+            proc = psutil.Process(pid)
+            ppid, uids = proc.ppid(), proc.uids()
+        except psutil.Error:
+            continue
+        procs[proc.pid] = proc
+        children.setdefault(ppid, []).append(proc.pid)
+        if uids.real == uid and _environ(proc).get(MARKER_ENV) == marker:
+            roots.append(proc.pid)
+    found: dict[int, psutil.Process] = {}
+    queue = [pid for pid in roots if pid in procs]
+    while queue:
+        pid = queue.pop()
+        if pid not in found:
+            found[pid] = procs[pid]
+            queue.extend(children.get(pid, ()))
+    return found
+
+
+def _environ(proc: psutil.Process) -> dict[str, str]:
+    try:
+        return proc.environ()
+    except psutil.Error:  # gone, a zombie, or not ours to read
+        return {}
+
+
+def _is_zombie(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _reap(pid: int) -> bool:
+    """Reap one zombie child by pid; False if it is not ours or not ended."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return done == pid
+
+
+@contextlib.contextmanager
+def _open_output(path: Path) -> Iterator[int]:
+    """An output file for the child, opened for append, closed in the parent."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise SpawnError(f"cannot open the output file {path}: {exc.strerror}") from exc
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _popen(
+    argv: Sequence[str], cwd: Path, env: Mapping[str, str], out_fd: int, err_fd: int
+) -> subprocess.Popen[bytes]:
+    """Start the child and register its pid, both under the registry lock."""
+    try:
+        with _OWNED_LOCK:
+            popen = subprocess.Popen(  # noqa: S603 - running the task's command is our job
+                list(argv),
+                cwd=cwd,
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=out_fd,
+                stderr=err_fd,
+                start_new_session=True,
+                close_fds=True,
+                umask=_TASK_UMASK,
+            )
+            _OWNED.add(popen.pid)
+    except OSError as exc:
+        where = exc.filename or argv[0]
+        raise SpawnError(f"cannot start {argv[0]!r}: {exc.strerror} ({where})") from exc
+    except ValueError as exc:  # a NUL byte in argv or env
+        raise SpawnError(f"cannot start {argv[0]!r}: {exc}") from exc
+    return popen

@@ -1,0 +1,509 @@
+"""Activities: tasks built by hand in the PollForTask wire shape, turned into Commands.
+
+The produced argv is run for real where it matters (arguments arriving intact), so
+these tests prove behaviour rather than the shape of a list.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.activities import (
+    ActivityContext,
+    ShellCommandActivity,
+    ShellCommandPrecondition,
+    activity_for,
+    attempt_timeout_s,
+    component_ids,
+    parse_period_s,
+    prepare,
+    report_progress_timeout_s,
+    safe_path_part,
+    task_variables,
+)
+from runner.activities.ids import MAX_PART_BYTES
+from runner.errors import ActivityError, SpawnError
+from runner.model import Command, Task
+
+PIPELINE_ID = "df-0937003356ZJEXAMPLE"
+COMPONENT_ID = "SayHello"
+INSTANCE_ID = "@SayHello_2012-12-12T00:00:00"
+ATTEMPT_ID = "@SayHello_2012-12-12T00:00:00_Attempt=1"
+
+Fields = Sequence[tuple[str, str] | tuple[str, str, str]]
+
+
+def wire_fields(fields: Fields) -> list[dict[str, str]]:
+    """("key", "value") is a stringValue; ("key", "ref", "id") a refValue."""
+    out = []
+    for item in fields:
+        if len(item) == 3:
+            out.append({"key": item[0], "refValue": item[2]})
+        else:
+            out.append({"key": item[0], "stringValue": item[1]})
+    return out
+
+
+def make_task(
+    attempt: Fields,
+    *,
+    component: Fields = (),
+    default: Fields = (),
+    extra: dict[str, Fields] | None = None,
+    attempt_id: str = ATTEMPT_ID,
+) -> Task:
+    """A task shaped like the API sample: the attempt with the component's fields
+    merged in and runtime ``@`` fields, its instance, component and Default."""
+    objects: dict[str, Any] = {
+        attempt_id: {
+            "id": attempt_id,
+            "name": attempt_id,
+            "fields": wire_fields(
+                [
+                    ("@componentParent", "ref", COMPONENT_ID),
+                    ("@instanceParent", "ref", INSTANCE_ID),
+                    ("@sphere", "ATTEMPT"),
+                    ("@status", "WAITING_FOR_RUNNER"),
+                    ("@scheduledStartTime", "2012-12-12T00:00:00"),
+                    ("@scheduledEndTime", "2012-12-13T00:00:00"),
+                    ("@pipelineId", PIPELINE_ID),
+                    ("workerGroup", "wg-12345"),
+                    *attempt,
+                ]
+            ),
+        },
+        INSTANCE_ID: {
+            "id": INSTANCE_ID,
+            "name": INSTANCE_ID,
+            "fields": wire_fields(
+                [("@componentParent", "ref", COMPONENT_ID), ("@sphere", "INSTANCE")]
+            ),
+        },
+        COMPONENT_ID: {
+            "id": COMPONENT_ID,
+            "name": COMPONENT_ID,
+            "fields": wire_fields([("parent", "ref", "Default"), *component]),
+        },
+        "Default": {"id": "Default", "name": "Default", "fields": wire_fields(default)},
+    }
+    for obj_id, fields in (extra or {}).items():
+        objects[obj_id] = {"id": obj_id, "name": obj_id, "fields": wire_fields(fields)}
+    return Task.from_wire(
+        {
+            "taskId": "x" * 900 + ":1",
+            "pipelineId": PIPELINE_ID,
+            "attemptId": attempt_id,
+            "objects": objects,
+        }
+    )
+
+
+def shell_task(command: str, *args: str, **kw: Any) -> Task:
+    fields = [("type", "ShellCommandActivity"), ("command", command)]
+    fields += [("scriptArgument", arg) for arg in args]
+    return make_task(fields, **kw)
+
+
+def run(command: Command, cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **command.env}
+    return subprocess.run(
+        command.argv, cwd=cwd, env=env, capture_output=True, timeout=10, check=False
+    )
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> ActivityContext:
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    return ActivityContext(workdir=workdir, region="eu-west-1")
+
+
+def error_of(task: Task, ctx: ActivityContext) -> ActivityError:
+    with pytest.raises(ActivityError) as info:
+        prepare(task, ctx)
+    return info.value
+
+
+# --- ShellCommandActivity ---------------------------------------------------------
+
+
+def test_command_is_written_to_a_private_script_run_by_bash(
+    ctx: ActivityContext,
+) -> None:
+    command = prepare(shell_task("echo hello\necho 'it''s' \"done\""), ctx)
+
+    script = ctx.workdir / "command.sh"
+    assert command.argv == (shutil.which("bash") or "/bin/sh", str(script))
+    assert script.read_text() == "echo hello\necho 'it''s' \"done\"\n"
+    assert stat.S_IMODE(script.stat().st_mode) == 0o700
+    assert command.false_on_failure is False
+    assert command.timeout_s is None
+    result = run(command, ctx.workdir)
+    assert result.returncode == 0
+    assert result.stdout == b"hello\nits done\n"
+
+
+def test_script_arguments_arrive_verbatim_as_argv(ctx: ActivityContext) -> None:
+    args = ["two words", 'it\'s "quoted"', "$(rm -rf ~)", "`id`", "*", "", "a\nb"]
+    printer = 'for a in "$@"; do printf "%s\\0" "$a"; done'
+
+    command = prepare(shell_task(printer, *args), ctx)
+
+    assert command.argv[2:] == tuple(args)
+    script_text = (ctx.workdir / "command.sh").read_text()
+    assert "rm -rf" not in script_text
+    assert "two words" not in script_text
+    result = run(command, ctx.workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split(b"\0")[:-1] == [arg.encode() for arg in args]
+
+
+def test_environment_has_task_variables_and_region(ctx: ActivityContext) -> None:
+    task = shell_task(
+        'printf "%s|%s|%s" "$DP_ATTEMPT_ID" "$DP_COMPONENT_ID" "$AWS_REGION"',
+        extra={"Secret": [("*password", "hunter2")]},
+    )
+
+    command = prepare(task, ctx)
+
+    assert command.env == {
+        "DP_PIPELINE_ID": PIPELINE_ID,
+        "DP_COMPONENT_ID": COMPONENT_ID,
+        "DP_INSTANCE_ID": INSTANCE_ID,
+        "DP_ATTEMPT_ID": ATTEMPT_ID,
+        "DP_SCHEDULED_START_TIME": "2012-12-12T00:00:00",
+        "DP_SCHEDULED_END_TIME": "2012-12-13T00:00:00",
+        "DP_WORKER_GROUP": "wg-12345",
+        "AWS_REGION": "eu-west-1",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }
+    assert not any(name.startswith("DP_RUNNER_") for name in command.env)
+    assert "hunter2" not in command.env.values()
+    result = run(command, ctx.workdir)
+    assert result.stdout.decode() == f"{ATTEMPT_ID}|{COMPONENT_ID}|eu-west-1"
+
+
+def test_no_region_means_no_region_variables(tmp_path: Path) -> None:
+    command = prepare(shell_task("true"), ActivityContext(workdir=tmp_path))
+
+    assert "AWS_REGION" not in command.env
+    assert "AWS_DEFAULT_REGION" not in command.env
+
+
+def test_fields_are_inherited_from_component_parent_and_default(
+    ctx: ActivityContext,
+) -> None:
+    task = make_task(
+        [],
+        component=[("type", "ShellCommandActivity"), ("parent", "ref", "Shared")],
+        default=[("attemptTimeout", "2 hours"), ("command", "echo from-default")],
+        extra={"Shared": [("scriptArgument", "x"), ("scriptArgument", "y")]},
+    )
+
+    command = prepare(task, ctx)
+
+    assert command.argv[2:] == ("x", "y")
+    assert command.timeout_s == 7200.0
+    assert (ctx.workdir / "command.sh").read_text() == "echo from-default\n"
+
+
+def test_prepare_again_replaces_the_script(ctx: ActivityContext) -> None:
+    prepare(shell_task("echo a much longer first command"), ctx)
+    prepare(shell_task("echo b"), ctx)
+
+    assert (ctx.workdir / "command.sh").read_text() == "echo b\n"
+
+
+def test_a_symlink_planted_as_the_script_is_not_followed(
+    ctx: ActivityContext, tmp_path: Path
+) -> None:
+    target = tmp_path / "victim"
+    target.write_text("keep me")
+    (ctx.workdir / "command.sh").symlink_to(target)
+
+    with pytest.raises(SpawnError, match=r"command\.sh"):
+        prepare(shell_task("echo owned"), ctx)
+    assert target.read_text() == "keep me"
+
+
+def test_script_uri_is_left_to_the_execution_to_download(
+    ctx: ActivityContext,
+) -> None:
+    task = make_task(
+        [
+            ("type", "ShellCommandPrecondition"),
+            ("scriptUri", "s3://bucket/scripts/check.sh"),
+            ("attemptTimeout", "10 minutes"),
+        ]
+    )
+
+    command = prepare(task, ctx)
+
+    assert command.script_uri == "s3://bucket/scripts/check.sh"
+    assert command.argv == ()
+    assert command.timeout_s == 600.0
+    assert command.false_on_failure is True
+    assert command.env["DP_ATTEMPT_ID"] == ATTEMPT_ID
+    assert list(ctx.workdir.iterdir()) == []
+
+
+def test_precondition_runs_the_same_way_and_fails_as_false(
+    ctx: ActivityContext,
+) -> None:
+    task = make_task([("type", "ShellCommandPrecondition"), ("command", "exit 3")])
+
+    command = prepare(task, ctx)
+
+    assert isinstance(activity_for(task), ShellCommandPrecondition)
+    assert command.false_on_failure is True
+    assert run(command, ctx.workdir).returncode == 3
+
+
+def test_activity_type_is_chosen_by_type_field() -> None:
+    assert isinstance(activity_for(shell_task("true")), ShellCommandActivity)
+    assert not isinstance(activity_for(shell_task("true")), ShellCommandPrecondition)
+
+
+# --- errors ---------------------------------------------------------------------
+
+
+def test_unknown_type_is_unsupported_activity(ctx: ActivityContext) -> None:
+    error = error_of(make_task([("type", "HiveActivity")]), ctx)
+
+    assert error.error_id == "UnsupportedActivity"
+    assert "'HiveActivity' is not supported by dp-runner" in error.message
+    assert "ShellCommandActivity, ShellCommandPrecondition" in error.message
+
+
+@pytest.mark.parametrize(
+    ("fields", "error_id", "words"),
+    [
+        ([("command", "true")], "MissingField", "'type'"),
+        ([("type", "ref", "Default")], "InvalidField", "'type'"),
+        (
+            [("type", "ShellCommandActivity")],
+            "MissingField",
+            "'command' or 'scriptUri'",
+        ),
+        (
+            [("type", "ShellCommandActivity"), ("command", "  \n")],
+            "MissingField",
+            "'command' or 'scriptUri'",
+        ),
+        (
+            [
+                ("type", "ShellCommandActivity"),
+                ("command", "true"),
+                ("scriptUri", "s3://b/k.sh"),
+            ],
+            "InvalidField",
+            "not both",
+        ),
+        (
+            [
+                ("type", "ShellCommandActivity"),
+                ("scriptUri", "s3://b/k.sh"),
+                ("scriptArgument", "a"),
+            ],
+            "InvalidField",
+            "scriptArgument",
+        ),
+        (
+            [("type", "ShellCommandActivity"), ("command", "ref", "Default")],
+            "InvalidField",
+            "'command'",
+        ),
+        (
+            [
+                ("type", "ShellCommandActivity"),
+                ("command", "true"),
+                ("scriptArgument", "ok"),
+                ("scriptArgument", "ref", "Default"),
+            ],
+            "InvalidField",
+            "scriptArgument #2",
+        ),
+        (
+            [
+                ("type", "ShellCommandActivity"),
+                ("command", "true"),
+                ("scriptArgument", "a\0b"),
+            ],
+            "InvalidField",
+            "NUL",
+        ),
+        (
+            [
+                ("type", "ShellCommandActivity"),
+                ("command", "true"),
+                ("attemptTimeout", "soon"),
+            ],
+            "InvalidField",
+            "'attemptTimeout' has an invalid value 'soon'",
+        ),
+    ],
+)
+def test_bad_definitions_fail_with_a_named_error(
+    ctx: ActivityContext, fields: Fields, error_id: str, words: str
+) -> None:
+    error = error_of(make_task(fields), ctx)
+
+    assert error.error_id == error_id
+    assert words in error.message
+    assert not (ctx.workdir / "command.sh").exists()
+
+
+def test_task_without_attempt_object_fails(ctx: ActivityContext) -> None:
+    task = Task.from_wire({"taskId": "t", "pipelineId": "df-1", "attemptId": "@gone"})
+
+    assert error_of(task, ctx).error_id == "MissingAttemptObject"
+
+
+# --- periods and timeouts --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("2 hours", 7200),
+        ("1 Hour", 3600),
+        ("30 minutes", 1800),
+        ("1 minute", 60),
+        ("1 day", 86400),
+        ("3 Days", 3 * 86400),
+        ("90 seconds", 90),
+        ("1 second", 1),
+        ("2 weeks", 14 * 86400),
+        ("1 month", 30 * 86400),
+        ("1 year", 365 * 86400),
+        ("  15   MINUTES ", 900),
+        ("3hours", 10800),
+    ],
+)
+def test_periods_parse(text: str, seconds: float) -> None:
+    assert parse_period_s(text) == seconds
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "hours", "2", "-1 hours", "0 minutes", "1.5 hours", "2 fortnights",
+     "2 hourss", "1 h", "2 hours 30 minutes", "\uff11 hour"],
+)  # fmt: skip
+def test_malformed_periods_raise_value_error(text: str) -> None:
+    with pytest.raises(ValueError, match=r"period|unit|positive"):
+        parse_period_s(text)
+
+
+def test_timeouts_come_from_their_fields() -> None:
+    task = make_task(
+        [("attemptTimeout", "20 minutes")],
+        default=[("reportProgressTimeout", "1 hour")],
+    )
+
+    assert attempt_timeout_s(task) == 1200.0
+    assert report_progress_timeout_s(task) == 3600.0
+    assert attempt_timeout_s(make_task([])) is None
+    assert report_progress_timeout_s(make_task([])) is None
+
+
+def test_malformed_report_progress_timeout_names_field_and_value() -> None:
+    task = make_task([("reportProgressTimeout", "5 parsecs")])
+
+    with pytest.raises(ActivityError) as info:
+        report_progress_timeout_s(task)
+    assert info.value.error_id == "InvalidField"
+    assert "'reportProgressTimeout'" in info.value.message
+    assert "'5 parsecs'" in info.value.message
+
+
+# --- ids and folder names ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["../..", "..", ".", "/", "/etc/passwd", "a/../../b", "", "a\0b", "x\ny", "\\..\\",
+     ".hidden", "…" * 200, "@" + "A" * 2000],
+)  # fmt: skip
+def test_safe_path_part_never_escapes(text: str, tmp_path: Path) -> None:
+    part = safe_path_part(text)
+
+    assert part
+    assert "/" not in part
+    assert "\\" not in part
+    assert ".." not in part
+    assert not part.startswith(".")
+    assert part.isprintable()
+    assert len(part.encode()) <= MAX_PART_BYTES
+    assert (tmp_path / part).resolve().parent == tmp_path.resolve()
+
+
+def test_safe_ids_keep_their_spelling() -> None:
+    for text in (ATTEMPT_ID, INSTANCE_ID, "My Activity", "df-0937003356ZJEXAMPLE"):
+        assert safe_path_part(text) == text
+
+
+def test_distinct_ids_stay_distinct() -> None:
+    long_a, long_b = "A" * 500 + "1", "A" * 500 + "2"
+
+    assert safe_path_part("a/b") != safe_path_part("a_b")
+    assert safe_path_part(long_a) != safe_path_part(long_b)
+    assert safe_path_part(long_a) == safe_path_part(long_a)
+
+
+def test_component_ids_come_from_parent_refs() -> None:
+    assert component_ids(make_task([])) == (COMPONENT_ID, INSTANCE_ID, ATTEMPT_ID)
+
+
+def test_component_ids_fall_back_to_the_attempt_id() -> None:
+    task = Task.from_wire(
+        {
+            "taskId": "t",
+            "pipelineId": PIPELINE_ID,
+            "attemptId": ATTEMPT_ID,
+            "objects": {ATTEMPT_ID: {"id": ATTEMPT_ID, "name": "a", "fields": []}},
+        }
+    )
+
+    assert component_ids(task) == (COMPONENT_ID, INSTANCE_ID, ATTEMPT_ID)
+    assert task_variables(task)["DP_COMPONENT_ID"] == COMPONENT_ID
+
+
+def test_hostile_ids_become_safe_folder_names(tmp_path: Path) -> None:
+    attempt_id = "../../../tmp/x"
+    fields = [
+        {"key": "@componentParent", "refValue": "../../etc"},
+        {"key": "@instanceParent", "refValue": "/"},
+    ]
+    task = Task.from_wire(
+        {
+            "taskId": "t",
+            "pipelineId": PIPELINE_ID,
+            "attemptId": attempt_id,
+            "objects": {attempt_id: {"id": attempt_id, "name": "a", "fields": fields}},
+        }
+    )
+
+    parts = component_ids(task)
+
+    assert parts[0] != "../../etc"
+    assert parts[1] != "/"
+    folder = tmp_path.joinpath(*parts).resolve()
+    assert folder.is_relative_to(tmp_path.resolve())
+    assert len(folder.relative_to(tmp_path.resolve()).parts) == 3
+
+
+def test_python_is_not_required_to_run_the_script(ctx: ActivityContext) -> None:
+    """The argv runs on its own: no interpreter of ours sits in between."""
+    command = prepare(shell_task("echo $0"), ctx)
+
+    assert sys.executable not in command.argv
+    assert run(command, ctx.workdir).stdout.decode().strip().endswith("command.sh")

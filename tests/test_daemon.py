@@ -1,0 +1,342 @@
+"""End to end: the real ``dp-runner run`` process against the local service.
+
+Each test drives a pipeline through the service over HTTP and asserts what the
+service received (``service.calls``, the attempts' fields) and which processes are
+gone, never how the runner got there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from runner.localservice import LocalService
+from tests.conftest import (
+    SCRIPTS,
+    RunnerProcess,
+    default_object,
+    instances,
+    shell,
+    submit,
+    wait_for,
+    wait_instances,
+)
+
+Spawn = Callable[..., RunnerProcess]
+
+
+def statuses_sent(service: LocalService) -> list[dict[str, Any]]:
+    """The SetTaskStatus requests the service accepted."""
+    return [c.request for c in service.calls("SetTaskStatus") if c.error is None]
+
+
+def tree_command(pid_file: Path) -> str:
+    return f"exec {sys.executable} {SCRIPTS / 'task_tree.py'} {pid_file}"
+
+
+def assert_all_gone(pids: dict[str, int]) -> None:
+    def gone() -> bool:
+        for pid in pids.values():
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    return False
+            except psutil.NoSuchProcess:
+                continue
+        return True
+
+    wait_for(gone, 10, f"processes {pids} to die")
+
+
+def test_success_reports_finished_and_keeps_output(
+    service: LocalService, dp: Any, spawn_runner: Spawn
+) -> None:
+    pipeline_id = submit(
+        dp, [default_object(), shell("Hello", 'echo "hello $1"', scriptArgument="a b")]
+    )
+    runner = spawn_runner()
+    wait_instances(dp, pipeline_id, {"FINISHED"})
+    sent = statuses_sent(service)
+    assert [s["taskStatus"] for s in sent] == ["FINISHED"]
+    outputs = list(runner.work_dir.glob("attempts/*/*/*/*/StdOutput"))
+    assert [p.read_text() for p in outputs] == ["hello a b\n"]
+    finished = runner.wait_event("task_finished")
+    assert finished["outcome"] == "finished"
+    assert finished["pipeline_id"] == pipeline_id
+    assert len(finished["task_id"]) == 12
+    runner.signal(signal.SIGTERM)
+    assert runner.wait_exit() == 0
+
+
+def test_failure_reports_exit_code_and_stderr_tail(
+    service: LocalService, dp: Any, spawn_runner: Spawn
+) -> None:
+    command = r"printf 'it broke \033[31mred\033[0m\n' >&2; exit 3"
+    pipeline_id = submit(
+        dp, [default_object(), shell("Broken", command, maximumRetries="0")]
+    )
+    spawn_runner()
+    wait_instances(dp, pipeline_id, {"FAILED"})
+    (sent,) = statuses_sent(service)
+    assert sent["taskStatus"] == "FAILED"
+    assert sent["errorId"] == "ExitCode:3"
+    assert "exited with code 3" in sent["errorMessage"]
+    assert "it broke red" in sent["errorStackTrace"]
+    assert "\x1b" not in sent["errorStackTrace"]
+
+
+def test_precondition_that_does_not_hold_reports_false(
+    service: LocalService, dp: Any, spawn_runner: Spawn
+) -> None:
+    check = {
+        "id": "Check",
+        "name": "Check",
+        "type": "ShellCommandPrecondition",
+        "command": "exit 1",
+        "preconditionTimeout": "2 minutes",
+    }
+    submit(
+        dp,
+        [
+            default_object(),
+            check,
+            shell("Guarded", "true", precondition={"ref": "Check"}),
+        ],
+    )
+    spawn_runner()
+    wait_for(lambda: statuses_sent(service), 15, "a status")
+    assert statuses_sent(service)[0]["taskStatus"] == "FALSE"
+
+
+def test_malformed_task_fails_precisely_and_runner_carries_on(
+    service: LocalService, dp: Any, spawn_runner: Spawn
+) -> None:
+    odd = {
+        "id": "Odd",
+        "name": "Odd",
+        "type": "HiveActivity",
+        "hiveScript": "x",
+        "maximumRetries": "0",
+    }
+    first = submit(dp, [default_object(), odd])
+    runner = spawn_runner()
+    wait_instances(dp, first, {"FAILED"})
+    (sent,) = statuses_sent(service)
+    assert sent["errorId"] == "UnsupportedActivity"
+    second = submit(dp, [default_object(), shell("After", "true")])
+    wait_instances(dp, second, {"FINISHED"})
+    assert runner.process.poll() is None
+
+
+def test_cancel_kills_whole_tree_and_sends_no_status(
+    service: LocalService, dp: Any, spawn_runner: Spawn, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pids.json"
+    pipeline_id = submit(dp, [default_object(), shell("Tree", tree_command(pid_file))])
+    runner = spawn_runner()
+    wait_for(pid_file.exists, 15, "the task tree")
+    pids = json.loads(pid_file.read_text())
+    (instance_id,) = instances(dp, pipeline_id)
+    dp.set_status(pipelineId=pipeline_id, objectIds=[instance_id], status="TRY_CANCEL")
+    runner.wait_event("task_finished", outcome="canceled")
+    assert_all_gone(pids)
+    assert statuses_sent(service) == []
+
+
+def test_deleted_pipeline_kills_tree_without_status(
+    service: LocalService, dp: Any, spawn_runner: Spawn, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pids.json"
+    pipeline_id = submit(dp, [default_object(), shell("Tree", tree_command(pid_file))])
+    runner = spawn_runner()
+    wait_for(pid_file.exists, 15, "the task tree")
+    pids = json.loads(pid_file.read_text())
+    dp.delete_pipeline(pipelineId=pipeline_id)
+    runner.wait_event("task_finished", outcome="lost")
+    assert_all_gone(pids)
+    assert statuses_sent(service) == []
+
+
+def test_lost_lease_kills_tree_without_status(
+    service: LocalService, dp: Any, spawn_runner: Spawn, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pids.json"
+    submit(dp, [default_object(), shell("Tree", tree_command(pid_file))])
+    runner = spawn_runner()
+    wait_for(pid_file.exists, 15, "the task tree")
+    pids = json.loads(pid_file.read_text())
+    service.faults.add("ReportTaskProgress", error="drop", times=None)
+    event = runner.wait_event("task_finished", outcome="lost", timeout=20)
+    assert "no heartbeat" in event["detail"]
+    assert_all_gone(pids)
+    assert statuses_sent(service) == []
+
+
+def test_attempt_timeout_kills_and_fails(
+    service: LocalService, dp: Any, spawn_runner: Spawn, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pids.json"
+    pipeline_id = submit(
+        dp,
+        [
+            default_object(),
+            shell(
+                "Slow",
+                tree_command(pid_file),
+                attemptTimeout="2 seconds",
+                maximumRetries="0",
+            ),
+        ],
+    )
+    spawn_runner()
+    wait_for(pid_file.exists, 15, "the task tree")
+    pids = json.loads(pid_file.read_text())
+    wait_instances(dp, pipeline_id, {"FAILED", "TIMEDOUT"})
+    assert_all_gone(pids)
+    (sent,) = statuses_sent(service)
+    assert sent["errorId"] == "AttemptTimeout"
+
+
+@pytest.mark.parametrize(
+    "error", ["InternalServiceError", "ThrottlingException", "drop"]
+)
+def test_transient_errors_on_every_call_lose_nothing(
+    service: LocalService, dp: Any, spawn_runner: Spawn, error: str
+) -> None:
+    for operation in (
+        "PollForTask",
+        "ReportTaskProgress",
+        "SetTaskStatus",
+        "ReportTaskRunnerHeartbeat",
+    ):
+        service.faults.add(operation, error=error, times=2)
+    pipeline_id = submit(dp, [default_object(), shell("Hello", "echo hi")])
+    spawn_runner()
+    wait_instances(dp, pipeline_id, {"FINISHED"}, timeout=30)
+    assert [s["taskStatus"] for s in statuses_sent(service)] == ["FINISHED"]
+    attempts = [c for c in service.calls("PollForTask") if c.error is None]
+    assert attempts
+
+
+def test_sigterm_drains_running_task_then_exits_zero(
+    service: LocalService, dp: Any, spawn_runner: Spawn
+) -> None:
+    pipeline_id = submit(dp, [default_object(), shell("Nap", "sleep 1; echo done")])
+    runner = spawn_runner()
+    runner.wait_event("task_started")
+    runner.signal(signal.SIGTERM)
+    assert runner.wait_exit() == 0
+    wait_instances(dp, pipeline_id, {"FINISHED"})
+    progress = service.calls("ReportTaskProgress")
+    assert len(progress) >= 3  # the heartbeat went on during the drain
+
+
+def test_drain_timeout_kills_and_reports_runner_shutdown(
+    service: LocalService, dp: Any, spawn_runner: Spawn, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pids.json"
+    submit(
+        dp,
+        [default_object(), shell("Tree", tree_command(pid_file), maximumRetries="0")],
+    )
+    runner = spawn_runner("--drain-timeout", "1")
+    wait_for(pid_file.exists, 15, "the task tree")
+    pids = json.loads(pid_file.read_text())
+    runner.signal(signal.SIGTERM)
+    assert runner.wait_exit() == 0
+    assert_all_gone(pids)
+    (sent,) = statuses_sent(service)
+    assert sent["errorId"] == "RunnerShutdown"
+
+
+def test_second_signal_stops_fast(
+    service: LocalService, dp: Any, spawn_runner: Spawn, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pids.json"
+    submit(
+        dp,
+        [default_object(), shell("Tree", tree_command(pid_file), maximumRetries="0")],
+    )
+    runner = spawn_runner("--drain-timeout", "60")
+    wait_for(pid_file.exists, 15, "the task tree")
+    pids = json.loads(pid_file.read_text())
+    runner.signal(signal.SIGTERM)
+    runner.wait_event("worker_draining")
+    runner.signal(signal.SIGINT)
+    assert runner.wait_exit(timeout=10) == 0
+    assert_all_gone(pids)
+    (sent,) = statuses_sent(service)
+    assert sent["errorId"] == "RunnerShutdown"
+
+
+def test_idle_runner_exits_at_once_on_sigterm(spawn_runner: Spawn) -> None:
+    runner = spawn_runner()
+    runner.wait_event("worker_started")
+    runner.signal(signal.SIGTERM)
+    assert runner.wait_exit(timeout=5) == 0
+
+
+def test_terminate_from_service_drains_and_exits_zero(
+    service: LocalService, spawn_runner: Spawn
+) -> None:
+    runner = spawn_runner()
+    runner.wait_event("worker_started")
+    service.set_terminate(True)
+    assert runner.wait_exit() == 0
+    runner_id = service.calls("ReportTaskRunnerHeartbeat")[0].request["taskrunnerId"]
+    assert runner_id == (runner.work_dir / "taskrunner-id").read_text().strip()
+
+
+def test_bad_config_exits_78_and_names_the_field(spawn_runner: Spawn) -> None:
+    runner = spawn_runner("--max-tasks", "0")
+    assert runner.wait_exit() == 78
+    assert "max_tasks" in runner.log_path.read_text()
+
+
+def test_second_runner_on_same_work_dir_exits_78(
+    service: LocalService, tmp_path: Path
+) -> None:
+    import subprocess  # noqa: PLC0415
+
+    from tests.conftest import runner_command  # noqa: PLC0415
+
+    work = tmp_path / "shared"
+    command = runner_command(service.endpoint_url, work, "--worker-group", "wg")
+    first = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        lock = work / "dp-runner.lock"
+        wait_for(lambda: lock.exists() and lock.read_text().strip(), 15, "the lock")
+        second = subprocess.run(command, capture_output=True, timeout=30, check=False)
+        assert second.returncode == 78
+        assert b"another runner" in second.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(10)
+
+
+def test_no_credentials_is_a_clear_error(
+    service: LocalService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess  # noqa: PLC0415
+
+    from tests.conftest import runner_command  # noqa: PLC0415
+
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    command = runner_command(
+        service.endpoint_url, tmp_path / "w", "--worker-group", "wg"
+    )
+    result = subprocess.run(
+        command, capture_output=True, timeout=60, check=False, env=dict(os.environ)
+    )
+    assert result.returncode == 78
+    assert b"credentials" in result.stderr.lower()

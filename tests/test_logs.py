@@ -1,0 +1,175 @@
+"""Tests of ``runner.logs``: what a line looks like on the stream, for our own
+events and for stdlib loggers such as botocore's."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+from structlog.testing import capture_logs
+
+from runner import logs
+from runner.errors import ConfigError
+
+ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d+Z$")
+
+
+class FakeTTY(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """configure() changes process-wide state; put it back for the next test."""
+    root = logging.getLogger()
+    level = root.level
+    noisy = {name: logging.getLogger(name).level for name in logs.NOISY_LOGGERS}
+    yield
+    for handler in [h for h in root.handlers if h.get_name() == "dp-runner"]:
+        root.removeHandler(handler)
+    root.setLevel(level)
+    for name, old in noisy.items():
+        logging.getLogger(name).setLevel(old)
+    structlog.reset_defaults()
+
+
+def _lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_json_line_shape() -> None:
+    stream = io.StringIO()
+    logs.configure(log_format="json", stream=stream)
+    logs.get_logger("runner.worker").info("task_received", task_id="abc123", slot=2)
+    (line,) = _lines(stream)
+    assert line["event"] == "task_received"
+    assert line["level"] == "info"
+    assert line["logger"] == "runner.worker"
+    assert line["task_id"] == "abc123"
+    assert line["slot"] == 2
+    assert ISO_UTC.match(line["timestamp"])
+
+
+def test_auto_is_json_when_not_a_tty() -> None:
+    stream = io.StringIO()
+    logs.configure(stream=stream)
+    logs.get_logger().info("hello")
+    (line,) = _lines(stream)
+    assert line["event"] == "hello"
+    assert line["logger"] == __name__  # the caller's module, not runner.logs
+
+
+def test_auto_is_console_on_a_tty() -> None:
+    stream = FakeTTY()
+    logs.configure(stream=stream)
+    logs.get_logger().info("hello_console", pid=42)
+    out = stream.getvalue()
+    assert "hello_console" in out
+    assert "pid" in out
+    assert not out.lstrip().startswith("{")
+
+
+def test_json_can_be_forced_on_a_tty() -> None:
+    stream = FakeTTY()
+    logs.configure(log_format="json", stream=stream)
+    logs.get_logger().info("hello")
+    assert _lines(stream)[0]["event"] == "hello"
+
+
+def test_level_filters_our_lines() -> None:
+    stream = io.StringIO()
+    logs.configure(level="warning", stream=stream)
+    log = logs.get_logger()
+    log.info("dropped")
+    log.warning("kept")
+    assert [line["event"] for line in _lines(stream)] == ["kept"]
+
+
+def test_exceptions_are_rendered_into_the_line() -> None:
+    stream = io.StringIO()
+    logs.configure(stream=stream)
+    try:
+        raise ValueError("boom")  # noqa: TRY301 - raised to be logged
+    except ValueError:
+        logs.get_logger().exception("thread_failed")
+    (line,) = _lines(stream)
+    assert line["level"] == "error"
+    assert "ValueError: boom" in line["exception"]
+
+
+def test_stdlib_loggers_are_routed_as_json() -> None:
+    stream = io.StringIO()
+    logs.configure(stream=stream)
+    botocore_log = logging.getLogger("botocore.endpoint")
+    botocore_log.info("chatty %s", "detail")  # below WARNING for botocore: dropped
+    botocore_log.warning("retry needed for %s", "PollForTask")
+    logging.getLogger("somelib").info("plain stdlib line")
+    lines = _lines(stream)
+    assert [line["event"] for line in lines] == [
+        "retry needed for PollForTask",
+        "plain stdlib line",
+    ]
+    assert lines[0]["logger"] == "botocore.endpoint"
+    assert lines[0]["level"] == "warning"
+    assert ISO_UTC.match(lines[0]["timestamp"])
+
+
+def test_debug_lets_botocore_through() -> None:
+    stream = io.StringIO()
+    logs.configure(level="debug", stream=stream)
+    logging.getLogger("botocore.endpoint").debug("wire detail")
+    assert _lines(stream)[0]["event"] == "wire detail"
+
+
+def test_secret_keys_are_redacted() -> None:
+    stream = io.StringIO()
+    logs.configure(stream=stream)
+    secret_keys = ["aws_secret_access_key", "password", "session_token", "*dbUser"]
+    values = {key: f"value-of-{n}" for n, key in enumerate(secret_keys)}
+    logs.get_logger().info(
+        "oops", **values, nested={"Credentials": "c", "ok": 1}, worker_group="wg"
+    )
+    (line,) = _lines(stream)
+    assert not any(value in stream.getvalue() for value in values.values())
+    assert {key: line[key] for key in secret_keys} == dict.fromkeys(
+        secret_keys, logs.REDACTED
+    )
+    assert line["nested"] == {"Credentials": logs.REDACTED, "ok": 1}
+    assert line["worker_group"] == "wg"
+
+
+def test_configure_is_idempotent() -> None:
+    first, second = io.StringIO(), io.StringIO()
+    logs.configure(stream=first)
+    logs.configure(stream=second)
+    logs.get_logger().info("once")
+    logging.getLogger("somelib").warning("stdlib once")
+    assert first.getvalue() == ""
+    assert [line["event"] for line in _lines(second)] == ["once", "stdlib once"]
+
+
+def test_capture_logs_works_after_configure() -> None:
+    stream = io.StringIO()
+    logs.configure(stream=stream)
+    log = logs.get_logger("runner.client")  # created before the capture, as modules do
+    with capture_logs() as captured:
+        log.warning("client_retry_scheduled", attempt=1)
+    assert captured == [
+        {"event": "client_retry_scheduled", "attempt": 1, "log_level": "warning"}
+    ]
+    assert stream.getvalue() == ""
+
+
+@pytest.mark.parametrize(("fmt", "level"), [("xml", "info"), ("json", "loud")])
+def test_bad_settings_are_config_errors(fmt: str, level: str) -> None:
+    with pytest.raises(ConfigError):
+        logs.configure(log_format=fmt, level=level, stream=io.StringIO())

@@ -1,0 +1,87 @@
+"""sd_notify against a real datagram socket bound in tmp_path (and an abstract one)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runner import systemd
+
+
+@pytest.fixture
+def notify_socket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[socket.socket]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    path = tmp_path / "notify"
+    sock.bind(str(path))
+    sock.settimeout(2)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    yield sock
+    sock.close()
+
+
+def test_helpers_send_the_states(notify_socket: socket.socket) -> None:
+    assert systemd.ready()
+    assert systemd.status("2/4 slots busy\nlast poll 3 s ago")
+    assert systemd.watchdog()
+    assert systemd.stopping()
+    received = [notify_socket.recv(4096) for _ in range(4)]
+    assert received == [
+        b"READY=1",
+        b"STATUS=2/4 slots busy last poll 3 s ago",
+        b"WATCHDOG=1",
+        b"STOPPING=1",
+    ]
+
+
+def test_abstract_namespace_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"dp-runner-test-{uuid.uuid4().hex}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind("\0" + name)
+        sock.settimeout(2)
+        monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
+        assert systemd.notify("READY=1")
+        assert sock.recv(64) == b"READY=1"
+
+
+def test_unset_socket_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    assert systemd.ready() is False
+
+
+def test_a_gone_socket_never_raises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "nobody-listens"))
+    assert systemd.watchdog() is False
+
+
+@pytest.mark.parametrize(
+    ("usec", "pid", "expected"),
+    [
+        ("30000000", None, 15.0),
+        ("30000000", "self", 15.0),
+        ("30000000", "1", None),  # meant for another process
+        ("0", None, None),
+        ("nonsense", None, None),
+        (None, None, None),
+    ],
+)
+def test_watchdog_interval(
+    monkeypatch: pytest.MonkeyPatch,
+    usec: str | None,
+    pid: str | None,
+    expected: float | None,
+) -> None:
+    for key, value in (("WATCHDOG_USEC", usec), ("WATCHDOG_PID", pid)):
+        if value is None:
+            monkeypatch.delenv(key, raising=False)
+        else:
+            monkeypatch.setenv(key, str(os.getpid()) if value == "self" else value)
+    assert systemd.watchdog_interval_s() == expected
