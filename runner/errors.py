@@ -14,6 +14,7 @@ Only ``cli.py`` turns a ``RunnerError`` into a message and an exit code.
     │   ├── TaskNotFoundError      the task or its pipeline is gone: stop, no status
     │   └── RejectedRequestError   4xx validation: never retried, logged as a bug
     ├── ActivityError              bad task definition: task FAILED with error_id
+    │   └── StagingError           an S3 transfer or staging step failed
     └── SpawnError                 the command could not be started: task FAILED
 
 Shutdown is an Event, never an exception.
@@ -73,6 +74,16 @@ class ActivityError(RunnerError):
         super().__init__(message)
         self.error_id = error_id
         self.message = message
+
+
+class StagingError(ActivityError):
+    """An S3 transfer or a staging step failed; the attempt FAILS with ``error_id``.
+
+    ``error_id`` is one of ``S3NoSuchKey``, ``S3NoSuchBucket``, ``S3AccessDenied``,
+    ``S3PathTraversal``, ``S3InvalidUri``, ``S3Error`` (anything else from S3) or
+    ``StagingIOError`` (a local file could not be read or written). Raised only by
+    ``s3.py`` and ``staging.py``.
+    """
 
 
 class SpawnError(RunnerError):

@@ -33,16 +33,15 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import structlog
 
-from runner import activities, staging
+from runner import activities, attemptlogs, staging
 from runner.client import Client
+from runner.drain import Drain
 from runner.errors import (
     ActivityError,
     RejectedRequestError,
@@ -51,56 +50,23 @@ from runner.errors import (
     TaskNotFoundError,
     TransientServiceError,
 )
-from runner.heartbeat import Heartbeat
 from runner.model import (
     AttemptPaths,
     Command,
     FinalStatus,
     Outcome,
-    Ref,
     StopReason,
     Task,
     TaskStatus,
     digest,
 )
+from runner.progress import Progress
 from runner.s3 import S3
 from runner.supervisor import Supervisor, task_environment
 from runner.workdir import WorkDir
 
 #: How often the supervising loop looks at the child and the stop reasons.
 TICK_S = 0.05
-#: At least this many progress reports fit into a task's reportProgressTimeout.
-BEATS_PER_PROGRESS_TIMEOUT = 3
-#: The attempt's log uploads may hold the final status back this long at most.
-LOG_UPLOAD_BUDGET_S = 30.0
-STDERR_TAIL_BYTES = 4096
-
-
-class Drain:
-    """The runner's shutdown state, shared by every execution. Thread-safe.
-
-    ``begin`` starts the drain clock; ``hurry`` (second signal) ends it at once.
-    """
-
-    def __init__(self) -> None:
-        self.requested = threading.Event()
-        self.fast = threading.Event()
-        self._deadline: float | None = None
-
-    def begin(self, timeout_s: float) -> None:
-        if not self.requested.is_set():
-            self._deadline = time.monotonic() + timeout_s
-            self.requested.set()
-
-    def hurry(self) -> None:
-        self.begin(0.0)
-        self.fast.set()
-
-    def expired(self) -> bool:
-        deadline = self._deadline
-        return self.fast.is_set() or (
-            deadline is not None and time.monotonic() >= deadline
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,40 +158,38 @@ class Execution:
         )
         self._reason: StopReason | None = None
         self._reason_detail = ""
-        self._wake = threading.Event()
-        self._acked_at = time.monotonic()
-        self._heartbeat: Heartbeat | None = None
-        self._staged_env: dict[str, str] = {}
+        self._progress: Progress | None = None
+        self._attempt_log: attemptlogs.AttemptLog | None = None
         self.supervisor: Supervisor | None = None
-
-    # ----------------------------------------------------------------- public
 
     def run(self) -> ExecutionResult:
         """Ack, run, report. Never raises: a bug is logged and reported FAILED."""
         started = time.monotonic()
         if not self._ack():
-            return self._finish(started, None, None, None)
+            return self._finish(started, None, None)
         try:
             return self._run_acked(started)
         except Exception as exc:  # noqa: BLE001 - the one catch-all: a bug fails one task
             self._log.exception("execution_crashed")
             status = FinalStatus.failed("RunnerError", f"dp-runner bug: {exc!r}")
             self._send_status(status)
-            return self._finish(started, None, status, None)
+            return self._finish(started, None, status)
         finally:
-            if self._heartbeat is not None:
-                self._heartbeat.stop()
+            if self._progress is not None:
+                self._progress.stop()
+            if self._attempt_log is not None:
+                self._attempt_log.close()
 
     def request_stop(self, reason: StopReason, detail: str = "") -> None:
-        """Ask the execution to stop its child (first reason wins). Thread-safe."""
+        """Ask the execution to stop its child (the first reason wins). Thread-safe:
+        the progress heartbeat calls it."""
         if self._reason is None:
             self._reason, self._reason_detail = reason, detail
-        self._wake.set()
 
     # ------------------------------------------------------------ life phases
 
     def _ack(self) -> bool:
-        """Acknowledge at once. False when there is nothing to run."""
+        """Acknowledge at once, then start the heartbeat. False: nothing to run."""
         try:
             canceled = self._client.report_task_progress(self.task_id, first=True)
         except TaskNotFoundError as exc:
@@ -237,15 +201,23 @@ class Execution:
             self._log.error("task_ack_failed", error=exc.code, message=exc.message)
             self.request_stop(StopReason.LOST, f"ack failed: {exc.code}")
             return False
-        self._acked_at = time.monotonic()
         self._log.info("task_acknowledged", canceled=canceled)
         if canceled:
             self.request_stop(StopReason.CANCELED, "canceled at the ack")
             return False
+        self._progress = Progress(
+            client=self._client,
+            task_id=self.task_id,
+            name=f"task-{self.digest}-progress",
+            interval_s=self._settings.heartbeat_interval,
+            lease_timeout_s=self._settings.lease_timeout,
+            on_stop=self.request_stop,
+            log=self._log,
+        )
+        self._progress.start()
         return True
 
     def _run_acked(self, started: float) -> ExecutionResult:
-        self._start_heartbeat(self._settings.heartbeat_interval)
         task: Task | None = None
         plan: staging.StagingPlan | None = None
         command: Command | None = None
@@ -254,41 +226,26 @@ class Execution:
         status: FinalStatus | None
         try:
             task = self._parse()
-            self._tune_heartbeat(task)
-            paths = self._work_dir.attempt(
-                activities.safe_path_part(task.pipeline_id or "unknown"),
-                *activities.component_ids(task),
-            )
+            paths = self._open_attempt(task)
             plan = staging.plan(task)
-            command = self._prepare(task, paths)
-            argv = self._stage_in(plan, command, paths)
+            command = activities.prepare(
+                task, activities.ActivityContext(paths.workdir, self._settings.region)
+            )
             if self._reason is None:
-                outcome = self._supervise(task, command, argv, paths)
+                outcome = self._execute(task, plan, command, paths)
             if self._reason is None and outcome is not None and outcome.succeeded:
                 staging.stage_out(plan, self._s3, paths.root / "staging")
         except (ActivityError, SpawnError) as exc:
             status = self._rejected(exc, task)
         else:
-            tail = _tail(paths.stderr)
+            tail = attemptlogs.stderr_tail(paths)
             status = final_status(self._reason, outcome, command, tail, task.secrets())
         if task is not None and plan is not None and paths is not None:
-            self._deliver(task, plan, paths)
+            attemptlogs.finish(task, plan, self._s3, paths, log=self._log)
         return self._report(started, status, outcome)
 
-    def _rejected(
-        self, exc: ActivityError | SpawnError, task: Task | None
-    ) -> FinalStatus:
-        """A task that could not be run: FAILED with an errorId that says why."""
-        secrets = task.secrets() if task is not None else []
-        if isinstance(exc, ActivityError):
-            error_id, message = exc.error_id, exc.message
-        else:
-            error_id, message = "SpawnError", str(exc)
-        self._log.warning("task_rejected", error_id=error_id, message=message)
-        return FinalStatus.failed(error_id, message, secrets=secrets)
-
     def _parse(self) -> Task:
-        """Parse the task and fetch the referenced objects it does not carry."""
+        """Parse the task; fetch the referenced objects it does not carry."""
         try:
             task = Task.from_wire(self._raw)
         except (KeyError, TypeError) as exc:
@@ -296,14 +253,9 @@ class Execution:
                 "MalformedTask", f"the task is malformed: {exc!r}"
             ) from exc
         _ = task.attempt  # MissingAttemptObject, before anything else
-        missing = sorted(
-            {
-                value.id
-                for obj in task.objects.values()
-                for _key, value in obj.fields
-                if isinstance(value, Ref) and value.id not in task.objects
-            }
-        )
+        if self._progress is not None:
+            self._progress.fit_timeout(activities.report_progress_timeout_s(task))
+        missing = task.missing_refs()
         if not missing:
             return task
         try:
@@ -317,46 +269,72 @@ class Execution:
         objects.update({str(obj["id"]): obj for obj in fetched})
         return Task.from_wire({**self._raw, "objects": objects})
 
-    def _prepare(self, task: Task, paths: AttemptPaths) -> Command:
-        ctx = activities.ActivityContext(
-            workdir=paths.workdir, region=self._settings.region
+    def _open_attempt(self, task: Task) -> AttemptPaths:
+        """The attempt folder; from here on the runner's lines about this attempt
+        are also kept in it (``TaskRunner.log``)."""
+        paths = self._work_dir.attempt(
+            activities.safe_path_part(task.pipeline_id or "unknown"),
+            *activities.component_ids(task),
         )
-        return activities.prepare(task, ctx)
+        self._attempt_log = attemptlogs.AttemptLog(
+            paths.root / attemptlogs.RUNNER_LOG_NAME
+        )
+        self._log = self._attempt_log.bind(self._log)
+        return paths
 
-    def _stage_in(
-        self, plan: staging.StagingPlan, command: Command, paths: AttemptPaths
-    ) -> list[str]:
-        """Download the script and the inputs; the argv to run."""
+    def _rejected(
+        self, exc: ActivityError | SpawnError, task: Task | None
+    ) -> FinalStatus:
+        """A task that could not be run: FAILED with an errorId that says why."""
+        secrets = task.secrets() if task is not None else []
+        if isinstance(exc, ActivityError):
+            error_id, message = exc.error_id, exc.message
+        else:
+            error_id, message = "SpawnError", str(exc)
+        self._log.warning("task_rejected", error_id=error_id, message=message)
+        return FinalStatus.failed(error_id, message, secrets=secrets)
+
+    def _execute(
+        self,
+        task: Task,
+        plan: staging.StagingPlan,
+        command: Command,
+        paths: AttemptPaths,
+    ) -> Outcome:
+        """Stage in, then run the command (or the in-process check) to its end."""
+        began = time.monotonic()
+        if command.check == activities.S3_EXISTS:
+            holds = staging.exists_precondition(task, self._s3)
+            return Outcome(0 if holds else 1, None, time.monotonic() - began)
         argv = list(command.argv)
         if command.script_uri is not None:
             argv = staging.fetch_script(plan, self._s3, paths.workdir) + argv
-        if plan.stage:
-            self._staged_env = staging.stage_in(plan, self._s3, paths.root / "staging")
-        return argv
-
-    def _supervise(
-        self, task: Task, command: Command, argv: list[str], paths: AttemptPaths
-    ) -> Outcome:
-        """Run the child until it ends or a stop reason kills it."""
-        extra = {**command.env, **self._staged_env}
-        env = task_environment(os.environ, extra)
+        staged = (
+            staging.stage_in(plan, self._s3, paths.root / "staging")
+            if plan.stage
+            else {}
+        )
         self.supervisor = Supervisor.spawn(
             argv,
             cwd=paths.workdir,
-            env=env,
+            env=task_environment(os.environ, {**command.env, **staged}),
             stdout=paths.stdout,
             stderr=paths.stderr,
             marker=f"{task.attempt_id}:{self.digest}",
             log=self._log,
         )
         self._log.info("task_started", pid=self.supervisor.pid)
-        timeout_at = time.monotonic() + command.timeout_s if command.timeout_s else None
+        timeout_at = began + command.timeout_s if command.timeout_s else None
+        return self._supervise(self.supervisor, timeout_at)
+
+    def _supervise(self, child: Supervisor, timeout_at: float | None) -> Outcome:
+        """Wait for the child; kill its tree as soon as a stop reason appears."""
         while True:
-            outcome = self.supervisor.wait_exit(TICK_S)
+            outcome = child.wait_exit(TICK_S)
             if outcome is not None:
-                self.supervisor.kill_leftovers(self._settings.kill_grace)
+                child.kill_leftovers(self._settings.kill_grace)
                 return outcome
-            self._check_stop(timeout_at)
+            self._check_clocks(timeout_at)
             if self._reason is not None:
                 self._log.info(
                     "task_stopping",
@@ -364,94 +342,28 @@ class Execution:
                     detail=self._reason_detail,
                 )
                 grace = 0.0 if self._drain.fast.is_set() else self._settings.kill_grace
-                return self.supervisor.terminate(grace)
+                return child.terminate(grace)
 
-    def _check_stop(self, timeout_at: float | None) -> None:
+    def _check_clocks(self, timeout_at: float | None) -> None:
         """Turn the clocks into stop reasons (the heartbeat sets the others)."""
-        now = time.monotonic()
-        if timeout_at is not None and now >= timeout_at:
+        silent_s = self._progress.silent_for_s() if self._progress else None
+        if timeout_at is not None and time.monotonic() >= timeout_at:
             self.request_stop(StopReason.TIMEOUT, "attemptTimeout passed")
         elif self._drain.expired():
             self.request_stop(StopReason.SHUTDOWN, "the drain ran out")
-        elif self._heartbeat is not None:
-            last_good = self._heartbeat.last_success or self._acked_at
-            if now - last_good > self._settings.lease_timeout:
-                self.request_stop(
-                    StopReason.LOST,
-                    f"no heartbeat succeeded for {now - last_good:.1f}s",
-                )
-
-    # -------------------------------------------------------------- heartbeat
-
-    def _start_heartbeat(self, interval_s: float) -> None:
-        self._heartbeat = Heartbeat(
-            self._beat,
-            interval_s=interval_s,
-            name=f"task-{self.digest}-progress",
-            log=self._log,
-        )
-        self._heartbeat.start()
-
-    def _tune_heartbeat(self, task: Task) -> None:
-        """Beat often enough that three reports fit in the task's
-        reportProgressTimeout, when it is shorter than the interval allows."""
-        try:
-            timeout_s = activities.report_progress_timeout_s(task)
-        except ActivityError:
-            timeout_s = None  # reported by prepare() with the field's name
-        if timeout_s and self._heartbeat is not None:
-            interval = min(
-                self._settings.heartbeat_interval,
-                timeout_s / BEATS_PER_PROGRESS_TIMEOUT,
+        elif silent_s is not None:
+            self.request_stop(
+                StopReason.LOST, f"no heartbeat succeeded for {silent_s:.1f}s"
             )
-            self._heartbeat.set_interval(interval)
-
-    def _beat(self) -> None:
-        """One progress report, on the heartbeat thread."""
-        assert self._heartbeat is not None  # noqa: S101 - set before the thread starts
-        try:
-            canceled = self._client.report_task_progress(
-                self.task_id, deadline_s=self._settings.heartbeat_interval
-            )
-        except TaskNotFoundError as exc:
-            self.request_stop(StopReason.LOST, f"the task is gone: {exc.code}")
-            raise
-        if canceled:
-            self.request_stop(StopReason.CANCELED, "the service answered canceled")
 
     # ----------------------------------------------------------------- finish
-
-    def _deliver(
-        self, task: Task, plan: staging.StagingPlan, paths: AttemptPaths
-    ) -> None:
-        """Copy stdout/stderr where the task asks, and upload the attempt's logs.
-        Bounded, and never changes the status."""
-        try:
-            staging.deliver_output(plan, self._s3, paths.stdout, paths.stderr)
-        except ActivityError as exc:
-            self._log.warning(
-                "task_output_not_delivered", error_id=exc.error_id, message=exc.message
-            )
-        if plan.log_uri:
-            component, instance, attempt = activities.component_ids(task)
-            staging.upload_attempt_logs(
-                plan,
-                self._s3,
-                [p for p in (paths.stdout, paths.stderr) if p.exists()],
-                pipeline_id=task.pipeline_id,
-                component_id=component,
-                instance_id=instance,
-                attempt_id=attempt,
-                deadline_s=LOG_UPLOAD_BUDGET_S,
-            )
-        staging.cleanup(paths.root / "staging")
 
     def _report(
         self, started: float, status: FinalStatus | None, outcome: Outcome | None
     ) -> ExecutionResult:
         if status is not None:
             self._send_status(status)
-        return self._finish(started, outcome, status, self._reason)
+        return self._finish(started, outcome, status)
 
     def _send_status(self, status: FinalStatus) -> None:
         """The commit point: the longest retry budget, heartbeats still going."""
@@ -465,18 +377,13 @@ class Execution:
             self._log.error("task_status_not_sent", error=exc.code, message=exc.message)
 
     def _finish(
-        self,
-        started: float,
-        outcome: Outcome | None,
-        status: FinalStatus | None,
-        reason: StopReason | None,
+        self, started: float, outcome: Outcome | None, status: FinalStatus | None
     ) -> ExecutionResult:
-        if reason is not None and status is None:
-            label = reason.value
-        elif status is not None:
+        """The one canonical ``task_finished`` line."""
+        if status is not None:
             label = status.status.value.lower()
         else:
-            label = "dropped"
+            label = self._reason.value if self._reason else "dropped"
         self._log.info(
             "task_finished",
             outcome=label,
@@ -486,15 +393,4 @@ class Execution:
             duration_s=round(time.monotonic() - started, 3),
             detail=self._reason_detail or None,
         )
-        return ExecutionResult(outcome=label, status=status, reason=reason)
-
-
-def _tail(path: Path, size: int = STDERR_TAIL_BYTES) -> str:
-    """The last ``size`` bytes of a file, decoded leniently; '' when missing."""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - size))
-            return handle.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
+        return ExecutionResult(outcome=label, status=status, reason=self._reason)

@@ -192,6 +192,17 @@ class Task:
             )
         return value
 
+    def missing_refs(self) -> list[str]:
+        """Ids that some object refers to but the task does not carry, sorted."""
+        return sorted(
+            {
+                value.id
+                for obj in self.objects.values()
+                for _key, value in obj.fields
+                if isinstance(value, Ref) and value.id not in self.objects
+            }
+        )
+
     def secrets(self) -> list[str]:
         """Values of ``*``-fields anywhere in the task, to redact from reports."""
         return [
@@ -210,7 +221,9 @@ class Command:
     rest of the environment. ``timeout_s`` is the attempt's own attemptTimeout.
     ``false_on_failure`` is set for preconditions: a non-zero exit means FALSE.
     ``script_uri`` names an S3 script that the execution downloads and runs ahead of
-    ``argv`` (which then holds only its arguments).
+    ``argv`` (which then holds only its arguments). ``check`` names a check that the
+    execution makes itself instead of starting a process (``s3-exists``); its
+    result counts as exit 0 (holds) or 1 (does not).
     """
 
     argv: tuple[str, ...]
@@ -218,6 +231,7 @@ class Command:
     timeout_s: float | None = None
     false_on_failure: bool = False
     script_uri: str | None = None
+    check: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,7 @@ from s3transfer.exceptions import (
 )
 from s3transfer.subscribers import BaseSubscriber
 
-from runner.errors import ActivityError
+from runner.errors import StagingError
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -64,15 +64,6 @@ _TRANSFER_ERRORS = (
 )
 _NO_BUCKET = _NOT_FOUND | {"NoSuchBucket"}
 _ACCESS_DENIED = frozenset({"403", "AccessDenied", "AllAccessDisabled", "Forbidden"})
-
-
-class StagingError(ActivityError):
-    """An S3 transfer or a staging step failed; the attempt FAILS with ``error_id``.
-
-    ``error_id`` is one of ``S3NoSuchKey``, ``S3NoSuchBucket``, ``S3AccessDenied``,
-    ``S3PathTraversal``, ``S3InvalidUri``, ``S3Error`` (anything else from S3) or
-    ``StagingIOError`` (a local file could not be read or written).
-    """
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:

@@ -8,7 +8,6 @@ steps around one attempt that use it:
     stage_in / fetch_script        before the spawn: INPUTn/OUTPUTn_STAGING_DIR, script
     stage_out                      after a successful run: OUTPUTn folders -> S3
     deliver_output                 after the run: StdOutput/StdError -> stdout/stderr
-    upload_attempt_logs            at the end of every attempt; bounded, never raises
     cleanup                        the staging folders go away
 
 Must not: call the Data Pipeline API, start processes or import boto3. Transfers and
@@ -18,34 +17,23 @@ to ``execution.py``.
 Why this way: the plan is pure and computed first, so a bad definition fails the
 attempt before a byte moves, and each step is a small function that the execution
 layer calls at its point of the lifecycle (Java runner: ``output/staging/..._input<N>``
-folders, removed after the task). Log upload runs on its own thread and is waited for
-at most ``deadline_s``: a slow or broken S3 never holds back the final status.
+folders, removed after the task). The attempt's log upload is ``attemptlogs.py``'s.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import shutil
-import threading
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from runner.activities import safe_path_part
 from runner.activities.shell import shell_interpreter
-from runner.errors import ActivityError
+from runner.errors import ActivityError, StagingError
 from runner.model import PipelineObject, Ref, Task
-from runner.s3 import S3, StagingError, parse_s3_uri, relative_key_path
-
-if TYPE_CHECKING:
-    from structlog.typing import FilteringBoundLogger
+from runner.s3 import S3, parse_s3_uri, relative_key_path
 
 S3_DATA_NODE = "S3DataNode"
 _DIR_MODE = 0o700
-_LOG_RETRY_CAP_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,39 +161,6 @@ def deliver_output(plan: StagingPlan, s3: S3, stdout: Path, stderr: Path) -> Non
             raise StagingError("StagingIOError", f"copy to {target}: {exc}") from exc
 
 
-def upload_attempt_logs(
-    plan: StagingPlan,
-    s3: S3,
-    files: Sequence[Path],
-    *,
-    pipeline_id: str,
-    component_id: str,
-    instance_id: str,
-    attempt_id: str,
-    deadline_s: float,
-    log: FilteringBoundLogger | None = None,
-) -> bool:
-    """Upload ``files`` to ``pipelineLogUri/<pipelineId>/<componentId>/<instanceId>/
-    <attemptId>/<name>`` (each part made safe). Retries ``S3Error`` with jittered
-    backoff; blocks at most ``deadline_s``; logs failures and never raises. True when
-    every existing file landed, or when there is no ``pipelineLogUri``."""
-    log = log or s3.log
-    if plan.log_uri is None:
-        return True
-    parts = (pipeline_id, component_id, instance_id, attempt_id)
-    base = plan.log_uri.rstrip("/") + "".join("/" + safe_path_part(p) for p in parts)
-    uploads = [(p, f"{base}/{safe_path_part(p.name)}") for p in files if p.is_file()]
-    job = _LogUpload(s3, uploads, log, time.monotonic() + deadline_s)
-    thread = threading.Thread(target=job.run, name="attempt-log-upload", daemon=True)
-    thread.start()
-    thread.join(deadline_s)
-    if thread.is_alive():
-        job.give_up.set()
-        log.warning("attempt_logs_upload_timed_out", uri=base, deadline_s=deadline_s)
-        return False
-    return job.ok
-
-
 def cleanup(staging_root: Path) -> None:
     """Remove ``staging_root`` and everything in it, even folders the task made
     unreadable; never follows a symlink, never raises."""
@@ -226,57 +181,6 @@ def exists_precondition(task: Task, s3: S3) -> bool:
     names this precondition, else the task's only S3DataNode. Raises
     ``ActivityError`` when there is none, ``StagingError`` when S3 refuses."""
     return s3.exists(_guarded_node(task).uri)
-
-
-class _LogUpload:
-    """The body of the log-upload thread; ``ok`` is read after ``join``."""
-
-    def __init__(
-        self,
-        s3: S3,
-        uploads: list[tuple[Path, str]],
-        log: FilteringBoundLogger,
-        deadline: float,
-    ) -> None:
-        self.s3, self.uploads, self.log, self.deadline = s3, uploads, log, deadline
-        self.give_up = threading.Event()
-        self.ok = False
-
-    def run(self) -> None:
-        try:
-            results = [
-                self._upload(path, uri)
-                for path, uri in self.uploads
-                if not self.give_up.is_set()
-            ]
-            self.ok = all(results) and len(results) == len(self.uploads)
-        except Exception:  # a thread body: nothing dies silently
-            self.log.exception("attempt_logs_upload_crashed")
-
-    def _upload(self, path: Path, uri: str) -> bool:
-        for attempt in range(1, 100):
-            try:
-                self.s3.upload_file(path, uri)
-            except StagingError as exc:
-                delay = random.uniform(0, min(_LOG_RETRY_CAP_S, 0.1 * 2**attempt))  # noqa: S311 - jitter, not crypto
-                left_s = self.deadline - time.monotonic()
-                if exc.error_id != "S3Error" or left_s <= delay:
-                    self.log.warning(
-                        "attempt_log_upload_failed",
-                        uri=uri,
-                        error_id=exc.error_id,
-                        error=exc.message,
-                        attempts=attempt,
-                    )
-                    return False
-                self.log.info(
-                    "attempt_log_upload_retry_scheduled", uri=uri, attempt=attempt
-                )
-                if self.give_up.wait(delay):
-                    return False
-            else:
-                return True
-        return False
 
 
 def _s3_field(

@@ -31,8 +31,9 @@ import structlog
 
 from runner import supervisor
 from runner.client import Client
+from runner.drain import Drain
 from runner.errors import ConfigError, RejectedRequestError, TransientServiceError
-from runner.execution import Drain, Execution, ExecutionResult, ExecutionSettings
+from runner.execution import Execution, ExecutionResult, ExecutionSettings
 from runner.heartbeat import Heartbeat
 from runner.s3 import S3
 from runner.workdir import WorkDir

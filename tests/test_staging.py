@@ -15,10 +15,10 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from runner import staging
-from runner.errors import ActivityError
+from runner import attemptlogs, staging
+from runner.errors import ActivityError, StagingError
 from runner.model import FieldValue, PipelineObject, Ref, Task
-from runner.s3 import S3, StagingError
+from runner.s3 import S3
 
 ATTEMPT = "@Act_2024-01-01T00:00:00_Attempt=1"
 
@@ -248,7 +248,7 @@ def test_attempt_logs_land_under_the_pipeline_log_uri(
         (tmp_path / name).write_text(name)
         files.append(tmp_path / name)
     task = make_task(obj("Default", pipelineLogUri=f"s3://{s3_bucket}/dp-logs"))
-    ok = staging.upload_attempt_logs(
+    ok = attemptlogs.upload_attempt_logs(
         staging.plan(task),
         s3,
         [*files, tmp_path / "never-written"],
@@ -281,7 +281,7 @@ def test_attempt_log_upload_to_a_missing_bucket_returns_false_without_raising(
     task = make_task(pipelineLogUri="s3://no-such-log-bucket/x")
     started = time.monotonic()
     with capture_logs() as logs:
-        ok = staging.upload_attempt_logs(
+        ok = attemptlogs.upload_attempt_logs(
             staging.plan(task),
             s3,
             [tmp_path / "StdOutput"],
@@ -318,7 +318,7 @@ def test_attempt_log_upload_is_bounded_by_its_deadline(
     (tmp_path / "StdOutput").write_text("x")
     task = make_task(pipelineLogUri="s3://logs/x")
     started = time.monotonic()
-    ok = staging.upload_attempt_logs(
+    ok = attemptlogs.upload_attempt_logs(
         staging.plan(task),
         s3,
         [tmp_path / "StdOutput"],

@@ -24,6 +24,7 @@ from runner.activities.context import (
     activity_env,
     task_variables,
 )
+from runner.activities.exists import S3_EXISTS, ExistsPrecondition
 from runner.activities.ids import component_ids, raw_component_ids, safe_path_part
 from runner.activities.periods import (
     attempt_timeout_s,
@@ -36,8 +37,10 @@ from runner.model import Command, Task
 
 __all__ = [
     "REGISTRY",
+    "S3_EXISTS",
     "Activity",
     "ActivityContext",
+    "ExistsPrecondition",
     "ShellCommandActivity",
     "ShellCommandPrecondition",
     "activity_env",
@@ -56,6 +59,7 @@ __all__ = [
 REGISTRY: Mapping[str, Activity] = {
     ShellCommandActivity.type_name: ShellCommandActivity(),
     ShellCommandPrecondition.type_name: ShellCommandPrecondition(),
+    ExistsPrecondition.type_name: ExistsPrecondition(),
 }
 
 

@@ -1,0 +1,92 @@
+"""The progress heartbeat of one task, and the lease it keeps.
+
+Owns: calling ReportTaskProgress every ``interval_s`` on the task's own
+``task-<digest>-progress`` thread, turning its answers into stop reasons
+(``canceled: true`` -> CANCELED; the task or pipeline gone -> LOST), and telling when
+the lease is lost: no report has succeeded for ``lease_timeout`` seconds.
+
+Must not: touch the task's process, or send a final status. It only reports what it
+learns through the ``on_stop`` callback; ``execution.py`` decides what to do.
+
+Why its own thread: a task's output goes to files and slow uploads run elsewhere,
+so nothing the task does can starve its heartbeat, and the heartbeat goes on while
+the runner drains and until the final status is sent (Temporal #2903: a heartbeat
+that stops during a drain makes the service re-run the work).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from structlog.typing import FilteringBoundLogger
+
+from runner.client import Client
+from runner.errors import TaskNotFoundError
+from runner.heartbeat import Heartbeat
+from runner.model import StopReason
+
+#: At least this many progress reports fit into a task's reportProgressTimeout.
+BEATS_PER_PROGRESS_TIMEOUT = 3
+
+
+class Progress:
+    """Thread-safe. ``start`` once after the ack; ``stop`` after the final status."""
+
+    def __init__(
+        self,
+        *,
+        client: Client,
+        task_id: str,
+        name: str,
+        interval_s: float,
+        lease_timeout_s: float,
+        on_stop: Callable[[StopReason, str], None],
+        log: FilteringBoundLogger,
+    ) -> None:
+        self._client = client
+        self._task_id = task_id
+        self._interval_s = interval_s
+        self._lease_timeout_s = lease_timeout_s
+        self._on_stop = on_stop
+        self._acked_at = time.monotonic()
+        self._heartbeat = Heartbeat(
+            self._beat, interval_s=interval_s, name=name, log=log
+        )
+
+    def start(self) -> None:
+        """Start beating; the ack that came before counts as the first success."""
+        self._acked_at = time.monotonic()
+        self._heartbeat.start()
+
+    def stop(self) -> None:
+        self._heartbeat.stop()
+
+    def fit_timeout(self, report_progress_timeout_s: float | None) -> None:
+        """Beat often enough that three reports fit in the task's
+        reportProgressTimeout, when it is shorter than the interval allows."""
+        if report_progress_timeout_s:
+            self._interval_s = min(
+                self._interval_s,
+                report_progress_timeout_s / BEATS_PER_PROGRESS_TIMEOUT,
+            )
+            self._heartbeat.set_interval(self._interval_s)
+
+    def silent_for_s(self) -> float | None:
+        """Seconds since the last good report, when that is past the lease timeout;
+        ``None`` while the lease holds."""
+        last_good = self._heartbeat.last_success or self._acked_at
+        silent_s = time.monotonic() - last_good
+        return silent_s if silent_s > self._lease_timeout_s else None
+
+    def _beat(self) -> None:
+        """One report. A retry never overruns the next beat (``deadline_s``)."""
+        try:
+            canceled = self._client.report_task_progress(
+                self._task_id, deadline_s=self._interval_s
+            )
+        except TaskNotFoundError as exc:
+            self._on_stop(StopReason.LOST, f"the task is gone: {exc.code}")
+            raise
+        if canceled:
+            self._on_stop(StopReason.CANCELED, "the service answered canceled")
