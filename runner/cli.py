@@ -23,7 +23,7 @@ from typing import Any
 import click
 import structlog
 
-from runner import localrun, logs, supervisor, systemd
+from runner import localrun, logs, logship, supervisor, systemd
 from runner.client import Client
 from runner.config import Settings, load_settings
 from runner.definition import Definition
@@ -215,6 +215,7 @@ def _components(
     log = logs.get_logger("dp-runner")
     work_dir = WorkDir(settings.work_dir)
     work_dir.lock()
+    logs.add_file_log(work_dir.root / logs.LOG_DIR_NAME)
     client = Client(
         region=settings.region,
         endpoint_url=settings.endpoint_url,
@@ -259,6 +260,8 @@ def _serve(settings: Settings) -> int:
     signals = Signals()
     signals.install()
     log, client, s3, work_dir = _components(settings, signals)
+    runner_id = settings.taskrunner_id or settings.hostname or default_hostname()
+    shipper = logship.start(settings.log_uri, s3=s3, runner_id=runner_id, log=log)
     supervisor.enable_subreaper()
     worker = _worker(settings, client, s3, work_dir, log)
     worker.preflight()
@@ -267,6 +270,8 @@ def _serve(settings: Settings) -> int:
     _block_until_drained(worker, signals, threading.Event())
     systemd.stopping()
     log.info("runner_stopped", **dataclasses.asdict(worker.statistics()))
+    if shipper is not None:
+        shipper.close(logship.CLOSE_TIMEOUT_S)
     return 0
 
 
@@ -311,6 +316,7 @@ def _run_local(
         signals = Signals()
         signals.install()
         log, client, s3, work_dir = _components(settings, signals)
+        supervisor.enable_subreaper()
         pipeline_id = localrun.submit(client, defn, definition.stem)
         log.info(
             "local_pipeline_submitted",

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import structlog
 
+from runner.errors import RunnerError
+
 
 @dataclass(frozen=True, slots=True)
 class HeartbeatStatistics:
@@ -133,6 +135,11 @@ class Heartbeat:
         error: Exception | None = None
         try:
             self._fn()
+        except RunnerError as exc:
+            # An expected failure (the service is down, the task is gone): one line,
+            # no traceback, so an outage does not bury the log in stack dumps.
+            self._log.warning("heartbeat_failed", heartbeat=self.name, error=str(exc))
+            error = exc
         except Exception as exc:  # noqa: BLE001 - a failed beat is recorded, not fatal
             self._log.exception("heartbeat_failed", heartbeat=self.name)
             error = exc

@@ -31,7 +31,15 @@ from runner.localservice import LocalService
 
 #: Instance statuses after which the service will do nothing more on its own.
 TERMINAL = frozenset(
-    {"FINISHED", "FAILED", "CASCADE_FAILED", "CANCELED", "SKIPPED", "MARK_FINISHED"}
+    {
+        "FINISHED",
+        "FAILED",
+        "CASCADE_FAILED",
+        "CANCELED",
+        "SKIPPED",
+        "MARK_FINISHED",
+        "TIMEDOUT",
+    }
 )
 RUNS_ON_GROUP = "dp-runner-local"
 DEFAULT_TIME_SCALE = 0.01

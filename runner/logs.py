@@ -5,8 +5,9 @@ renderer on a TTY), the level filter, the secret-key redaction, and routing the
 stdlib loggers of boto3/botocore/urllib3 through the same processors.
 
 Must not: decide *what* is logged, read ``Settings`` (``cli.py`` passes the values),
-or write anywhere but the one stream it is given (stdout by default: journald keeps
-it, containers collect it).
+or write anywhere but the stream it is given (stdout by default: journald keeps it,
+containers collect it) and, once ``add_file_log`` is called, the work dir's log file.
+It does not ship files anywhere: ``logship.py`` hooks the file handler's rotation.
 
 Why this shape: structlog events are handed to the stdlib logger of the same name
 and rendered by one ``structlog.stdlib.ProcessorFormatter`` on one handler, so
@@ -15,13 +16,24 @@ half-lines from threads) and one set of pre-processors (hynek/structlog
 ``docs/standard-library.md``). Loggers are not cached, so ``configure`` can run
 twice and ``structlog.testing.capture_logs`` works after it. Redaction here is
 defence in depth: the rule is still never to log a secret at all.
+
+The file log (``add_file_log``) is a second handler on the same root logger with
+its own ``ProcessorFormatter``, always JSON whatever the stdout format: the file is
+for machines (S3, log search), and a second handler is not a second pipeline. Each
+formatter renders a copy of the event, so both see the same redacted fields. It is
+stdlib's ``TimedRotatingFileHandler``, hourly in UTC, with the Java runner's
+``<name>.YYYY-MM-DD-HH`` suffix (reference/datapipeline.md §2.6), and it deletes
+files past ``FILE_LOG_BACKUPS`` itself.
 """
 
 from __future__ import annotations
 
 import logging
+import logging.handlers
+import re
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TextIO
 
 import structlog
@@ -54,6 +66,17 @@ SECRET_KEY_PARTS = (
 REDACTED = "***"
 
 _HANDLER_NAME = "dp-runner"
+_FILE_HANDLER_NAME = "dp-runner-file"
+
+#: The file log: ``<work_dir>/logs/dp-runner.log``, rotated to ``<name>.<suffix>``.
+LOG_DIR_NAME = "logs"
+FILE_LOG_NAME = "dp-runner.log"
+#: The UTC hour a rotated file started (Java runner: ``Task Runner.log.YYYY-MM-DD-HH``).
+FILE_LOG_SUFFIX = "%Y-%m-%d-%H"
+#: What the handler takes for one of its rotated files when it deletes old ones.
+_FILE_LOG_SUFFIX_MATCH = re.compile(r"^\d{4}-\d{2}-\d{2}-\d{2}(\.\w+)?$", re.ASCII)
+#: Rotated files kept locally: 7 days of hourly files.
+FILE_LOG_BACKUPS = 168
 
 
 def _is_secret_key(key: str) -> bool:
@@ -95,13 +118,21 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
-def _renderer_chain(log_format: str, stream: TextIO) -> list[Processor]:
+def _formatter(log_format: str, stream: TextIO | None) -> logging.Formatter:
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_shared_processors(),
+        processors=_renderer_chain(log_format, stream),
+    )
+
+
+def _renderer_chain(log_format: str, stream: TextIO | None) -> list[Processor]:
+    is_tty = stream is not None and stream.isatty()
     if log_format == "auto":
-        log_format = "console" if stream.isatty() else "json"
+        log_format = "console" if is_tty else "json"
     if log_format == "console":
         return [
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.dev.ConsoleRenderer(colors=stream.isatty()),
+            structlog.dev.ConsoleRenderer(colors=is_tty),
         ]
     return [
         structlog.stdlib.ProcessorFormatter.remove_processors_meta,
@@ -144,21 +175,72 @@ def _install_handler(out: TextIO, log_format: str, level_no: int) -> None:
     """One handler on the root logger, replacing the one a former call put there."""
     handler = logging.StreamHandler(out)
     handler.set_name(_HANDLER_NAME)
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=_shared_processors(),
-            processors=_renderer_chain(log_format, out),
-        )
-    )
+    handler.setFormatter(_formatter(log_format, out))
     root = logging.getLogger()
-    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
-        root.removeHandler(old)
+    _remove_handlers(_HANDLER_NAME, close=False)  # the stream is not ours to close
     root.addHandler(handler)
     root.setLevel(level_no)
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(
             logging.DEBUG if level_no <= logging.DEBUG else logging.WARNING
         )
+
+
+def add_file_log(
+    log_dir: Path, *, backup_count: int = FILE_LOG_BACKUPS
+) -> logging.handlers.TimedRotatingFileHandler:
+    """Also write every line, as JSON whatever the stdout format, to
+    ``log_dir/dp-runner.log``, rotated at the top of each UTC hour to
+    ``dp-runner.log.YYYY-MM-DD-HH`` (the hour it started); beyond ``backup_count``
+    rotated files the oldest are deleted. Returns the handler, so that ``logship``
+    can hook its rotation.
+
+    Call after ``configure`` (it sets the level), from the main thread. Replaces
+    (and closes) the file log of a former call. Raises ``ConfigError`` when the
+    folder or the file cannot be made. A file left by a former run is appended to,
+    and rotated at the first line when its hour is over.
+    """
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        handler = logging.handlers.TimedRotatingFileHandler(
+            log_dir / FILE_LOG_NAME,
+            when="H",
+            utc=True,
+            backupCount=backup_count,
+            encoding="utf-8",
+        )
+    except OSError as exc:
+        raise ConfigError(f"log file in {log_dir}: cannot open it: {exc}") from exc
+    handler.suffix = FILE_LOG_SUFFIX
+    handler.extMatch = _FILE_LOG_SUFFIX_MATCH
+    handler.set_name(_FILE_HANDLER_NAME)
+    handler.setFormatter(_formatter("json", None))
+    _remove_handlers(_FILE_HANDLER_NAME, close=True)
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def file_log() -> logging.handlers.TimedRotatingFileHandler | None:
+    """The handler ``add_file_log`` installed, if it is still installed."""
+    for handler in logging.getLogger().handlers:
+        if handler.get_name() == _FILE_HANDLER_NAME and isinstance(
+            handler, logging.handlers.TimedRotatingFileHandler
+        ):
+            return handler
+    return None
+
+
+def remove_file_log() -> None:
+    """Detach and close the file log, if any (tests; a clean exit closes it anyway)."""
+    _remove_handlers(_FILE_HANDLER_NAME, close=True)
+
+
+def _remove_handlers(name: str, *, close: bool) -> None:
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == name]:
+        root.removeHandler(old)
+        if close:
+            old.close()
 
 
 def get_logger(name: str | None = None) -> FilteringBoundLogger:

@@ -43,7 +43,7 @@ def test_script_uri_runs_with_arguments_and_output_goes_to_s3(
     s3_admin: Any,
     s3_bucket: str,
 ) -> None:
-    script = "#!/bin/sh\necho \"script got $# args: $1|$2\"\n"
+    script = '#!/bin/sh\necho "script got $# args: $1|$2"\n'
     s3_admin.put_object(Bucket=s3_bucket, Key="scripts/run.sh", Body=script.encode())
     activity = {
         "id": "Script",
@@ -77,8 +77,10 @@ def test_failed_attempt_uploads_its_logs(
     (stderr_key,) = [k for k in uploaded if k.endswith("/StdError")]
     assert body(s3_admin, s3_bucket, stderr_key) == "disk full\n"
     (runner_key,) = [k for k in uploaded if k.endswith("/TaskRunner.log")]
-    events = [json.loads(line)["event"] for line in
-              body(s3_admin, s3_bucket, runner_key).splitlines()]
+    events = [
+        json.loads(line)["event"]
+        for line in body(s3_admin, s3_bucket, runner_key).splitlines()
+    ]
     assert "task_started" in events
 
 

@@ -7,7 +7,9 @@ import io
 import json
 import logging
 import re
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,6 +36,7 @@ def restore_logging() -> Iterator[None]:
     level = root.level
     noisy = {name: logging.getLogger(name).level for name in logs.NOISY_LOGGERS}
     yield
+    logs.remove_file_log()
     for handler in [h for h in root.handlers if h.get_name() == "dp-runner"]:
         root.removeHandler(handler)
     root.setLevel(level)
@@ -173,3 +176,84 @@ def test_capture_logs_works_after_configure() -> None:
 def test_bad_settings_are_config_errors(fmt: str, level: str) -> None:
     with pytest.raises(ConfigError):
         logs.configure(log_format=fmt, level=level, stream=io.StringIO())
+
+
+def _file_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_file_log_is_json_when_stdout_is_console(tmp_path: Path) -> None:
+    stream = FakeTTY()
+    logs.configure(log_format="console", stream=stream)
+    handler = logs.add_file_log(tmp_path / "logs")
+    logs.get_logger("runner.worker").info("task_received", slot=1)
+    logging.getLogger("botocore.endpoint").warning("retry needed")
+    handler.flush()
+    assert not stream.getvalue().lstrip().startswith("{")  # stdout stays console
+    lines = _file_lines(tmp_path / "logs" / logs.FILE_LOG_NAME)
+    assert [line["event"] for line in lines] == ["task_received", "retry needed"]
+    assert lines[0]["logger"] == "runner.worker"
+    assert lines[0]["slot"] == 1
+    assert ISO_UTC.match(lines[1]["timestamp"])
+    assert logs.file_log() is handler
+
+
+def test_file_log_masks_secrets(tmp_path: Path) -> None:
+    logs.configure(log_format="json", stream=io.StringIO())
+    handler = logs.add_file_log(tmp_path)
+    secrets = {"password": "hunter2", "nested": {"*dbPass": "pw2"}}
+    logs.get_logger().info("oops", **secrets)
+    handler.flush()
+    text = (tmp_path / logs.FILE_LOG_NAME).read_text()
+    assert not any(secret in text for secret in ("hunter2", "pw2"))
+    line = _file_lines(tmp_path / logs.FILE_LOG_NAME)[0]
+    assert line["password"] == logs.REDACTED
+    assert line["nested"] == {"*dbPass": logs.REDACTED}
+
+
+def test_file_log_rotates_with_the_hourly_suffix_and_keeps_a_bounded_number(
+    tmp_path: Path,
+) -> None:
+    logs.configure(log_format="json", stream=io.StringIO())
+    handler = logs.add_file_log(tmp_path, backup_count=2)
+    log = logs.get_logger()
+    start = 1_577_836_800  # 2020-01-01T00:00:00Z
+    for n in range(4):
+        log.info("line", n=n)
+        # The file is named for the hour its period started: as if hour n had passed.
+        handler.rolloverAt = start + (n + 1) * 3600
+        handler.doRollover()
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert kept == [  # the two oldest deleted by the handler
+        "dp-runner.log",
+        "dp-runner.log.2020-01-01-02",
+        "dp-runner.log.2020-01-01-03",
+    ]
+    assert _file_lines(tmp_path / "dp-runner.log.2020-01-01-03")[0]["n"] == 3
+    assert (tmp_path / logs.FILE_LOG_NAME).read_text() == ""
+    assert handler.rolloverAt > time.time()  # back on the real clock
+
+
+def test_file_log_appends_to_a_former_file_and_replaces_a_former_handler(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / logs.FILE_LOG_NAME).write_text('{"event": "former_run"}\n')
+    logs.configure(log_format="json", stream=io.StringIO())
+    first = logs.add_file_log(tmp_path)
+    second = logs.add_file_log(tmp_path)
+    logs.get_logger().info("this_run")
+    second.flush()
+    root = logging.getLogger()
+    assert first not in root.handlers
+    assert first.stream is None  # closed
+    assert logs.file_log() is second
+    events = [line["event"] for line in _file_lines(tmp_path / logs.FILE_LOG_NAME)]
+    assert events == ["former_run", "this_run"]
+    logs.remove_file_log()
+    assert logs.file_log() is None
+
+
+def test_file_log_in_an_unusable_dir_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file, not a folder")
+    with pytest.raises(ConfigError, match="cannot open"):
+        logs.add_file_log(tmp_path / "taken" / "logs")

@@ -16,6 +16,7 @@ disagree about what a field means.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
@@ -34,7 +35,17 @@ SYSTEM_PRECONDITIONS = frozenset(
         "RdsSqlPrecondition",
     }
 )
+# The system preconditions the service checks itself (lifecycle hands their
+# attempts to `preconditions`, never to a runner); the rest of
+# SYSTEM_PRECONDITIONS cannot be checked locally and are treated as met.
+SERVICE_PRECONDITIONS = {"S3KeyExists": "s3Key", "S3PrefixNotEmpty": "s3Prefix"}
 RESOURCE_TYPES = frozenset({"Ec2Resource", "EmrCluster"})
+# Timeout-type fields that also take "N seconds" (AWS documents minutes and up;
+# the runner and the local service accept seconds for tests and demos).
+SECONDS_OK = frozenset(
+    {"attemptTimeout", "reportProgressTimeout", "retryDelay", "preconditionTimeout"}
+)
+_SECONDS = re.compile(r"\s*(\d+)\s*seconds?\s*", re.IGNORECASE)
 _MAX_DEPTH = 16
 # Runtime fields an expression may name; validation evaluates with these present.
 RUNTIME_KEYS = (
@@ -149,8 +160,11 @@ class Definition:
         return "ondemand"
 
     def period(self, obj_id: str, key: str, default: dt.timedelta) -> dt.timedelta:
+        """The field as a duration; "N seconds" only for the SECONDS_OK keys."""
         text = self.first(obj_id, key)
-        return parse_period(text) if text else default
+        if not text:
+            return default
+        return parse_duration(text) if key in SECONDS_OK else parse_period(text)
 
     # ---- parameters and expressions ------------------------------------------
     def parameter(self, name: str) -> object:
@@ -221,6 +235,21 @@ class Definition:
         if head in self.objects:
             return head
         raise KeyError(head)
+
+
+def in_seconds(text: str) -> bool:
+    """Whether text is written "N seconds" (which AWS may not accept)."""
+    return _SECONDS.fullmatch(text) is not None
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """`parse_period`, plus "N seconds". Raises ExpressionError (a ValueError)."""
+    match = _SECONDS.fullmatch(text)
+    if match is None:
+        return parse_period(text)
+    if int(match.group(1)) == 0:
+        raise ExpressionError(f"bad period {text!r}: N must be >= 1")
+    return dt.timedelta(seconds=int(match.group(1)))
 
 
 def trial_runtime(pipeline_id: str) -> dict[str, object]:

@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from runner.localservice.definition import Definition
+from runner.localservice.definition import SERVICE_PRECONDITIONS, Definition
 from runner.localservice.model import (
     PAUSED,
     WAITING_FOR_RUNNER,
@@ -55,6 +55,8 @@ class Engine:
         self.waiting: dict[str, set[str]] = {}
         self.tasks: dict[str, tuple[str, str]] = {}
         self.queues: dict[str, deque[tuple[str, str]]] = {}
+        # attempts of S3KeyExists & co., for the `preconditions` thread, not runners
+        self.service_checks: deque[tuple[str, str]] = deque()
         self.timers: list[Timer] = []
         self.handlers: dict[str, Callable[[Engine, str, str, float], None]] = {}
         self._tie = itertools.count()
@@ -158,10 +160,20 @@ class Engine:
 
     # ---- queues ----------------------------------------------------------------
     def enqueue(self, attempt: Run) -> None:
-        self.queues.setdefault(attempt.worker_group, deque()).append(
-            (attempt.pipeline_id, attempt.id)
-        )
+        """Queue a ready attempt for its worker group, or for the service's own
+        precondition checks."""
+        key = (attempt.pipeline_id, attempt.id)
+        if self.checked_by_service(attempt):
+            self.service_checks.append(key)
+        else:
+            self.queues.setdefault(attempt.worker_group, deque()).append(key)
         self.cond.notify_all()
+
+    def checked_by_service(self, run: Run) -> bool:
+        pipeline = self.pipelines.get(run.pipeline_id)
+        if run.kind != "precondition" or pipeline is None:
+            return False
+        return self.definition(pipeline).type_of(run.component) in SERVICE_PRECONDITIONS
 
     def take(self, worker_group: str) -> Run | None:
         """Pop the oldest attempt of the group that is still ready to lease."""

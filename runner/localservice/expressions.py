@@ -1,12 +1,14 @@
 """The ``#{...}`` expression language of AWS Data Pipeline, for the local service.
 
-Owns: parsing and evaluating expressions embedded in field values, the DG's date/time
-and math functions, the ``N units`` period syntax, and the ``YYYY-MM-DDTHH:MM:SS``
-wire format of date-times (always UTC, no zone).
+Owns: the public interface of the language, and evaluation: references, arithmetic,
+lists, argument conversion and rendering. Parsing lives in ``exprparse``; date-times,
+periods, Joda patterns and the function table in ``jodatime`` (imports point
+expressions -> exprparse -> jodatime); their public names are re-exported here.
 
-Must not: import anything outside the standard library (``localservice`` is an island),
-call ``eval``, or know where values come from. The caller passes ``lookup``, which
-resolves a whole reference (``node.@scheduledStartTime``) against pipeline objects.
+Must not: import anything outside the standard library and those two modules
+(``localservice`` is an island), call ``eval``, or know where values come from.
+The caller passes ``lookup``, which resolves a whole reference
+(``node.@scheduledStartTime``) against pipeline objects.
 
 Why: AWS evaluates expressions before a task reaches a runner, so the local service
 must too. A small recursive-descent parser (parsed templates are cached) reports the
@@ -33,9 +35,6 @@ comparisons, booleans, conditionals, and string functions other than ``+`` (no
 ``substring``, ``indexOf``, ``trim``). ``lookup`` should return numbers for numeric
 parameters: numeric strings are coerced by ``- * / ^`` and integer arguments, never
 by ``+``.
-This module evaluates; ``exprparse`` parses and ``jodatime`` holds the date-times,
-periods, Joda patterns and the function table, so each stays small (imports point
-expressions -> exprparse -> jodatime). The public names are all re-exported here.
 """
 
 from __future__ import annotations

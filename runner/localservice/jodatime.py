@@ -96,10 +96,12 @@ WIRE = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)")
 
 
 def aware(moment: datetime) -> datetime:
+    """``moment`` with UTC attached when it is naive (naive means UTC here)."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def wire(moment: datetime) -> str:
+    """The wire format of ``moment`` in its own zone (kept by ``inTimeZone``)."""
     return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}"
 
 
@@ -197,6 +199,8 @@ def _joda_field(letter: str, count: int, moment: datetime, pattern: str) -> str:
 # ---- the DG's functions ------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Function:
+    """One DG function: the parser checks arity, the evaluator converts arguments."""
+
     kinds: str  # one letter per parameter: d DateTime, i int, s string
     impl: Callable[..., Scalar]
 
@@ -220,7 +224,7 @@ def _shifter(unit: str, sign: int) -> Function:
 
 
 _UNITS = ("minutes", "hours", "days", "weeks", "months", "years")
-FUNCTIONS: dict[str, Function] = {
+FUNCTIONS: dict[str, Function] = {  # name -> Function, for the parser and evaluator
     **{f"plus{unit.title()}": _shifter(unit, 1) for unit in _UNITS},
     **{f"minus{unit.title()}": _shifter(unit, -1) for unit in _UNITS},
     "format": Function("ds", lambda moment, pattern: "".join(_joda(moment, pattern))),

@@ -3,9 +3,10 @@
 Owns: creating instances (with their precondition instances), moving them from
 WAITING_ON_DEPENDENCIES to WAITING_FOR_RUNNER, creating attempts, leasing,
 acknowledging and ending attempts, retries after `retryDelay`, precondition
-retries until `preconditionTimeout`, CASCADE_FAILED propagation, and the
-idempotent `check` timer that enforces the ack window, `reportProgressTimeout`
-and `attemptTimeout`.
+retries until `preconditionTimeout` (S3KeyExists and S3PrefixNotEmpty attempts
+go to the service's own checker, `preconditions`, instead of a worker group),
+CASCADE_FAILED propagation, and the idempotent `check` timer that enforces the
+ack window, `reportProgressTimeout` and `attemptTimeout`.
 
 Must not: parse requests or build wire objects. Callers hold the engine lock.
 
@@ -23,7 +24,7 @@ import secrets
 
 from runner.localservice.definition import (
     RUNNER_PRECONDITIONS,
-    SYSTEM_PRECONDITIONS,
+    SERVICE_PRECONDITIONS,
     Definition,
 )
 from runner.localservice.engine import Engine
@@ -46,13 +47,17 @@ from runner.localservice.model import (
     wall_time,
 )
 
+# Checked by a runner, or by the service itself (`preconditions`: S3KeyExists...).
+CHECKED_PRECONDITIONS = RUNNER_PRECONDITIONS | SERVICE_PRECONDITIONS.keys()
 ACK_WINDOW_S = 120.0
 DEFAULT_MAX_RETRIES = 2
 DEFAULT_RETRY_DELAY = dt.timedelta(minutes=10)
 DEFAULT_PROGRESS_TIMEOUT = dt.timedelta(minutes=15)
-# The runner enforces attemptTimeout itself and reports FAILED; the service waits
-# this much longer (scaled) so that the runner's own report normally wins.
+# The runner enforces attemptTimeout in real seconds and reports FAILED. The
+# service's backstop waits the grace longer (scaled), never less than the
+# unscaled timeout plus the floor: a scaled clock must not beat the runner.
 ATTEMPT_TIMEOUT_GRACE_S = 60.0
+ATTEMPT_TIMEOUT_FLOOR_S = 2.0
 
 
 def register(engine: Engine) -> None:
@@ -150,11 +155,8 @@ def _dependency_statuses(engine: Engine, instance: Run) -> list[str | None]:
 def _make_ready(engine: Engine, instance: Run, now: float) -> None:
     defn = engine.definition(engine.pipelines[instance.pipeline_id])
     kind = defn.type_of(instance.component)
-    if instance.kind == "precondition" and kind in SYSTEM_PRECONDITIONS:
-        # Hook for S3KeyExists & co. (needs s3_endpoint_url); treated as met for now.
-        end_instance(engine, instance, FINISHED, now)
-        return
-    if instance.kind == "precondition" and kind not in RUNNER_PRECONDITIONS:
+    if instance.kind == "precondition" and kind not in CHECKED_PRECONDITIONS:
+        # DynamoDB*, RdsSql...: nothing here can check them (validation warns).
         end_instance(engine, instance, FINISHED, now)
         return
     timeout = defn.first(instance.component, "preconditionTimeout")
@@ -226,7 +228,7 @@ def lease(engine: Engine, attempt: Run, now: float, hostname: str) -> str:
         + ":"
         + str(attempt.seq)
         + ":"
-        + str(next_task_serial(engine))
+        + str(engine.next_seq())
     )
     attempt.task_id = task_id
     attempt.hostname = hostname
@@ -237,17 +239,15 @@ def lease(engine: Engine, attempt: Run, now: float, hostname: str) -> str:
     defn = engine.definition(engine.pipelines[attempt.pipeline_id])
     timeout = defn.period(attempt.component, "attemptTimeout", dt.timedelta())
     if timeout and not attempt.attempt_deadline:
-        attempt.attempt_deadline = now + engine.scaled(
-            timeout.total_seconds() + ATTEMPT_TIMEOUT_GRACE_S
+        timeout_s = timeout.total_seconds()
+        attempt.attempt_deadline = now + max(
+            engine.scaled(timeout_s + ATTEMPT_TIMEOUT_GRACE_S),
+            timeout_s + ATTEMPT_TIMEOUT_FLOOR_S,
         )
     engine.tasks[task_id] = (attempt.pipeline_id, attempt.id)
     engine.touch(attempt)
     engine.add_timer(_lease_deadline(attempt), "check", attempt.pipeline_id, attempt.id)
     return task_id
-
-
-def next_task_serial(engine: Engine) -> int:
-    return engine.next_seq()
 
 
 def _lease_deadline(attempt: Run) -> float:

@@ -3,7 +3,9 @@
 Owns: the listener (stdlib ThreadingHTTPServer, HTTP/1.1 keep-alive, TCP_NODELAY
 on every accepted socket, each response written whole in one `sendall`), the
 dispatch from `X-Amz-Target` to an operation, fault injection, the call log,
-the scheduler thread, and start/stop/serve_forever.
+the scheduler thread, the thread that checks S3 preconditions (`preconditions`;
+`s3_endpoint_url` None means boto3's own configuration: AWS_ENDPOINT_URL_S3,
+profile, real S3), and start/stop/serve_forever.
 
 Must not: implement operations (taskops, pipelineops, objectops do) or import
 anything from the rest of `runner` (this package is an island).
@@ -31,6 +33,7 @@ from runner.localservice.engine import Engine
 from runner.localservice.faults import CallLog, Faults, RecordedCall
 from runner.localservice.objectops import ObjectApi
 from runner.localservice.pipelineops import PipelineApi
+from runner.localservice.preconditions import Checker
 from runner.localservice.protocol import (
     JSON_CONTENT_TYPE,
     ServiceError,
@@ -64,7 +67,7 @@ class LocalService:
         s3_endpoint_url: str | None = None,
     ) -> None:
         self.host, self.port = host, port
-        self.s3_endpoint_url = s3_endpoint_url  # hook for system preconditions (later)
+        self.s3_endpoint_url = s3_endpoint_url  # None: boto3's own configuration
         self.faults = Faults()
         self._log = CallLog()
         self._store = Store(state_path)
@@ -77,6 +80,7 @@ class LocalService:
         schedule.register(self.engine)
         with self.engine.cond:
             self.engine.load()
+        self._checker = Checker(self.engine, endpoint_url=s3_endpoint_url)
         self._tasks = TaskApi(self.engine, poll_hold_s=poll_hold_s)
         pipelines = PipelineApi(self.engine)
         objects = ObjectApi(self.engine)
@@ -109,6 +113,7 @@ class LocalService:
             threading.Thread(
                 target=self._scheduler, name="localservice-scheduler", daemon=True
             ),
+            self._checker.thread(),
         ]
         for thread in self._threads:
             thread.start()

@@ -22,11 +22,16 @@ from typing import Any
 
 from runner.localservice.definition import (
     COMMAND_TYPES,
+    SECONDS_OK,
+    SERVICE_PRECONDITIONS,
     SYSTEM_PRECONDITIONS,
     Definition,
+    in_seconds,
+    parse_duration,
     trial_runtime,
 )
 from runner.localservice.expressions import ExpressionError, parse_period
+from runner.localservice.preconditions import s3_location
 
 Report = dict[str, list[str]]
 _PERIOD_KEYS = (
@@ -46,7 +51,9 @@ def check(defn: Definition, pipeline_id: str) -> tuple[Report, Report]:
     runtime = trial_runtime(pipeline_id)
     for obj_id, (_, fields) in defn.objects.items():
         _check_fields(defn, obj_id, fields, runtime, errors[obj_id])
+        _check_seconds(fields, warnings[obj_id])
         _check_type(defn, obj_id, errors[obj_id], warnings[obj_id])
+        _check_service_precondition(defn, obj_id, runtime, errors[obj_id])
     for name in defn.parameters:
         if not name.startswith("my"):
             errors[name].append(f"Parameter id '{name}' must start with 'my'")
@@ -76,7 +83,7 @@ def _check_fields(
             continue
         if key in _PERIOD_KEYS and "#{" not in value:
             try:
-                parse_period(value)
+                (parse_duration if key in SECONDS_OK else parse_period)(value)
             except ValueError as exc:
                 errors.append(f"Field '{key}': invalid period {value!r}: {exc}")
 
@@ -98,10 +105,40 @@ def _check_type(
         defn.first(obj_id, "workerGroup") or defn.refs(obj_id, "runsOn")
     ):
         errors.append("One of 'runsOn' or 'workerGroup' is required")
-    if kind in SYSTEM_PRECONDITIONS:
+    if kind in SYSTEM_PRECONDITIONS and kind not in SERVICE_PRECONDITIONS:
         warnings.append(
             f"{kind} is checked by the service; the local service treats it as met"
         )
+
+
+def _check_seconds(fields: list[tuple[str, str, bool]], warnings: list[str]) -> None:
+    for key, value, is_ref in fields:
+        if key in SECONDS_OK and not is_ref and in_seconds(value):
+            warnings.append(
+                f"Field '{key}': {value!r} is in seconds; the local service and "
+                "dp-runner accept it, AWS may not (its periods are minutes, hours, "
+                "days, weeks, months or years)"
+            )
+
+
+def _check_service_precondition(
+    defn: Definition, obj_id: str, runtime: dict[str, object], errors: list[str]
+) -> None:
+    """S3KeyExists needs `s3Key`, S3PrefixNotEmpty `s3Prefix`: an s3:// URI."""
+    key = SERVICE_PRECONDITIONS.get(defn.type_of(obj_id))
+    if key is None or obj_id == "Default":
+        return
+    text = defn.first(obj_id, key)
+    if not text:
+        errors.append(f"Missing required field: '{key}'")
+        return
+    try:
+        uri = defn.evaluate_text(text, obj_id, runtime)
+    except (ExpressionError, KeyError, ValueError, TypeError):
+        return  # _check_fields reports it
+    where = s3_location(uri)
+    if where is None or (key == "s3Key" and not where[1]):
+        errors.append(f"Field '{key}': {uri!r} is not an s3://bucket/key URI")
 
 
 def _check_schedules(defn: Definition, errors: Report) -> None:

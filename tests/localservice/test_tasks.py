@@ -365,8 +365,10 @@ def test_attempt_timeout_reported_by_runner_is_recorded(dp: Any) -> None:
 
 
 def test_attempt_timeout_on_service_side(dp: Any) -> None:
+    # The runner enforces attemptTimeout in real seconds, so the service's backstop
+    # never scales below it: 1 s + the 2 s floor (a scaled minute would be 0.6 s).
     pipeline_id = run_pipeline(
-        dp, [shell("A", attemptTimeout="1 minutes", maximumRetries="0")]
+        dp, [shell("A", attemptTimeout="1 seconds", maximumRetries="0")]
     )
     task = poll(dp)
     deadline = time.monotonic() + 10

@@ -1,0 +1,334 @@
+"""Worker figures: the real ``dp-runner run`` process against the local service.
+
+Each phase starts a fresh ``LocalService`` in this process and the runner as a child
+process (``python -m runner run ... --log-format json``), exactly as the end-to-end
+tests do, and reads the figures from the service's side of the wire:
+
+1. idle: the runner with nothing to do, after ``--settle-s``; RSS sampled every
+   0.5 s and the CPU share over ``--idle-s``. Twice: with polls held by the service
+   (as AWS holds them) and with instant empty answers (the 1 s poll floor). Targets:
+   RSS <= 60 MB, CPU <= 0.5 %.
+2. overhead: no-op tasks (``true``) one at a time (``--max-tasks 1``) against a
+   minimal sequential boto3 loop in its own process that makes the same calls
+   (PollForTask, ReportTaskProgress, SetTaskStatus) and spawns the same shell
+   (``bash script``), side by side, alternating ``--rounds`` times. A cycle is the
+   gap between consecutive SetTaskStatus answers. Target: ratio <= 1.3.
+3. parallel: ``--max-tasks 8`` and ``--waves`` x 8 tasks of ``sleep 1``; efficiency =
+   ideal time (waves x 1 s) / (last SetTaskStatus answer - first task handed out).
+   Target: >= 0.9.
+4. cancel: a bash task with a child (``sleep 600 & wait``) that obeys SIGTERM is set
+   TRY_CANCEL; from the service's answer ``canceled: true`` until every process of
+   the tree has ended (zombie or gone), psutil polled every 0.5 ms. Target: <= 100 ms.
+5. ack latency, from every task handed out in phases 2-4: from the PollForTask
+   answer to the arrival of the ack (the first ReportTaskProgress for that task).
+   Target: p99 <= 20 ms.
+
+The harness (service, runner process, figures) is ``bench_worker_harness.py``.
+``--python`` runs the runner under another interpreter, e.g. a venv holding only
+the runtime dependencies (the dev venv's ``rich``, pulled in by import-linter, makes
+structlog import rich and pygments: about 4 MB more RSS).
+
+Timestamps: ``RecordedCall.at`` is taken when a request ARRIVES at the service. The
+answer time is taken here by ``TimedService``, a subclass whose ``handle`` stamps
+the moment the answer is built (just before the one ``sendall``), so nothing in
+``runner/`` is changed for the bench.
+
+Must not: edit or monkeypatch the runner; it is measured as shipped.
+
+Run: python bench/bench_worker.py [--only idle,overhead,parallel,cancel] (about 40 s)
+Exit status 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+from bench_worker_harness import (
+    MB,
+    Results,
+    TimedService,
+    ack_latencies_ms,
+    clean_env,
+    client,
+    handed_out,
+    pct,
+    runner,
+    service,
+    spread,
+    statuses,
+    submit,
+    wait_until,
+)
+
+
+def idle(scratch: Path, res: Results, args: argparse.Namespace) -> None:
+    for label, hold_s in (("polls held 20 s", 20.0), ("instant empty polls", 0.0)):
+        with (
+            service(scratch, hold_s) as svc,
+            runner(svc, scratch, "idle", python=args.python) as proc,
+        ):
+            time.sleep(args.settle_s)
+            proc.cpu_percent(None)
+            cpu_before = proc.cpu_times()
+            rss = [proc.memory_info().rss]
+            end = time.monotonic() + args.idle_s
+            while time.monotonic() < end:
+                time.sleep(0.5)
+                rss.append(proc.memory_info().rss)
+            cpu = proc.cpu_percent(None)
+            cpu_after = proc.cpu_times()
+            polls = len(svc.calls("PollForTask"))
+            uss = proc.memory_full_info().uss
+        used_ms = (sum(cpu_after[:2]) - sum(cpu_before[:2])) * 1000
+        print(f"idle, {label} ({polls} polls answered):", flush=True)
+        res.figure(
+            f"RSS max {max(rss) / MB:.1f} MB, USS {uss / MB:.1f} MB "
+            "(target: RSS <= 60 MB)",
+            max(rss) <= 60 * MB,
+        )
+        res.figure(
+            f"CPU {cpu:.2f} % over {args.idle_s:.0f} s, {used_ms:.0f} ms of CPU "
+            f"(target <= 0.5 %)",
+            cpu <= 0.5,
+        )
+
+
+BASELINE = """
+import os, socket, subprocess, sys, boto3
+from botocore.config import Config
+url, group, count, work = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+dp = boto3.client("datapipeline", endpoint_url=url, region_name="us-east-1",
+                  config=Config(retries={"total_max_attempts": 1}, read_timeout=120))
+host = socket.gethostname()
+for _ in range(count):
+    task = dp.poll_for_task(workerGroup=group, hostname=host)["taskObject"]
+    dp.report_task_progress(taskId=task["taskId"])
+    attempt = task["objects"][task["attemptId"]]
+    command = [f["stringValue"] for f in attempt["fields"] if f["key"] == "command"][0]
+    script = os.path.join(work, "script.sh")
+    with open(script, "w") as handle:
+        handle.write(command)
+    with open(os.path.join(work, "StdOutput"), "ab") as out, \\
+            open(os.path.join(work, "StdError"), "ab") as err:
+        subprocess.run(["bash", script], cwd=work, stdin=subprocess.DEVNULL,
+                       stdout=out, stderr=err, start_new_session=True, check=False)
+    dp.set_task_status(taskId=task["taskId"], taskStatus="FINISHED")
+"""
+
+
+def cycle_s(svc: TimedService, since: int) -> float:
+    """Mean gap between consecutive SetTaskStatus answers after the first ``since``."""
+    times = [a.at for a in statuses(svc)[since:]]
+    return (times[-1] - times[0]) / (len(times) - 1)
+
+
+def overhead(scratch: Path, res: Results, args: argparse.Namespace) -> None:
+    n = args.tasks
+    print(f"overhead, {n} no-op tasks one at a time, {args.rounds} rounds:", flush=True)
+    base_s: list[float] = []
+    run_s: list[float] = []
+    with (
+        service(scratch, 0.5) as svc,
+        runner(
+            svc,
+            scratch,
+            "run",
+            "--max-tasks",
+            "1",
+            "--heartbeat-interval",
+            "1",
+            python=args.python,
+        ),
+    ):
+        dp = client(svc.endpoint_url)
+        work = scratch / "baseline"
+        work.mkdir()
+        for i in range(args.rounds):
+            done = len(statuses(svc))
+            submit(dp, "base", ["true"] * n)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    BASELINE,
+                    svc.endpoint_url,
+                    "base",
+                    str(n),
+                    work,
+                ],
+                check=True,
+                env=clean_env(scratch),
+            )
+            base_s.append(cycle_s(svc, done))
+            done = len(statuses(svc))
+            submit(dp, "run", ["true"] * n)
+            target = done + n
+            wait_until(lambda: len(statuses(svc)) >= target, 60)  # noqa: B023 - called at once
+            run_s.append(cycle_s(svc, done))
+            print(
+                f"  round {i + 1}: baseline {base_s[-1] * 1000:.1f} ms/task, "
+                f"runner {run_s[-1] * 1000:.1f} ms/task",
+                flush=True,
+            )
+        res.ack_ms["overhead (1 slot)"] = ack_latencies_ms(svc, "run")
+        res.ack_ms["baseline loop"] = ack_latencies_ms(svc, "base")
+    ratio = sum(run_s) / sum(base_s)
+    res.figure(
+        f"runner {sum(run_s) / len(run_s) * 1000:.1f} ms/task vs baseline "
+        f"{sum(base_s) / len(base_s) * 1000:.1f} ms/task: ratio {ratio:.2f} "
+        f"(target <= 1.3)",
+        ratio <= 1.3,
+    )
+
+
+def parallel(scratch: Path, res: Results, args: argparse.Namespace) -> None:
+    n = args.waves * 8
+    print(f"parallel, 8 slots, {n} tasks of sleep 1:", flush=True)
+    with (
+        service(scratch, 0.5) as svc,
+        runner(
+            svc,
+            scratch,
+            "par",
+            "--max-tasks",
+            "8",
+            "--heartbeat-interval",
+            "1",
+            python=args.python,
+        ),
+    ):
+        submit(client(svc.endpoint_url), "par", ["sleep 1"] * n)
+        wait_until(lambda: len(statuses(svc)) >= n, 60)
+        first = min(at for _, at in handed_out(svc, "par"))
+        elapsed = max(a.at for a in statuses(svc)) - first
+        res.ack_ms["parallel (8 slots)"] = ack_latencies_ms(svc, "par")
+    efficiency = args.waves / elapsed
+    res.figure(
+        f"{elapsed:.2f} s for an ideal {args.waves} s: efficiency {efficiency:.3f} "
+        f"(target >= 0.9)",
+        efficiency >= 0.9,
+    )
+
+
+def alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def cancel_once(
+    svc: TimedService, dp: Any, proc: psutil.Process
+) -> tuple[float, float]:
+    """One canceled task; (ms to the tree's death, ms to its reaping)."""
+    pipeline_id = submit(dp, "cancel", ["sleep 600 & wait"])
+    tree: list[psutil.Process] = []
+
+    def started() -> bool:
+        tree[:] = proc.children(recursive=True)
+        return any(p.name() == "sleep" for p in tree)
+
+    wait_until(started, 20)
+    # A random phase against the runner's heartbeat and its supervising tick.
+    time.sleep(random.uniform(0.0, 0.5))  # noqa: S311 - a phase, not a secret
+    (instance,) = dp.query_objects(pipelineId=pipeline_id, sphere="INSTANCE")["ids"]
+    sent = time.monotonic()
+    dp.set_status(pipelineId=pipeline_id, objectIds=[instance], status="TRY_CANCEL")
+    while any(alive(p) for p in tree):
+        time.sleep(0.0005)
+    dead = time.monotonic()
+    while any(psutil.pid_exists(p.pid) for p in tree):
+        time.sleep(0.0005)
+    reaped = time.monotonic()
+    answered = [
+        a.at
+        for a in svc.answered("ReportTaskProgress")
+        if a.at > sent and b'"canceled":true' in a.body
+    ]
+    return (dead - answered[0]) * 1000, (reaped - answered[0]) * 1000
+
+
+def cancel(scratch: Path, res: Results, args: argparse.Namespace) -> None:
+    print(f"cancel, bash + child obeying SIGTERM, {args.cancel_rounds} rounds:")
+    with (
+        service(scratch, 0.5) as svc,
+        runner(
+            *(svc, scratch, "cancel", "--max-tasks", "1"),
+            *("--heartbeat-interval", "0.23"),  # not a multiple of the 50 ms tick
+            python=args.python,
+        ) as proc,
+    ):
+        dp = client(svc.endpoint_url)
+        results = [cancel_once(svc, dp, proc) for _ in range(args.cancel_rounds)]
+        res.ack_ms["cancel"] = ack_latencies_ms(svc, "cancel")
+    dead = [d for d, _ in results]
+    reaped = [r for _, r in results]
+    res.figure(f"canceled answer -> tree dead: {spread(dead)}")
+    res.figure(f"canceled answer -> tree reaped: {spread(reaped)}")
+    res.figure(
+        f"worst tree death {max(dead):.1f} ms (target <= 100 ms)", max(dead) <= 100
+    )
+
+
+def acks(res: Results) -> None:
+    if not res.ack_ms:
+        return
+    print("ack latency (PollForTask answer -> ack arrival):")
+    runner_ms: list[float] = []
+    for label, values in res.ack_ms.items():
+        if values:
+            res.figure(f"{label}: {spread(values)}")
+            if label != "baseline loop":
+                runner_ms += values
+    p99 = pct(runner_ms, 0.99)
+    res.figure(f"runner, all phases: p99 {p99:.1f} ms (target <= 20 ms)", p99 <= 20)
+
+
+RUNS = {"idle": idle, "overhead": overhead, "parallel": parallel, "cancel": cancel}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(RUNS))
+    parser.add_argument("--settle-s", type=float, default=3.0)
+    parser.add_argument("--idle-s", type=float, default=10.0)
+    parser.add_argument("--tasks", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--waves", type=int, default=4)
+    parser.add_argument("--cancel-rounds", type=int, default=12)
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="interpreter for the runner, e.g. a venv with the runtime deps only",
+    )
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    if not only <= set(RUNS):
+        parser.error(f"--only takes {','.join(RUNS)}")
+    print(
+        f"host: {os.cpu_count()} cpus, {len(psutil.pids())} processes; "
+        f"runner python: {args.python}"
+    )
+    res = Results()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
+        for phase, run in RUNS.items():
+            if phase in only:
+                run(Path(tmp), res, args)
+    acks(res)
+    print(f"done in {time.monotonic() - started:.0f} s; ", end="")
+    print("some targets missed" if res.failed else "every target met")
+    sys.exit(1 if res.failed else 0)
+
+
+if __name__ == "__main__":
+    main()

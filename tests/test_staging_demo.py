@@ -1,0 +1,119 @@
+"""`dp-runner run --local examples/staging.json` end to end against moto's S3 server.
+
+The CLI runs as a real process. boto3 in both the embedded service (which checks the
+S3KeyExists precondition itself) and the runner (which stages, uploads stdout and the
+attempt logs) reach moto through AWS_ENDPOINT_URL_S3 only. The bucket goes in through
+the definition's `values`, in a temporary copy of the example.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner import localrun
+from tests.conftest import REPO
+
+EXAMPLE = REPO / "examples" / "staging.json"
+INPUTS = {"a.txt": b"hello\nworld\n", "b.txt": b"data pipeline\n"}
+
+
+def definition_copy(
+    tmp_path: Path, bucket: str, *, prefix: str = "demo", timeout: str = ""
+) -> Path:
+    """The example with the test's bucket (and a shorter preconditionTimeout)."""
+    doc = json.loads(EXAMPLE.read_text())
+    doc["values"] = {"myBucket": bucket, "myPrefix": prefix}
+    if timeout:
+        (ready,) = [o for o in doc["objects"] if o["id"] == "RawLinesReady"]
+        ready["preconditionTimeout"] = timeout
+    path = tmp_path / f"staging-{prefix}.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def run_local(definition: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runner",
+            "run",
+            "--local",
+            str(definition),
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--log-format",
+            "json",
+        ],
+        cwd=REPO,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def keys(s3_admin: Any, bucket: str, prefix: str) -> list[str]:
+    answer = s3_admin.list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return sorted(item["Key"] for item in answer.get("Contents", []))
+
+
+def body(s3_admin: Any, bucket: str, key: str) -> bytes:
+    data: bytes = s3_admin.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return data
+
+
+def test_staging_example_runs_end_to_end(
+    tmp_path: Path, s3_admin: Any, s3_bucket: str
+) -> None:
+    for name, data in INPUTS.items():
+        s3_admin.put_object(Bucket=s3_bucket, Key=f"demo/input/{name}", Body=data)
+    s3_admin.put_object(Bucket=s3_bucket, Key="demo/input/_SUCCESS", Body=b"")
+
+    done = run_local(definition_copy(tmp_path, s3_bucket), tmp_path)
+
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert keys(s3_admin, s3_bucket, "demo/output/") == [
+        "demo/output/a.txt",
+        "demo/output/b.txt",
+    ]
+    for name, data in INPUTS.items():
+        assert body(s3_admin, s3_bucket, f"demo/output/{name}") == data.upper()
+    report = body(s3_admin, s3_bucket, "demo/reports/uppercase-stdout.txt")
+    assert report == b"uppercased 2 files\n"
+    logs = keys(s3_admin, s3_bucket, "demo/logs/")
+    attempt = r"demo/logs/df-\w+/Uppercase/@Uppercase_[^/]+/@Uppercase_[^/]+_Attempt=1"
+    assert any(re.fullmatch(f"{attempt}/StdOutput", key) for key in logs), logs
+    assert any(re.fullmatch(f"{attempt}/StdError", key) for key in logs), logs
+    # Checked by the service: one attempt, FINISHED (no longer "treated as met").
+    assert re.search(r"@RawLinesReady_\S+\s+FINISHED\s+1\b", done.stdout), done.stdout
+
+
+@pytest.mark.skipif(
+    "TIMEDOUT" not in localrun.TERMINAL,
+    reason="run --local waits for TIMEDOUT instances until its 1-hour limit "
+    "(localrun.TERMINAL lacks TIMEDOUT)",
+)
+def test_staging_example_stops_when_the_input_never_arrives(
+    tmp_path: Path, s3_admin: Any, s3_bucket: str
+) -> None:
+    s3_admin.put_object(Bucket=s3_bucket, Key="late/input/a.txt", Body=b"x\n")
+
+    done = run_local(
+        definition_copy(tmp_path, s3_bucket, prefix="late", timeout="1 minute"),
+        tmp_path,
+    )
+
+    assert done.returncode == 4, done.stdout + done.stderr[-3000:]
+    assert re.search(r"@RawLinesReady_\S+\s+TIMEDOUT\b", done.stdout), done.stdout
+    assert re.search(r"@Uppercase_\S+\s+CASCADE_FAILED\b", done.stdout), done.stdout
+    assert keys(s3_admin, s3_bucket, "late/output/") == []
