@@ -46,6 +46,9 @@ POLL_BACKOFF_MAX_S = 60.0
 #: How often idle waits look up (slot free? stopping?).
 SLOT_WAIT_S = 0.5
 PRUNE_EVERY_S = 3600.0
+#: Orphan reaping scans the process table: often enough to keep zombies few,
+#: rarely enough that an idle runner stays near 0 % CPU.
+REAP_EVERY_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,7 @@ class Worker:
         self._outcomes: dict[str, int] = {}
         self._terminate = False
         self._last_prune = 0.0
+        self._last_reap = 0.0
         self._runner_heartbeat = Heartbeat(
             self._beat_runner,
             interval_s=runner_heartbeat_interval,
@@ -180,6 +184,10 @@ class Worker:
 
     def housekeeping(self) -> None:
         """Called by the main loop: reap adopted orphans, prune old attempts."""
+        now = time.monotonic()
+        if now - self._last_reap < REAP_EVERY_S:
+            return
+        self._last_reap = now
         with self._lock:
             owned = [e.supervisor.pid for e in self._running.values() if e.supervisor]
         for pid in supervisor.reap_orphans(owned):
