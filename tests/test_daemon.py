@@ -42,6 +42,13 @@ def tree_command(pid_file: Path) -> str:
     return f"exec {sys.executable} {SCRIPTS / 'task_tree.py'} {pid_file}"
 
 
+def wait_tree(pid_file: Path) -> dict[str, int]:
+    """Wait until the task tree of ``task_tree.py`` is up; its pids by role."""
+    wait_for(pid_file.exists, 15, "the task tree")
+    pids: dict[str, int] = json.loads(pid_file.read_text())
+    return pids
+
+
 def assert_all_gone(pids: dict[str, int]) -> None:
     def gone() -> bool:
         for pid in pids.values():
@@ -141,8 +148,7 @@ def test_cancel_kills_whole_tree_and_sends_no_status(
     pid_file = tmp_path / "pids.json"
     pipeline_id = submit(dp, [default_object(), shell("Tree", tree_command(pid_file))])
     runner = spawn_runner()
-    wait_for(pid_file.exists, 15, "the task tree")
-    pids = json.loads(pid_file.read_text())
+    pids = wait_tree(pid_file)
     (instance_id,) = instances(dp, pipeline_id)
     dp.set_status(pipelineId=pipeline_id, objectIds=[instance_id], status="TRY_CANCEL")
     runner.wait_event("task_finished", outcome="canceled")
@@ -156,8 +162,7 @@ def test_deleted_pipeline_kills_tree_without_status(
     pid_file = tmp_path / "pids.json"
     pipeline_id = submit(dp, [default_object(), shell("Tree", tree_command(pid_file))])
     runner = spawn_runner()
-    wait_for(pid_file.exists, 15, "the task tree")
-    pids = json.loads(pid_file.read_text())
+    pids = wait_tree(pid_file)
     dp.delete_pipeline(pipelineId=pipeline_id)
     runner.wait_event("task_finished", outcome="lost")
     assert_all_gone(pids)
@@ -170,8 +175,7 @@ def test_lost_lease_kills_tree_without_status(
     pid_file = tmp_path / "pids.json"
     submit(dp, [default_object(), shell("Tree", tree_command(pid_file))])
     runner = spawn_runner()
-    wait_for(pid_file.exists, 15, "the task tree")
-    pids = json.loads(pid_file.read_text())
+    pids = wait_tree(pid_file)
     service.faults.add("ReportTaskProgress", error="drop", times=None)
     event = runner.wait_event("task_finished", outcome="lost", timeout=20)
     assert "no heartbeat" in event["detail"]
@@ -196,8 +200,7 @@ def test_attempt_timeout_kills_and_fails(
         ],
     )
     spawn_runner()
-    wait_for(pid_file.exists, 15, "the task tree")
-    pids = json.loads(pid_file.read_text())
+    pids = wait_tree(pid_file)
     wait_instances(dp, pipeline_id, {"FAILED", "TIMEDOUT"})
     assert_all_gone(pids)
     (sent,) = statuses_sent(service)
@@ -247,8 +250,7 @@ def test_drain_timeout_kills_and_reports_runner_shutdown(
         [default_object(), shell("Tree", tree_command(pid_file), maximumRetries="0")],
     )
     runner = spawn_runner("--drain-timeout", "1")
-    wait_for(pid_file.exists, 15, "the task tree")
-    pids = json.loads(pid_file.read_text())
+    pids = wait_tree(pid_file)
     runner.signal(signal.SIGTERM)
     assert runner.wait_exit() == 0
     assert_all_gone(pids)
@@ -265,8 +267,7 @@ def test_second_signal_stops_fast(
         [default_object(), shell("Tree", tree_command(pid_file), maximumRetries="0")],
     )
     runner = spawn_runner("--drain-timeout", "60")
-    wait_for(pid_file.exists, 15, "the task tree")
-    pids = json.loads(pid_file.read_text())
+    pids = wait_tree(pid_file)
     runner.signal(signal.SIGTERM)
     runner.wait_event("worker_draining")
     runner.signal(signal.SIGINT)

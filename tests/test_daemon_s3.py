@@ -22,7 +22,12 @@ from tests.conftest import (
     wait_for,
     wait_instances,
 )
-from tests.test_daemon import assert_all_gone, statuses_sent, tree_command
+from tests.test_daemon import (
+    assert_all_gone,
+    statuses_sent,
+    tree_command,
+    wait_tree,
+)
 
 Spawn = Callable[..., RunnerProcess]
 
@@ -96,8 +101,7 @@ def test_canceled_attempt_still_uploads_its_logs(
     defaults = default_object(pipelineLogUri=f"s3://{s3_bucket}/logs")
     pipeline_id = submit(dp, [defaults, shell("Tree", tree_command(pid_file))])
     runner = spawn_runner()
-    wait_for(pid_file.exists, 15, "the task tree")
-    pids = json.loads(pid_file.read_text())
+    pids = wait_tree(pid_file)
     (instance_id,) = instances(dp, pipeline_id)
     dp.set_status(pipelineId=pipeline_id, objectIds=[instance_id], status="TRY_CANCEL")
     runner.wait_event("task_finished", outcome="canceled")
