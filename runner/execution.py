@@ -185,6 +185,8 @@ class Execution:
         the progress heartbeat calls it."""
         if self._reason is None:
             self._reason, self._reason_detail = reason, detail
+            if self.supervisor is not None:
+                self.supervisor.interrupt_wait()
 
     # ------------------------------------------------------------ life phases
 

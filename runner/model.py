@@ -69,6 +69,14 @@ class PipelineObject:
     id: str
     name: str
     fields: tuple[tuple[str, FieldValue], ...]
+    #: ``fields`` grouped by key, built once: every lookup walks the lineage.
+    _by_key: dict[str, list[FieldValue]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_key: dict[str, list[FieldValue]] = {}
+        for key, value in self.fields:
+            by_key.setdefault(key, []).append(value)
+        object.__setattr__(self, "_by_key", by_key)
 
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any]) -> PipelineObject:
@@ -92,7 +100,7 @@ class PipelineObject:
 
     def values(self, key: str) -> list[FieldValue]:
         """Every value of ``key`` in order (a key that repeats is a list)."""
-        return [value for k, value in self.fields if k == key]
+        return list(self._by_key.get(key, ()))
 
 
 #: How a field is looked up when the attempt does not carry it (design.md §4).
@@ -107,6 +115,10 @@ class Task:
     pipeline_id: str
     attempt_id: str
     objects: Mapping[str, PipelineObject]
+    #: The attempt's lineage, walked once on first use (the objects never change).
+    _attempt_lineage: tuple[PipelineObject, ...] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any]) -> Task:
@@ -150,8 +162,16 @@ class Task:
         """The objects a field is inherited through, nearest first: the attempt,
         its instance, its component, the ``parent`` chain, then ``Default``.
         Objects missing from the task are skipped; cycles are cut."""
+        if start is None:
+            if self._attempt_lineage is None:
+                walked = tuple(self._walk(self.attempt))
+                object.__setattr__(self, "_attempt_lineage", walked)
+            return iter(self._attempt_lineage or ())
+        return self._walk(start)
+
+    def _walk(self, start: PipelineObject) -> Iterator[PipelineObject]:
         seen: set[str] = set()
-        queue = [start or self.attempt]
+        queue = [start]
         while queue:
             obj = queue.pop(0)
             if obj.id in seen:

@@ -13,6 +13,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,7 +40,9 @@ def spawn(tmp_path: Path, *argv: str, marker: str = "attempt-1") -> Supervisor:
         env=supervisor.task_environment(os.environ, {}),
         stdout=tmp_path / "StdOutput",
         stderr=tmp_path / "StdError",
-        marker=marker,
+        # Unique per test process: a scan finds markers of every process of our
+        # uid, and another test run may share the machine.
+        marker=f"{marker}-{os.getpid()}",
         log=structlog.get_logger(),
     )
 
@@ -309,3 +312,55 @@ def test_subreaper_adopts_and_reaps_the_whole_tree(
 def result_harness_pid(report: dict[str, object]) -> object:
     """The harness reports its own pid as the orphan's parent: it adopted it."""
     return report["harness_pid"]
+
+
+def test_kill_leftovers_in_a_subreaper_misses_no_leftover(tmp_path: Path) -> None:
+    """The shortcut that skips the process-table scan (empty group, no stray
+    child) must still find helpers left in the group or in a session of their
+    own, and leave another attempt's task alone."""
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / "leftovers_harness.py"), str(tmp_path)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["subreaper"] is True
+    cases = report["cases"]
+    assert cases["alone"] == {"found": 0, "helper_alive": False}
+    assert cases["clean"] == {"found": 0, "helper_alive": False}
+    assert cases["in-group"] == {"found": 1, "helper_alive": False}
+    assert cases["setsid"] == {"found": 1, "helper_alive": False}
+    assert report["other_alive"] is True
+    assert report["zombies"] == []
+
+
+def test_interrupt_wait_ends_a_wait_early(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    sup = spawn(tmp_path, sys.executable, CHILD, "obey-term", str(ready))
+    try:
+        wait_for(ready.exists)
+        waker = threading.Timer(0.1, sup.interrupt_wait)
+        started = time.monotonic()
+        waker.start()
+        assert sup.wait_exit(30) is None
+        assert time.monotonic() - started < 15
+        assert sup.poll_nowait() is None
+    finally:
+        sup.terminate(1.0)
+    assert gone(sup.pid)
+
+
+def test_wait_exit_sees_the_end_after_an_interrupt(tmp_path: Path) -> None:
+    sup = spawn(tmp_path, sys.executable, CHILD, "exit", "5")
+    sup.interrupt_wait()
+    outcome = None
+    deadline = time.monotonic() + 10
+    while outcome is None and time.monotonic() < deadline:
+        outcome = sup.wait_exit(1.0)
+    assert outcome is not None
+    assert outcome.returncode == 5
+    sup.interrupt_wait()  # after the end: harmless

@@ -40,7 +40,10 @@ def safe_path_part(text: str) -> str:
     NUL or other unprintable character, no leading dot, at most ``MAX_PART_BYTES``
     bytes of UTF-8. Safe input is returned unchanged; changed or cut input gets a
     ``-<hash>`` suffix of the original. Pure and thread-safe."""
-    part = "".join(_safe_char(char) for char in text)
+    if text.isprintable() and "/" not in text and "\\" not in text:
+        part = text  # the common case, without a pass per character
+    else:
+        part = "".join(_safe_char(char) for char in text)
     part = _DOTS.sub("_", part)
     if part.startswith("."):
         part = "_" + part[1:]

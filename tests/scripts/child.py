@@ -6,6 +6,10 @@ env               print the environment as JSON on stdout
 touch PATH        create PATH (its mode shows the umask), then exit 0
 ignore-term PATH  ignore SIGTERM, write PATH once that holds, wait to be killed
 obey-term PATH    keep the default SIGTERM, write PATH, wait to be killed
+leave-orphan PATH        double-fork a helper that writes its pid to PATH and
+                         waits; exit 0 once PATH exists
+leave-setsid-orphan PATH the same, but the helper calls setsid first (it leaves
+                         the task's process group and session)
 """
 
 import json
@@ -26,10 +30,12 @@ def _wait_forever() -> None:
         signal.pause()
 
 
-def _leave_orphan(path: str) -> None:
+def _leave_orphan(path: str, *, setsid: bool) -> None:
     middle = os.fork()
     if middle == 0:
         if os.fork() == 0:
+            if setsid:
+                os.setsid()
             _ready(path)
             _wait_forever()
         os._exit(0)
@@ -59,8 +65,8 @@ def main() -> int:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         _ready(args[0])
         _wait_forever()
-    if mode == "leave-orphan":
-        _leave_orphan(args[0])
+    if mode in ("leave-orphan", "leave-setsid-orphan"):
+        _leave_orphan(args[0], setsid=mode == "leave-setsid-orphan")
         return 0
     sys.stderr.write(f"unknown mode {mode!r}\n")
     return 2

@@ -38,7 +38,7 @@ def main() -> None:
         env=supervisor.task_environment(os.environ, {}),
         stdout=scratch / "out",
         stderr=scratch / "err",
-        marker="harness-attempt",
+        marker=f"harness-{os.getpid()}",
         log=structlog.get_logger(),
     )
     deadline = time.monotonic() + 10

@@ -1,14 +1,20 @@
 """One task's process tree: spawn it, watch it, kill all of it, reap it.
 
-It owns every contact with processes: the only module that imports ``subprocess`` or
-``psutil`` and calls ``os.killpg``/``os.waitpid``/``prctl``. It knows nothing about the
-API, tasks or statuses: it turns an argv into an ``Outcome``.
+The ``supervisor`` package owns every contact with processes: the only code that
+imports ``subprocess`` or ``psutil`` and calls ``os.killpg``/``os.waitpid``/``prctl``.
+This module spawns, waits and signals; ``proctable`` scans and reaps. It knows
+nothing about the API, tasks or statuses: it turns an argv into an ``Outcome``.
 
 Why it is built this way:
 
 - The child runs in a session of its own, so its group is ours to signal and signals
   meant for the runner never reach it. Output goes to files that the parent closes
   right after the spawn: no pipes, no pump threads, flat memory whatever is printed.
+- The end of the child is seen at once: the wait blocks in ``poll`` on a pidfd
+  (Linux), together with a wake-up pipe that ``interrupt_wait`` writes, so a stop
+  request from another thread ends the wait too. ``Popen.wait(timeout)`` would
+  sleep-poll instead, adding milliseconds to every task. Without pidfds (other
+  platforms) the wait falls back to ``Popen.wait``.
 - Killing follows trio (TERM, wait, KILL), made thorough: the tree is *snapshotted
   before* the first signal, since a dead parent's children re-parent and drop out of
   it. The snapshot is the child's descendants (parent links find ``setsid``
@@ -18,10 +24,9 @@ Why it is built this way:
   wiped its environment cannot be told from another task's and is left to systemd
   (``KillMode=mixed``). Single pids are signalled through psutil, which checks the
   start time, so a reused pid is never hit.
-- Reaping is by pid, never ``waitpid(-1)``, which would steal another task's exit
-  status (it would read 0: FINISHED). Our child is reaped only by its ``Popen``,
-  adopted orphans by ``waitpid(pid, WNOHANG)``; ``reap_orphans`` skips every pid a
-  live Supervisor owns (a registry whose lock is held across the spawn).
+- Reaping is by pid, never ``waitpid(-1)``. Our child is reaped only by its
+  ``Popen``, adopted orphans by ``waitpid(pid, WNOHANG)``; ``reap_orphans`` skips
+  every pid a live Supervisor owns (a registry whose lock is held across the spawn).
 
 ``execution.py`` calls ``wait_exit`` until the child ends, then ``kill_leftovers`` to
 sweep what it left under the marker; or ``terminate`` to stop it early.
@@ -30,15 +35,13 @@ sweep what it left under the marker; or ``terminate`` to stop it early.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import psutil
@@ -46,40 +49,29 @@ import structlog
 
 from runner.errors import SpawnError
 from runner.model import Outcome
+from runner.supervisor import proctable
+from runner.supervisor.exitwatch import ExitWatch
+from runner.supervisor.proctable import MARKER_ENV, enable_subreaper, reap_orphans
 
-MARKER_ENV = "DP_RUNNER_ATTEMPT"
+__all__ = [
+    "MARKER_ENV",
+    "Supervisor",
+    "enable_subreaper",
+    "reap_orphans",
+    "task_environment",
+]
 
 #: The runner's own variables, never handed to a task (design.md §3, peers.md §3).
 _SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 _SOCKET_VARIABLES = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
 _RUNNER_VARIABLES = frozenset(_SYSTEMD_VARIABLES + _SOCKET_VARIABLES)
 _RUNNER_PREFIX = "DP_RUNNER_"
-_PR_SET_CHILD_SUBREAPER = 36
 _TASK_UMASK = 0o077
 #: After SIGKILL the kernel needs only a moment; this bounds the wait for the reap.
 _REAP_TIMEOUT_S = 2.0
 #: Polling for "every process gone": fast at first (cancel latency), then gentle.
 _POLL_FIRST_S = 0.001
 _POLL_MAX_S = 0.02
-
-# Pids of live Supervisor children, so reap_orphans never steals their status.
-# The lock is held across Popen(), so a child cannot exist unregistered.
-_OWNED: set[int] = set()
-_OWNED_LOCK = threading.Lock()
-
-
-def enable_subreaper() -> bool:
-    """Make this process a child subreaper (Linux), so orphaned descendants of
-    tasks re-parent to it and can be found and reaped. Called only by
-    ``dp-runner run``; never at import, never in the test process. False when the
-    platform or the kernel says no."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
-    except (OSError, AttributeError):
-        return False
 
 
 def task_environment(
@@ -94,20 +86,6 @@ def task_environment(
     }
     env.update(extra)
     return env
-
-
-def reap_orphans(exclude: Collection[int]) -> list[int]:
-    """Reap zombie children of this process that no ``Supervisor`` owns and that
-    are not in ``exclude``, by pid with ``WNOHANG``. Non-blocking; returns the
-    reaped pids. Only for a process whose children all come from Supervisors (the
-    ``run`` daemon): any other ``Popen`` child would lose its exit status."""
-    with _OWNED_LOCK:
-        skip = _OWNED.union(exclude)
-        return [
-            child.pid
-            for child in psutil.Process().children()
-            if child.pid not in skip and _is_zombie(child) and _reap(child.pid)
-        ]
 
 
 class Supervisor:
@@ -129,6 +107,7 @@ class Supervisor:
         self._lock = threading.Lock()
         self._outcome: Outcome | None = None
         self._terminated: Outcome | None = None
+        self._watch = ExitWatch.open(popen.pid)
 
     @classmethod
     def spawn(
@@ -151,7 +130,7 @@ class Supervisor:
         # Two O_APPEND descriptors on one file interleave safely: no special case.
         with _open_output(stdout) as out_fd, _open_output(stderr) as err_fd:
             popen = _popen(argv, cwd, {**env, MARKER_ENV: marker}, out_fd, err_fd)
-        log.info("child_started", pid=popen.pid)
+        log.debug("child_started", pid=popen.pid)
         return cls(popen, marker=marker, log=log)
 
     def poll_nowait(self) -> Outcome | None:
@@ -162,12 +141,23 @@ class Supervisor:
 
     def wait_exit(self, timeout: float | None) -> Outcome | None:
         """Block up to ``timeout`` seconds (forever when None) for the child to
-        end; None if it is still running. Waits on this child's pid only."""
+        end, or until ``interrupt_wait``; None if it is still running. Waits on
+        this child's pid only."""
+        if self._watch is not None and self._popen.returncode is None:
+            self._watch.wait(timeout)
+            return self.poll_nowait()
         try:
             self._popen.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
         return self._record()
+
+    def interrupt_wait(self) -> None:
+        """End a ``wait_exit`` in progress early (thread-safe), so that a stop
+        requested by another thread is acted on at once. Without pidfds the wait
+        ends at its timeout instead."""
+        if self._watch is not None:
+            self._watch.wake()
 
     def terminate(self, grace: float) -> Outcome:
         """Kill the whole tree: snapshot, SIGTERM group and pids, wait ``grace``,
@@ -190,9 +180,14 @@ class Supervisor:
     def kill_leftovers(self, grace: float) -> int:
         """After the child ended by itself: kill what it left behind (descendants
         carrying the marker, such as a daemonised helper), with the same
-        TERM/grace/KILL policy. Returns how many processes were found; 0 costs one
-        scan of the process table."""
+        TERM/grace/KILL policy. Returns how many processes were found. Costs
+        next to nothing when ``proctable.tree_may_remain`` rules leftovers out
+        (a subreaper with no stray child), else one scan of the process table."""
         with self._lock:
+            if self._popen.returncode is not None and not proctable.tree_may_remain(
+                self.pid
+            ):
+                return 0
             victims = self._snapshot()
             if not victims:
                 return 0
@@ -220,13 +215,15 @@ class Supervisor:
         # a subreaper) once that parent died in turn: reap it by pid.
         for pid in victims:
             if pid != self.pid:
-                _reap(pid)
+                proctable.reap(pid)
         return signum, len(alive)
 
     def _snapshot(self) -> dict[int, psutil.Process]:
         """The tree as it is now: the child (while unreaped), its descendants,
         processes of our uid that carry the marker, and their descendants."""
-        return _tree([self.pid] if self._popen.returncode is None else [], self._marker)
+        return proctable.tree(
+            [self.pid] if self._popen.returncode is None else [], self._marker
+        )
 
     def _signal_all(
         self, signum: signal.Signals, procs: Iterable[psutil.Process]
@@ -279,10 +276,10 @@ class Supervisor:
         try:
             if not proc.is_running():
                 return False
-            if not _is_zombie(proc):
+            if not proctable.is_zombie(proc):
                 return True
             if proc.ppid() == os.getpid():
-                _reap(proc.pid)
+                proctable.reap(proc.pid)
         except psutil.NoSuchProcess:
             pass
         return False
@@ -298,64 +295,15 @@ class Supervisor:
                 signal=-rc if rc < 0 else None,
                 duration_s=duration,
             )
-            with _OWNED_LOCK:
-                _OWNED.discard(self.pid)
+            with proctable.OWNED_LOCK:
+                proctable.OWNED.discard(self.pid)
+            if self._watch is not None:
+                self._watch.close()
             self._log.debug("child_exited", pid=self.pid, duration_s=round(duration, 3))
         return self._outcome
 
 
 # ------------------------------------------------------------------ module helpers
-
-
-def _tree(roots: list[int], marker: str) -> dict[int, psutil.Process]:
-    """``roots``, the processes of our uid that carry ``marker``, and all their
-    descendants, from one scan of the process table."""
-    procs: dict[int, psutil.Process] = {}
-    children: dict[int, list[int]] = {}
-    uid, me = os.getuid(), os.getpid()
-    # Fresh Process objects, not process_iter's shared cache: thread-safe, and a
-    # pid reused since an earlier scan is never mistaken for the process it was.
-    for pid in (pid for pid in psutil.pids() if pid != me):
-        try:
-            proc = psutil.Process(pid)
-            ppid, uids = proc.ppid(), proc.uids()
-        except psutil.Error:
-            continue
-        procs[proc.pid] = proc
-        children.setdefault(ppid, []).append(proc.pid)
-        if uids.real == uid and _environ(proc).get(MARKER_ENV) == marker:
-            roots.append(proc.pid)
-    found: dict[int, psutil.Process] = {}
-    queue = [pid for pid in roots if pid in procs]
-    while queue:
-        pid = queue.pop()
-        if pid not in found:
-            found[pid] = procs[pid]
-            queue.extend(children.get(pid, ()))
-    return found
-
-
-def _environ(proc: psutil.Process) -> dict[str, str]:
-    try:
-        return proc.environ()
-    except psutil.Error:  # gone, a zombie, or not ours to read
-        return {}
-
-
-def _is_zombie(proc: psutil.Process) -> bool:
-    try:
-        return proc.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _reap(pid: int) -> bool:
-    """Reap one zombie child by pid; False if it is not ours or not ended."""
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return False
-    return done == pid
 
 
 @contextlib.contextmanager
@@ -376,7 +324,7 @@ def _popen(
 ) -> subprocess.Popen[bytes]:
     """Start the child and register its pid, both under the registry lock."""
     try:
-        with _OWNED_LOCK:
+        with proctable.OWNED_LOCK:
             popen = subprocess.Popen(  # noqa: S603 - running the task's command is our job
                 list(argv),
                 cwd=cwd,
@@ -388,7 +336,7 @@ def _popen(
                 close_fds=True,
                 umask=_TASK_UMASK,
             )
-            _OWNED.add(popen.pid)
+            proctable.OWNED.add(popen.pid)
     except OSError as exc:
         where = exc.filename or argv[0]
         raise SpawnError(f"cannot start {argv[0]!r}: {exc.strerror} ({where})") from exc

@@ -1,0 +1,152 @@
+"""The process table as the supervisor sees it: which processes belong to a task's
+tree, which children of the runner nobody owns, and how to reap one by pid.
+
+It owns the registry of live Supervisor children (``OWNED``), the subreaper switch,
+and every scan of ``/proc`` (through psutil). It never signals anything: killing is
+``Supervisor``'s job, in ``__init__.py``.
+
+Why it is built this way:
+
+- A tree is found from ONE scan: parent links (which find ``setsid`` descendants),
+  plus the processes of our uid whose environment carries the attempt's marker
+  (double-fork orphans adopted by init when the runner is not a subreaper). Fresh
+  ``Process`` objects each time, never ``process_iter``'s shared cache: thread-safe,
+  and a pid reused since an earlier scan is never mistaken for what it was.
+- That scan reads every process's environment: milliseconds on a busy host. After a
+  task ends by itself it is usually unnecessary, and ``tree_may_remain`` says so
+  cheaply: when the runner is a subreaper, every surviving descendant of a task
+  hangs below the runner through a child the runner did not spawn, and an empty
+  process group plus no such child means nothing is left.
+- Reaping is by pid, never ``waitpid(-1)``, which would steal another task's exit
+  status (it would read 0: FINISHED).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import threading
+from collections.abc import Collection
+
+import psutil
+
+MARKER_ENV = "DP_RUNNER_ATTEMPT"
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+#: Pids of live Supervisor children, so reap_orphans never steals their status.
+#: ``OWNED_LOCK`` is held across the spawn, so a child cannot exist unregistered.
+OWNED: set[int] = set()
+OWNED_LOCK = threading.Lock()
+
+_subreaper = threading.Event()
+
+
+def enable_subreaper() -> bool:
+    """Make this process a child subreaper (Linux), so orphaned descendants of
+    tasks re-parent to it and can be found and reaped. Called only by
+    ``dp-runner run``; never at import, never in the test process. False when the
+    platform or the kernel says no."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        enabled = int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+    if enabled:
+        _subreaper.set()
+    return enabled
+
+
+def reap_orphans(exclude: Collection[int]) -> list[int]:
+    """Reap zombie children of this process that no ``Supervisor`` owns and that
+    are not in ``exclude``, by pid with ``WNOHANG``. Non-blocking; returns the
+    reaped pids. Only for a process whose children all come from Supervisors (the
+    ``run`` daemon): any other ``Popen`` child would lose its exit status."""
+    with OWNED_LOCK:
+        skip = OWNED.union(exclude)
+        return [
+            child.pid
+            for child in psutil.Process().children()
+            if child.pid not in skip and is_zombie(child) and reap(child.pid)
+        ]
+
+
+def tree_may_remain(pgid: int) -> bool:
+    """Whether anything of the tree whose reaped leader had the process group
+    ``pgid`` may still run. False only when that is certain without a full scan:
+    the runner is a subreaper, the group is empty, and every child of the runner
+    is a Supervisor's own (so no orphan of any task hangs below it)."""
+    if not _subreaper.is_set():
+        return True
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        pass
+    except PermissionError:  # a member exists that is not ours to signal
+        return True
+    else:
+        return True
+    return _has_foreign_children()
+
+
+def _has_foreign_children() -> bool:
+    try:
+        # WNOWAIT: only asks whether any child exists; nothing is reaped.
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False  # no child at all: the common case with one slot
+    with OWNED_LOCK:
+        owned = set(OWNED)
+    return any(child.pid not in owned for child in psutil.Process().children())
+
+
+def tree(roots: list[int], marker: str) -> dict[int, psutil.Process]:
+    """``roots``, the processes of our uid that carry ``marker``, and all their
+    descendants, from one scan of the process table."""
+    procs: dict[int, psutil.Process] = {}
+    children: dict[int, list[int]] = {}
+    uid, me = os.getuid(), os.getpid()
+    for pid in (pid for pid in psutil.pids() if pid != me):
+        try:
+            proc = psutil.Process(pid)
+            ppid, uids = proc.ppid(), proc.uids()
+        except psutil.Error:
+            continue
+        procs[proc.pid] = proc
+        children.setdefault(ppid, []).append(proc.pid)
+        if uids.real == uid and _environ(proc).get(MARKER_ENV) == marker:
+            roots.append(proc.pid)
+    found: dict[int, psutil.Process] = {}
+    queue = [pid for pid in roots if pid in procs]
+    while queue:
+        pid = queue.pop()
+        if pid not in found:
+            found[pid] = procs[pid]
+            queue.extend(children.get(pid, ()))
+    return found
+
+
+def _environ(proc: psutil.Process) -> dict[str, str]:
+    try:
+        return proc.environ()
+    except psutil.Error:  # gone, a zombie, or not ours to read
+        return {}
+
+
+def is_zombie(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def reap(pid: int) -> bool:
+    """Reap one zombie child by pid; False if it is not ours or not ended."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return done == pid
