@@ -162,7 +162,7 @@ class Task:
         """The objects a field is inherited through, nearest first: the attempt,
         its instance, its component, the ``parent`` chain, then ``Default``.
         Objects missing from the task are skipped; cycles are cut."""
-        if start is None:
+        if start is None or start is self.objects.get(self.attempt_id):
             if self._attempt_lineage is None:
                 walked = tuple(self._walk(self.attempt))
                 object.__setattr__(self, "_attempt_lineage", walked)

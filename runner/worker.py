@@ -2,12 +2,14 @@
 
 Threads (style.md):
 
-* ``poll-<group>``, one per worker group: reserve a free slot, then poll. So a poller
-  never has two polls outstanding and never polls without room for the answer. An
-  empty answer that came back at once is followed by a floor wait with jitter (at most
-  one poll a second per group); errors back off exponentially behind a breaker.
-* ``task-<digest>``, one per running task: runs one ``Execution``, which owns its own
-  ``task-<digest>-progress`` heartbeat thread.
+* ``poll-<group>``, one polling per worker group: reserve a free slot, then poll. So
+  a group never has two polls outstanding and is never polled without room for the
+  answer. An empty answer that came back at once is followed by a floor wait with
+  jitter (at most one poll a second per group); errors back off exponentially.
+* The thread that received a task runs it (renamed ``task-<digest>``): nothing lies
+  between the answer and the ack, and a one-slot runner creates no thread per task.
+  With more slots it first starts the group's next poller, and ends with its task.
+  The ``Execution`` owns its own ``task-<digest>-progress`` heartbeat thread.
 * ``runner-heartbeat``: ReportTaskRunnerHeartbeat for every group; ``terminate: true``
   starts a drain exactly as SIGTERM does.
 
@@ -88,6 +90,7 @@ class Worker:
         self._groups = worker_groups
         self._hostname = hostname
         self._taskrunner_id = taskrunner_id
+        self._max_tasks = max_tasks
         self._slots = threading.BoundedSemaphore(max_tasks)
         self._drain_timeout = drain_timeout
         self._keep_attempts = keep_attempts
@@ -96,8 +99,8 @@ class Worker:
         self._poll_floor_s = poll_floor_s
         self.drain_state = Drain()
         self._lock = threading.Lock()
-        self._running: dict[str, Execution] = {}
-        self._threads: list[threading.Thread] = []
+        self._all_done = threading.Condition(self._lock)
+        self._running: dict[object, Execution] = {}
         self._polls = 0
         self._started = 0
         self._outcomes: dict[str, int] = {}
@@ -135,10 +138,7 @@ class Worker:
         self._prune()
         self._runner_heartbeat.start()
         for group in self._groups:
-            thread = threading.Thread(
-                target=self._poll_loop, args=(group,), name=f"poll-{group}", daemon=True
-            )
-            thread.start()
+            self._spawn_poller(group)
         self._log.info(
             "worker_started",
             worker_groups=self._groups,
@@ -171,11 +171,10 @@ class Worker:
             return not self._running
 
     def wait_done(self, timeout: float) -> bool:
-        """After ``drain``: True once every task thread has ended."""
-        deadline = time.monotonic() + timeout
-        for thread in list(self._threads):
-            thread.join(max(0.0, deadline - time.monotonic()))
-        return all(not t.is_alive() for t in self._threads)
+        """After ``drain``: True once every running task has been seen to its end
+        (its final status sent, its slot given back)."""
+        with self._all_done:
+            return self._all_done.wait_for(lambda: not self._running, timeout)
 
     def stop(self) -> None:
         """After the drain: stop the runner heartbeat."""
@@ -211,18 +210,39 @@ class Worker:
 
     # ---------------------------------------------------------------- polling
 
-    def _poll_loop(self, group: str) -> None:
+    def _serve(self, group: str) -> None:
+        """A poller's thread body: poll for ``group`` and run each task on this very
+        thread, so that no hand-off stands between the answer and the ack. With more
+        than one slot, polling goes on in a new thread while this one runs the task,
+        and this one ends with it; with one slot, this thread polls again after."""
+        while True:
+            task = self._next_task(group)
+            if task is None:
+                return
+            hand_over = self._max_tasks > 1
+            if hand_over:
+                self._spawn_poller(group)
+            self._run_task(group, task)
+            if hand_over:
+                return
+
+    def _spawn_poller(self, group: str) -> None:
+        thread = threading.Thread(
+            target=self._serve, args=(group,), name=f"poll-{group}", daemon=True
+        )
+        thread.start()
+
+    def _next_task(self, group: str) -> dict[str, Any] | None:
+        """Reserve a slot, poll, repeat until a task comes (returned with its slot
+        held) or the drain begins (None, no slot held)."""
         errors = 0
         stop = self.drain_state.requested
         while not stop.is_set():
             if not self._slots.acquire(timeout=SLOT_WAIT_S):
                 continue
-            if stop.is_set():
-                self._slots.release()
-                break
             began = time.monotonic()
             try:
-                task = self._poll_once(group)
+                task = None if stop.is_set() else self._poll_once(group)
                 errors = 0
             except Exception as exc:  # noqa: BLE001 - one catch per loop iteration
                 self._slots.release()
@@ -239,15 +259,13 @@ class Worker:
                 )
                 stop.wait(wait * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
                 continue
-            if task is None:
-                self._slots.release()
-                spent = time.monotonic() - began
-                if spent < self._poll_floor_s:
-                    stop.wait(
-                        (self._poll_floor_s - spent) * random.uniform(1.0, 1.2)  # noqa: S311
-                    )
-                continue
-            self._start_execution(group, task)
+            if task is not None:
+                return task
+            self._slots.release()
+            spent = time.monotonic() - began
+            if spent < self._poll_floor_s:
+                stop.wait((self._poll_floor_s - spent) * random.uniform(1.0, 1.2))  # noqa: S311
+        return None
 
     def _poll_once(self, group: str) -> dict[str, Any] | None:
         with self._lock:
@@ -263,42 +281,39 @@ class Worker:
             return None
         return task
 
-    def _start_execution(self, group: str, raw_task: dict[str, Any]) -> None:
-        execution = Execution(
-            raw_task,
-            client=self._client,
-            s3=self._s3,
-            work_dir=self._work_dir,
-            settings=self._settings,
-            drain=self.drain_state,
-            log=self._log.bind(worker_group=group),
-        )
-        thread = threading.Thread(
-            target=self._run_execution,
-            args=(execution,),
-            name=f"task-{execution.digest}",
-            daemon=True,
-        )
-        with self._lock:
-            self._running[execution.task_id] = execution
-            self._started += 1
-            self._threads = [t for t in self._threads if t.is_alive()]
-            self._threads.append(thread)
-        thread.start()
-
-    def _run_execution(self, execution: Execution) -> None:
+    def _run_task(self, group: str, raw_task: dict[str, Any]) -> None:
+        """Run one task on this thread (renamed ``task-<digest>`` meanwhile, for
+        stack dumps), then give its slot back. Never raises: a bug is logged."""
+        thread = threading.current_thread()
+        own_name = thread.name
+        key = object()  # the task id may be what is broken
         result: ExecutionResult | None = None
         try:
+            execution = Execution(
+                raw_task,
+                client=self._client,
+                s3=self._s3,
+                work_dir=self._work_dir,
+                settings=self._settings,
+                drain=self.drain_state,
+                log=self._log.bind(worker_group=group),
+            )
+            thread.name = f"task-{execution.digest}"
+            with self._lock:
+                self._running[key] = execution
+                self._started += 1
             result = execution.run()
-        except Exception as exc:  # noqa: BLE001 - thread body: log, record, go on
+        except Exception as exc:  # noqa: BLE001 - the task's top: log, record, go on
             self._log.exception("task_thread_crashed")
             self.error = exc
         finally:
             with self._lock:
-                self._running.pop(execution.task_id, None)
+                self._running.pop(key, None)
                 label = result.outcome if result else "crashed"
                 self._outcomes[label] = self._outcomes.get(label, 0) + 1
+                self._all_done.notify_all()
             self._slots.release()
+            thread.name = own_name
 
     # --------------------------------------------------------------- heartbeat
 

@@ -7,6 +7,7 @@ gone, never how the runner got there.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -341,3 +342,36 @@ def test_no_credentials_is_a_clear_error(
     )
     assert result.returncode == 78
     assert b"credentials" in result.stderr.lower()
+
+
+@pytest.mark.parametrize("max_tasks", [1, 2])
+def test_slots_bound_the_tasks_and_polls_never_overlap(
+    service: LocalService, dp: Any, spawn_runner: Spawn, max_tasks: int
+) -> None:
+    """``max_tasks`` tasks at most run at once (and that many do), a group never
+    has two polls outstanding, and every task gets exactly one final status."""
+    pipeline_id = submit(
+        dp, [default_object()] + [shell(f"S{i}", "sleep 0.3") for i in range(5)]
+    )
+    runner = spawn_runner("--max-tasks", str(max_tasks))
+    wait_instances(dp, pipeline_id, {"FINISHED"})
+    runner.signal(signal.SIGTERM)
+    assert runner.wait_exit() == 0
+
+    polls = sorted(service.calls("PollForTask"), key=lambda c: c.at)
+    for before, after in itertools.pairwise(polls):
+        assert after.at >= before.answered, "two polls were outstanding at once"
+    acks: dict[str, float] = {}
+    for call in service.calls("ReportTaskProgress"):
+        acks.setdefault(call.request["taskId"], call.at)
+    ends = {c.request["taskId"]: c.at for c in service.calls("SetTaskStatus")}
+    assert len(statuses_sent(service)) == 5
+    assert sorted(ends) == sorted(acks)
+    events = sorted(
+        [(at, 1) for at in acks.values()] + [(at, -1) for at in ends.values()]
+    )
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    assert peak == max_tasks

@@ -23,6 +23,7 @@ boto3. Whether the URI is a valid S3 URI is checked by ``staging.plan``.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from dataclasses import dataclass
@@ -39,7 +40,13 @@ SCRIPT_MODE = 0o700
 
 def shell_interpreter() -> str:
     """bash from PATH when there is one, else ``/bin/sh``."""
-    return shutil.which("bash") or "/bin/sh"
+    return _find_shell(os.environ.get("PATH", os.defpath))
+
+
+@functools.lru_cache(maxsize=4)
+def _find_shell(path: str) -> str:
+    # Looked up once per PATH, not once per task: a search stats every directory.
+    return shutil.which("bash", path=path) or "/bin/sh"
 
 
 @dataclass(frozen=True, slots=True)

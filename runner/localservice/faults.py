@@ -31,6 +31,7 @@ class RecordedCall:
     request: dict[str, Any]
     error: str | None
     at: float  # time.monotonic() when the request arrived
+    answered: float  # time.monotonic() when its answer (or error) was ready
 
 
 @dataclass(frozen=True, slots=True)

@@ -197,7 +197,9 @@ class LocalService:
             error = "InternalServiceError"
             return 500, ServiceError(error, f"internal error: {exc}").body()
         finally:
-            self._log.append(RecordedCall(operation, request, error, arrived))
+            self._log.append(
+                RecordedCall(operation, request, error, arrived, time.monotonic())
+            )
         return 200, _json(answer)
 
     def _inject(self, operation: str) -> bool:
