@@ -26,12 +26,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import boto3
 import botocore.config
 import botocore.exceptions
 from structlog.typing import FilteringBoundLogger
 
-from runner import __version__
+from runner import __version__, awssession
 from runner.awserrors import (
     FOREIGN_ERRORS,
     THROTTLING_CODES,
@@ -107,7 +106,7 @@ class Client:
             # boto3 ignores AWS_REGION (boto/boto3#3620); the CLI and the other SDKs
             # read it first, and design.md promises it works, so it comes first here
             region = region or os.environ.get("AWS_REGION") or None
-            session = session or boto3.Session(region_name=region)
+            session = session or awssession.session(region)
             found = region or session.region_name
             if not found and endpoint_url is None:
                 raise ConfigError(

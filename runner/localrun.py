@@ -11,6 +11,9 @@ path: only the endpoint and the service's clock differ. Service time is scaled (
 default a hundredth), so that a step retried after the service's 2-minute minimum
 ``retryDelay`` finishes in about a second. The runner's own heartbeat is shortened to
 match, so that three beats fit in the scaled ``reportProgressTimeout``.
+
+Must not import ``runner.localservice`` at module level: ``cli.py`` imports this module
+for its constants and ``run`` without ``--local`` must not pay for the service.
 """
 
 from __future__ import annotations
@@ -21,13 +24,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from runner.client import Client
 from runner.definition import Definition, load_definition, worker_groups
 from runner.errors import ConfigError
-from runner.localservice import LocalService
+
+if TYPE_CHECKING:
+    from runner.localservice import LocalService
 
 #: Instance statuses after which the service will do nothing more on its own.
 TERMINAL = frozenset(
@@ -58,6 +64,10 @@ class InstanceRow:
 
 def start_service(time_scale: float) -> LocalService:
     """The embedded service: loopback, ephemeral port, throwaway state."""
+    # imported here: the server, SQLite and the expression parser cost a daemon
+    # that never runs --local about 2 MB of RSS (tests/test_lazy_imports.py)
+    from runner.localservice import LocalService  # noqa: PLC0415 - see above
+
     service = LocalService(
         host="127.0.0.1",
         port=0,

@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import boto3
 from boto3.exceptions import Boto3Error
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.config import Config
@@ -40,6 +39,7 @@ from s3transfer.exceptions import (
 )
 from s3transfer.subscribers import BaseSubscriber
 
+from runner import awssession
 from runner.errors import StagingError
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ class S3:
         so the session is made under the lock too)."""
         with self._lock:
             if self._client is None:
-                session = boto3.session.Session(region_name=self._region)
+                session = awssession.session(self._region)
                 self._client = session.client("s3", config=RETRY_CONFIG)
             return self._client
 

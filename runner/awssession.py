@@ -1,0 +1,65 @@
+"""boto3 sessions whose data loader does not keep botocore's endpoint table.
+
+Owns: ``session(region)``, the ``boto3.Session`` that ``client.py`` and ``s3.py``
+build their clients from.
+
+Must not: change what botocore loads (same files, same search path, ``AWS_DATA_PATH``
+included) or how credentials and the region are found, nor keep the session: its
+callers drop it once their clients exist.
+
+Why: the first client of every botocore session parses ``botocore/data/endpoints.json``
+(1.2 MB of JSON: every region of every AWS service, about 7 MB of dicts and strings)
+for its ``EndpointResolver``, and the session's ``Loader`` caches the parsed table.
+Every client keeps that loader (for paginators and waiters), so the table outlives
+the session for as long as the client lives (boto/botocore#3078), although it is only
+read while a client is being created. This loader reads the table without caching
+it, so it lives in the session's resolver only, and is freed once the session is
+collected (``cli.py`` runs ``gc.collect()`` after start-up: the session holds
+reference cycles). For the idle daemon that is about 2 MB less RSS; the rest of the
+7 MB stays as pymalloc fragmentation. Should botocore stop loading the table through
+``load_data_with_path``, the override is simply never called.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import boto3
+import botocore.exceptions
+import botocore.loaders
+import botocore.session
+
+ENDPOINTS = "endpoints"
+
+
+class EndpointsUncachedLoader(botocore.loaders.Loader):  # type: ignore[misc] # untyped base
+    """botocore's ``Loader``, except that the endpoint table is read on every call
+    (once per session: the session caches its ``EndpointResolver``)."""
+
+    def load_data_with_path(self, name: str) -> tuple[Any, str]:
+        if name != ENDPOINTS:
+            return super().load_data_with_path(name)  # type: ignore[no-any-return] # untyped
+        for base in self.search_paths:  # the order botocore's own lookup uses
+            if os.path.isdir(base):
+                path = os.path.join(base, name)
+                found = self.file_loader.load_file(path)
+                if found is not None:
+                    return found, path
+        raise botocore.exceptions.DataNotFoundError(data_path=name)
+
+
+def session(region: str | None) -> Any:
+    """A ``boto3.Session`` like ``boto3.Session(region_name=region)``, with that
+    loader. Untyped: boto3 ships no stubs."""
+    core = botocore.session.get_session()
+    data_path = core.get_config_variable("data_path")  # AWS_DATA_PATH, as botocore
+    extra = (
+        [os.path.expanduser(os.path.expandvars(p)) for p in data_path.split(os.pathsep)]
+        if data_path
+        else None
+    )
+    core.register_component(
+        "data_loader", EndpointsUncachedLoader(extra_search_paths=extra)
+    )
+    return boto3.Session(botocore_session=core, region_name=region)

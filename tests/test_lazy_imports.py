@@ -1,0 +1,48 @@
+"""What ``dp-runner run`` imports: the daemon must not pay for ``run --local``.
+
+The local service (HTTP server, SQLite, expression parser) costs about 2 MB of RSS;
+the idle daemon's budget is 60 MB (bench/bench_worker.py). Each check imports in a
+fresh interpreter, so modules loaded by other tests cannot hide a regression.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+#: Loaded only by ``run --local`` and ``dp-runner local``.
+LOCAL_ONLY = ("runner.localservice", "sqlite3", "http.server", "socketserver")
+
+
+def loaded_after(statement: str) -> set[str]:
+    """The modules of ``LOCAL_ONLY`` that a fresh interpreter holds after
+    ``statement``."""
+    probe = (
+        f"import json, sys\n{statement}\n"
+        f"print(json.dumps([m for m in {list(LOCAL_ONLY)!r} if m in sys.modules]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return set(json.loads(done.stdout))
+
+
+def test_the_cli_does_not_import_the_local_service() -> None:
+    assert loaded_after("import runner.cli") == set()
+
+
+def test_the_embedded_service_is_imported_when_started() -> None:
+    started = loaded_after(
+        "from runner import localrun\n"
+        "service = localrun.start_service(1.0)\n"
+        "service.stop()"
+    )
+    assert "runner.localservice" in started
