@@ -20,7 +20,8 @@ defence in depth: the rule is still never to log a secret at all.
 The file log (``add_file_log``) is a second handler on the same root logger with
 its own ``ProcessorFormatter``, always JSON whatever the stdout format: the file is
 for machines (S3, log search), and a second handler is not a second pipeline. Each
-formatter renders a copy of the event, so both see the same redacted fields. It is
+formatter renders a copy of the event, so both see the same redacted fields; in JSON
+the second handler reuses the line the first one rendered. It is
 stdlib's ``TimedRotatingFileHandler``, hourly in UTC, with the Java runner's
 ``<name>.YYYY-MM-DD-HH`` suffix (reference/datapipeline.md §2.6), and it deletes
 files past ``FILE_LOG_BACKUPS`` itself.
@@ -66,6 +67,9 @@ SECRET_KEY_PARTS = (
 REDACTED = "***"
 
 _HANDLER_NAME = "dp-runner"
+_JSON_RENDERER = structlog.processors.JSONRenderer()
+#: Where ``_JSONFormatter`` keeps a record's rendered line for the next handler.
+_RENDERED = "_dp_runner_json"
 _FILE_HANDLER_NAME = "dp-runner-file"
 
 #: The file log: ``<work_dir>/logs/dp-runner.log``, rotated to ``<name>.<suffix>``.
@@ -119,10 +123,26 @@ def _shared_processors() -> list[Processor]:
 
 
 def _formatter(log_format: str, stream: TextIO | None) -> logging.Formatter:
+    processors = _renderer_chain(log_format, stream)
+    if processors[-1] is _JSON_RENDERER:
+        return _JSONFormatter(
+            foreign_pre_chain=_shared_processors(), processors=processors
+        )
     return structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=_shared_processors(),
-        processors=_renderer_chain(log_format, stream),
+        foreign_pre_chain=_shared_processors(), processors=processors
     )
+
+
+class _JSONFormatter(structlog.stdlib.ProcessorFormatter):
+    """The JSON formatter of every handler: a record is rendered once, then the
+    same line goes to stdout and to the file log (the chains are identical)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = record.__dict__.get(_RENDERED)
+        if not isinstance(line, str):
+            line = super().format(record)
+            record.__dict__[_RENDERED] = line
+        return line
 
 
 def _renderer_chain(log_format: str, stream: TextIO | None) -> list[Processor]:
@@ -137,7 +157,7 @@ def _renderer_chain(log_format: str, stream: TextIO | None) -> list[Processor]:
     return [
         structlog.stdlib.ProcessorFormatter.remove_processors_meta,
         structlog.processors.format_exc_info,
-        structlog.processors.JSONRenderer(),
+        _JSON_RENDERER,
     ]
 
 

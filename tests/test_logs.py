@@ -198,6 +198,26 @@ def test_file_log_is_json_when_stdout_is_console(tmp_path: Path) -> None:
     assert logs.file_log() is handler
 
 
+def test_json_stream_and_file_log_carry_the_same_lines(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    logs.configure(log_format="json", stream=stream)
+    handler = logs.add_file_log(tmp_path)
+    secret = {"password": "pw"}
+    logs.get_logger("runner.worker").info("task_received", slot=1, **secret)
+    logging.getLogger("botocore.endpoint").warning("retry needed")
+    try:
+        raise ValueError("boom")  # noqa: TRY301 - raised to be logged
+    except ValueError:
+        logs.get_logger().exception("crashed")
+    handler.flush()
+    file_lines = (tmp_path / logs.FILE_LOG_NAME).read_text().splitlines()
+    assert stream.getvalue().splitlines() == file_lines
+    parsed = [json.loads(line) for line in file_lines]
+    assert [p["event"] for p in parsed] == ["task_received", "retry needed", "crashed"]
+    assert parsed[0]["password"] == logs.REDACTED
+    assert "ValueError: boom" in parsed[2]["exception"]
+
+
 def test_file_log_masks_secrets(tmp_path: Path) -> None:
     logs.configure(log_format="json", stream=io.StringIO())
     handler = logs.add_file_log(tmp_path)
