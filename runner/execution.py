@@ -240,7 +240,9 @@ class Execution:
         except (ActivityError, SpawnError) as exc:
             status = self._rejected(exc, task)
         else:
-            tail = attemptlogs.stderr_tail(paths)
+            # a clean success needs no stack trace: spare it the read
+            succeeded = outcome is not None and outcome.succeeded
+            tail = "" if succeeded else attemptlogs.stderr_tail(paths)
             status = final_status(self._reason, outcome, command, tail, task.secrets())
         if task is not None and plan is not None and paths is not None:
             attemptlogs.finish(task, plan, self._s3, paths, log=self._log)
