@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import MutableMapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 from structlog.typing import FilteringBoundLogger
@@ -48,7 +48,10 @@ class AttemptLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._file = path.open("a", encoding="utf-8")
+        # Opened by the first line: usually ``task_started``, written while the
+        # task's process already runs, so the open is off the way to the spawn.
+        self._file: TextIO | None = None
+        self._closed = False
 
     def bind(self, log: FilteringBoundLogger) -> FilteringBoundLogger:
         """``log`` with the same context and one more processor, which copies each
@@ -66,7 +69,9 @@ class AttemptLog:
 
     def close(self) -> None:
         with self._lock:
-            self._file.close()
+            self._closed = True
+            if self._file is not None:
+                self._file.close()
 
     def _processor(
         self, _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
@@ -76,9 +81,16 @@ class AttemptLog:
             default=str,
         )
         with self._lock:
-            if not self._file.closed:
-                self._file.write(line + "\n")
-                self._file.flush()
+            if self._closed:
+                return event_dict
+            if self._file is None:
+                try:
+                    self._file = self.path.open("a", encoding="utf-8")
+                except OSError:
+                    self._closed = True  # the folder is gone: stdout still has it
+                    return event_dict
+            self._file.write(line + "\n")
+            self._file.flush()
         return event_dict
 
 

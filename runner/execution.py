@@ -19,8 +19,9 @@
                   FINISH: stage out, deliver output, upload logs, SetTaskStatus
 
 Every way out has a ``StopReason`` (or none, when the child ended by itself), and
-``final_status`` alone maps it to the final call. The progress heartbeat starts right
-after the ack and keeps beating until the final status is sent, also while the runner
+``verdict.final_status`` alone maps it to the final call. The progress heartbeat's
+lease counts from the ack; its thread starts before the first step that can take long
+(``_keep_beating``) and beats until the final status is sent, also while the runner
 drains, so the service never re-offers a task that is still being worked on.
 
 This module runs no process and makes no HTTP call itself: ``Supervisor`` owns the
@@ -32,7 +33,6 @@ instead of the runner.
 from __future__ import annotations
 
 import os
-import signal
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -57,12 +57,12 @@ from runner.model import (
     Outcome,
     StopReason,
     Task,
-    TaskStatus,
     digest,
 )
 from runner.progress import Progress
 from runner.s3 import S3
 from runner.supervisor import Supervisor, task_environment
+from runner.verdict import final_status
 from runner.workdir import WorkDir
 
 #: How often the supervising loop looks at the child and the stop reasons.
@@ -86,47 +86,6 @@ class ExecutionResult:
     outcome: str
     status: FinalStatus | None
     reason: StopReason | None
-
-
-def final_status(
-    reason: StopReason | None,
-    outcome: Outcome | None,
-    command: Command | None,
-    stderr_tail: str,
-    secrets: list[str],
-) -> FinalStatus | None:
-    """The ONE mapping from how a task ended to its final call (``None``: no call).
-
-    Canceled and lost tasks get no status: the service has moved on, and a status
-    would at best be rejected and at worst overwrite a newer attempt's.
-    """
-    if reason in (StopReason.CANCELED, StopReason.LOST):
-        return None
-    if reason is StopReason.TIMEOUT:
-        return FinalStatus.failed(
-            "AttemptTimeout",
-            "the attempt ran past its attemptTimeout and was killed",
-            stderr_tail,
-            secrets,
-        )
-    if reason is StopReason.SHUTDOWN:
-        return FinalStatus.failed(
-            "RunnerShutdown",
-            "the runner shut down before the task finished; the task was killed",
-            stderr_tail,
-            secrets,
-        )
-    if outcome is None or outcome.succeeded:
-        return FinalStatus(TaskStatus.FINISHED)
-    if command is not None and command.false_on_failure:
-        return FinalStatus(TaskStatus.FALSE)
-    if outcome.signal is not None:
-        name = signal.Signals(outcome.signal).name
-        error_id, message = f"Signal:{name}", f"the command was killed by {name}"
-    else:
-        code = outcome.returncode
-        error_id, message = f"ExitCode:{code}", f"the command exited with code {code}"
-    return FinalStatus.failed(error_id, message, stderr_tail, secrets)
 
 
 class Execution:
@@ -216,8 +175,15 @@ class Execution:
             on_stop=self.request_stop,
             log=self._log,
         )
-        self._progress.start()
         return True
+
+    def _keep_beating(self) -> None:
+        """Start the progress heartbeat, if not yet started. Called before every
+        step that can take long (a call to S3 or to the service, the task's own
+        process), and only then: a task that is ready in a millisecond starts its
+        heartbeat thread while its process already runs, off the way to the spawn."""
+        if self._progress is not None:
+            self._progress.start()
 
     def _run_acked(self, started: float) -> ExecutionResult:
         task: Task | None = None
@@ -244,6 +210,7 @@ class Execution:
             succeeded = outcome is not None and outcome.succeeded
             tail = "" if succeeded else attemptlogs.stderr_tail(paths)
             status = final_status(self._reason, outcome, command, tail, task.secrets())
+        self._keep_beating()  # uploads and the final status ahead
         if task is not None and plan is not None and paths is not None:
             attemptlogs.finish(task, plan, self._s3, paths, log=self._log)
         return self._report(started, status, outcome)
@@ -262,6 +229,7 @@ class Execution:
         missing = task.missing_refs()
         if not missing:
             return task
+        self._keep_beating()
         try:
             fetched = self._client.describe_objects(task.pipeline_id, missing)
         except ServiceError as exc:
@@ -307,6 +275,8 @@ class Execution:
     ) -> Outcome:
         """Stage in, then run the command (or the in-process check) to its end."""
         began = time.monotonic()
+        if command.check or command.script_uri is not None or plan.stage:
+            self._keep_beating()  # S3 ahead
         if command.check == activities.S3_EXISTS:
             holds = staging.exists_precondition(task, self._s3)
             return Outcome(0 if holds else 1, None, time.monotonic() - began)
@@ -327,6 +297,7 @@ class Execution:
             marker=f"{task.attempt_id}:{self.digest}",
             log=self._log,
         )
+        self._keep_beating()
         self._log.info("task_started", pid=self.supervisor.pid)
         timeout_at = began + command.timeout_s if command.timeout_s else None
         return self._supervise(self.supervisor, timeout_at)
@@ -371,6 +342,7 @@ class Execution:
 
     def _send_status(self, status: FinalStatus) -> None:
         """The commit point: the longest retry budget, heartbeats still going."""
+        self._keep_beating()
         try:
             self._client.set_task_status(self.task_id, status)
         except TaskNotFoundError as exc:

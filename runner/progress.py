@@ -31,7 +31,8 @@ BEATS_PER_PROGRESS_TIMEOUT = 3
 
 
 class Progress:
-    """Thread-safe. ``start`` once after the ack; ``stop`` after the final status."""
+    """Made right after the ack. ``start`` (idempotent, from the execution's thread)
+    before the first step that may take long; ``stop`` after the final status."""
 
     def __init__(
         self,
@@ -50,14 +51,17 @@ class Progress:
         self._lease_timeout_s = lease_timeout_s
         self._on_stop = on_stop
         self._acked_at = time.monotonic()
+        self._started = False
         self._heartbeat = Heartbeat(
             self._beat, interval_s=interval_s, name=name, log=log
         )
 
     def start(self) -> None:
-        """Start beating; the ack that came before counts as the first success."""
-        self._acked_at = time.monotonic()
-        self._heartbeat.start()
+        """Start beating, if not yet started. The lease counts from the ack (when
+        this object was made), whenever the thread starts."""
+        if not self._started:
+            self._started = True
+            self._heartbeat.start()
 
     def stop(self) -> None:
         self._heartbeat.stop()
