@@ -49,9 +49,10 @@ class EndpointsUncachedLoader(botocore.loaders.Loader):  # type: ignore[misc] # 
         raise botocore.exceptions.DataNotFoundError(data_path=name)
 
 
-def session(region: str | None) -> Any:
+def session(region: str | None, credentials: tuple[str, str] | None = None) -> Any:
     """A ``boto3.Session`` like ``boto3.Session(region_name=region)``, with that
-    loader. Untyped: boto3 ships no stubs."""
+    loader; with ``credentials`` (an access key id and a secret key) instead of
+    boto3's chain. Untyped: boto3 ships no stubs."""
     core = botocore.session.get_session()
     data_path = core.get_config_variable("data_path")  # AWS_DATA_PATH, as botocore
     extra = (
@@ -62,4 +63,12 @@ def session(region: str | None) -> Any:
     core.register_component(
         "data_loader", EndpointsUncachedLoader(extra_search_paths=extra)
     )
-    return boto3.Session(botocore_session=core, region_name=region)
+    if credentials is None:
+        return boto3.Session(botocore_session=core, region_name=region)
+    key_id, secret = credentials
+    return boto3.Session(
+        botocore_session=core,
+        region_name=region,
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+    )

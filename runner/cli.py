@@ -24,7 +24,7 @@ from typing import Any
 import click
 import structlog
 
-from runner import localrun, logs, logship, supervisor, systemd
+from runner import awssession, localrun, logs, logship, supervisor, systemd
 from runner.client import Client
 from runner.config import Settings, load_settings
 from runner.definition import Definition
@@ -210,8 +210,10 @@ def local(  # noqa: PLR0917 - click passes each option positionally
 
 
 def _components(
-    settings: Settings, signals: Signals
+    settings: Settings, signals: Signals, session: Any = None
 ) -> tuple[structlog.typing.FilteringBoundLogger, Client, S3, WorkDir]:
+    """Logs, the work dir (locked), the clients. ``session``: the boto3 session of
+    the Data Pipeline client (``run --local``); None for boto3's chain."""
     logs.configure(log_format=settings.log_format, level=settings.log_level)
     log = logs.get_logger("dp-runner")
     work_dir = WorkDir(settings.work_dir)
@@ -223,6 +225,7 @@ def _components(
         stop=signals.stop,
         abort=signals.fast_stop,
         log=log,
+        session=session,
     )
     return log, client, S3(region=settings.region, log=log), work_dir
 
@@ -319,7 +322,8 @@ def _run_local(
         )
         signals = Signals()
         signals.install()
-        log, client, s3, work_dir = _components(settings, signals)
+        local = awssession.session(settings.region, localrun.LOCAL_CREDENTIALS)
+        log, client, s3, work_dir = _components(settings, signals, local)
         supervisor.enable_subreaper()
         pipeline_id = localrun.submit(client, defn, definition.stem)
         log.info(

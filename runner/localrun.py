@@ -48,6 +48,10 @@ TERMINAL = frozenset(
     }
 )
 RUNS_ON_GROUP = "dp-runner-local"
+#: What the runner signs its calls to the embedded service with. The service does not
+#: check signatures, so the demo needs no AWS account, and real credentials from
+#: boto3's chain are never sent to it. S3 (staging) still uses the chain.
+LOCAL_CREDENTIALS = ("dp-runner-local", "the-local-service-checks-no-signature")
 DEFAULT_TIME_SCALE = 0.01
 POLL_STATUS_S = 0.2
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ EXAMPLES = REPO / "examples"
 
 
 def run_local(
-    definition: Path, tmp_path: Path, *args: str
+    definition: Path, tmp_path: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
@@ -34,6 +35,7 @@ def run_local(
         timeout=120,
         check=False,
         cwd=REPO,
+        env=env,
     )
 
 
@@ -54,6 +56,19 @@ def test_hello_runs_to_completion(tmp_path: Path) -> None:
     assert [row[0] for row in rows.values()] == ["FINISHED"]
     (output,) = (tmp_path / "work").glob("attempts/*/*/*/*/StdOutput")
     assert output.read_text().startswith("hello, Data Pipeline, from ")
+
+
+def test_demo_needs_no_aws_credentials(tmp_path: Path) -> None:
+    """A newcomer's machine: no credentials anywhere, no instance role."""
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    bare |= {
+        "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    result = run_local(EXAMPLES / "hello.json", tmp_path, env=bare)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [row[0] for row in table(result.stdout).values()] == ["FINISHED"]
 
 
 def test_dependencies_precondition_and_retry(tmp_path: Path) -> None:
