@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,10 +122,14 @@ class Execution:
         self._attempt_log: attemptlogs.AttemptLog | None = None
         self.supervisor: Supervisor | None = None
 
-    def run(self) -> ExecutionResult:
-        """Ack, run, report. Never raises: a bug is logged and reported FAILED."""
+    def run(self, after_ack: Callable[[], None] | None = None) -> ExecutionResult:
+        """Ack, run, report. Never raises: a bug is logged and reported FAILED.
+        ``after_ack`` is called once the ack is done with, whatever its answer."""
         started = time.monotonic()
-        if not self._ack():
+        acked = self._ack()
+        if after_ack is not None:
+            after_ack()
+        if not acked:
             return self._finish(started, None, None)
         try:
             return self._run_acked(started)

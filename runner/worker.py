@@ -8,7 +8,8 @@ Threads (style.md):
   jitter (at most one poll a second per group); errors back off exponentially.
 * The thread that received a task runs it (renamed ``task-<digest>``): nothing lies
   between the answer and the ack, and a one-slot runner creates no thread per task.
-  With more slots it first starts the group's next poller, and ends with its task.
+  With more slots it starts the group's next poller once the task is acknowledged,
+  and ends with its task.
   The ``Execution`` owns its own ``task-<digest>-progress`` heartbeat thread.
 * ``runner-heartbeat``: ReportTaskRunnerHeartbeat for every group; ``terminate: true``
   starts a drain exactly as SIGTERM does.
@@ -26,6 +27,7 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -213,18 +215,30 @@ class Worker:
     def _serve(self, group: str) -> None:
         """A poller's thread body: poll for ``group`` and run each task on this very
         thread, so that no hand-off stands between the answer and the ack. With more
-        than one slot, polling goes on in a new thread while this one runs the task,
-        and this one ends with it; with one slot, this thread polls again after."""
+        than one slot, polling goes on in a new thread, started once the task is
+        acknowledged (its poll never delays the ack), and this thread ends with the
+        task; with one slot, this thread polls again after it."""
         while True:
             task = self._next_task(group)
             if task is None:
                 return
-            hand_over = self._max_tasks > 1
-            if hand_over:
-                self._spawn_poller(group)
-            self._run_task(group, task)
-            if hand_over:
+            if self._max_tasks > 1:
+                self._run_handing_over(group, task)
                 return
+            self._run_task(group, task, after_ack=None)
+
+    def _run_handing_over(self, group: str, task: dict[str, Any]) -> None:
+        """Run ``task`` here; the group's next poller starts once the task is
+        acknowledged, or at the end if no ack came to pass (a crash before it)."""
+        handed = threading.Event()
+
+        def hand_over() -> None:
+            if not handed.is_set():
+                handed.set()
+                self._spawn_poller(group)
+
+        self._run_task(group, task, after_ack=hand_over)
+        hand_over()
 
     def _spawn_poller(self, group: str) -> None:
         thread = threading.Thread(
@@ -281,9 +295,15 @@ class Worker:
             return None
         return task
 
-    def _run_task(self, group: str, raw_task: dict[str, Any]) -> None:
+    def _run_task(
+        self,
+        group: str,
+        raw_task: dict[str, Any],
+        after_ack: Callable[[], None] | None,
+    ) -> None:
         """Run one task on this thread (renamed ``task-<digest>`` meanwhile, for
-        stack dumps), then give its slot back. Never raises: a bug is logged."""
+        stack dumps), then give its slot back. Never raises: a bug is logged.
+        ``after_ack``: see ``Execution.run``."""
         thread = threading.current_thread()
         own_name = thread.name
         key = object()  # the task id may be what is broken
@@ -302,7 +322,7 @@ class Worker:
             with self._lock:
                 self._running[key] = execution
                 self._started += 1
-            result = execution.run()
+            result = execution.run(after_ack)
         except Exception as exc:  # noqa: BLE001 - the task's top: log, record, go on
             self._log.exception("task_thread_crashed")
             self.error = exc
