@@ -375,3 +375,23 @@ def test_slots_bound_the_tasks_and_polls_never_overlap(
         running += step
         peak = max(peak, running)
     assert peak == max_tasks
+
+
+def test_heartbeat_goes_on_while_a_slow_final_status_is_sent(
+    service: LocalService, dp: Any, spawn_runner: Spawn
+) -> None:
+    """Even for a task rejected before any process ran, the progress heartbeat
+    starts before the final status, so a slow SetTaskStatus loses no lease."""
+    odd = {"id": "Odd", "name": "Odd", "type": "HiveActivity", "maximumRetries": "0"}
+    service.faults.add("SetTaskStatus", latency_s=1.0)
+    pipeline_id = submit(dp, [default_object(), odd])
+    spawn_runner()
+    wait_instances(dp, pipeline_id, {"FAILED"})
+    (status,) = service.calls("SetTaskStatus")
+    beats = [
+        c
+        for c in service.calls("ReportTaskProgress")
+        if c.request["taskId"] == status.request["taskId"]
+        and status.at < c.at < status.answered
+    ]
+    assert len(beats) >= 3
