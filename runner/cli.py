@@ -37,8 +37,6 @@ from runner.worker import Worker, default_hostname
 
 EXIT_UNFINISHED = 4
 MAIN_LOOP_S = 0.2
-#: How long ``run --local`` waits for its pipeline, in real seconds.
-LOCAL_RUN_LIMIT_S = 3600.0
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -342,13 +340,7 @@ def _run_local(
         )
         worker = _worker(settings, client, s3, work_dir, log)
         worker.start()
-        done = threading.Event()
-        watcher = threading.Thread(
-            target=lambda: _watch(client, pipeline_id, signals, done, log),
-            name="local-watch",
-            daemon=True,
-        )
-        watcher.start()
+        done = localrun.start_watch(client, pipeline_id, signals.stop, log)
         _block_until_drained(worker, signals, done)
         rows = localrun.instance_rows(client, pipeline_id)
     finally:
@@ -357,27 +349,6 @@ def _run_local(
     click.echo(f"attempt folders: {settings.work_dir / 'attempts'}")
     ok = bool(rows) and all(row.status == "FINISHED" for row in rows)
     return 0 if ok else EXIT_UNFINISHED
-
-
-def _watch(
-    client: Client,
-    pipeline_id: str,
-    signals: Signals,
-    done: threading.Event,
-    log: structlog.typing.FilteringBoundLogger,
-) -> None:
-    try:
-        localrun.wait_all_ended(
-            client,
-            pipeline_id,
-            signals.stop,
-            LOCAL_RUN_LIMIT_S,
-            localrun.log_progress(log),
-        )
-    except Exception:
-        log.exception("local_watch_failed")
-    finally:
-        done.set()
 
 
 def _local_settings(

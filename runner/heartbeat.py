@@ -69,8 +69,10 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
-        """Start the thread. Call once."""
-        self._thread.start()
+        """Start the thread; a call after the first does nothing."""
+        with self._beats:
+            if self._thread.ident is None:
+                self._thread.start()
 
     def stop(self) -> None:
         """Ask the thread to end; it does after the call in progress, if any.

@@ -54,6 +54,8 @@ RUNS_ON_GROUP = "dp-runner-local"
 LOCAL_CREDENTIALS = ("dp-runner-local", "the-local-service-checks-no-signature")
 DEFAULT_TIME_SCALE = 0.01
 POLL_STATUS_S = 0.2
+#: How long ``run --local`` waits for its pipeline, in real seconds.
+LOCAL_RUN_LIMIT_S = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +174,31 @@ def load(path: Path) -> Definition:
         return load_definition(path)
     except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+
+
+def start_watch(
+    client: Client,
+    pipeline_id: str,
+    stop: threading.Event,
+    log: structlog.typing.FilteringBoundLogger,
+) -> threading.Event:
+    """Watch the pipeline on a ``local-watch`` thread, logging each instance's new
+    status; the returned event is set once every instance has ended, ``stop`` is
+    set, time runs out, or the watch failed (logged)."""
+    done = threading.Event()
+
+    def watch() -> None:
+        try:
+            wait_all_ended(
+                client, pipeline_id, stop, LOCAL_RUN_LIMIT_S, log_progress(log)
+            )
+        except Exception:  # thread top: log, then let the run end
+            log.exception("local_watch_failed")
+        finally:
+            done.set()
+
+    threading.Thread(target=watch, name="local-watch", daemon=True).start()
+    return done
 
 
 def log_progress(

@@ -51,7 +51,6 @@ class Progress:
         self._lease_timeout_s = lease_timeout_s
         self._on_stop = on_stop
         self._acked_at = time.monotonic()
-        self._started = False
         self._heartbeat = Heartbeat(
             self._beat, interval_s=interval_s, name=name, log=log
         )
@@ -59,9 +58,7 @@ class Progress:
     def start(self) -> None:
         """Start beating, if not yet started. The lease counts from the ack (when
         this object was made), whenever the thread starts."""
-        if not self._started:
-            self._started = True
-            self._heartbeat.start()
+        self._heartbeat.start()
 
     def stop(self) -> None:
         self._heartbeat.stop()

@@ -256,3 +256,31 @@ def spawn_runner(
         if runner.process.poll() is None:
             runner.process.kill()
         runner.process.wait(10)
+
+
+def run_local(
+    definition: Path, tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``dp-runner run --local DEFINITION`` as a newcomer runs it, with the work
+    dir under ``tmp_path`` and JSON logs; the finished process."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runner",
+            "run",
+            "--local",
+            str(definition),
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--log-format",
+            "json",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=REPO,
+        env=env,
+    )

@@ -4,39 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_local
 
 EXAMPLES = REPO / "examples"
-
-
-def run_local(
-    definition: Path, tmp_path: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "runner",
-            "run",
-            "--local",
-            str(definition),
-            "--work-dir",
-            str(tmp_path / "work"),
-            "--log-format",
-            "json",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=REPO,
-        env=env,
-    )
 
 
 def table(stdout: str) -> dict[str, list[str]]:

@@ -9,17 +9,14 @@ the definition's `values`, in a temporary copy of the example.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from runner import localrun
-from tests.conftest import REPO
+from tests.conftest import REPO, run_local
 
 EXAMPLE = REPO / "examples" / "staging.json"
 INPUTS = {"a.txt": b"hello\nworld\n", "b.txt": b"data pipeline\n"}
@@ -37,29 +34,6 @@ def definition_copy(
     path = tmp_path / f"staging-{prefix}.json"
     path.write_text(json.dumps(doc))
     return path
-
-
-def run_local(definition: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "runner",
-            "run",
-            "--local",
-            str(definition),
-            "--work-dir",
-            str(tmp_path / "work"),
-            "--log-format",
-            "json",
-        ],
-        cwd=REPO,
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def keys(s3_admin: Any, bucket: str, prefix: str) -> list[str]:

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -288,16 +289,7 @@ def test_subreaper_adopts_and_reaps_the_whole_tree(
     tmp_path: Path, task_mode: str
 ) -> None:
     extra = ["ignore-term"] if task_mode == "ignore-term" else []
-    result = subprocess.run(
-        [sys.executable, str(SCRIPTS / "subreaper_harness.py"), str(tmp_path), *extra],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    report = json.loads(result.stdout.splitlines()[-1])
+    report = run_harness("subreaper_harness.py", str(tmp_path), *extra)
     assert report["subreaper"] is True
     assert report["orphan_parent"] == result_harness_pid(report)
     assert report["alive"] == []
@@ -309,6 +301,22 @@ def test_subreaper_adopts_and_reaps_the_whole_tree(
     assert report["terminate_s"] < 1.5
 
 
+def run_harness(script: str, *args: str) -> dict[str, Any]:
+    """Run a harness from tests/scripts in a process of its own (it makes itself a
+    subreaper, which the test process must never be); its JSON report."""
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / script), *args],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    report: dict[str, Any] = json.loads(result.stdout.splitlines()[-1])
+    return report
+
+
 def result_harness_pid(report: dict[str, object]) -> object:
     """The harness reports its own pid as the orphan's parent: it adopted it."""
     return report["harness_pid"]
@@ -318,16 +326,7 @@ def test_kill_leftovers_in_a_subreaper_misses_no_leftover(tmp_path: Path) -> Non
     """The shortcut that skips the process-table scan (empty group, no stray
     child) must still find helpers left in the group or in a session of their
     own, and leave another attempt's task alone."""
-    result = subprocess.run(
-        [sys.executable, str(SCRIPTS / "leftovers_harness.py"), str(tmp_path)],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    report = json.loads(result.stdout.splitlines()[-1])
+    report = run_harness("leftovers_harness.py", str(tmp_path))
     assert report["subreaper"] is True
     cases = report["cases"]
     assert cases["alone"] == {"found": 0, "helper_alive": False}
