@@ -1,10 +1,10 @@
-"""Staging throughput and memory: runner.s3 against plain boto3, on moto's server.
+"""Staging throughput and memory: runner.aws.s3 against plain boto3, on moto's server.
 
 Two data sets, each moved both ways through moto's standalone S3 server on
 127.0.0.1 (a child process, so it does not share this process's GIL or memory):
 1,000 small files (4 KiB each) and one 200 MB object.
 
-For each, ``runner.s3.S3`` (``upload_dir``/``download_prefix``, ``upload_file``/
+For each, ``runner.aws.s3.S3`` (``upload_dir``/``download_prefix``, ``upload_file``/
 ``download_file``) is compared with what ``aws s3 cp --recursive`` does with boto3
 alone, written as a sequential loop of ``client.upload_file``/``download_file`` with the
 default TransferConfig, and with the AWS CLI's own ``aws s3 cp --recursive`` (awscli,
@@ -39,7 +39,7 @@ import boto3
 import psutil
 import structlog
 
-from runner.s3 import S3
+from runner.aws.s3 import S3
 
 MB = 1_000_000
 _RUNNING = re.compile(rb"Running on http://127\.0\.0\.1:(\d+)")

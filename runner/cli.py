@@ -24,14 +24,15 @@ from typing import Any
 import click
 import structlog
 
-from runner import awssession, localrun, logs, logship, supervisor, systemd
-from runner.client import Client
+from runner import localrun, logs, logship, supervisor, systemd
+from runner.aws.client import Client
+from runner.aws.s3 import S3
+from runner.aws.session import new_session
 from runner.config import Settings, load_settings
-from runner.definition import Definition
 from runner.errors import ConfigError, RunnerError
-from runner.execution import ExecutionSettings
-from runner.s3 import S3
+from runner.pipelinefile import Definition
 from runner.signals import Signals
+from runner.task.execution import ExecutionSettings
 from runner.workdir import WorkDir
 from runner.worker import Worker, default_hostname
 
@@ -209,7 +210,7 @@ def local(  # noqa: PLR0917 - click passes each option positionally
 
 def _settle_memory() -> None:
     """Once, before the first poll. The sessions behind the clients are garbage in
-    reference cycles, and with them the endpoint table they parsed (awssession.py):
+    reference cycles, and with them the endpoint table they parsed (aws/session.py):
     about 2 MB of RSS. What is left is the runner's for life (modules, botocore's
     models, the clients): frozen out of the collector's sight, so that a full
     collection triggered by tasks' garbage no longer walks it (about 30 ms each)."""
@@ -328,7 +329,7 @@ def _run_local(
         )
         signals = Signals()
         signals.install()
-        local = awssession.session(settings.region, localrun.LOCAL_CREDENTIALS)
+        local = new_session(settings.region, localrun.LOCAL_CREDENTIALS)
         log, client, s3, work_dir = _components(settings, signals, local)
         supervisor.enable_subreaper()
         pipeline_id = localrun.submit(client, defn, definition.stem)

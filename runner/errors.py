@@ -2,7 +2,7 @@
 
 A leaf module: it imports nothing from ``runner``. Every error we raise ourselves is a
 ``RunnerError``; foreign errors (botocore, OSError from exec) are translated into this
-tree once, at the module that owns the boundary (``client.py``, ``supervisor.py``).
+tree once, at the module that owns the boundary (``aws/client.py``, ``supervisor/``).
 Only ``cli.py`` turns a ``RunnerError`` into a message and an exit code.
 
 ::
@@ -82,7 +82,7 @@ class StagingError(ActivityError):
     ``error_id`` is one of ``S3NoSuchKey``, ``S3NoSuchBucket``, ``S3AccessDenied``,
     ``S3PathTraversal``, ``S3InvalidUri``, ``S3Error`` (anything else from S3) or
     ``StagingIOError`` (a local file could not be read or written). Raised only by
-    ``s3.py`` and ``staging.py``.
+    ``aws/s3.py`` and ``task/staging.py``.
     """
 
 

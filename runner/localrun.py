@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from runner.client import Client
-from runner.definition import Definition, load_definition, worker_groups
+from runner.aws.client import Client
 from runner.errors import ConfigError
+from runner.pipelinefile import Definition, load_definition, worker_groups
 
 if TYPE_CHECKING:
     from runner.localservice import LocalService

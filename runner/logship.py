@@ -41,9 +41,9 @@ from pathlib import Path
 from structlog.typing import FilteringBoundLogger
 
 from runner import logs
+from runner.aws.retries import RetryPolicy, call_with_retries
+from runner.aws.s3 import S3
 from runner.errors import StagingError
-from runner.retries import RetryPolicy, call_with_retries
-from runner.s3 import S3
 
 #: A few tries over about a minute: botocore's ``standard`` retries already run inside
 #: each try, so these are for an outage, not a dropped connection.

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO
 
 from runner.errors import ConfigError
-from runner.model import AttemptPaths
+from runner.taskmodel import AttemptPaths
 
 LOCK_NAME = "dp-runner.lock"
 RUNNER_ID_NAME = "taskrunner-id"

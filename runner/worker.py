@@ -34,12 +34,12 @@ from typing import Any
 import structlog
 
 from runner import supervisor
-from runner.client import Client
+from runner.aws.client import Client
+from runner.aws.s3 import S3
 from runner.drain import Drain
 from runner.errors import ConfigError, RejectedRequestError, TransientServiceError
-from runner.execution import Execution, ExecutionResult, ExecutionSettings
 from runner.heartbeat import Heartbeat
-from runner.s3 import S3
+from runner.task.execution import Execution, ExecutionResult, ExecutionSettings
 from runner.workdir import WorkDir
 
 #: At most one poll a second per group when the service answers at once.

@@ -26,8 +26,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from runner.definition import definition_from_json
 from runner.localservice import LocalService
+from runner.pipelinefile import definition_from_json
 
 pytest_plugins = ["tests.s3server"]
 

@@ -28,7 +28,7 @@ import boto3
 import pytest
 import structlog
 
-from runner.s3 import S3
+from runner.aws.s3 import S3
 
 REGION = "us-east-1"
 _RUNNING = re.compile(rb"Running on http://127\.0\.0\.1:(\d+)")

@@ -32,7 +32,7 @@ from runner.activities import (
 )
 from runner.activities.ids import MAX_PART_BYTES
 from runner.errors import ActivityError, SpawnError
-from runner.model import Command, Task
+from runner.taskmodel import Command, Task
 
 PIPELINE_ID = "df-0937003356ZJEXAMPLE"
 COMPONENT_ID = "SayHello"

@@ -163,7 +163,9 @@ def test_configure_is_idempotent() -> None:
 def test_capture_logs_works_after_configure() -> None:
     stream = io.StringIO()
     logs.configure(stream=stream)
-    log = logs.get_logger("runner.client")  # created before the capture, as modules do
+    log = logs.get_logger(
+        "runner.aws.client"
+    )  # created before the capture, as modules do
     with capture_logs() as captured:
         log.warning("client_retry_scheduled", attempt=1)
     assert captured == [

@@ -17,9 +17,9 @@ import pytest
 import structlog
 
 from runner import logs, logship
+from runner.aws.retries import RetryPolicy
+from runner.aws.s3 import S3
 from runner.logship import LogShipper
-from runner.retries import RetryPolicy
-from runner.s3 import S3
 
 FAST = RetryPolicy(attempts=3, budget_s=5.0, wait_initial_s=0.01, wait_max_s=0.02)
 FINAL = re.compile(r"dp-runner\.log\.\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}\.final")

@@ -33,7 +33,7 @@ from runner.activities.periods import (
 )
 from runner.activities.shell import ShellCommandActivity, ShellCommandPrecondition
 from runner.errors import ActivityError
-from runner.model import Command, Task
+from runner.taskmodel import Command, Task
 
 __all__ = [
     "REGISTRY",

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Protocol
 
 from runner.activities.ids import raw_component_ids
-from runner.model import Command, Task
+from runner.taskmodel import Command, Task
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from runner.activities.context import ActivityContext
 from runner.activities.periods import attempt_timeout_s
-from runner.model import Command, Task
+from runner.taskmodel import Command, Task
 
 S3_EXISTS = "s3-exists"
 

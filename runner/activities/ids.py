@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from runner.model import Ref, Task
+from runner.taskmodel import Ref, Task
 
 #: Linux allows 255 bytes per path component; stay well under it, hash included.
 MAX_PART_BYTES = 128

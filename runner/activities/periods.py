@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 
 from runner.errors import ActivityError
-from runner.model import Task
+from runner.taskmodel import Task
 
 _UNIT_S = {
     "second": 1.0,

@@ -32,7 +32,7 @@ from pathlib import Path
 from runner.activities.context import ActivityContext, activity_env
 from runner.activities.periods import attempt_timeout_s
 from runner.errors import ActivityError, SpawnError
-from runner.model import Command, Ref, Task
+from runner.taskmodel import Command, Ref, Task
 
 SCRIPT_NAME = "command.sh"
 SCRIPT_MODE = 0o700

@@ -48,10 +48,10 @@ import psutil
 import structlog
 
 from runner.errors import SpawnError
-from runner.model import Outcome
 from runner.supervisor import proctable
 from runner.supervisor.exitwatch import ExitWatch
 from runner.supervisor.proctable import MARKER_ENV, enable_subreaper, reap_orphans
+from runner.taskmodel import Outcome
 
 __all__ = [
     "MARKER_ENV",

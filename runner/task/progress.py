@@ -21,10 +21,10 @@ from collections.abc import Callable
 
 from structlog.typing import FilteringBoundLogger
 
-from runner.client import Client
+from runner.aws.client import Client
 from runner.errors import TaskNotFoundError
 from runner.heartbeat import Heartbeat
-from runner.model import StopReason
+from runner.taskmodel import StopReason
 
 #: At least this many progress reports fit into a task's reportProgressTimeout.
 BEATS_PER_PROGRESS_TIMEOUT = 3

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import signal
 
-from runner.model import Command, FinalStatus, Outcome, StopReason, TaskStatus
+from runner.taskmodel import Command, FinalStatus, Outcome, StopReason, TaskStatus
 
 
 def final_status(

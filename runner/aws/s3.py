@@ -39,7 +39,7 @@ from s3transfer.exceptions import (
 )
 from s3transfer.subscribers import BaseSubscriber
 
-from runner import awssession
+from runner.aws.session import new_session
 from runner.errors import StagingError
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ class S3:
         so the session is made under the lock too)."""
         with self._lock:
             if self._client is None:
-                session = awssession.session(self._region)
+                session = new_session(self._region)
                 self._client = session.client("s3", config=RETRY_CONFIG)
             return self._client
 

@@ -6,8 +6,8 @@ import signal
 
 import pytest
 
-from runner.model import Command, FinalStatus, Outcome, StopReason, TaskStatus
-from runner.verdict import final_status
+from runner.task.verdict import final_status
+from runner.taskmodel import Command, FinalStatus, Outcome, StopReason, TaskStatus
 
 SHELL = Command(argv=("bash", "x"), env={}, timeout_s=None)
 PRECONDITION = Command(

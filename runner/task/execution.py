@@ -40,8 +40,9 @@ from typing import Any
 
 import structlog
 
-from runner import activities, attemptlogs, staging
-from runner.client import Client
+from runner import activities
+from runner.aws.client import Client
+from runner.aws.s3 import S3
 from runner.drain import Drain
 from runner.errors import (
     ActivityError,
@@ -51,7 +52,11 @@ from runner.errors import (
     TaskNotFoundError,
     TransientServiceError,
 )
-from runner.model import (
+from runner.supervisor import Supervisor, task_environment
+from runner.task import attemptlogs, staging
+from runner.task.progress import Progress
+from runner.task.verdict import final_status
+from runner.taskmodel import (
     AttemptPaths,
     Command,
     FinalStatus,
@@ -60,10 +65,6 @@ from runner.model import (
     Task,
     digest,
 )
-from runner.progress import Progress
-from runner.s3 import S3
-from runner.supervisor import Supervisor, task_environment
-from runner.verdict import final_status
 from runner.workdir import WorkDir
 
 #: How often the supervising loop looks at the child and the stop reasons.

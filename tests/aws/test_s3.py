@@ -1,4 +1,4 @@
-"""runner.s3 against moto's standalone server over real HTTP."""
+"""runner.aws.s3 against moto's standalone server over real HTTP."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import structlog
 from boto3.s3.transfer import TransferConfig
 from structlog.testing import capture_logs
 
+from runner.aws.s3 import S3, parse_s3_uri, relative_key_path
 from runner.errors import ActivityError, StagingError
-from runner.s3 import S3, parse_s3_uri, relative_key_path
 
 MIB = 1024 * 1024
 

@@ -1,4 +1,4 @@
-"""Contract tests of ``runner.client`` against the local service over real HTTP.
+"""Contract tests of ``runner.aws.client`` against the local service over real HTTP.
 
 The service validates every request against botocore's model and scripts faults
 (an AWS error or a dropped connection, injected before the operation commits), so
@@ -21,8 +21,9 @@ import urllib3.exceptions
 from structlog.testing import capture_logs
 
 from runner import logs
-from runner.awserrors import CredentialsRejectedError, translate
-from runner.client import Client, RetryPolicies, RetryPolicy
+from runner.aws.client import Client, RetryPolicies, RetryPolicy
+from runner.aws.retries import call_with_retries
+from runner.aws.translate import CredentialsRejectedError, translate
 from runner.errors import (
     ConfigError,
     RejectedRequestError,
@@ -30,8 +31,7 @@ from runner.errors import (
     TransientServiceError,
 )
 from runner.localservice import LocalService
-from runner.model import FinalStatus, TaskStatus, digest
-from runner.retries import call_with_retries
+from runner.taskmodel import FinalStatus, TaskStatus, digest
 
 WORKER_GROUP = "wg-client"
 HOSTNAME = "host-1"

@@ -1,11 +1,11 @@
-"""``awssession.session``: a boto3 session whose loader reads botocore's endpoint
+"""``aws_session.new_session``: a boto3 session whose loader reads botocore's endpoint
 table without keeping it; clients made from it must resolve endpoints as usual."""
 
 from __future__ import annotations
 
 import pytest
 
-from runner import awssession
+from runner.aws import session as aws_session
 
 
 @pytest.mark.usefixtures("clean_env")
@@ -20,7 +20,7 @@ from runner import awssession
 def test_clients_resolve_endpoints_through_the_uncached_loader(
     region: str, service: str, expected: str
 ) -> None:
-    session = awssession.session(region)
+    session = aws_session.new_session(region)
     client = session.client(service)  # clean_env supplies dummy credentials
     assert session.region_name == region
     assert client.meta.endpoint_url == expected
@@ -28,11 +28,11 @@ def test_clients_resolve_endpoints_through_the_uncached_loader(
 
 @pytest.mark.usefixtures("clean_env")
 def test_each_session_reads_the_table_afresh() -> None:
-    first = awssession.session("eu-west-1")
+    first = aws_session.new_session("eu-west-1")
     loader = first._session.get_component("data_loader")
-    assert isinstance(loader, awssession.EndpointsUncachedLoader)
-    table, path = loader.load_data_with_path(awssession.ENDPOINTS)
-    again, _ = loader.load_data_with_path(awssession.ENDPOINTS)
+    assert isinstance(loader, aws_session.EndpointsUncachedLoader)
+    table, path = loader.load_data_with_path(aws_session.ENDPOINTS)
+    again, _ = loader.load_data_with_path(aws_session.ENDPOINTS)
     assert path.endswith("botocore/data/endpoints")
     assert "partitions" in table
     assert table is not again  # not served from a cache that would outlive the clients

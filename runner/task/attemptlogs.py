@@ -29,11 +29,11 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from runner import staging
 from runner.activities import component_ids, safe_path_part
+from runner.aws.s3 import S3
 from runner.errors import ActivityError, StagingError
-from runner.model import AttemptPaths, Task
-from runner.s3 import S3
+from runner.task import staging
+from runner.taskmodel import AttemptPaths, Task
 
 RUNNER_LOG_NAME = "TaskRunner.log"
 #: The attempt's log uploads may hold the final status back this long at most.

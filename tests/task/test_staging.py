@@ -1,4 +1,4 @@
-"""runner.staging: plans from hand-built tasks, transfers against moto over HTTP."""
+"""runner.task.staging: plans from hand-built tasks, transfers against moto (HTTP)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from runner import attemptlogs, staging
+from runner.aws.s3 import S3
 from runner.errors import ActivityError, StagingError
-from runner.model import FieldValue, PipelineObject, Ref, Task
-from runner.s3 import S3
+from runner.task import attemptlogs, staging
+from runner.taskmodel import FieldValue, PipelineObject, Ref, Task
 
 ATTEMPT = "@Act_2024-01-01T00:00:00_Attempt=1"
 

@@ -2,10 +2,10 @@
 
 Owns: the two boto3 clients (a long-poll one, a short one), which retry policy each
 operation uses and what its errors mean for the caller. Every botocore/urllib3 error
-is translated into ``runner.errors`` here, once (rules in ``awserrors``), and every
+is translated into ``runner.errors`` here, once (rules in ``translate``), and every
 call runs through ``retries.call_with_retries``.
 
-Must not: parse task objects (``model``), decide what a task's outcome is
+Must not: parse task objects (``taskmodel``), decide what a task's outcome is
 (``execution``), sleep with ``time.sleep``, or log a full task id, a request body or
 anything about credentials but their absence.
 
@@ -30,8 +30,12 @@ import botocore.config
 import botocore.exceptions
 from structlog.typing import FilteringBoundLogger
 
-from runner import __version__, awssession
-from runner.awserrors import (
+from runner import __version__
+from runner.aws.retries import RetryPolicies as RetryPolicies  # noqa: PLC0414 - re-export
+from runner.aws.retries import RetryPolicy as RetryPolicy  # noqa: PLC0414 - re-export
+from runner.aws.retries import call_with_retries
+from runner.aws.session import new_session
+from runner.aws.translate import (
     FOREIGN_ERRORS,
     THROTTLING_CODES,
     CredentialsRejectedError,
@@ -44,10 +48,7 @@ from runner.errors import (
     TaskNotFoundError,
     TransientServiceError,
 )
-from runner.model import FinalStatus, digest
-from runner.retries import RetryPolicies as RetryPolicies  # noqa: PLC0414 - re-export
-from runner.retries import RetryPolicy as RetryPolicy  # noqa: PLC0414 - re-export
-from runner.retries import call_with_retries
+from runner.taskmodel import FinalStatus, digest
 
 T = TypeVar("T")
 
@@ -106,7 +107,7 @@ class Client:
             # boto3 ignores AWS_REGION (boto/boto3#3620); the CLI and the other SDKs
             # read it first, and design.md promises it works, so it comes first here
             region = region or os.environ.get("AWS_REGION") or None
-            session = session or awssession.session(region)
+            session = session or new_session(region)
             found = region or session.region_name
             if not found and endpoint_url is None:
                 raise ConfigError(

@@ -1,6 +1,6 @@
 """boto3 sessions whose data loader does not keep botocore's endpoint table.
 
-Owns: ``session(region)``, the ``boto3.Session`` that ``client.py`` and ``s3.py``
+Owns: ``new_session(region)``, the ``boto3.Session`` that ``client.py`` and ``s3.py``
 build their clients from.
 
 Must not: change what botocore loads (same files, same search path, ``AWS_DATA_PATH``
@@ -49,7 +49,7 @@ class EndpointsUncachedLoader(botocore.loaders.Loader):  # type: ignore[misc] # 
         raise botocore.exceptions.DataNotFoundError(data_path=name)
 
 
-def session(region: str | None, credentials: tuple[str, str] | None = None) -> Any:
+def new_session(region: str | None, credentials: tuple[str, str] | None = None) -> Any:
     """A ``boto3.Session`` like ``boto3.Session(region_name=region)``, with that
     loader; with ``credentials`` (an access key id and a secret key) instead of
     boto3's chain. Untyped: boto3 ships no stubs."""

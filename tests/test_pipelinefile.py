@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from runner.definition import (
+from runner.pipelinefile import (
     Definition,
     DefinitionError,
     definition_from_json,

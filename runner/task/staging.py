@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.activities.shell import shell_interpreter
+from runner.aws.s3 import S3, parse_s3_uri, relative_key_path
 from runner.errors import ActivityError, StagingError
-from runner.model import PipelineObject, Ref, Task
-from runner.s3 import S3, parse_s3_uri, relative_key_path
+from runner.taskmodel import PipelineObject, Ref, Task
 
 S3_DATA_NODE = "S3DataNode"
 _DIR_MODE = 0o700
