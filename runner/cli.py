@@ -38,6 +38,9 @@ from runner.worker import Worker, default_hostname
 
 EXIT_UNFINISHED = 4
 MAIN_LOOP_S = 0.2
+#: The S3 read timeout is max(this, kill_grace): a stop leaves a hung transfer
+#: behind, and its thread must end soon after (issue: every wait is stoppable).
+S3_MIN_READ_TIMEOUT_S = 1.0
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -211,11 +214,8 @@ def local(  # noqa: PLR0917 - click passes each option positionally
 def _settle_memory() -> None:
     """Once, before the first poll. The sessions behind the clients are garbage in
     reference cycles, and with them the endpoint table they parsed (aws/session.py):
-    about 2 MB of RSS. What is left is the runner's for life (modules, botocore's
-    models, the clients): frozen out of the collector's sight, so that a full
-    collection triggered by tasks' garbage no longer walks it (about 30 ms each)."""
+    about 2 MB of RSS."""
     gc.collect()
-    gc.freeze()
 
 
 def _components(
@@ -236,7 +236,13 @@ def _components(
         log=log,
         session=session,
     )
-    return log, client, S3(region=settings.region, log=log), work_dir
+    # An attempt abandons a hung transfer on a stop; its thread ends within a read.
+    s3 = S3(
+        region=settings.region,
+        log=log,
+        read_timeout_s=max(S3_MIN_READ_TIMEOUT_S, settings.kill_grace),
+    )
+    return log, client, s3, work_dir
 
 
 def _worker(
@@ -295,10 +301,11 @@ def _block_until_drained(
     """The main loop: turn signals into drain/hurry, reap, exit once drained.
     ``done`` lets ``run --local`` end the loop when its pipeline has ended."""
     while True:
-        if signals.fast_stop.is_set() and not worker.drain_state.fast.is_set():
+        if signals.fast_stop.is_set():
             worker.hurry()
         if signals.stop.is_set() or done.is_set() or worker.terminate_requested:
             worker.drain()
+            worker.expire()
         if worker.draining and worker.idle():
             break
         if signals.dump_stacks.is_set():

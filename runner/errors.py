@@ -15,6 +15,7 @@ Only ``cli.py`` turns a ``RunnerError`` into a message and an exit code.
     │   └── RejectedRequestError   4xx validation: never retried, logged as a bug
     ├── ActivityError              bad task definition: task FAILED with error_id
     │   └── StagingError           an S3 transfer or staging step failed
+    │       └── TransientStagingError  throttling / 5xx / connection: retried
     └── SpawnError                 the command could not be started: task FAILED
 
 Shutdown is an Event, never an exception.
@@ -82,8 +83,13 @@ class StagingError(ActivityError):
     ``error_id`` is one of ``S3NoSuchKey``, ``S3NoSuchBucket``, ``S3AccessDenied``,
     ``S3PathTraversal``, ``S3InvalidUri``, ``S3Error`` (anything else from S3) or
     ``StagingIOError`` (a local file could not be read or written). Raised only by
-    ``aws/s3.py`` and ``task/staging.py``.
+    ``aws/s3.py`` and ``activities/staging.py``.
     """
+
+
+class TransientStagingError(StagingError):
+    """S3 throttled, answered a 5xx, or the connection broke or timed out: worth
+    another try. ``aws/s3.py`` retries it, then raises it (``error_id`` S3Error)."""
 
 
 class SpawnError(RunnerError):

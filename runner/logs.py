@@ -65,6 +65,10 @@ SECRET_KEY_PARTS = (
     "authorization",
 )
 REDACTED = "***"
+#: A key bound to a logger whose value, a callable, gets each line of that logger
+#: once it is final (``task/attemptlogs``: the attempt's ``TaskRunner.log``). The
+#: key is removed before rendering, and the logger keeps its own name.
+TEE_KEY = "_tee"
 
 _HANDLER_NAME = "dp-runner"
 _JSON_RENDERER = structlog.processors.JSONRenderer()
@@ -108,6 +112,14 @@ def redact_secrets(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDic
             event_dict[key] = REDACTED
         else:
             event_dict[key] = _redact_value(event_dict[key])
+    return event_dict
+
+
+def tee(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Hand the finished line to the callable bound under ``TEE_KEY``, if any."""
+    target = event_dict.pop(TEE_KEY, None)
+    if target is not None:
+        target(event_dict)
     return event_dict
 
 
@@ -182,6 +194,7 @@ def configure(
         processors=[
             *_shared_processors(),
             structlog.processors.StackInfoRenderer(),
+            tee,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level_no),

@@ -18,11 +18,13 @@ handler's lock held, so it only renames and queues a path. Were it to log, that
 line would re-enter the same handler mid-rollover (its ``rolloverAt`` not yet
 moved on) and roll over again, recursively. The ``log-shipper`` thread does the
 uploads and may log (``log_shipped``): a line it logs can at most trigger the next
-hour's rotation, which queues one more file; it cannot loop. Retries are the
-shared ``retries.call_with_retries`` with an ``Event.wait`` backoff that ``close``
-cuts short when its time is up. The ``.final`` object is a snapshot of the current
-hour so far: the hourly object uploaded when that hour rotates (also after a
-restart, when the next run rotates the file it finds) is the complete one.
+hour's rotation, which queues one more file; it cannot loop. Retries are S3's own
+(the shared ``retries.call_with_retries``: transient errors only) under this
+shipper's policy, with an ``Event.wait`` backoff that ``close`` cuts short when its
+time is up. A permanent error (no such bucket, access denied) is not retried; the
+file stays where it is. The ``.final`` object is a snapshot of the current hour so
+far: the hourly object uploaded when that hour rotates (also after a restart, when
+the next run rotates the file it finds) is the complete one.
 """
 
 from __future__ import annotations
@@ -41,12 +43,11 @@ from pathlib import Path
 from structlog.typing import FilteringBoundLogger
 
 from runner import logs
-from runner.aws.retries import RetryPolicy, call_with_retries
+from runner.aws.retries import RetryPolicy
 from runner.aws.s3 import S3
 from runner.errors import StagingError
 
-#: A few tries over about a minute: botocore's ``standard`` retries already run inside
-#: each try, so these are for an outage, not a dropped connection.
+#: A few tries over about a minute, for an outage as much as a dropped connection.
 DEFAULT_POLICY = RetryPolicy(
     attempts=4, budget_s=60.0, wait_initial_s=2.0, wait_max_s=20.0
 )
@@ -196,18 +197,8 @@ class LogShipper:
             return
         started = time.monotonic()
         try:
-            call_with_retries(
-                lambda: self._s3.upload_file(job.path, uri, sse=True),
-                self._policy,
-                retry_on=StagingError,
-                interrupt=[self._abort],
-                on_retry=lambda n, wait_s, exc: self.log.warning(
-                    "log_ship_retry_scheduled",
-                    uri=uri,
-                    attempt=n,
-                    wait_s=round(wait_s, 3),
-                    error=str(exc),
-                ),
+            self._s3.upload_file(
+                job.path, uri, sse=True, stop=self._abort, policy=self._policy
             )
         except StagingError as exc:
             self.log.warning(

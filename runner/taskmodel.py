@@ -1,4 +1,4 @@
-"""Value objects shared by the runner's layers: tasks, commands, outcomes, statuses.
+"""Value objects shared by the runner's layers: tasks, outcomes, statuses, stop reasons.
 
 This module owns the shapes, and the pure rules that go with them: how a task object
 is read (design.md §4) and how a final status is cut to the API's limits. It does no
@@ -40,16 +40,16 @@ class TaskStatus(enum.StrEnum):
 
 
 class StopReason(enum.Enum):
-    """Why a running task was stopped before its process ended by itself.
-
-    After amazon-ssm-agent's CancelFlag: each reason has exactly one final call,
-    mapped in ``execution.py``.
-    """
+    """Why an attempt was stopped before it ended by itself (style.md: every stop
+    has one). Set on the attempt's ``StopFlag``, first reason wins; ``verdict.py``
+    maps each to exactly one final call."""
 
     CANCELED = "canceled"  # the service answered canceled: true
-    LOST = "lost"  # the task or pipeline is gone, or no heartbeat landed in time
-    SHUTDOWN = "shutdown"  # the runner is stopping and the drain ran out
+    LOST = "lost"  # the task or its pipeline is gone (TaskNotFound, PipelineDeleted)
+    LEASE_EXPIRED = "lease_expired"  # no heartbeat landed within lease_timeout
     TIMEOUT = "timeout"  # the attempt ran past its attemptTimeout
+    DRAIN_EXPIRED = "drain_expired"  # the runner is stopping and the drain ran out
+    FAST_STOP = "fast_stop"  # a second stop signal: kill now
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,27 +234,6 @@ class Task:
 
 
 @dataclass(frozen=True, slots=True)
-class Command:
-    """What an activity turns a task into: a process to run, and how to judge it.
-
-    ``env`` holds only the variables the activity adds; the supervisor builds the
-    rest of the environment. ``timeout_s`` is the attempt's own attemptTimeout.
-    ``false_on_failure`` is set for preconditions: a non-zero exit means FALSE.
-    ``script_uri`` names an S3 script that the execution downloads and runs ahead of
-    ``argv`` (which then holds only its arguments). ``check`` names a check that the
-    execution makes itself instead of starting a process (``s3-exists``); its
-    result counts as exit 0 (holds) or 1 (does not).
-    """
-
-    argv: tuple[str, ...]
-    env: Mapping[str, str] = field(default_factory=dict)
-    timeout_s: float | None = None
-    false_on_failure: bool = False
-    script_uri: str | None = None
-    check: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class AttemptPaths:
     """The per-attempt folder and the files in it (Java runner layout)."""
 
@@ -271,6 +250,11 @@ class AttemptPaths:
     @property
     def workdir(self) -> Path:
         return self.root / "work"
+
+    @property
+    def staging(self) -> Path:
+        """Where INPUTn/OUTPUTn staging folders go; removed after the attempt."""
+        return self.root / "staging"
 
 
 @dataclass(frozen=True, slots=True)

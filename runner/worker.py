@@ -15,10 +15,11 @@ Threads (style.md):
   starts a drain exactly as SIGTERM does.
 
 The worker never handles signals: ``cli`` owns the main thread and calls ``drain``,
-``hurry`` and ``wait_done``. On a drain the pollers stop at once (a poll in flight is
-abandoned: if a task arrives on it, it is never acknowledged, so the service offers it
-again after its ack window), while running executions keep heartbeating until they end
-or the drain runs out.
+``expire``, ``hurry`` and ``wait_done``. On a drain the pollers stop at once (a poll in
+flight is abandoned: if a task arrives on it, it is never acknowledged, so the service
+offers it again after its ack window), while running executions keep heartbeating
+until they end or the drain runs out; then ``expire`` sets DRAIN_EXPIRED on each
+one's stop flag, and ``hurry`` FAST_STOP.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from runner.drain import Drain
 from runner.errors import ConfigError, RejectedRequestError, TransientServiceError
 from runner.heartbeat import Heartbeat
 from runner.task.execution import Execution, ExecutionResult, ExecutionSettings
+from runner.taskmodel import StopReason
 from runner.workdir import WorkDir
 
 #: At most one poll a second per group when the service answers at once.
@@ -158,10 +160,24 @@ class Worker:
             )
         self.drain_state.begin(self._drain_timeout)
 
+    def expire(self) -> None:
+        """Once the drain has run out: stop every running attempt (DRAIN_EXPIRED,
+        unless another reason came first). Idempotent; call it until idle."""
+        if self.drain_state.expired():
+            for execution in self._executions():
+                execution.stop(StopReason.DRAIN_EXPIRED, "the drain ran out")
+
     def hurry(self) -> None:
         """Second signal: kill running trees now and report them."""
-        self._log.info("worker_stopping_fast", running=len(self._running))
+        if not self.drain_state.fast.is_set():
+            self._log.info("worker_stopping_fast", running=len(self._running))
         self.drain_state.hurry()
+        for execution in self._executions():
+            execution.hurry("a second stop signal")
+
+    def _executions(self) -> list[Execution]:
+        with self._lock:
+            return list(self._running.values())
 
     @property
     def draining(self) -> bool:
@@ -308,6 +324,17 @@ class Worker:
         own_name = thread.name
         key = object()  # the task id may be what is broken
         result: ExecutionResult | None = None
+        if not isinstance(raw_task.get("taskId"), str) or not raw_task["taskId"]:
+            # Nothing can be reported without it; the service re-offers it after
+            # its ack window, which is all that can be done.
+            self._log.warning(
+                "task_skipped",
+                worker_group=group,
+                reason="no taskId",
+                attempt_id=raw_task.get("attemptId"),
+            )
+            self._slots.release()
+            return
         try:
             execution = Execution(
                 raw_task,
@@ -315,7 +342,6 @@ class Worker:
                 s3=self._s3,
                 work_dir=self._work_dir,
                 settings=self._settings,
-                drain=self.drain_state,
                 log=self._log.bind(worker_group=group),
             )
             thread.name = f"task-{execution.digest}"

@@ -1,13 +1,15 @@
-"""Activity types: turn a resolved task into a ``model.Command``.
+"""Activity types: turn a resolved task into a ``Plan`` of steps.
 
 Owns: the registry of activity types (by the task's ``type`` field) and the public
-entry points ``activity_for`` and ``prepare``. Each type lives in its own module
-(``shell.py``); shared pieces live in ``context.py`` (protocol, context, task
-variables), ``periods.py`` (timeouts) and ``ids.py`` (safe folder names).
+entry points ``activity_for`` and ``plan``. Each type lives in its own module
+(``shell.py``, ``exists.py``); shared pieces live in ``plan.py`` (the step types),
+``context.py`` (protocol, context, task variables), ``staging.py`` (the S3 side),
+``periods.py`` (timeouts) and ``ids.py`` (safe folder names).
 
-Must not: start processes, import boto3 or call the API. The only I/O an activity
-does is writing files into the attempt's work folder (a script). The execution layer
-does everything else, so every type is testable with a hand-built ``Task``.
+Must not: run a step, start a process or call the Data Pipeline API. The only I/O
+while planning is writing files into the attempt's folder (a script); the transfers
+a plan holds run later, when ``task/execution.py`` runs them under the stop flag, so
+every type is testable with a hand-built ``Task``.
 
 Why this way: a registry keyed by type name, so adding a type is one module and one
 line here; an unknown type fails the task with ``UnsupportedActivity`` (design.md §4)
@@ -24,31 +26,35 @@ from runner.activities.context import (
     activity_env,
     task_variables,
 )
-from runner.activities.exists import S3_EXISTS, ExistsPrecondition
+from runner.activities.exists import ExistsPrecondition
 from runner.activities.ids import component_ids, raw_component_ids, safe_path_part
 from runner.activities.periods import (
     attempt_timeout_s,
     parse_period_s,
     report_progress_timeout_s,
 )
+from runner.activities.plan import Check, Plan, Process, Transfer
 from runner.activities.shell import ShellCommandActivity, ShellCommandPrecondition
 from runner.errors import ActivityError
-from runner.taskmodel import Command, Task
+from runner.taskmodel import Task
 
 __all__ = [
     "REGISTRY",
-    "S3_EXISTS",
     "Activity",
     "ActivityContext",
+    "Check",
     "ExistsPrecondition",
+    "Plan",
+    "Process",
     "ShellCommandActivity",
     "ShellCommandPrecondition",
+    "Transfer",
     "activity_env",
     "activity_for",
     "attempt_timeout_s",
     "component_ids",
     "parse_period_s",
-    "prepare",
+    "plan",
     "raw_component_ids",
     "report_progress_timeout_s",
     "safe_path_part",
@@ -87,7 +93,7 @@ def activity_for(task: Task) -> Activity:
     return activity
 
 
-def prepare(task: Task, ctx: ActivityContext) -> Command:
-    """``activity_for(task).prepare(task, ctx)``: raises ``ActivityError`` for a bad
+def plan(task: Task, ctx: ActivityContext) -> Plan:
+    """``activity_for(task).plan(task, ctx)``: raises ``ActivityError`` for a bad
     definition and ``SpawnError`` when the script cannot be written."""
-    return activity_for(task).prepare(task, ctx)
+    return activity_for(task).plan(task, ctx)

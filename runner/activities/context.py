@@ -4,9 +4,9 @@ environment variables every task gets.
 Owns: ``Activity`` (the protocol each activity type implements), ``ActivityContext``
 (what the caller hands in), ``task_variables`` and ``activity_env``.
 
-Must not: start processes, call AWS or read the runner's own environment. The
-supervisor adds the runner's environment (minus ``NOTIFY_SOCKET`` and
-``DP_RUNNER_*``) under what is returned here.
+Must not: start processes or read the runner's own environment. The supervisor adds
+the runner's environment (minus ``NOTIFY_SOCKET`` and ``DP_RUNNER_*``) under what is
+returned here.
 
 Why this way: a Protocol, because there are several implementations (design.md §4
 registry). The variables are named ``DP_*`` and never ``DP_RUNNER_*``, which is
@@ -31,33 +31,41 @@ that needs one passes it explicitly, and says so in its docstring.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+import threading
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from runner.activities.ids import raw_component_ids
-from runner.taskmodel import Command, Task
+from runner.activities.plan import Plan
+from runner.aws.s3 import S3
+from runner.taskmodel import AttemptPaths, Task
 
 
 @dataclass(frozen=True, slots=True)
 class ActivityContext:
-    """What the caller provides to ``Activity.prepare``.
+    """What the caller provides to ``Activity.plan``.
 
-    ``workdir`` is the attempt's working folder; it exists (the caller creates it) and
-    the command runs in it. ``region`` goes into ``AWS_REGION`` and
+    ``paths`` is the attempt's folder; its ``workdir`` exists (the caller creates it)
+    and the process runs in it. ``s3`` is what the plan's transfers use, and ``stop``
+    the attempt's stop event, which they pass to it (a retry backoff ends at once;
+    wait on it, never set it). ``region`` goes into ``AWS_REGION`` and
     ``AWS_DEFAULT_REGION`` when set.
     """
 
-    workdir: Path
+    paths: AttemptPaths
+    s3: S3
+    stop: threading.Event = field(default_factory=threading.Event)
     region: str | None = None
 
 
 class Activity(Protocol):
-    """One activity type: turns a resolved task into a ``Command``."""
+    """One activity type: turns a resolved task into a ``Plan``."""
 
-    def prepare(self, task: Task, ctx: ActivityContext) -> Command:
-        """Return what to run for ``task``. May write files into ``ctx.workdir``;
-        never starts a process. Raises ``ActivityError`` for a bad definition."""
+    def plan(self, task: Task, ctx: ActivityContext) -> Plan:
+        """Return the steps of ``task``. May write files into the attempt's folder;
+        never runs a step. Raises ``ActivityError`` for a bad definition (a
+        ``MissingField`` may be retried once the task's missing objects are fetched)
+        and ``SpawnError`` when a file it writes cannot be written."""
         ...
 
 

@@ -1,21 +1,21 @@
 """The ``Exists`` precondition: does the S3 data node it guards exist?
 
-Owns: turning an ``Exists`` task into a ``Command`` with ``check="s3-exists"``. The
-check itself is an S3 call, which activities must not make: the execution runs it
-through ``staging.exists_precondition`` instead of starting a process.
+Owns: turning an ``Exists`` task into a plan whose main step is an in-process
+``Check``: a HeadObject (or a listing, for a folder) on the node's S3 location.
 
-Why a Command at all: every task goes through one registry and one lifecycle (ack,
-heartbeat, final status), so a check that runs in-process is judged and reported
-exactly like a ShellCommandPrecondition: holds -> FINISHED, else FALSE.
+Why a plan at all: every task goes through one registry and one lifecycle (ack,
+heartbeat, stop flag, final status), so a check that runs in-process is judged,
+stopped and reported exactly like a ShellCommandPrecondition: holds -> FINISHED,
+else FALSE. The check runs on a thread that a stop abandons, like every transfer.
 """
 
 from __future__ import annotations
 
+from runner.activities import staging
 from runner.activities.context import ActivityContext
 from runner.activities.periods import attempt_timeout_s
-from runner.taskmodel import Command, Task
-
-S3_EXISTS = "s3-exists"
+from runner.activities.plan import Check, Plan
+from runner.taskmodel import Task
 
 
 class ExistsPrecondition:
@@ -23,11 +23,11 @@ class ExistsPrecondition:
 
     type_name = "Exists"
 
-    def prepare(self, task: Task, ctx: ActivityContext) -> Command:
-        del ctx  # nothing to write: the check runs in the runner
-        return Command(
-            argv=(),
+    def plan(self, task: Task, ctx: ActivityContext) -> Plan:
+        uri = staging.guarded_node(task).uri
+        s3, stop = ctx.s3, ctx.stop
+        return Plan(
+            main=Check("exists", lambda: s3.exists(uri, stop=stop)),
             timeout_s=attempt_timeout_s(task),
-            false_on_failure=True,
-            check=S3_EXISTS,
+            precondition=True,
         )

@@ -2,10 +2,12 @@
 
 Owns: reading ``command`` / ``scriptUri`` / ``scriptArgument`` (DG:
 dp-object-shellcommandactivity, dp-object-shellcommandprecondition), writing the
-command to ``command.sh`` in the attempt's work folder, and the argv that runs it.
+command to ``command.sh`` in the attempt's work folder, the argv that runs it, and
+the plan around it: fetch the script, stage in, the process, stage out, deliver
+stdout/stderr (the transfers are ``staging``'s).
 
-Must not: start the process, download anything or call AWS. The supervisor runs the
-``Command`` in the work folder; the execution layer does every network transfer.
+Must not: start the process or run a transfer. The execution runs the plan's steps
+under the attempt's stop flag; the supervisor runs the process in the work folder.
 
 Why this way: like the Java runner, ``command`` is written to a script file and run
 from there, so a multi-line command with quotes needs no escaping. ``scriptArgument``
@@ -14,11 +16,10 @@ argument such as ``$(rm -rf ~)`` stays a string. The interpreter is bash when th
 has it (pipeline scripts are written for Amazon Linux, where ``sh`` is bash), else
 ``/bin/sh``.
 
-``scriptUri`` (an S3 script): this module only checks the fields and returns a
-Command with ``script_uri`` set and ``argv`` empty (``scriptArgument`` is not allowed
-with it). ``execution.py`` downloads the script through ``staging.fetch_script`` and
-puts the interpreter and the script ahead of ``argv``, so this module stays free of
-boto3. Whether the URI is a valid S3 URI is checked by ``staging.plan``.
+``scriptUri`` (an S3 script, with no ``scriptArgument``): a ``fetch_script`` transfer
+downloads it before the process starts, and the process runs it directly when it
+starts with ``#!``, else with the shell. Whether the URI is a valid S3 URI is checked
+by ``staging.read``.
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.activities import staging
 from runner.activities.context import ActivityContext, activity_env
 from runner.activities.periods import attempt_timeout_s
-from runner.errors import ActivityError, SpawnError
-from runner.taskmodel import Command, Ref, Task
+from runner.activities.plan import Plan, Process, Transfer
+from runner.errors import ActivityError, SpawnError, StagingError
+from runner.taskmodel import Ref, Task
 
 SCRIPT_NAME = "command.sh"
 SCRIPT_MODE = 0o700
@@ -122,34 +125,85 @@ def write_script(workdir: Path, text: str) -> Path:
     return path
 
 
+def script_argv(path: Path) -> list[str]:
+    """The argv that runs a fetched script: ``[script]`` when it starts with ``#!``,
+    else ``[bash-or-sh, script]``. Raises ``StagingError`` when it cannot be read."""
+    try:
+        with path.open("rb") as file:
+            shebang = file.read(2) == b"#!"
+    except OSError as exc:
+        raise StagingError("StagingIOError", f"{path}: {exc}") from exc
+    return [str(path)] if shebang else [shell_interpreter(), str(path)]
+
+
 class ShellCommandActivity:
     """Runs ``command`` with bash (or sh), ``scriptArgument`` values as ``$1..$n``;
-    or, for ``scriptUri``, a Command whose ``script_uri`` the execution downloads.
+    or a ``scriptUri`` fetched first. ``stage: true`` stages S3DataNode inputs in
+    and outputs out (after a success); ``stdout``/``stderr`` are delivered after.
 
-    Exit 0 is FINISHED, anything else FAILED. ``attemptTimeout`` becomes the
-    Command's ``timeout_s``. Stateless and thread-safe.
+    Exit 0 is FINISHED, anything else FAILED. ``attemptTimeout`` becomes the plan's
+    ``timeout_s``. Stateless and thread-safe.
     """
 
     type_name = "ShellCommandActivity"
     false_on_failure = False
 
-    def prepare(self, task: Task, ctx: ActivityContext) -> Command:
+    def plan(self, task: Task, ctx: ActivityContext) -> Plan:
         source = read_source(task, self.type_name)
+        fields = staging.read(task)
         timeout_s = attempt_timeout_s(task)
-        if source.command is None:  # scriptUri: the execution downloads and runs it
-            return Command(
-                argv=(),
-                env=activity_env(task, ctx),
-                timeout_s=timeout_s,
-                false_on_failure=self.false_on_failure,
-                script_uri=source.script_uri,
+        paths, s3, stop = ctx.paths, ctx.s3, ctx.stop
+        env = {**activity_env(task, ctx), **staging.staging_env(fields, paths.staging)}
+        before: list[Transfer] = []
+        if source.script_uri is not None:
+            uri, path = (
+                source.script_uri,
+                staging.script_path(source.script_uri, paths.workdir),
             )
-        script = write_script(ctx.workdir, source.command)
-        return Command(
-            argv=(shell_interpreter(), str(script), *source.arguments),
-            env=activity_env(task, ctx),
+            before.append(
+                Transfer(
+                    "fetch_script", lambda: staging.fetch_script(uri, s3, path, stop)
+                )
+            )
+            process = Process(argv=lambda: script_argv(path), env=env)
+        else:
+            script = write_script(paths.workdir, source.command or "")
+            argv = (shell_interpreter(), str(script), *source.arguments)
+            process = Process(argv=lambda: argv, env=env)
+        if fields.stage:
+            before.append(
+                Transfer(
+                    "stage_in",
+                    lambda: staging.stage_in(fields, s3, paths.staging, stop),
+                )
+            )
+        after = (
+            (
+                Transfer(
+                    "stage_out",
+                    lambda: staging.stage_out(fields, s3, paths.staging, stop),
+                ),
+            )
+            if fields.stage and fields.outputs
+            else ()
+        )
+        deliver = (
+            (
+                Transfer(
+                    "deliver_output",
+                    lambda: staging.deliver_output(fields, s3, paths, stop),
+                ),
+            )
+            if fields.stdout_uri or fields.stderr_uri
+            else ()
+        )
+        return Plan(
+            main=process,
+            before=tuple(before),
+            after_success=after,
+            deliver=deliver,
             timeout_s=timeout_s,
-            false_on_failure=self.false_on_failure,
+            precondition=self.false_on_failure,
         )
 
 

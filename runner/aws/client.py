@@ -211,8 +211,11 @@ class Client:
         pipeline_id: str,
         object_ids: Sequence[str],
         evaluate_expressions: bool = True,
+        *,
+        interrupt: tuple[threading.Event, ...] = (),
     ) -> list[dict[str, Any]]:
-        """Every object asked for, in batches of 25 ids, each paged on ``marker``."""
+        """Every object asked for, in batches of 25 ids, each paged on ``marker``.
+        ``interrupt``: events that end a retry backoff, besides ``abort``."""
         found: list[dict[str, Any]] = []
         for start in range(0, len(object_ids), DESCRIBE_BATCH):
             request = {
@@ -220,7 +223,8 @@ class Client:
                 "objectIds": list(object_ids[start : start + DESCRIBE_BATCH]),
                 "evaluateExpressions": evaluate_expressions,
             }
-            for page in self._pages("DescribeObjects", request):
+            pages = self._pages("DescribeObjects", request, (self._abort, *interrupt))
+            for page in pages:
                 found.extend(page.get("pipelineObjects", []))
         return found
 
@@ -298,13 +302,17 @@ class Client:
         return answer
 
     def _pages(
-        self, operation: str, request: Mapping[str, Any]
+        self,
+        operation: str,
+        request: Mapping[str, Any],
+        interrupt: tuple[threading.Event, ...] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Each page of a ``marker``-paged operation, each page retried on its own."""
-        page = self._call(operation, request)
+        page = self._call(operation, request, interrupt=interrupt)
         yield page
         while page.get("hasMoreResults") and page.get("marker"):
-            page = self._call(operation, {**request, "marker": str(page["marker"])})
+            marked = {**request, "marker": str(page["marker"])}
+            page = self._call(operation, marked, interrupt=interrupt)
             yield page
 
     def _try(

@@ -1,11 +1,17 @@
 """S3 transfers: the one module that talks to S3.
 
-It owns one boto3 S3 client, created on first use (an idle runner never pays for it),
-with botocore's ``standard`` retry mode. That client is separate from the Data Pipeline
-client: s3transfer retries streaming errors itself, and the Data Pipeline client's
-tenacity policy must not nest around it. Endpoint, region and profile come from boto3's
-own chain (``AWS_ENDPOINT_URL_S3``, ``AWS_PROFILE``...); ``region`` only overrides it,
-as ``--region`` does. Nothing here adds a second way to set what boto3 reads.
+It owns one boto3 S3 client, created on first use (an idle runner never pays for it).
+Endpoint, region and profile come from boto3's own chain (``AWS_ENDPOINT_URL_S3``,
+``AWS_PROFILE``...); ``region`` only overrides it, as ``--region`` does. Nothing here
+adds a second way to set what boto3 reads.
+
+Retries: botocore's are off and s3transfer tries a download once; a transient error
+(throttling, a 5xx, a broken connection, a read timeout) is retried by the one tenacity
+helper (``retries.call_with_retries``) under this object's policy, and the backoff ends
+at once when the caller's ``stop`` event is set. A request in flight cannot be
+aborted (s3transfer has no way to), so the read timeout is short (the runner uses
+max(1 s, kill_grace)) and the connect timeout at most 5 s: a caller that abandons a
+hung transfer on a stop knows the thread it left behind ends soon after.
 
 Transfers go through boto3's managed transfers (s3transfer): multipart above
 ``TransferConfig.multipart_threshold`` (8 MiB), parts in parallel, bounded queues, so
@@ -39,16 +45,36 @@ from s3transfer.exceptions import (
 )
 from s3transfer.subscribers import BaseSubscriber
 
+from runner.aws.retries import RetryPolicy, call_with_retries
 from runner.aws.session import new_session
-from runner.errors import StagingError
+from runner.errors import StagingError, TransientStagingError
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
 _T = TypeVar("_T")
 
-#: botocore ``standard`` retries: throttling, 5xx and connection errors, capped backoff.
-RETRY_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5})
+#: At most this long to connect; the read timeout is the caller's (``read_timeout_s``).
+CONNECT_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 60.0
+#: Retries of transient errors: a few over about a minute, cut short by ``stop``.
+DEFAULT_POLICY = RetryPolicy(
+    attempts=5, budget_s=60.0, wait_initial_s=0.5, wait_max_s=10
+)
+#: Error codes S3 answers for a passing condition (worth another try).
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "InternalError",
+        "ServiceUnavailable",
+        "503",
+        "500",
+    }
+)
 
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
 #: What botocore, boto3's wrappers (``S3UploadFailedError`` keeps the ``ClientError``
@@ -64,6 +90,8 @@ _TRANSFER_ERRORS = (
 )
 _NO_BUCKET = _NOT_FOUND | {"NoSuchBucket"}
 _ACCESS_DENIED = frozenset({"403", "AccessDenied", "AllAccessDisabled", "Forbidden"})
+#: Waited on when a caller gives no stop event: never set.
+_NEVER = threading.Event()
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -116,8 +144,10 @@ class S3:
     """Managed S3 transfers on one lazily created client.
 
     Thread-safe: the client is built once under a lock, and boto3 clients may be
-    shared between threads. Every method blocks until its transfer is done and raises
-    ``StagingError`` on failure.
+    shared between threads. Every method blocks until its transfer is done, retrying
+    transient errors (each retry logs ``s3_retry_scheduled``) until ``policy`` gives
+    up or the ``stop`` event passed to it is set; it raises ``StagingError`` on
+    failure (``TransientStagingError`` when the last error was transient).
     """
 
     def __init__(
@@ -125,11 +155,20 @@ class S3:
         *,
         region: str | None,
         log: FilteringBoundLogger,
+        read_timeout_s: float = READ_TIMEOUT_S,
+        policy: RetryPolicy = DEFAULT_POLICY,
         transfer_config: TransferConfig | None = None,
     ) -> None:
         self.log = log
         self._region = region
-        self._config = transfer_config or TransferConfig()
+        self._policy = policy
+        # one try per transfer: the retry loop is ours (stoppable), not s3transfer's
+        self._config = transfer_config or TransferConfig(num_download_attempts=1)
+        self._botocore_config = Config(
+            connect_timeout=min(CONNECT_TIMEOUT_S, read_timeout_s),
+            read_timeout=read_timeout_s,
+            retries={"total_max_attempts": 1, "mode": "standard"},
+        )
         self._lock = threading.Lock()
         self._client: Any = None  # a botocore client: untyped (no stubs installed)
 
@@ -140,10 +179,12 @@ class S3:
         with self._lock:
             if self._client is None:
                 session = new_session(self._region)
-                self._client = session.client("s3", config=RETRY_CONFIG)
+                self._client = session.client("s3", config=self._botocore_config)
             return self._client
 
-    def download_file(self, uri: str, dest: Path) -> int:
+    def download_file(
+        self, uri: str, dest: Path, *, stop: threading.Event | None = None
+    ) -> int:
         """Download one object to ``dest`` (parent folders are created); its size."""
         bucket, key = parse_s3_uri(uri)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -152,39 +193,58 @@ class S3:
             lambda: self.client.download_file(
                 bucket, key, str(dest), Config=self._config
             ),
+            stop,
             op="download",
         )
         return dest.stat().st_size
 
-    def download_prefix(self, uri: str, dest_dir: Path) -> list[Path]:
+    def download_prefix(
+        self, uri: str, dest_dir: Path, *, stop: threading.Event | None = None
+    ) -> list[Path]:
         """Download every object under the folder ``uri`` into ``dest_dir``, keys made
         relative to it. Every key is checked before anything is written."""
         bucket, prefix = parse_s3_uri(uri)
         prefix = _as_folder(prefix)
         plan: list[tuple[str, Path, _KnownSize]] = []
-        for key, known in self._list_keys(bucket, prefix, uri):
+        for key, known in self._list_keys(bucket, prefix, uri, stop):
             relative = relative_key_path(bucket, key, prefix)
             if relative is not None:
                 plan.append((key, dest_dir.joinpath(relative), known))
         dest_dir.mkdir(parents=True, exist_ok=True)
         for _, path, _ in plan:
             path.parent.mkdir(parents=True, exist_ok=True)
-        self._call(uri, lambda: self._download_many(bucket, plan), op="download")
+        self._call(uri, lambda: self._download_many(bucket, plan), stop, "download")
         return [path for _, path, _ in plan]
 
-    def upload_file(self, src: Path, uri: str, *, sse: bool = True) -> None:
-        """Upload one file; server-side encrypted (AES256) unless ``sse`` is false."""
+    def upload_file(
+        self,
+        src: Path,
+        uri: str,
+        *,
+        sse: bool = True,
+        stop: threading.Event | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        """Upload one file; server-side encrypted (AES256) unless ``sse`` is false.
+        ``policy`` replaces this object's retry policy for the call."""
         bucket, key = parse_s3_uri(uri)
         self._call(
             uri,
             lambda: self.client.upload_file(
                 str(src), bucket, key, ExtraArgs=_extra(sse), Config=self._config
             ),
+            stop,
             op="upload",
+            policy=policy,
         )
 
     def upload_dir(
-        self, src_dir: Path, uri_prefix: str, *, sse: bool = True
+        self,
+        src_dir: Path,
+        uri_prefix: str,
+        *,
+        sse: bool = True,
+        stop: threading.Event | None = None,
     ) -> list[str]:
         """Upload every file under ``src_dir`` (recursively, layout kept) below the
         folder ``uri_prefix``; the URIs written."""
@@ -196,28 +256,24 @@ class S3:
             if path.is_file()
         ]
         self._call(
-            uri_prefix, lambda: self._upload_many(bucket, plan, _extra(sse)), "upload"
+            uri_prefix,
+            lambda: self._upload_many(bucket, plan, _extra(sse)),
+            stop,
+            "upload",
         )
         return [f"s3://{bucket}/{key}" for key, _ in plan]
 
-    def exists(self, uri: str) -> bool:
+    def exists(self, uri: str, *, stop: threading.Event | None = None) -> bool:
         """Whether the key exists or, for a URI ending in ``/``, the prefix has a key.
         A missing bucket or a refused access raises ``StagingError``."""
         bucket, key = parse_s3_uri(uri)
         if key == "" or key.endswith("/"):
-            return self.prefix_not_empty(uri)
-        try:
-            self.client.head_object(Bucket=bucket, Key=key)
-        except ClientError as exc:
-            code = (_client_error_code(exc) or ("", ""))[0]
-            if code in _NOT_FOUND and not self._no_bucket(bucket):
-                return False
-            raise self._translate(uri, exc) from exc
-        except BotoCoreError as exc:
-            raise self._translate(uri, exc) from exc
-        return True
+            return self.prefix_not_empty(uri, stop=stop)
+        return self._call(uri, lambda: self._head(uri, bucket, key), stop)
 
-    def prefix_not_empty(self, uri: str) -> bool:
+    def prefix_not_empty(
+        self, uri: str, *, stop: threading.Event | None = None
+    ) -> bool:
         """Whether at least one object's key starts with the URI's key."""
         bucket, prefix = parse_s3_uri(uri)
         answer = self._call(
@@ -225,15 +281,26 @@ class S3:
             lambda: self.client.list_objects_v2(
                 Bucket=bucket, Prefix=prefix, MaxKeys=1
             ),
+            stop,
         )
         return int(answer.get("KeyCount", 0)) > 0
 
+    def _head(self, uri: str, bucket: str, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            code = (_client_error_code(exc) or ("", ""))[0]
+            if code in _NOT_FOUND and not self._no_bucket(bucket):
+                return False
+            raise
+        return True
+
     def _list_keys(
-        self, bucket: str, prefix: str, uri: str
+        self, bucket: str, prefix: str, uri: str, stop: threading.Event | None
     ) -> Iterator[tuple[str, _KnownSize]]:
         paginator = self.client.get_paginator("list_objects_v2")
         pages = self._call(
-            uri, lambda: list(paginator.paginate(Bucket=bucket, Prefix=prefix))
+            uri, lambda: list(paginator.paginate(Bucket=bucket, Prefix=prefix)), stop
         )
         for page in pages:
             for item in page.get("Contents", []):
@@ -266,29 +333,61 @@ class S3:
             for future in futures:
                 future.result()
 
-    def _call(self, uri: str, fn: Callable[[], _T], op: str | None = None) -> _T:
-        """Run ``fn``; translate whatever S3 or the disk raises, once. A transfer
-        (``op``) logs one ``s3_transfer`` line with its duration."""
+    def _call(
+        self,
+        uri: str,
+        fn: Callable[[], _T],
+        stop: threading.Event | None,
+        op: str | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> _T:
+        """Run ``fn``, retrying transient errors until the policy gives up or
+        ``stop`` is set; a transfer (``op``) logs one ``s3_transfer`` line."""
         started = time.monotonic()
-        try:
-            result = fn()
-        except StagingError:
-            raise
-        except _TRANSFER_ERRORS as exc:
-            raise self._translate(uri, exc) from exc
+
+        def on_retry(attempt: int, wait_s: float, error: BaseException) -> None:
+            self.log.warning(
+                "s3_retry_scheduled",
+                uri=uri,
+                attempt=attempt,
+                wait_s=round(wait_s, 3),
+                error=str(error),
+            )
+
+        result = call_with_retries(
+            lambda: self._try(uri, fn),
+            policy or self._policy,
+            retry_on=TransientStagingError,
+            interrupt=(stop or _NEVER,),
+            on_retry=on_retry,
+        )
         if op is not None:
             duration_s = round(time.monotonic() - started, 3)
             self.log.info("s3_transfer", op=op, uri=uri, duration_s=duration_s)
         return result
 
-    def _translate(self, uri: str, exc: BaseException) -> StagingError:
+    def _try(self, uri: str, fn: Callable[[], _T]) -> _T:
+        """One try; whatever S3 or the disk raises is translated, once."""
+        try:
+            return fn()
+        except StagingError:
+            raise
+        except _TRANSFER_ERRORS as exc:
+            raise self._translate(uri, exc) from exc
+
+    def _translate(  # noqa: PLR0911 - one return per class of S3 error
+        self, uri: str, exc: BaseException
+    ) -> StagingError:
         found = _client_error_code(exc)
         if found is None:
             if isinstance(exc, OSError) and not isinstance(exc, BotoCoreError):
                 return StagingError("StagingIOError", f"{uri}: local file error: {exc}")
-            return StagingError("S3Error", f"{uri}: {exc}")
+            # a broken connection, a timeout, a streaming error: worth another try
+            return TransientStagingError("S3Error", f"{uri}: {exc}")
         code, message = found
         bucket, _ = parse_s3_uri(uri)
+        if code in _TRANSIENT_CODES:
+            return TransientStagingError("S3Error", f"{uri}: {code}: {message}")
         if code == "NoSuchBucket" or (code in _NOT_FOUND and self._no_bucket(bucket)):
             return StagingError(
                 "S3NoSuchBucket", f"{uri}: bucket {bucket!r} does not exist"

@@ -2,8 +2,13 @@
 
 Owns: turning definition objects and runtime records into the API's
 `PipelineObject` (`{id, name, fields: [{key, stringValue | refValue}]}`) and
-assembling PollForTask's `taskObject`: the attempt with its component's fields
-merged in plus the runtime `@` fields, and every object it references.
+assembling PollForTask's `taskObject` as AWS shapes it: the attempt with every field
+it inherits flattened in (its component's, the parent chain's, Default's) plus the
+runtime `@` fields, and the objects its other references name (inputs, outputs, a
+database, a resource), each flattened the same way. The objects it inherits from and
+its schedule are not carried: the API reference's PollForTask sample is the attempt
+alone, with `workerGroup` and `schedule` (set on Default in most definitions) in it.
+A precondition's task also carries the data nodes it guards.
 
 Must not: change any record.
 
@@ -122,28 +127,64 @@ def _runtime_fields(pipeline: Pipeline, run: Run) -> list[Field]:
     return fields
 
 
+#: References a task does not follow: what the attempt inherits from, its schedule
+#: and the activities it waits on (the runner needs none of them).
+_NOT_CARRIED = frozenset({"parent", "schedule", "dependsOn"})
+
+
 def task_object(engine: Engine, pipeline: Pipeline, attempt: Run, now: float) -> Obj:
     """PollForTask's taskObject for a freshly leased attempt."""
     defn = engine.definition(pipeline)
     instance = engine.run(pipeline.id, attempt.instance)
-    objects: dict[str, Obj] = {
-        attempt.id: run_object(engine, pipeline, attempt, evaluate=True)
-    }
-    runtime: dict[str, object] = {}
-    if instance is not None:
-        objects[instance.id] = run_object(engine, pipeline, instance, evaluate=False)
-        runtime = runtime_of(instance, now)
-    todo = deque([attempt.component, "Default"])
-    todo.extend(v for k, v, ref in attempt.fields if ref and not k.startswith("@"))
+    runtime = runtime_of(instance, now) if instance is not None else {}
+    head = run_object(engine, pipeline, attempt, evaluate=True)
+    present = {f["key"] for f in head["fields"]}
+    if "Default" in defn.objects and attempt.component != "Default":
+        inherited = flattened(defn, pipeline, "Default", runtime)["fields"]
+        head["fields"].extend(f for f in inherited if f["key"] not in present)
+    objects: dict[str, Obj] = {attempt.id: head}
+    todo = deque(_carried_refs(head))
+    todo.extend(
+        obj_id
+        for obj_id, (_, fields) in defn.objects.items()
+        if any(k == "precondition" and v == attempt.component for k, v, _ in fields)
+    )
     while todo:
         obj_id = todo.popleft()
         if obj_id in objects or obj_id not in defn.objects:
             continue
-        objects[obj_id] = component(defn, pipeline, obj_id, runtime)
-        todo.extend(v for _, v, ref in defn.objects[obj_id][1] if ref)
+        objects[obj_id] = flattened(defn, pipeline, obj_id, runtime)
+        todo.extend(_carried_refs(objects[obj_id]))
     return {
         "taskId": attempt.task_id,
         "pipelineId": pipeline.id,
         "attemptId": attempt.id,
         "objects": objects,
     }
+
+
+def flattened(
+    defn: Definition, pipeline: Pipeline, obj_id: str, runtime: dict[str, object]
+) -> Obj:
+    """A definition object with every field it inherits (parent chain, Default),
+    evaluated against ``runtime``, without ``parent``."""
+    name = defn.objects[obj_id][0]
+    fields: list[Field] = []
+    keys: set[str] = set()
+    for owner in defn.chain(obj_id):
+        own = [f for f in defn.objects[owner][1] if f[0] not in keys]
+        fields.extend(own)
+        keys.update(f[0] for f in own)
+    fields = [f for f in fields if f[0] != "parent"]
+    shown = _evaluated_or_raw(defn, obj_id, fields, runtime)
+    return pipeline_object(obj_id, name, shown)
+
+
+def _carried_refs(obj: Obj) -> list[str]:
+    return [
+        f["refValue"]
+        for f in obj["fields"]
+        if "refValue" in f
+        and f["key"] not in _NOT_CARRIED
+        and not f["key"].startswith("@")
+    ]

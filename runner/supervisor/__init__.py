@@ -159,17 +159,20 @@ class Supervisor:
         if self._watch is not None:
             self._watch.wake()
 
-    def terminate(self, grace: float) -> Outcome:
-        """Kill the whole tree: snapshot, SIGTERM group and pids, wait ``grace``,
-        SIGKILL the survivors, reap. Blocks about ``grace`` at most when the tree
-        ignores SIGTERM, far less when it obeys. Returns ``killed=True`` when the
-        child was still running; when it had already ended, its own outcome (and
-        the leftovers are swept all the same). Safe to call twice."""
+    def terminate(
+        self, grace: float, cut_short: threading.Event | None = None
+    ) -> Outcome:
+        """Kill the whole tree: snapshot, SIGTERM group and pids, wait ``grace``
+        (or until ``cut_short`` is set), SIGKILL the survivors, reap. Blocks about
+        ``grace`` at most when the tree ignores SIGTERM, far less when it obeys.
+        Returns ``killed=True`` when the child was still running; when it had already
+        ended, its own outcome (and the leftovers are swept all the same). Safe to
+        call twice."""
         with self._lock:
             if self._terminated is not None:
                 return self._terminated
             running = self._popen.poll() is None
-            signum, survivors = self._kill_tree(grace)
+            signum, survivors = self._kill_tree(grace, cut_short=cut_short)
             outcome = dataclasses.replace(self._record(), killed=running)
             self._terminated = outcome
         self._log.info(
@@ -196,14 +199,17 @@ class Supervisor:
         return len(victims)
 
     def _kill_tree(
-        self, grace: float, victims: dict[int, psutil.Process] | None = None
+        self,
+        grace: float,
+        victims: dict[int, psutil.Process] | None = None,
+        cut_short: threading.Event | None = None,
     ) -> tuple[signal.Signals, int]:
-        """TERM, wait ``grace``, KILL, reap. Returns the last signal sent and how
-        many processes outlived the TERM."""
+        """TERM, wait ``grace`` (or until ``cut_short``), KILL, reap. Returns the
+        last signal sent and how many processes outlived the TERM."""
         if victims is None:
             victims = self._snapshot()
         self._signal_all(signal.SIGTERM, victims.values())
-        alive = self._wait_gone(victims.values(), grace)
+        alive = self._wait_gone(victims.values(), grace, cut_short)
         signum = signal.SIGTERM
         if alive:
             signum = signal.SIGKILL
@@ -251,18 +257,22 @@ class Supervisor:
         return False
 
     def _wait_gone(
-        self, procs: Iterable[psutil.Process], timeout: float
+        self,
+        procs: Iterable[psutil.Process],
+        timeout: float,
+        cut_short: threading.Event | None = None,
     ) -> list[psutil.Process]:
-        """Wait up to ``timeout`` until every process has ended, reaping ours on
-        the way; returns those still alive. Waits with ``Event.wait``."""
+        """Wait up to ``timeout`` (or until ``cut_short`` is set) until every process
+        has ended, reaping ours on the way; returns those still alive. Waits with
+        ``Event.wait``."""
         pending = list(procs)
         deadline = time.monotonic() + timeout
         delay = _POLL_FIRST_S
-        pause = threading.Event()
+        pause = cut_short or threading.Event()
         while True:
             pending = [p for p in pending if self._alive(p)]
             remaining = deadline - time.monotonic()
-            if not pending or remaining <= 0:
+            if not pending or remaining <= 0 or pause.is_set():
                 return pending
             pause.wait(min(delay, remaining))
             delay = min(delay * 2, _POLL_MAX_S)

@@ -1,33 +1,36 @@
-"""ONE task's lifecycle, from the ack to the final status.
+"""ONE attempt, from the ack to the final status, under one stop flag.
 
 ::
 
-    PollForTask -> ACK (ReportTaskProgress, before anything else)
-                    | canceled / gone ------------------------> drop, no status
+    PollForTask -> ACK (ReportTaskProgress first), progress heartbeat
+                    | canceled / gone ---------------------> drop, no status
                     v
-                  PREPARE: parse, resolve refs, Command, stage in
-                    | malformed / unsupported / staging ------> FAILED <errorId>
+                  PLAN: parse, the activity's plan (objects fetched if needed)
+                    | malformed / unsupported -------------> FAILED <errorId>
                     v
-                  RUNNING: own session; progress heartbeat thread
-                    |- exit 0 --------------------------------> FINISHED
-                    |- exit n --------------------------------> FAILED ExitCode:n
-                    |                          (FALSE for a precondition)
-                    |- canceled / task or pipeline gone ------> kill, no status
-                    |- no good heartbeat in lease_timeout ----> kill, no status
-                    |- attemptTimeout passed -----------------> kill, FAILED
-                    `- drain ran out / second signal ---------> kill, FAILED
-                  FINISH: stage out, deliver output, upload logs, SetTaskStatus
+                  WORK: before steps, the main step (process or check), and
+                    | after a success the after steps, under the stop flag
+                    |- exit 0 / check holds ---------------> FINISHED
+                    |- exit n / signal / check fails ------> FAILED (or FALSE)
+                    |- canceled / task or pipeline gone ---> stop, no status
+                    |- no good heartbeat in lease_timeout -> stop, no status
+                    |- attemptTimeout passed --------------> stop, FAILED AttemptTimeout
+                    `- drain ran out / second signal ------> stop, FAILED RunnerShutdown
+                  WIND DOWN: deliver stdout/stderr, upload logs; SetTaskStatus
 
-Every way out has a ``StopReason`` (or none, when the child ended by itself), and
-``verdict.final_status`` alone maps it to the final call. The progress heartbeat's
-lease counts from the ack; its thread starts before the first step that can take long
-(``_keep_beating``) and beats until the final status is sent, also while the runner
-drains, so the service never re-offers a task that is still being worked on.
+Every way out is a ``StopReason`` on the attempt's ``StopFlag`` (first reason wins),
+and ``verdict.final_status`` alone maps it, with the outcome, to the final call. The
+progress heartbeat starts at the ack and beats until the final status is sent.
 
-This module runs no process and makes no HTTP call itself: ``Supervisor`` owns the
-process tree, ``Client`` the API, ``staging`` the S3 transfers. It must not catch
-``Exception`` except once, at the top of ``run``, so a bug fails one task loudly
-instead of the runner.
+Every wait blocks on the flag: a transfer or a check runs on a ``StepThread`` that a
+stop abandons at once; the process is waited for through its pidfd, which the flag
+wakes, and its tree is killed. The attempt's own clocks (attemptTimeout, the lease)
+are deadlines of those waits, so nothing polls. A stopped attempt winds down within
+``kill_grace`` of the stop (its tree, then its logs); ``hurry`` ends that at once.
+
+This module runs no process, makes no HTTP call and moves no byte itself: the plan's
+steps do, ``Supervisor`` owns the tree, ``Client`` the API. It catches ``Exception``
+only once, at the top of ``run``, so a bug fails one task loudly, not the runner.
 """
 
 from __future__ import annotations
@@ -36,14 +39,14 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
 from runner import activities
+from runner.activities import staging
 from runner.aws.client import Client
 from runner.aws.s3 import S3
-from runner.drain import Drain
 from runner.errors import (
     ActivityError,
     RejectedRequestError,
@@ -53,22 +56,23 @@ from runner.errors import (
     TransientServiceError,
 )
 from runner.supervisor import Supervisor, task_environment
-from runner.task import attemptlogs, staging
+from runner.task import attemptlogs
 from runner.task.progress import Progress
+from runner.task.stepthread import StepThread
+from runner.task.stopflag import StopFlag
 from runner.task.verdict import final_status
 from runner.taskmodel import (
     AttemptPaths,
-    Command,
     FinalStatus,
     Outcome,
     StopReason,
     Task,
     digest,
+    redact,
 )
 from runner.workdir import WorkDir
 
-#: How often the supervising loop looks at the child and the stop reasons.
-TICK_S = 0.05
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +94,13 @@ class ExecutionResult:
     reason: StopReason | None
 
 
+class _Stopped(Exception):  # noqa: N818 - control flow inside this module only
+    """The stop flag was set while the attempt waited: leave the work phase."""
+
+
 class Execution:
-    """Runs one task to its end. ``run`` blocks; call it on the task's own thread."""
+    """Runs one task to its end. ``run`` blocks; call it on the task's own thread.
+    ``stop`` and ``hurry`` may be called from any thread."""
 
     def __init__(
         self,
@@ -101,7 +110,6 @@ class Execution:
         s3: S3,
         work_dir: WorkDir,
         settings: ExecutionSettings,
-        drain: Drain,
         log: structlog.typing.FilteringBoundLogger,
     ) -> None:
         self._raw = raw_task
@@ -109,7 +117,6 @@ class Execution:
         self._s3 = s3
         self._work_dir = work_dir
         self._settings = settings
-        self._drain = drain
         self.task_id = str(raw_task["taskId"])
         self.digest = digest(self.task_id)
         self._log = log.bind(
@@ -117,11 +124,21 @@ class Execution:
             pipeline_id=raw_task.get("pipelineId"),
             attempt_id=raw_task.get("attemptId"),
         )
-        self._reason: StopReason | None = None
-        self._reason_detail = ""
+        self._flag = StopFlag()
         self._progress: Progress | None = None
         self._attempt_log: attemptlogs.AttemptLog | None = None
+        self._timeout_at: float | None = None
+        self._stop_logged = False
+        self.outcome: Outcome | None = None
         self.supervisor: Supervisor | None = None
+
+    def stop(self, reason: StopReason, detail: str = "") -> bool:
+        """Stop the attempt for ``reason``; True when it was the first reason."""
+        return self._flag.set(reason, detail)
+
+    def hurry(self, detail: str = "") -> None:
+        """Stop now (the second signal): no grace for the tree or the logs."""
+        self._flag.hurry(detail)
 
     def run(self, after_ack: Callable[[], None] | None = None) -> ExecutionResult:
         """Ack, run, report. Never raises: a bug is logged and reported FAILED.
@@ -131,27 +148,22 @@ class Execution:
         if after_ack is not None:
             after_ack()
         if not acked:
-            return self._finish(started, None, None)
+            return self._finish(started, None)
         try:
-            return self._run_acked(started)
+            status = self._attempt(started)
         except Exception as exc:  # noqa: BLE001 - the one catch-all: a bug fails one task
             self._log.exception("execution_crashed")
-            status = FinalStatus.failed("RunnerError", f"dp-runner bug: {exc!r}")
-            self._send_status(status)
-            return self._finish(started, None, status)
+            bug = ActivityError("RunnerError", f"dp-runner bug: {exc!r}")
+            status = final_status(self._flag.reason, None, error=bug)
+        try:
+            if status is not None:
+                self._send_status(status)
         finally:
             if self._progress is not None:
                 self._progress.stop()
             if self._attempt_log is not None:
                 self._attempt_log.close()
-
-    def request_stop(self, reason: StopReason, detail: str = "") -> None:
-        """Ask the execution to stop its child (the first reason wins). Thread-safe:
-        the progress heartbeat calls it."""
-        if self._reason is None:
-            self._reason, self._reason_detail = reason, detail
-            if self.supervisor is not None:
-                self.supervisor.interrupt_wait()
+        return self._finish(started, status)
 
     # ------------------------------------------------------------ life phases
 
@@ -160,17 +172,17 @@ class Execution:
         try:
             canceled = self._client.report_task_progress(self.task_id, first=True)
         except TaskNotFoundError as exc:
-            self.request_stop(StopReason.LOST, f"gone before the ack: {exc.code}")
+            self._flag.set(StopReason.LOST, f"gone before the ack: {exc.code}")
             return False
         except ServiceError as exc:
             # The service re-offers an unacknowledged task after its ack window:
             # dropping it here loses nothing and cannot run it twice.
             self._log.error("task_ack_failed", error=exc.code, message=exc.message)
-            self.request_stop(StopReason.LOST, f"ack failed: {exc.code}")
+            self._flag.set(StopReason.LOST, f"ack failed: {exc.code}")
             return False
         self._log.info("task_acknowledged", canceled=canceled)
         if canceled:
-            self.request_stop(StopReason.CANCELED, "canceled at the ack")
+            self._flag.set(StopReason.CANCELED, "canceled at the ack")
             return False
         self._progress = Progress(
             client=self._client,
@@ -178,51 +190,51 @@ class Execution:
             name=f"task-{self.digest}-progress",
             interval_s=self._settings.heartbeat_interval,
             lease_timeout_s=self._settings.lease_timeout,
-            on_stop=self.request_stop,
+            on_stop=self._flag.set,
             log=self._log,
         )
+        self._progress.start()
         return True
 
-    def _keep_beating(self) -> None:
-        """Start the progress heartbeat, if not yet started. Called before every
-        step that can take long (a call to S3 or to the service, the task's own
-        process), and only then: a task that is ready in a millisecond starts its
-        heartbeat thread while its process already runs, off the way to the spawn."""
-        if self._progress is not None:
-            self._progress.start()
-
-    def _run_acked(self, started: float) -> ExecutionResult:
+    def _attempt(self, started: float) -> FinalStatus | None:
+        """Plan, work, wind down; the verdict."""
         task: Task | None = None
-        plan: staging.StagingPlan | None = None
-        command: Command | None = None
-        outcome: Outcome | None = None
         paths: AttemptPaths | None = None
-        status: FinalStatus | None
+        plan: activities.Plan | None = None
+        error: ActivityError | SpawnError | None = None
         try:
             task = self._parse()
             paths = self._open_attempt(task)
-            plan = staging.plan(task)
-            command = activities.prepare(
-                task, activities.ActivityContext(paths.workdir, self._settings.region)
-            )
-            if self._reason is None:
-                outcome = self._execute(task, plan, command, paths)
-            if self._reason is None and outcome is not None and outcome.succeeded:
-                staging.stage_out(plan, self._s3, paths.root / "staging")
+            task, plan = self._plan(task, paths)
+            if plan.timeout_s:
+                self._timeout_at = started + plan.timeout_s
+            self._work(plan, paths)
         except (ActivityError, SpawnError) as exc:
-            status = self._rejected(exc, task)
-        else:
-            # a clean success needs no stack trace: spare it the read
-            succeeded = outcome is not None and outcome.succeeded
-            tail = "" if succeeded else attemptlogs.stderr_tail(paths)
-            status = final_status(self._reason, outcome, command, tail, task.secrets())
-        self._keep_beating()  # uploads and the final status ahead
-        if task is not None and plan is not None and paths is not None:
-            attemptlogs.finish(task, plan, self._s3, paths, log=self._log)
-        return self._report(started, status, outcome)
+            error = exc
+        except _Stopped:
+            pass
+        if task is not None and paths is not None:
+            self._wind_down(task, plan, paths)
+        succeeded = self.outcome is not None and self.outcome.succeeded and not error
+        secrets = task.secrets() if task is not None else []
+        if error is not None and self._flag.reason is None:
+            message = error.message if isinstance(error, ActivityError) else str(error)
+            error_id = getattr(error, "error_id", "SpawnError")
+            self._log.warning(
+                "task_rejected", error_id=error_id, message=redact(message, secrets)
+            )
+        return final_status(
+            self._flag.reason,
+            self.outcome,
+            error=error,
+            precondition=plan.precondition if plan is not None else False,
+            stderr_tail=""
+            if succeeded or paths is None
+            else attemptlogs.stderr_tail(paths),
+            secrets=secrets,
+        )
 
     def _parse(self) -> Task:
-        """Parse the task; fetch the referenced objects it does not carry."""
         try:
             task = Task.from_wire(self._raw)
         except (KeyError, TypeError) as exc:
@@ -232,20 +244,7 @@ class Execution:
         _ = task.attempt  # MissingAttemptObject, before anything else
         if self._progress is not None:
             self._progress.fit_timeout(activities.report_progress_timeout_s(task))
-        missing = task.missing_refs()
-        if not missing:
-            return task
-        self._keep_beating()
-        try:
-            fetched = self._client.describe_objects(task.pipeline_id, missing)
-        except ServiceError as exc:
-            raise ActivityError(
-                "UnresolvedReference",
-                f"cannot fetch referenced objects {missing[:5]}: {exc.code}",
-            ) from exc
-        objects = dict(self._raw.get("objects") or {})
-        objects.update({str(obj["id"]): obj for obj in fetched})
-        return Task.from_wire({**self._raw, "objects": objects})
+        return task
 
     def _open_attempt(self, task: Task) -> AttemptPaths:
         """The attempt folder; from here on the runner's lines about this attempt
@@ -260,95 +259,202 @@ class Execution:
         self._log = self._attempt_log.bind(self._log)
         return paths
 
-    def _rejected(
-        self, exc: ActivityError | SpawnError, task: Task | None
-    ) -> FinalStatus:
-        """A task that could not be run: FAILED with an errorId that says why."""
-        secrets = task.secrets() if task is not None else []
-        if isinstance(exc, ActivityError):
-            error_id, message = exc.error_id, exc.message
-        else:
-            error_id, message = "SpawnError", str(exc)
-        self._log.warning("task_rejected", error_id=error_id, message=message)
-        return FinalStatus.failed(error_id, message, secrets=secrets)
-
-    def _execute(
-        self,
-        task: Task,
-        plan: staging.StagingPlan,
-        command: Command,
-        paths: AttemptPaths,
-    ) -> Outcome:
-        """Stage in, then run the command (or the in-process check) to its end."""
-        began = time.monotonic()
-        if command.check or command.script_uri is not None or plan.stage:
-            self._keep_beating()  # S3 ahead
-        if command.check == activities.S3_EXISTS:
-            holds = staging.exists_precondition(task, self._s3)
-            return Outcome(0 if holds else 1, None, time.monotonic() - began)
-        argv = list(command.argv)
-        if command.script_uri is not None:
-            argv = staging.fetch_script(plan, self._s3, paths.workdir) + argv
-        staged = (
-            staging.stage_in(plan, self._s3, paths.root / "staging")
-            if plan.stage
-            else {}
+    def _plan(self, task: Task, paths: AttemptPaths) -> tuple[Task, activities.Plan]:
+        """The activity's plan. AWS flattens every inherited field into the attempt,
+        so the task is first read as it came; only when a required field is missing
+        and the task names objects it does not carry are they fetched (once, with
+        DescribeObjects), and the plan made again."""
+        ctx = activities.ActivityContext(
+            paths=paths,
+            s3=self._s3,
+            stop=self._flag.event,
+            region=self._settings.region,
         )
-        self.supervisor = Supervisor.spawn(
+        try:
+            return task, activities.plan(task, ctx)
+        except ActivityError as exc:
+            missing = task.missing_refs()
+            if exc.error_id != "MissingField" or not missing:
+                raise
+        task = self._fetch(task, missing)
+        return task, activities.plan(task, ctx)
+
+    def _fetch(self, task: Task, missing: list[str]) -> Task:
+        """``task`` with the objects it names but does not carry, fetched."""
+        events = (self._flag.event,)
+        try:
+            fetched = self._step(
+                "describe_objects",
+                lambda: self._client.describe_objects(
+                    task.pipeline_id, missing, interrupt=events
+                ),
+            )
+        except ServiceError as exc:
+            raise ActivityError(
+                "UnresolvedReference",
+                f"a required field is missing and the objects the task refers to "
+                f"({', '.join(missing[:5])}) could not be fetched: {exc.code}",
+            ) from exc
+        objects = dict(self._raw.get("objects") or {})
+        objects.update({str(obj["id"]): obj for obj in fetched})
+        self._log.info("task_objects_fetched", count=len(fetched))
+        return Task.from_wire({**self._raw, "objects": objects})
+
+    def _work(self, plan: activities.Plan, paths: AttemptPaths) -> None:
+        """The before steps, the main step, and after a success the after steps."""
+        for step in plan.before:
+            self._step(step.name, step.run)
+        began = time.monotonic()
+        if isinstance(plan.main, activities.Check):
+            holds = self._step(plan.main.name, plan.main.holds)
+            self.outcome = Outcome(0 if holds else 1, None, time.monotonic() - began)
+        else:
+            self.outcome = self._run_process(plan.main, paths)
+        if self.outcome.succeeded and not self._flag.is_set():
+            for step in plan.after_success:
+                self._step(step.name, step.run)
+
+    def _run_process(self, main: activities.Process, paths: AttemptPaths) -> Outcome:
+        """Spawn the one process (unless a stop came first) and supervise it."""
+        argv = main.argv()
+        if self._flag.is_set():
+            raise _Stopped
+        self.supervisor = child = Supervisor.spawn(
             argv,
             cwd=paths.workdir,
-            env=task_environment(os.environ, {**command.env, **staged}),
+            env=task_environment(os.environ, main.env),
             stdout=paths.stdout,
             stderr=paths.stderr,
-            marker=f"{task.attempt_id}:{self.digest}",
+            marker=f"{self._raw.get('attemptId', '')}:{self.digest}",
             log=self._log,
         )
-        self._keep_beating()
-        self._log.info("task_started", pid=self.supervisor.pid)
-        timeout_at = began + command.timeout_s if command.timeout_s else None
-        return self._supervise(self.supervisor, timeout_at)
+        self._log.info("task_started", pid=child.pid)
+        remove = self._flag.add_waker(child.interrupt_wait)
+        try:
+            while True:
+                outcome = child.wait_exit(self._until_next_clock())
+                if outcome is not None:
+                    child.kill_leftovers(self._settings.kill_grace)
+                    return outcome
+                self._check_clocks()
+                if self._flag.is_set():
+                    self._log_stop()
+                    return child.terminate(self._grace_left(), self._flag.urgent)
+        finally:
+            remove()
 
-    def _supervise(self, child: Supervisor, timeout_at: float | None) -> Outcome:
-        """Wait for the child; kill its tree as soon as a stop reason appears."""
-        while True:
-            outcome = child.wait_exit(TICK_S)
-            if outcome is not None:
-                child.kill_leftovers(self._settings.kill_grace)
-                return outcome
-            self._check_clocks(timeout_at)
-            if self._reason is not None:
-                self._log.info(
-                    "task_stopping",
-                    reason=self._reason.value,
-                    detail=self._reason_detail,
+    def _step(self, name: str, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on a step thread and wait for it under the flag and the
+        clocks: its value, its error, or ``_Stopped`` (the thread is abandoned)."""
+        if self._flag.is_set():
+            raise _Stopped
+        step = StepThread(fn, name=f"task-{self.digest}-{name}")
+        remove = self._flag.add_waker(step.done.set)
+        try:
+            step.start()
+            while not step.done.wait(self._until_next_clock()):
+                self._check_clocks()
+        finally:
+            remove()
+        if self._flag.is_set():
+            self._log_stop(step=name)
+            raise _Stopped
+        return step.result()
+
+    def _wind_down(
+        self, task: Task, plan: activities.Plan | None, paths: AttemptPaths
+    ) -> None:
+        """Deliver the output and upload the logs, within ``UPLOAD_BUDGET_S``, or
+        within the stop's grace once the flag is set; clean up. Never raises."""
+        steps = list(plan.deliver) if plan is not None else []
+        uri = attemptlogs.log_uri(task, self._log)
+        if uri is not None:
+            event = self._flag.event
+            steps.append(
+                activities.Transfer(
+                    "upload_logs",
+                    lambda: attemptlogs.upload(task, self._s3, paths, uri, event),
                 )
-                grace = 0.0 if self._drain.fast.is_set() else self._settings.kill_grace
-                return child.terminate(grace)
+            )
+        deadline = time.monotonic() + attemptlogs.UPLOAD_BUDGET_S
+        for step in steps:
+            self._wind_down_step(step, deadline)
+        staging.cleanup(paths.staging)
 
-    def _check_clocks(self, timeout_at: float | None) -> None:
-        """Turn the clocks into stop reasons (the heartbeat sets the others)."""
-        silent_s = self._progress.silent_for_s() if self._progress else None
-        if timeout_at is not None and time.monotonic() >= timeout_at:
-            self.request_stop(StopReason.TIMEOUT, "attemptTimeout passed")
-        elif self._drain.expired():
-            self.request_stop(StopReason.SHUTDOWN, "the drain ran out")
-        elif silent_s is not None:
-            self.request_stop(
-                StopReason.LOST, f"no heartbeat succeeded for {silent_s:.1f}s"
+    def _wind_down_step(self, step: activities.Transfer, deadline: float) -> None:
+        """One wind-down step, until ``deadline``; a stop abandons it, and once
+        stopped, the stop's grace bounds it and only ``hurry`` abandons it."""
+        stopped = self._flag.is_set()
+        budget_s = deadline - time.monotonic()
+        if stopped:
+            budget_s = min(budget_s, self._grace_left())
+        if budget_s <= 0:
+            self._log.warning("task_step_skipped", step=step.name, stopped=stopped)
+            return
+        thread = StepThread(step.run, name=f"task-{self.digest}-{step.name}")
+        remove = self._flag.add_waker(thread.done.set, urgent=stopped)
+        try:
+            thread.start()
+            thread.done.wait(max(0.0, budget_s))
+        finally:
+            remove()
+        if not thread.ended:
+            self._log.warning("task_step_abandoned", step=step.name, stopped=stopped)
+        elif thread.error is not None:
+            error = thread.error
+            self._log.warning(
+                "task_step_failed",
+                step=step.name,
+                error_id=getattr(error, "error_id", type(error).__name__),
+                error=str(error),
+            )
+
+    # ----------------------------------------------------------------- clocks
+
+    def _until_next_clock(self) -> float:
+        """Seconds until the attempt's next clock runs out (timeout, lease)."""
+        assert self._progress is not None  # noqa: S101 - only after the ack
+        clocks = [self._progress.lease_deadline()]
+        if self._timeout_at is not None:
+            clocks.append(self._timeout_at)
+        return max(0.0, min(clocks) - time.monotonic())
+
+    def _check_clocks(self) -> None:
+        """Turn a clock that ran out into a stop reason (the heartbeat and the
+        worker set the others)."""
+        assert self._progress is not None  # noqa: S101 - only after the ack
+        now = time.monotonic()
+        if self._timeout_at is not None and now >= self._timeout_at:
+            self._flag.set(StopReason.TIMEOUT, "attemptTimeout passed")
+        elif now >= self._progress.lease_deadline():
+            self._flag.set(
+                StopReason.LEASE_EXPIRED,
+                f"no heartbeat succeeded for {self._settings.lease_timeout:g}s",
+            )
+
+    def _grace_left(self) -> float:
+        """What is left of the stop's grace: ``kill_grace`` from the stop, none once
+        hurried."""
+        set_at = self._flag.set_at
+        if self._flag.urgent.is_set() or set_at is None:
+            return 0.0
+        return max(0.0, set_at + self._settings.kill_grace - time.monotonic())
+
+    def _log_stop(self, step: str | None = None) -> None:
+        if not self._stop_logged:
+            self._stop_logged = True
+            reason = self._flag.reason
+            self._log.info(
+                "task_stopping",
+                reason=reason.value if reason else None,
+                detail=self._flag.detail,
+                step=step,
             )
 
     # ----------------------------------------------------------------- finish
 
-    def _report(
-        self, started: float, status: FinalStatus | None, outcome: Outcome | None
-    ) -> ExecutionResult:
-        if status is not None:
-            self._send_status(status)
-        return self._finish(started, outcome, status)
-
     def _send_status(self, status: FinalStatus) -> None:
         """The commit point: the longest retry budget, heartbeats still going."""
-        self._keep_beating()
         try:
             self._client.set_task_status(self.task_id, status)
         except TaskNotFoundError as exc:
@@ -358,14 +464,14 @@ class Execution:
         except TransientServiceError as exc:
             self._log.error("task_status_not_sent", error=exc.code, message=exc.message)
 
-    def _finish(
-        self, started: float, outcome: Outcome | None, status: FinalStatus | None
-    ) -> ExecutionResult:
+    def _finish(self, started: float, status: FinalStatus | None) -> ExecutionResult:
         """The one canonical ``task_finished`` line."""
+        reason = self._flag.reason
         if status is not None:
             label = status.status.value.lower()
         else:
-            label = self._reason.value if self._reason else "dropped"
+            label = reason.value if reason else "dropped"
+        outcome = self.outcome
         self._log.info(
             "task_finished",
             outcome=label,
@@ -373,6 +479,6 @@ class Execution:
             returncode=outcome.returncode if outcome else None,
             signal=outcome.signal if outcome else None,
             duration_s=round(time.monotonic() - started, 3),
-            detail=self._reason_detail or None,
+            detail=self._flag.detail or None,
         )
-        return ExecutionResult(outcome=label, status=status, reason=self._reason)
+        return ExecutionResult(outcome=label, status=status, reason=reason)

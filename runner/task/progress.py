@@ -1,12 +1,14 @@
 """The progress heartbeat of one task, and the lease it keeps.
 
 Owns: calling ReportTaskProgress every ``interval_s`` on the task's own
-``task-<digest>-progress`` thread, turning its answers into stop reasons
-(``canceled: true`` -> CANCELED; the task or pipeline gone -> LOST), and telling when
-the lease is lost: no report has succeeded for ``lease_timeout`` seconds.
+``task-<digest>-progress`` thread, from the ack until the final status is sent,
+turning its answers into stop reasons (``canceled: true`` -> CANCELED; the task or
+pipeline gone -> LOST), and telling when the lease runs out: ``lease_timeout``
+seconds after the last report that succeeded (or the ack).
 
 Must not: touch the task's process, or send a final status. It only reports what it
-learns through the ``on_stop`` callback; ``execution.py`` decides what to do.
+learns through the ``on_stop`` callback (the attempt's ``StopFlag.set``); the
+execution waits on its clocks, ``lease_deadline`` among them, and acts.
 
 Why its own thread: a task's output goes to files and slow uploads run elsewhere,
 so nothing the task does can starve its heartbeat, and the heartbeat goes on while
@@ -31,8 +33,7 @@ BEATS_PER_PROGRESS_TIMEOUT = 3
 
 
 class Progress:
-    """Made right after the ack. ``start`` (idempotent, from the execution's thread)
-    before the first step that may take long; ``stop`` after the final status."""
+    """Made and started right after the ack; ``stop`` after the final status."""
 
     def __init__(
         self,
@@ -42,7 +43,7 @@ class Progress:
         name: str,
         interval_s: float,
         lease_timeout_s: float,
-        on_stop: Callable[[StopReason, str], None],
+        on_stop: Callable[[StopReason, str], object],
         log: FilteringBoundLogger,
     ) -> None:
         self._client = client
@@ -56,8 +57,7 @@ class Progress:
         )
 
     def start(self) -> None:
-        """Start beating, if not yet started. The lease counts from the ack (when
-        this object was made), whenever the thread starts."""
+        """Start beating. The lease counts from the ack (when this object was made)."""
         self._heartbeat.start()
 
     def stop(self) -> None:
@@ -73,12 +73,10 @@ class Progress:
             )
             self._heartbeat.set_interval(self._interval_s)
 
-    def silent_for_s(self) -> float | None:
-        """Seconds since the last good report, when that is past the lease timeout;
-        ``None`` while the lease holds."""
-        last_good = self._heartbeat.last_success or self._acked_at
-        silent_s = time.monotonic() - last_good
-        return silent_s if silent_s > self._lease_timeout_s else None
+    def lease_deadline(self) -> float:
+        """``time.monotonic()`` at which the lease runs out unless a report lands:
+        ``lease_timeout`` after the last report that succeeded, or after the ack."""
+        return (self._heartbeat.last_success or self._acked_at) + self._lease_timeout_s
 
     def _beat(self) -> None:
         """One report. A retry never overruns the next beat (``deadline_s``)."""

@@ -85,7 +85,13 @@ def test_task_object_has_the_real_shape(dp: Any) -> None:
     assert attempt["@sphere"] == ["ATTEMPT"]
     assert attempt["@componentParent"] == ["Act"]
     instance_id = attempt["@instanceParent"][0]
-    assert {instance_id, "Act", "Default", "In", "Sched"} <= set(task["objects"])
+    # AWS's shape (API reference, PollForTask): inherited fields are flattened into
+    # the attempt; only the objects its other references name travel with it
+    assert set(task["objects"]) == {attempt_id, "In"}
+    assert attempt["scheduleType"] == ["ondemand"]  # set on Default
+    assert attempt["schedule"] == ["Sched"]
+    assert attempt["type"] == ["ShellCommandActivity"]
+    assert "parent" not in attempt
     assert fields_of(task["objects"]["In"])["directoryPath"] == ["s3://b/hello"]
     scheduled = attempt["@scheduledStartTime"][0]
     assert instance_id == f"@Act_{scheduled}"

@@ -1,36 +1,37 @@
-"""What ShellCommandActivity's S3 features need: staging, scripts, output and logs.
+"""The S3 side of the shell activities: scripts, staging, output delivery, Exists.
 
-Owns: reading the S3 side of a task into a ``StagingPlan`` (``scriptUri``, ``stage``,
-``input``/``output`` S3DataNodes, ``stdout``/``stderr``, ``pipelineLogUri``), and the
-steps around one attempt that use it:
+Owns: reading a task's S3 fields into ``S3Fields`` (``scriptUri``, ``stage``,
+``input``/``output`` S3DataNodes, ``stdout``/``stderr``), and the transfers that the
+activities put in their plans:
 
-    plan(task)                     before anything runs; bad shapes -> ActivityError
-    stage_in / fetch_script        before the spawn: INPUTn/OUTPUTn_STAGING_DIR, script
-    stage_out                      after a successful run: OUTPUTn folders -> S3
-    deliver_output                 after the run: StdOutput/StdError -> stdout/stderr
-    cleanup                        the staging folders go away
+    fetch_script       before the process: scriptUri -> the attempt's work folder
+    stage_in           before the process: INPUTn folders filled, OUTPUTn made
+    stage_out          after a successful process: OUTPUTn folders -> S3
+    deliver_output     after the process: StdOutput/StdError -> stdout/stderr
+    node_exists        the Exists precondition's check
+    cleanup            the staging folders go away (the execution calls it)
 
 Must not: call the Data Pipeline API, start processes or import boto3. Transfers and
-their errors belong to ``s3.py``; the order of the steps and the final status belong
-to ``execution.py``.
+their errors belong to ``aws/s3.py``; when each step runs, and what a stop does to it,
+belong to ``task/execution.py``. Every transfer takes the attempt's ``stop`` event,
+which ends a retry backoff at once.
 
-Why this way: the plan is pure and computed first, so a bad definition fails the
-attempt before a byte moves, and each step is a small function that the execution
-layer calls at its point of the lifecycle (Java runner: ``output/staging/..._input<N>``
-folders, removed after the task). The attempt's log upload is ``attemptlogs.py``'s.
+Why this way: the fields are read first and pure, so a bad definition fails the
+attempt before a byte moves; each transfer is a small function a plan step wraps
+(Java runner: ``output/staging/..._input<N>`` folders, removed after the task).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.activities.shell import shell_interpreter
 from runner.aws.s3 import S3, parse_s3_uri, relative_key_path
 from runner.errors import ActivityError, StagingError
-from runner.taskmodel import PipelineObject, Ref, Task
+from runner.taskmodel import AttemptPaths, PipelineObject, Ref, Task
 
 S3_DATA_NODE = "S3DataNode"
 _DIR_MODE = 0o700
@@ -56,7 +57,7 @@ class DataNode:
 
 
 @dataclass(frozen=True, slots=True)
-class StagingPlan:
+class S3Fields:
     """The S3 side of one task. ``stdout_uri``/``stderr_uri`` are s3:// URIs or
     absolute local paths; ``inputs``/``outputs`` are set only when ``stage`` is."""
 
@@ -66,10 +67,9 @@ class StagingPlan:
     stage: bool = False
     stdout_uri: str | None = None
     stderr_uri: str | None = None
-    log_uri: str | None = None
 
 
-def plan(task: Task) -> StagingPlan:
+def read(task: Task) -> S3Fields:
     """Read the task's S3 fields. Raises ``ActivityError`` (``InvalidField``,
     ``MissingField``, ``UnsupportedStaging``, ``S3InvalidUri``) for a bad shape."""
     script_uri = _s3_field(task, "scriptUri")
@@ -90,69 +90,82 @@ def plan(task: Task) -> StagingPlan:
                 "MissingField",
                 f"output {node.id!r}: staging an output needs 'directoryPath'",
             )
-    return StagingPlan(
+    return S3Fields(
         script_uri=script_uri,
         inputs=inputs,
         outputs=outputs,
         stage=stage,
         stdout_uri=_s3_field(task, "stdout", local_ok=True),
         stderr_uri=_s3_field(task, "stderr", local_ok=True),
-        log_uri=_s3_field(task, "pipelineLogUri"),
     )
 
 
-def stage_in(plan: StagingPlan, s3: S3, staging_root: Path) -> dict[str, str]:
-    """Download input ``n`` into ``staging_root/input<n>`` and create empty
-    ``output<n>`` folders; the ``INPUTn_STAGING_DIR``/``OUTPUTn_STAGING_DIR``
-    variables. ``{}`` when the plan does not stage. Raises ``StagingError``."""
-    if not plan.stage:
+def staging_env(fields: S3Fields, staging_root: Path) -> dict[str, str]:
+    """The ``INPUTn_STAGING_DIR``/``OUTPUTn_STAGING_DIR`` variables (``{}`` when the
+    task does not stage). Pure: ``stage_in`` makes the folders they name."""
+    if not fields.stage:
         return {}
-    env: dict[str, str] = {}
-    for n, node in enumerate(plan.inputs, start=1):
-        folder = _make_dir(staging_root / f"input{n}")
-        if node.file_path is not None:
-            s3.download_file(node.file_path, folder / _key_name(node.file_path))
-        else:
-            s3.download_prefix(node.uri, folder)
-        env[f"INPUT{n}_STAGING_DIR"] = str(folder)
-    for n, _ in enumerate(plan.outputs, start=1):
-        env[f"OUTPUT{n}_STAGING_DIR"] = str(_make_dir(staging_root / f"output{n}"))
+    env = {
+        f"INPUT{n}_STAGING_DIR": str(staging_root / f"input{n}")
+        for n in range(1, len(fields.inputs) + 1)
+    }
+    env.update(
+        (f"OUTPUT{n}_STAGING_DIR", str(staging_root / f"output{n}"))
+        for n in range(1, len(fields.outputs) + 1)
+    )
     return env
 
 
-def fetch_script(plan: StagingPlan, s3: S3, workdir: Path) -> list[str]:
-    """Download ``scriptUri`` into ``workdir``; the argv that runs it: ``[script]``
-    (mode 0700) when it starts with ``#!``, else ``[bash-or-sh, script]``."""
-    if plan.script_uri is None:
-        raise ActivityError("MissingField", "the task has no 'scriptUri'")
-    path = workdir / _key_name(plan.script_uri)
-    s3.download_file(plan.script_uri, path)
+def stage_in(
+    fields: S3Fields, s3: S3, staging_root: Path, stop: threading.Event
+) -> None:
+    """Download input ``n`` into ``staging_root/input<n>`` and create empty
+    ``output<n>`` folders (``staging_env`` names them). Raises ``StagingError``."""
+    for n, node in enumerate(fields.inputs, start=1):
+        folder = _make_dir(staging_root / f"input{n}")
+        if node.file_path is not None:
+            dest = folder / _key_name(node.file_path)
+            s3.download_file(node.file_path, dest, stop=stop)
+        else:
+            s3.download_prefix(node.uri, folder, stop=stop)
+    for n, _ in enumerate(fields.outputs, start=1):
+        _make_dir(staging_root / f"output{n}")
+
+
+def script_path(script_uri: str, workdir: Path) -> Path:
+    """Where ``fetch_script`` puts ``script_uri``: its name, in ``workdir``."""
+    return workdir / _key_name(script_uri)
+
+
+def fetch_script(script_uri: str, s3: S3, path: Path, stop: threading.Event) -> None:
+    """Download ``script_uri`` to ``path`` (mode 0700). Raises ``StagingError``."""
+    s3.download_file(script_uri, path, stop=stop)
     try:
-        with path.open("rb") as file:
-            shebang = file.read(2) == b"#!"
         path.chmod(_DIR_MODE)
     except OSError as exc:
-        raise StagingError("StagingIOError", f"{plan.script_uri}: {exc}") from exc
-    return [str(path)] if shebang else [shell_interpreter(), str(path)]
+        raise StagingError("StagingIOError", f"{script_uri}: {exc}") from exc
 
 
-def stage_out(plan: StagingPlan, s3: S3, staging_root: Path) -> None:
+def stage_out(
+    fields: S3Fields, s3: S3, staging_root: Path, stop: threading.Event
+) -> None:
     """After a successful run: upload ``output<n>`` to output ``n``'s
     ``directoryPath``, encrypted unless the node says NONE. Raises ``StagingError``."""
-    if not plan.stage:
-        return
-    for n, node in enumerate(plan.outputs, start=1):
-        s3.upload_dir(staging_root / f"output{n}", node.uri, sse=node.sse)
+    for n, node in enumerate(fields.outputs, start=1):
+        s3.upload_dir(staging_root / f"output{n}", node.uri, sse=node.sse, stop=stop)
 
 
-def deliver_output(plan: StagingPlan, s3: S3, stdout: Path, stderr: Path) -> None:
+def deliver_output(
+    fields: S3Fields, s3: S3, paths: AttemptPaths, stop: threading.Event
+) -> None:
     """Send StdOutput/StdError where ``stdout``/``stderr`` say: an s3:// URI gets an
     upload, a local path a copy (parents created). Raises ``StagingError``."""
-    for target, path in ((plan.stdout_uri, stdout), (plan.stderr_uri, stderr)):
+    pairs = ((fields.stdout_uri, paths.stdout), (fields.stderr_uri, paths.stderr))
+    for target, path in pairs:
         if target is None:
             continue
         if target.startswith("s3://"):
-            s3.upload_file(path, target)
+            s3.upload_file(path, target, stop=stop)
             continue
         try:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
@@ -175,12 +188,26 @@ def cleanup(staging_root: Path) -> None:
     shutil.rmtree(staging_root, ignore_errors=True)
 
 
-def exists_precondition(task: Task, s3: S3) -> bool:
-    """The ``Exists`` precondition: does the S3DataNode it guards exist (its key, or
-    any key under its folder)? The node is the S3DataNode whose ``precondition``
-    names this precondition, else the task's only S3DataNode. Raises
-    ``ActivityError`` when there is none, ``StagingError`` when S3 refuses."""
-    return s3.exists(_guarded_node(task).uri)
+def guarded_node(task: Task) -> DataNode:
+    """The S3DataNode the ``Exists`` precondition checks: the one whose
+    ``precondition`` names this precondition, else the task's only S3DataNode.
+    Raises ``ActivityError(MissingField)`` when there is none."""
+    own_ids = {obj.id for obj in task.lineage()}
+    nodes = [
+        o for o in task.objects.values() if task.get_str("type", o) == S3_DATA_NODE
+    ]
+    guarding = [
+        o
+        for o in nodes
+        if any(isinstance(v, Ref) and v.id in own_ids for v in o.values("precondition"))
+    ]
+    chosen = guarding or (nodes if len(nodes) == 1 else [])
+    if not chosen:
+        raise ActivityError(
+            "MissingField",
+            "Exists: cannot tell which S3DataNode this precondition checks",
+        )
+    return _s3_data_node(task, chosen[0], "node")
 
 
 def _s3_field(
@@ -239,25 +266,6 @@ def _s3_data_node(task: Task, obj: PipelineObject, role: str) -> DataNode:
         directory_path=directory_path,
         sse=encryption != "NONE",
     )
-
-
-def _guarded_node(task: Task) -> DataNode:
-    own_ids = {obj.id for obj in task.lineage()}
-    nodes = [
-        o for o in task.objects.values() if task.get_str("type", o) == S3_DATA_NODE
-    ]
-    guarding = [
-        o
-        for o in nodes
-        if any(isinstance(v, Ref) and v.id in own_ids for v in o.values("precondition"))
-    ]
-    chosen = guarding or (nodes if len(nodes) == 1 else [])
-    if not chosen:
-        raise ActivityError(
-            "MissingField",
-            "Exists: cannot tell which S3DataNode this precondition checks",
-        )
-    return _s3_data_node(task, chosen[0], "node")
 
 
 def _key_name(uri: str) -> str:
