@@ -236,13 +236,16 @@ def _components(
         log=log,
         session=session,
     )
-    # An attempt abandons a hung transfer on a stop; its thread ends within a read.
     s3 = S3(
-        region=settings.region,
-        log=log,
-        read_timeout_s=max(S3_MIN_READ_TIMEOUT_S, settings.kill_grace),
+        region=settings.region, log=log, read_timeout_s=_s3_read_timeout_s(settings)
     )
     return log, client, s3, work_dir
+
+
+def _s3_read_timeout_s(settings: Settings) -> float:
+    """An attempt abandons a hung transfer on a stop: its thread must end within a
+    read. A stopped attempt's log upload gets as long (one read)."""
+    return max(S3_MIN_READ_TIMEOUT_S, settings.kill_grace)
 
 
 def _worker(
@@ -268,6 +271,7 @@ def _worker(
             lease_timeout=settings.lease_timeout,
             kill_grace=settings.kill_grace,
             region=settings.region or client.region,
+            wind_down_s=_s3_read_timeout_s(settings),
         ),
         log=log,
     )

@@ -1,4 +1,4 @@
-"""Activities: tasks built by hand in the PollForTask wire shape, turned into Commands.
+"""Activities: tasks built by hand in the PollForTask wire shape, turned into plans.
 
 The produced argv is run for real where it matters (arguments arriving intact), so
 these tests prove behaviour rather than the shape of a list.
@@ -16,23 +16,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from runner.activities import (
     ActivityContext,
+    Plan,
+    Process,
     ShellCommandActivity,
     ShellCommandPrecondition,
     activity_for,
     attempt_timeout_s,
     component_ids,
     parse_period_s,
-    prepare,
+    plan,
     report_progress_timeout_s,
     safe_path_part,
     task_variables,
 )
 from runner.activities.ids import MAX_PART_BYTES
+from runner.aws.s3 import S3
 from runner.errors import ActivityError, SpawnError
-from runner.taskmodel import Command, Task
+from runner.taskmodel import AttemptPaths, Task
 
 PIPELINE_ID = "df-0937003356ZJEXAMPLE"
 COMPONENT_ID = "SayHello"
@@ -113,23 +117,37 @@ def shell_task(command: str, *args: str, **kw: Any) -> Task:
     return make_task(fields, **kw)
 
 
-def run(command: Command, cwd: Path) -> subprocess.CompletedProcess[bytes]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **command.env}
+def process(made: Plan) -> Process:
+    assert isinstance(made.main, Process)
+    return made.main
+
+
+def argv(made: Plan) -> tuple[str, ...]:
+    return tuple(process(made).argv())
+
+
+def run(made: Plan, cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **process(made).env}
     return subprocess.run(
-        command.argv, cwd=cwd, env=env, capture_output=True, timeout=10, check=False
+        argv(made), cwd=cwd, env=env, capture_output=True, timeout=10, check=False
     )
+
+
+def context(tmp_path: Path, region: str | None = None) -> ActivityContext:
+    paths = AttemptPaths(tmp_path / "attempt")
+    paths.workdir.mkdir(parents=True)
+    s3 = S3(region=region, log=structlog.get_logger())  # never called by planning
+    return ActivityContext(paths=paths, s3=s3, region=region)
 
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> ActivityContext:
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    return ActivityContext(workdir=workdir, region="eu-west-1")
+    return context(tmp_path, "eu-west-1")
 
 
 def error_of(task: Task, ctx: ActivityContext) -> ActivityError:
     with pytest.raises(ActivityError) as info:
-        prepare(task, ctx)
+        plan(task, ctx)
     return info.value
 
 
@@ -139,15 +157,16 @@ def error_of(task: Task, ctx: ActivityContext) -> ActivityError:
 def test_command_is_written_to_a_private_script_run_by_bash(
     ctx: ActivityContext,
 ) -> None:
-    command = prepare(shell_task("echo hello\necho 'it''s' \"done\""), ctx)
+    made = plan(shell_task("echo hello\necho 'it''s' \"done\""), ctx)
 
-    script = ctx.workdir / "command.sh"
-    assert command.argv == (shutil.which("bash") or "/bin/sh", str(script))
+    script = ctx.paths.workdir / "command.sh"
+    assert argv(made) == (shutil.which("bash") or "/bin/sh", str(script))
     assert script.read_text() == "echo hello\necho 'it''s' \"done\"\n"
     assert stat.S_IMODE(script.stat().st_mode) == 0o700
-    assert command.false_on_failure is False
-    assert command.timeout_s is None
-    result = run(command, ctx.workdir)
+    assert made.precondition is False
+    assert made.timeout_s is None
+    assert (made.before, made.after_success, made.deliver) == ((), (), ())
+    result = run(made, ctx.paths.workdir)
     assert result.returncode == 0
     assert result.stdout == b"hello\nits done\n"
 
@@ -156,13 +175,13 @@ def test_script_arguments_arrive_verbatim_as_argv(ctx: ActivityContext) -> None:
     args = ["two words", 'it\'s "quoted"', "$(rm -rf ~)", "`id`", "*", "", "a\nb"]
     printer = 'for a in "$@"; do printf "%s\\0" "$a"; done'
 
-    command = prepare(shell_task(printer, *args), ctx)
+    made = plan(shell_task(printer, *args), ctx)
 
-    assert command.argv[2:] == tuple(args)
-    script_text = (ctx.workdir / "command.sh").read_text()
+    assert argv(made)[2:] == tuple(args)
+    script_text = (ctx.paths.workdir / "command.sh").read_text()
     assert "rm -rf" not in script_text
     assert "two words" not in script_text
-    result = run(command, ctx.workdir)
+    result = run(made, ctx.paths.workdir)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split(b"\0")[:-1] == [arg.encode() for arg in args]
 
@@ -173,9 +192,9 @@ def test_environment_has_task_variables_and_region(ctx: ActivityContext) -> None
         extra={"Secret": [("*password", "hunter2")]},
     )
 
-    command = prepare(task, ctx)
+    made = plan(task, ctx)
 
-    assert command.env == {
+    assert process(made).env == {
         "DP_PIPELINE_ID": PIPELINE_ID,
         "DP_COMPONENT_ID": COMPONENT_ID,
         "DP_INSTANCE_ID": INSTANCE_ID,
@@ -186,17 +205,17 @@ def test_environment_has_task_variables_and_region(ctx: ActivityContext) -> None
         "AWS_REGION": "eu-west-1",
         "AWS_DEFAULT_REGION": "eu-west-1",
     }
-    assert not any(name.startswith("DP_RUNNER_") for name in command.env)
-    assert "hunter2" not in command.env.values()
-    result = run(command, ctx.workdir)
+    assert not any(name.startswith("DP_RUNNER_") for name in process(made).env)
+    assert "hunter2" not in process(made).env.values()
+    result = run(made, ctx.paths.workdir)
     assert result.stdout.decode() == f"{ATTEMPT_ID}|{COMPONENT_ID}|eu-west-1"
 
 
 def test_no_region_means_no_region_variables(tmp_path: Path) -> None:
-    command = prepare(shell_task("true"), ActivityContext(workdir=tmp_path))
+    made = plan(shell_task("true"), context(tmp_path))
 
-    assert "AWS_REGION" not in command.env
-    assert "AWS_DEFAULT_REGION" not in command.env
+    assert "AWS_REGION" not in process(made).env
+    assert "AWS_DEFAULT_REGION" not in process(made).env
 
 
 def test_fields_are_inherited_from_component_parent_and_default(
@@ -209,18 +228,18 @@ def test_fields_are_inherited_from_component_parent_and_default(
         extra={"Shared": [("scriptArgument", "x"), ("scriptArgument", "y")]},
     )
 
-    command = prepare(task, ctx)
+    made = plan(task, ctx)
 
-    assert command.argv[2:] == ("x", "y")
-    assert command.timeout_s == 7200.0
-    assert (ctx.workdir / "command.sh").read_text() == "echo from-default\n"
+    assert argv(made)[2:] == ("x", "y")
+    assert made.timeout_s == 7200.0
+    assert (ctx.paths.workdir / "command.sh").read_text() == "echo from-default\n"
 
 
 def test_prepare_again_replaces_the_script(ctx: ActivityContext) -> None:
-    prepare(shell_task("echo a much longer first command"), ctx)
-    prepare(shell_task("echo b"), ctx)
+    plan(shell_task("echo a much longer first command"), ctx)
+    plan(shell_task("echo b"), ctx)
 
-    assert (ctx.workdir / "command.sh").read_text() == "echo b\n"
+    assert (ctx.paths.workdir / "command.sh").read_text() == "echo b\n"
 
 
 def test_a_symlink_planted_as_the_script_is_not_followed(
@@ -228,14 +247,14 @@ def test_a_symlink_planted_as_the_script_is_not_followed(
 ) -> None:
     target = tmp_path / "victim"
     target.write_text("keep me")
-    (ctx.workdir / "command.sh").symlink_to(target)
+    (ctx.paths.workdir / "command.sh").symlink_to(target)
 
     with pytest.raises(SpawnError, match=r"command\.sh"):
-        prepare(shell_task("echo owned"), ctx)
+        plan(shell_task("echo owned"), ctx)
     assert target.read_text() == "keep me"
 
 
-def test_script_uri_is_left_to_the_execution_to_download(
+def test_script_uri_is_fetched_by_a_step_before_the_process(
     ctx: ActivityContext,
 ) -> None:
     task = make_task(
@@ -246,14 +265,18 @@ def test_script_uri_is_left_to_the_execution_to_download(
         ]
     )
 
-    command = prepare(task, ctx)
+    made = plan(task, ctx)
 
-    assert command.script_uri == "s3://bucket/scripts/check.sh"
-    assert command.argv == ()
-    assert command.timeout_s == 600.0
-    assert command.false_on_failure is True
-    assert command.env["DP_ATTEMPT_ID"] == ATTEMPT_ID
-    assert list(ctx.workdir.iterdir()) == []
+    assert [step.name for step in made.before] == ["fetch_script"]
+    assert made.timeout_s == 600.0
+    assert made.precondition is True
+    assert process(made).env["DP_ATTEMPT_ID"] == ATTEMPT_ID
+    assert list(ctx.paths.workdir.iterdir()) == []  # nothing fetched while planning
+    fetched = ctx.paths.workdir / "check.sh"  # what the step writes, then runs
+    fetched.write_text("#!/bin/sh\nexit 0\n")
+    assert argv(made) == (str(fetched),)
+    fetched.write_text("exit 0\n")
+    assert argv(made) == (shutil.which("bash") or "/bin/sh", str(fetched))
 
 
 def test_precondition_runs_the_same_way_and_fails_as_false(
@@ -261,11 +284,11 @@ def test_precondition_runs_the_same_way_and_fails_as_false(
 ) -> None:
     task = make_task([("type", "ShellCommandPrecondition"), ("command", "exit 3")])
 
-    command = prepare(task, ctx)
+    made = plan(task, ctx)
 
     assert isinstance(activity_for(task), ShellCommandPrecondition)
-    assert command.false_on_failure is True
-    assert run(command, ctx.workdir).returncode == 3
+    assert made.precondition is True
+    assert run(made, ctx.paths.workdir).returncode == 3
 
 
 def test_activity_type_is_chosen_by_type_field() -> None:
@@ -359,7 +382,7 @@ def test_bad_definitions_fail_with_a_named_error(
 
     assert error.error_id == error_id
     assert words in error.message
-    assert not (ctx.workdir / "command.sh").exists()
+    assert not (ctx.paths.workdir / "command.sh").exists()
 
 
 def test_task_without_attempt_object_fails(ctx: ActivityContext) -> None:
@@ -503,7 +526,7 @@ def test_hostile_ids_become_safe_folder_names(tmp_path: Path) -> None:
 
 def test_python_is_not_required_to_run_the_script(ctx: ActivityContext) -> None:
     """The argv runs on its own: no interpreter of ours sits in between."""
-    command = prepare(shell_task("echo $0"), ctx)
+    made = plan(shell_task("echo $0"), ctx)
 
-    assert sys.executable not in command.argv
-    assert run(command, ctx.workdir).stdout.decode().strip().endswith("command.sh")
+    assert sys.executable not in argv(made)
+    assert run(made, ctx.paths.workdir).stdout.decode().strip().endswith("command.sh")

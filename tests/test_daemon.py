@@ -178,7 +178,7 @@ def test_lost_lease_kills_tree_without_status(
     runner = spawn_runner()
     pids = wait_tree(pid_file)
     service.faults.add("ReportTaskProgress", error="drop", times=None)
-    event = runner.wait_event("task_finished", outcome="lost", timeout=20)
+    event = runner.wait_event("task_finished", outcome="lease_expired", timeout=20)
     assert "no heartbeat" in event["detail"]
     assert_all_gone(pids)
     assert statuses_sent(service) == []

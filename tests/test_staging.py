@@ -1,4 +1,5 @@
-"""runner.task.staging: plans from hand-built tasks, transfers against moto (HTTP)."""
+"""activities.staging and attempt-log uploads: fields read from hand-built tasks,
+transfers against moto over HTTP, and a silent endpoint for stops."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import socket
 import stat
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,12 +17,17 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from runner.activities import staging
+from runner.activities.shell import script_argv
+from runner.aws.retries import RetryPolicy
 from runner.aws.s3 import S3
 from runner.errors import ActivityError, StagingError
-from runner.task import attemptlogs, staging
-from runner.taskmodel import FieldValue, PipelineObject, Ref, Task
+from runner.task import attemptlogs
+from runner.taskmodel import AttemptPaths, FieldValue, PipelineObject, Ref, Task
 
 ATTEMPT = "@Act_2024-01-01T00:00:00_Attempt=1"
+#: What transfers wait on when nothing stops them.
+NEVER = threading.Event()
 
 
 def obj(obj_id: str, **fields: FieldValue | list[FieldValue]) -> PipelineObject:
@@ -58,10 +65,10 @@ def run(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
     return done.stdout
 
 
-# plan: pure
+# fields: pure
 
 
-def test_plan_reads_every_s3_field_and_inherits_the_log_uri_from_default() -> None:
+def test_read_takes_every_s3_field_and_the_log_uri_inherits_from_default() -> None:
     task = make_task(
         node("In", filePath="s3://b/in/data.csv", s3EncryptionType="NONE"),
         node("Out", directoryPath="s3://b/out"),
@@ -73,25 +80,38 @@ def test_plan_reads_every_s3_field_and_inherits_the_log_uri_from_default() -> No
         stdout="s3://b/stdout.txt",
         stderr="/var/log/err.txt",
     )
-    plan = staging.plan(task)
-    assert plan.script_uri == "s3://b/script.sh"
-    assert plan.stage
-    assert [(n.id, n.file_path, n.sse) for n in plan.inputs] == [
+    fields = staging.read(task)
+    assert fields.script_uri == "s3://b/script.sh"
+    assert fields.stage
+    assert [(n.id, n.file_path, n.sse) for n in fields.inputs] == [
         ("In", "s3://b/in/data.csv", False)
     ]
-    assert [(n.id, n.uri, n.sse) for n in plan.outputs] == [
+    assert [(n.id, n.uri, n.sse) for n in fields.outputs] == [
         ("Out", "s3://b/out/", True)
     ]
-    assert (plan.stdout_uri, plan.stderr_uri) == (
+    assert (fields.stdout_uri, fields.stderr_uri) == (
         "s3://b/stdout.txt",
         "/var/log/err.txt",
     )
-    assert plan.log_uri == "s3://logs/dp/"
+    assert attemptlogs.log_uri(task, structlog.get_logger()) == "s3://logs/dp/"
+    assert staging.staging_env(fields, Path("/s")) == {
+        "INPUT1_STAGING_DIR": "/s/input1",
+        "OUTPUT1_STAGING_DIR": "/s/output1",
+    }
 
 
-def test_plan_without_stage_ignores_data_nodes() -> None:
+def test_read_without_stage_ignores_data_nodes() -> None:
     task = make_task(obj("Sql", type="SqlDataNode"), command="true", input=Ref("Sql"))
-    assert staging.plan(task) == staging.StagingPlan()
+    assert staging.read(task) == staging.S3Fields()
+    assert staging.staging_env(staging.read(task), Path("/s")) == {}
+
+
+def test_a_bad_pipeline_log_uri_is_skipped_with_a_warning() -> None:
+    task = make_task(pipelineLogUri="https://not-s3/logs")
+    with capture_logs() as logs:
+        assert attemptlogs.log_uri(task, structlog.get_logger()) is None
+    assert [e["event"] for e in logs] == ["pipeline_log_uri_invalid"]
+    assert staging.read(task) == staging.S3Fields()  # the task itself is fine
 
 
 @pytest.mark.parametrize(
@@ -110,7 +130,7 @@ def test_plan_without_stage_ignores_data_nodes() -> None:
         ({"scriptUri": "https://example/s.sh"}, (), "S3InvalidUri"),
     ],
 )
-def test_plan_refuses_bad_shapes(
+def test_read_refuses_bad_shapes(
     fields: dict[str, Any], others: tuple[str, ...], error_id: str
 ) -> None:
     extra = []
@@ -119,11 +139,17 @@ def test_plan_refuses_bad_shapes(
     elif others == ("F", "file"):
         extra.append(node("F", filePath="s3://b/f.txt"))
     with pytest.raises(ActivityError) as info:
-        staging.plan(make_task(*extra, **fields))
+        staging.read(make_task(*extra, **fields))
     assert info.value.error_id == error_id
 
 
 # transfers against moto
+
+
+def fetch(s3: S3, uri: str, workdir: Path) -> list[str]:
+    path = staging.script_path(uri, workdir)
+    staging.fetch_script(uri, s3, path, NEVER)
+    return script_argv(path)
 
 
 def test_script_with_a_shebang_is_exec_d_directly(
@@ -131,8 +157,7 @@ def test_script_with_a_shebang_is_exec_d_directly(
 ) -> None:
     body = b'#!/bin/sh\necho shebang-ran "$0"\n'
     s3_admin.put_object(Bucket=s3_bucket, Key="scripts/run.sh", Body=body)
-    plan = staging.plan(make_task(scriptUri=f"s3://{s3_bucket}/scripts/run.sh"))
-    argv = staging.fetch_script(plan, s3, tmp_path)
+    argv = fetch(s3, f"s3://{s3_bucket}/scripts/run.sh", tmp_path)
     assert argv == [str(tmp_path / "run.sh")]
     assert stat.S_IMODE((tmp_path / "run.sh").stat().st_mode) == 0o700
     assert run(argv, tmp_path).strip() == f"shebang-ran {tmp_path / 'run.sh'}"
@@ -143,8 +168,7 @@ def test_script_without_a_shebang_runs_with_bash(
 ) -> None:
     body = b'echo "bash=${BASH_VERSION:+yes}"\n'
     s3_admin.put_object(Bucket=s3_bucket, Key="plain", Body=body)
-    plan = staging.plan(make_task(scriptUri=f"s3://{s3_bucket}/plain"))
-    argv = staging.fetch_script(plan, s3, tmp_path)
+    argv = fetch(s3, f"s3://{s3_bucket}/plain", tmp_path)
     assert argv[0].endswith("bash")
     assert argv[1:] == [str(tmp_path / "plain")]
     assert run(argv, tmp_path).strip() == "bash=yes"
@@ -153,9 +177,8 @@ def test_script_without_a_shebang_runs_with_bash(
 def test_missing_script_names_the_object(
     s3: S3, s3_bucket: str, tmp_path: Path
 ) -> None:
-    plan = staging.plan(make_task(scriptUri=f"s3://{s3_bucket}/nope.sh"))
     with pytest.raises(StagingError) as info:
-        staging.fetch_script(plan, s3, tmp_path)
+        fetch(s3, f"s3://{s3_bucket}/nope.sh", tmp_path)
     assert info.value.error_id == "S3NoSuchKey"
     assert f"s3://{s3_bucket}/nope.sh" in info.value.message
 
@@ -176,9 +199,10 @@ def test_staging_in_and_out_with_a_file_node_and_a_nested_directory_node(
         input=[Ref("File"), Ref("Tree")],
         output=[Ref("Out"), Ref("Plain")],
     )
-    plan = staging.plan(task)
+    fields = staging.read(task)
     root = tmp_path / "staging"
-    env = staging.stage_in(plan, s3, root)
+    env = staging.staging_env(fields, root)
+    staging.stage_in(fields, s3, root, NEVER)
     assert sorted(env) == [
         "INPUT1_STAGING_DIR",
         "INPUT2_STAGING_DIR",
@@ -197,7 +221,7 @@ def test_staging_in_and_out_with_a_file_node_and_a_nested_directory_node(
         '"$OUTPUT2_STAGING_DIR/n/"'
     )
     run(["sh", "-c", command], tmp_path, env)
-    staging.stage_out(plan, s3, root)
+    staging.stage_out(fields, s3, root, NEVER)
 
     keys = {o["Key"] for o in s3_admin.list_objects_v2(Bucket=b)["Contents"]}
     assert {"out/run1/top.txt", "out/run1/x/y/deep.txt", "plain/n/data.csv"} <= keys
@@ -220,7 +244,7 @@ def test_staging_a_traversal_key_fails_and_writes_nothing_outside(
         input=Ref("Tree"),
     )
     with pytest.raises(StagingError) as info:
-        staging.stage_in(staging.plan(task), s3, tmp_path / "staging")
+        staging.stage_in(staging.read(task), s3, tmp_path / "staging", NEVER)
     assert info.value.error_id == "S3PathTraversal"
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
@@ -228,37 +252,36 @@ def test_staging_a_traversal_key_fails_and_writes_nothing_outside(
 def test_stdout_and_stderr_go_to_s3_and_to_a_local_path(
     s3: S3, s3_bucket: str, s3_admin: Any, tmp_path: Path
 ) -> None:
-    out, err = tmp_path / "StdOutput", tmp_path / "StdError"
-    out.write_text("the output\n")
-    err.write_text("the errors\n")
+    paths = AttemptPaths(tmp_path)
+    paths.stdout.write_text("the output\n")
+    paths.stderr.write_text("the errors\n")
     local = tmp_path / "delivered" / "nested" / "err.txt"
     task = make_task(stdout=f"s3://{s3_bucket}/logs/out.txt", stderr=str(local))
-    staging.deliver_output(staging.plan(task), s3, out, err)
+    staging.deliver_output(staging.read(task), s3, paths, NEVER)
     got = s3_admin.get_object(Bucket=s3_bucket, Key="logs/out.txt")
     assert got["Body"].read() == b"the output\n"
     assert got["ServerSideEncryption"] == "AES256"
     assert local.read_text() == "the errors\n"
 
 
+def attempt_task(*others: PipelineObject, attempt: str = ATTEMPT) -> Task:
+    fields: tuple[tuple[str, FieldValue], ...] = (
+        ("@componentParent", Ref("Act")),
+        ("@instanceParent", Ref("@Act_2024-01-01T00:00:00")),
+    )
+    head = PipelineObject(id=attempt, name=attempt, fields=fields)
+    objects = {o.id: o for o in (head, *others)}
+    return Task(task_id="t", pipeline_id="df-1", attempt_id=attempt, objects=objects)
+
+
 def test_attempt_logs_land_under_the_pipeline_log_uri(
     s3: S3, s3_bucket: str, s3_admin: Any, tmp_path: Path
 ) -> None:
-    files = []
-    for name in ("StdOutput", "StdError", "runner.log"):
-        (tmp_path / name).write_text(name)
-        files.append(tmp_path / name)
-    task = make_task(obj("Default", pipelineLogUri=f"s3://{s3_bucket}/dp-logs"))
-    ok = attemptlogs.upload_attempt_logs(
-        staging.plan(task),
-        s3,
-        [*files, tmp_path / "never-written"],
-        pipeline_id="df-1",
-        component_id="Act",
-        instance_id="@Act_2024-01-01T00:00:00",
-        attempt_id="../../escape",
-        deadline_s=10,
-    )
-    assert ok
+    paths = AttemptPaths(tmp_path)
+    for path in (paths.stdout, paths.stderr, tmp_path / attemptlogs.RUNNER_LOG_NAME):
+        path.write_text(path.name)
+    task = attempt_task(attempt="../../escape")
+    attemptlogs.upload(task, s3, paths, f"s3://{s3_bucket}/dp-logs", NEVER)
     keys = sorted(
         o["Key"] for o in s3_admin.list_objects_v2(Bucket=s3_bucket)["Contents"]
     )
@@ -270,32 +293,22 @@ def test_attempt_logs_land_under_the_pipeline_log_uri(
     assert [k.rsplit("/", 1)[1] for k in keys] == [
         "StdError",
         "StdOutput",
-        "runner.log",
+        "TaskRunner.log",
     ]
 
 
-def test_attempt_log_upload_to_a_missing_bucket_returns_false_without_raising(
+def test_attempt_log_upload_to_a_missing_bucket_raises_once_every_file_was_tried(
     s3: S3, tmp_path: Path
 ) -> None:
-    (tmp_path / "StdOutput").write_text("x")
-    task = make_task(pipelineLogUri="s3://no-such-log-bucket/x")
-    started = time.monotonic()
-    with capture_logs() as logs:
-        ok = attemptlogs.upload_attempt_logs(
-            staging.plan(task),
-            s3,
-            [tmp_path / "StdOutput"],
-            pipeline_id="df-1",
-            component_id="c",
-            instance_id="i",
-            attempt_id="a",
-            deadline_s=5,
-            log=structlog.get_logger(),
+    paths = AttemptPaths(tmp_path)
+    paths.stdout.write_text("x")
+    paths.stderr.write_text("y")
+    with capture_logs() as logs, pytest.raises(StagingError) as info:
+        attemptlogs.upload(
+            attempt_task(), s3, paths, "s3://no-such-log-bucket/x", NEVER
         )
-    assert not ok
-    assert time.monotonic() - started < 5
-    failed = [e for e in logs if e["event"] == "attempt_log_upload_failed"]
-    assert failed[0]["error_id"] == "S3NoSuchBucket"
+    assert info.value.error_id == "S3NoSuchBucket"
+    assert not [e for e in logs if e["event"] == "s3_retry_scheduled"]  # permanent
 
 
 @pytest.fixture
@@ -311,25 +324,36 @@ def silent_endpoint(
         yield endpoint
 
 
-def test_attempt_log_upload_is_bounded_by_its_deadline(
+def test_a_hung_transfer_ends_soon_after_its_stop(
     silent_endpoint: str, tmp_path: Path
 ) -> None:
-    s3 = S3(region=None, log=structlog.get_logger())
-    (tmp_path / "StdOutput").write_text("x")
-    task = make_task(pipelineLogUri="s3://logs/x")
-    started = time.monotonic()
-    ok = attemptlogs.upload_attempt_logs(
-        staging.plan(task),
-        s3,
-        [tmp_path / "StdOutput"],
-        pipeline_id="df-1",
-        component_id="c",
-        instance_id="i",
-        attempt_id="a",
-        deadline_s=0.5,
+    """The invariant behind abandoning a step: the thread left behind ends within
+    about one read timeout of the stop, because the stop ends the retries."""
+    patient = RetryPolicy(
+        attempts=100, budget_s=60.0, wait_initial_s=0.01, wait_max_s=0.05
     )
-    assert not ok
-    assert time.monotonic() - started < 2
+    s3 = S3(region=None, log=structlog.get_logger(), read_timeout_s=0.5, policy=patient)
+    (tmp_path / "StdOutput").write_text("x")
+    stop = threading.Event()
+    ended = threading.Event()
+    errors: list[StagingError] = []
+
+    def upload() -> None:
+        try:
+            s3.upload_file(tmp_path / "StdOutput", "s3://logs/x", stop=stop)
+        except StagingError as exc:
+            errors.append(exc)
+        finally:
+            ended.set()
+
+    threading.Thread(target=upload, daemon=True).start()
+    assert not ended.wait(1.5)  # retried, not given up: only the stop ends it
+    stop.set()
+    started = time.monotonic()
+    assert ended.wait(5)
+    assert time.monotonic() - started < 1.5
+    assert errors
+    assert errors[0].error_id == "S3Error"
 
 
 def test_cleanup_removes_folders_the_task_made_unreadable(tmp_path: Path) -> None:
@@ -346,29 +370,20 @@ def test_cleanup_removes_folders_the_task_made_unreadable(tmp_path: Path) -> Non
     assert outside.exists()
 
 
-def test_exists_precondition_checks_the_guarded_node(
-    s3: S3, s3_bucket: str, s3_admin: Any
-) -> None:
-    def precondition_task(path_field: str, uri: str) -> Task:
+def test_exists_checks_the_guarded_node(s3: S3, s3_bucket: str, s3_admin: Any) -> None:
+    def exists(path_field: str, uri: str) -> bool:
         guarded = node("Node", precondition=Ref("Ready"), **{path_field: uri})
         other = node("Other", filePath=f"s3://{s3_bucket}/other")
-        return make_task(
+        task = make_task(
             guarded,
             other,
             obj("Ready", type="Exists"),
             **{"@componentParent": Ref("Ready")},
         )
+        return s3.exists(staging.guarded_node(task).uri)
 
-    assert not staging.exists_precondition(
-        precondition_task("filePath", f"s3://{s3_bucket}/ready/_SUCCESS"), s3
-    )
+    assert not exists("filePath", f"s3://{s3_bucket}/ready/_SUCCESS")
     s3_admin.put_object(Bucket=s3_bucket, Key="ready/_SUCCESS", Body=b"")
-    assert staging.exists_precondition(
-        precondition_task("filePath", f"s3://{s3_bucket}/ready/_SUCCESS"), s3
-    )
-    assert staging.exists_precondition(
-        precondition_task("directoryPath", f"s3://{s3_bucket}/ready"), s3
-    )
-    assert not staging.exists_precondition(
-        precondition_task("directoryPath", f"s3://{s3_bucket}/rea"), s3
-    )
+    assert exists("filePath", f"s3://{s3_bucket}/ready/_SUCCESS")
+    assert exists("directoryPath", f"s3://{s3_bucket}/ready")
+    assert not exists("directoryPath", f"s3://{s3_bucket}/rea")

@@ -25,8 +25,9 @@ progress heartbeat starts at the ack and beats until the final status is sent.
 Every wait blocks on the flag: a transfer or a check runs on a ``StepThread`` that a
 stop abandons at once; the process is waited for through its pidfd, which the flag
 wakes, and its tree is killed. The attempt's own clocks (attemptTimeout, the lease)
-are deadlines of those waits, so nothing polls. A stopped attempt winds down within
-``kill_grace`` of the stop (its tree, then its logs); ``hurry`` ends that at once.
+are deadlines of those waits, so nothing polls. A stopped attempt winds down in
+bounded time: its tree gets ``kill_grace`` after TERM, then its output and logs get
+``wind_down_s``; ``hurry`` (the second signal) ends both at once.
 
 This module runs no process, makes no HTTP call and moves no byte itself: the plan's
 steps do, ``Supervisor`` owns the tree, ``Client`` the API. It catches ``Exception``
@@ -56,9 +57,9 @@ from runner.errors import (
     TransientServiceError,
 )
 from runner.supervisor import Supervisor, task_environment
-from runner.task import attemptlogs
+from runner.task import attemptlogs, references
 from runner.task.progress import Progress
-from runner.task.stepthread import StepThread
+from runner.task.steps import StepRunner, Stopped
 from runner.task.stopflag import StopFlag
 from runner.task.verdict import final_status
 from runner.taskmodel import (
@@ -83,6 +84,9 @@ class ExecutionSettings:
     lease_timeout: float
     kill_grace: float
     region: str | None
+    #: How long a stopped attempt may still spend delivering its output and
+    #: uploading its logs (``cli``: one S3 read timeout, max(1 s, kill_grace)).
+    wind_down_s: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +96,6 @@ class ExecutionResult:
     outcome: str
     status: FinalStatus | None
     reason: StopReason | None
-
-
-class _Stopped(Exception):  # noqa: N818 - control flow inside this module only
-    """The stop flag was set while the attempt waited: leave the work phase."""
 
 
 class Execution:
@@ -127,8 +127,7 @@ class Execution:
         self._flag = StopFlag()
         self._progress: Progress | None = None
         self._attempt_log: attemptlogs.AttemptLog | None = None
-        self._timeout_at: float | None = None
-        self._stop_logged = False
+        self._steps: StepRunner | None = None
         self.outcome: Outcome | None = None
         self.supervisor: Supervisor | None = None
 
@@ -205,16 +204,34 @@ class Execution:
         try:
             task = self._parse()
             paths = self._open_attempt(task)
-            task, plan = self._plan(task, paths)
+            steps = self._steps = self._step_runner()
+            ctx = activities.ActivityContext(
+                paths=paths,
+                s3=self._s3,
+                stop=self._flag.event,
+                region=self._settings.region,
+            )
+            task, plan = references.plan(
+                task, self._raw, ctx, fetch=self._fetcher(steps), log=self._log
+            )
             if plan.timeout_s:
-                self._timeout_at = started + plan.timeout_s
-            self._work(plan, paths)
+                steps.timeout_at = started + plan.timeout_s
+            self._work(plan, paths, steps)
         except (ActivityError, SpawnError) as exc:
             error = exc
-        except _Stopped:
+        except Stopped:
             pass
         if task is not None and paths is not None:
             self._wind_down(task, plan, paths)
+        return self._verdict(task, plan, paths, error)
+
+    def _verdict(
+        self,
+        task: Task | None,
+        plan: activities.Plan | None,
+        paths: AttemptPaths | None,
+        error: ActivityError | SpawnError | None,
+    ) -> FinalStatus | None:
         succeeded = self.outcome is not None and self.outcome.succeeded and not error
         secrets = task.secrets() if task is not None else []
         if error is not None and self._flag.reason is None:
@@ -259,66 +276,54 @@ class Execution:
         self._log = self._attempt_log.bind(self._log)
         return paths
 
-    def _plan(self, task: Task, paths: AttemptPaths) -> tuple[Task, activities.Plan]:
-        """The activity's plan. AWS flattens every inherited field into the attempt,
-        so the task is first read as it came; only when a required field is missing
-        and the task names objects it does not carry are they fetched (once, with
-        DescribeObjects), and the plan made again."""
-        ctx = activities.ActivityContext(
-            paths=paths,
-            s3=self._s3,
-            stop=self._flag.event,
-            region=self._settings.region,
-        )
-        try:
-            return task, activities.plan(task, ctx)
-        except ActivityError as exc:
-            missing = task.missing_refs()
-            if exc.error_id != "MissingField" or not missing:
-                raise
-        task = self._fetch(task, missing)
-        return task, activities.plan(task, ctx)
-
-    def _fetch(self, task: Task, missing: list[str]) -> Task:
-        """``task`` with the objects it names but does not carry, fetched."""
+    def _fetcher(self, steps: StepRunner) -> references.Fetch:
+        """DescribeObjects for one attempt, as a step under its stop flag."""
         events = (self._flag.event,)
-        try:
-            fetched = self._step(
+
+        def fetch(pipeline_id: str, ids: list[str]) -> list[dict[str, Any]]:
+            return steps.step(
                 "describe_objects",
                 lambda: self._client.describe_objects(
-                    task.pipeline_id, missing, interrupt=events
+                    pipeline_id, ids, interrupt=events
                 ),
             )
-        except ServiceError as exc:
-            raise ActivityError(
-                "UnresolvedReference",
-                f"a required field is missing and the objects the task refers to "
-                f"({', '.join(missing[:5])}) could not be fetched: {exc.code}",
-            ) from exc
-        objects = dict(self._raw.get("objects") or {})
-        objects.update({str(obj["id"]): obj for obj in fetched})
-        self._log.info("task_objects_fetched", count=len(fetched))
-        return Task.from_wire({**self._raw, "objects": objects})
 
-    def _work(self, plan: activities.Plan, paths: AttemptPaths) -> None:
+        return fetch
+
+    def _step_runner(self) -> StepRunner:
+        assert self._progress is not None  # noqa: S101 - made at the ack
+        return StepRunner(
+            flag=self._flag,
+            progress=self._progress,
+            name=f"task-{self.digest}",
+            kill_grace=self._settings.kill_grace,
+            wind_down_s=self._settings.wind_down_s,
+            log=self._log,
+        )
+
+    def _work(
+        self, plan: activities.Plan, paths: AttemptPaths, steps: StepRunner
+    ) -> None:
         """The before steps, the main step, and after a success the after steps."""
         for step in plan.before:
-            self._step(step.name, step.run)
+            steps.step(step.name, step.run)
         began = time.monotonic()
         if isinstance(plan.main, activities.Check):
-            holds = self._step(plan.main.name, plan.main.holds)
+            holds = steps.step(plan.main.name, plan.main.holds)
             self.outcome = Outcome(0 if holds else 1, None, time.monotonic() - began)
         else:
-            self.outcome = self._run_process(plan.main, paths)
+            self.outcome = self._run_process(plan.main, paths, steps)
         if self.outcome.succeeded and not self._flag.is_set():
             for step in plan.after_success:
-                self._step(step.name, step.run)
+                steps.step(step.name, step.run)
 
-    def _run_process(self, main: activities.Process, paths: AttemptPaths) -> Outcome:
+    def _run_process(
+        self, main: activities.Process, paths: AttemptPaths, steps: StepRunner
+    ) -> Outcome:
         """Spawn the one process (unless a stop came first) and supervise it."""
         argv = main.argv()
         if self._flag.is_set():
-            raise _Stopped
+            raise Stopped
         self.supervisor = child = Supervisor.spawn(
             argv,
             cwd=paths.workdir,
@@ -329,43 +334,13 @@ class Execution:
             log=self._log,
         )
         self._log.info("task_started", pid=child.pid)
-        remove = self._flag.add_waker(child.interrupt_wait)
-        try:
-            while True:
-                outcome = child.wait_exit(self._until_next_clock())
-                if outcome is not None:
-                    child.kill_leftovers(self._settings.kill_grace)
-                    return outcome
-                self._check_clocks()
-                if self._flag.is_set():
-                    self._log_stop()
-                    return child.terminate(self._grace_left(), self._flag.urgent)
-        finally:
-            remove()
-
-    def _step(self, name: str, fn: Callable[[], T]) -> T:
-        """Run ``fn`` on a step thread and wait for it under the flag and the
-        clocks: its value, its error, or ``_Stopped`` (the thread is abandoned)."""
-        if self._flag.is_set():
-            raise _Stopped
-        step = StepThread(fn, name=f"task-{self.digest}-{name}")
-        remove = self._flag.add_waker(step.done.set)
-        try:
-            step.start()
-            while not step.done.wait(self._until_next_clock()):
-                self._check_clocks()
-        finally:
-            remove()
-        if self._flag.is_set():
-            self._log_stop(step=name)
-            raise _Stopped
-        return step.result()
+        return steps.supervise(child)
 
     def _wind_down(
         self, task: Task, plan: activities.Plan | None, paths: AttemptPaths
     ) -> None:
-        """Deliver the output and upload the logs, within ``UPLOAD_BUDGET_S``, or
-        within the stop's grace once the flag is set; clean up. Never raises."""
+        """Deliver the output and upload the logs (``StepRunner.wind_down``: a
+        budget, shorter once stopped); clean the staging folders. Never raises."""
         steps = list(plan.deliver) if plan is not None else []
         uri = attemptlogs.log_uri(task, self._log)
         if uri is not None:
@@ -376,80 +351,9 @@ class Execution:
                     lambda: attemptlogs.upload(task, self._s3, paths, uri, event),
                 )
             )
-        deadline = time.monotonic() + attemptlogs.UPLOAD_BUDGET_S
-        for step in steps:
-            self._wind_down_step(step, deadline)
+        if self._steps is not None:
+            self._steps.wind_down(steps, attemptlogs.UPLOAD_BUDGET_S)
         staging.cleanup(paths.staging)
-
-    def _wind_down_step(self, step: activities.Transfer, deadline: float) -> None:
-        """One wind-down step, until ``deadline``; a stop abandons it, and once
-        stopped, the stop's grace bounds it and only ``hurry`` abandons it."""
-        stopped = self._flag.is_set()
-        budget_s = deadline - time.monotonic()
-        if stopped:
-            budget_s = min(budget_s, self._grace_left())
-        if budget_s <= 0:
-            self._log.warning("task_step_skipped", step=step.name, stopped=stopped)
-            return
-        thread = StepThread(step.run, name=f"task-{self.digest}-{step.name}")
-        remove = self._flag.add_waker(thread.done.set, urgent=stopped)
-        try:
-            thread.start()
-            thread.done.wait(max(0.0, budget_s))
-        finally:
-            remove()
-        if not thread.ended:
-            self._log.warning("task_step_abandoned", step=step.name, stopped=stopped)
-        elif thread.error is not None:
-            error = thread.error
-            self._log.warning(
-                "task_step_failed",
-                step=step.name,
-                error_id=getattr(error, "error_id", type(error).__name__),
-                error=str(error),
-            )
-
-    # ----------------------------------------------------------------- clocks
-
-    def _until_next_clock(self) -> float:
-        """Seconds until the attempt's next clock runs out (timeout, lease)."""
-        assert self._progress is not None  # noqa: S101 - only after the ack
-        clocks = [self._progress.lease_deadline()]
-        if self._timeout_at is not None:
-            clocks.append(self._timeout_at)
-        return max(0.0, min(clocks) - time.monotonic())
-
-    def _check_clocks(self) -> None:
-        """Turn a clock that ran out into a stop reason (the heartbeat and the
-        worker set the others)."""
-        assert self._progress is not None  # noqa: S101 - only after the ack
-        now = time.monotonic()
-        if self._timeout_at is not None and now >= self._timeout_at:
-            self._flag.set(StopReason.TIMEOUT, "attemptTimeout passed")
-        elif now >= self._progress.lease_deadline():
-            self._flag.set(
-                StopReason.LEASE_EXPIRED,
-                f"no heartbeat succeeded for {self._settings.lease_timeout:g}s",
-            )
-
-    def _grace_left(self) -> float:
-        """What is left of the stop's grace: ``kill_grace`` from the stop, none once
-        hurried."""
-        set_at = self._flag.set_at
-        if self._flag.urgent.is_set() or set_at is None:
-            return 0.0
-        return max(0.0, set_at + self._settings.kill_grace - time.monotonic())
-
-    def _log_stop(self, step: str | None = None) -> None:
-        if not self._stop_logged:
-            self._stop_logged = True
-            reason = self._flag.reason
-            self._log.info(
-                "task_stopping",
-                reason=reason.value if reason else None,
-                detail=self._flag.detail,
-                step=step,
-            )
 
     # ----------------------------------------------------------------- finish
 

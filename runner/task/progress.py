@@ -49,7 +49,7 @@ class Progress:
         self._client = client
         self._task_id = task_id
         self._interval_s = interval_s
-        self._lease_timeout_s = lease_timeout_s
+        self.lease_timeout_s = lease_timeout_s
         self._on_stop = on_stop
         self._acked_at = time.monotonic()
         self._heartbeat = Heartbeat(
@@ -76,7 +76,7 @@ class Progress:
     def lease_deadline(self) -> float:
         """``time.monotonic()`` at which the lease runs out unless a report lands:
         ``lease_timeout`` after the last report that succeeded, or after the ack."""
-        return (self._heartbeat.last_success or self._acked_at) + self._lease_timeout_s
+        return (self._heartbeat.last_success or self._acked_at) + self.lease_timeout_s
 
     def _beat(self) -> None:
         """One report. A retry never overruns the next beat (``deadline_s``)."""

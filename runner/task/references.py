@@ -1,0 +1,67 @@
+"""Reading a task as AWS hands it out: objects fetched only when they are needed.
+
+Owns: ``plan``, which asks the activity for its plan and, only when a required field
+is missing and the task names objects it does not carry, fetches those objects once
+(DescribeObjects, through the caller's ``fetch``) and asks again.
+
+Must not: wait on its own. ``fetch`` is the execution's: a step under the attempt's
+stop flag, so a hung or throttled DescribeObjects never holds a stop.
+
+Why (design.md §4): AWS flattens every inherited field into the attempt object it
+hands out (the API reference's PollForTask sample carries ``schedule`` and
+``workerGroup``, which definitions set on Default), and the objects its value fields
+name (``input``, ``output``, ``database``) travel with it. So the task is read as it
+came, and a lookup that still walks ``@instanceParent``, ``@componentParent``,
+``parent`` and ``Default`` through the carried objects finds every field. AWS allows
+2 DescribeObjects calls a second per account (burst 100): a fleet that made one per
+task would throttle itself, and a task that carries what it needs makes none. An
+optional field that is missing is simply absent; only a required one (the
+activity's ``MissingField``) is worth a fetch, and if that fetch fails after its
+retries the task fails ``UnresolvedReference``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from structlog.typing import FilteringBoundLogger
+
+from runner import activities
+from runner.errors import ActivityError, ServiceError
+from runner.taskmodel import Task
+
+#: ``fetch(pipeline_id, object_ids)``: the objects, as DescribeObjects returns them.
+Fetch = Callable[[str, list[str]], list[dict[str, Any]]]
+
+
+def plan(
+    task: Task,
+    raw: Mapping[str, Any],
+    ctx: activities.ActivityContext,
+    *,
+    fetch: Fetch,
+    log: FilteringBoundLogger,
+) -> tuple[Task, activities.Plan]:
+    """The activity's plan for ``task`` (from ``raw``, its wire form), and the task
+    it was made from: ``task`` itself, or ``task`` with its missing objects fetched.
+    Raises ``ActivityError`` (``UnresolvedReference`` when the fetch failed)."""
+    try:
+        return task, activities.plan(task, ctx)
+    except ActivityError as exc:
+        missing = task.missing_refs()
+        if exc.error_id != "MissingField" or not missing:
+            raise
+    try:
+        fetched = fetch(task.pipeline_id, missing)
+    except ServiceError as exc:
+        raise ActivityError(
+            "UnresolvedReference",
+            f"a required field is missing and the objects the task refers to "
+            f"({', '.join(missing[:5])}) could not be fetched: {exc.code}",
+        ) from exc
+    objects = dict(raw.get("objects") or {})
+    objects.update({str(obj["id"]): obj for obj in fetched})
+    log.info("task_objects_fetched", count=len(fetched))
+    task = Task.from_wire({**raw, "objects": objects})
+    return task, activities.plan(task, ctx)
