@@ -39,6 +39,7 @@ from runner.aws.translate import (
     FOREIGN_ERRORS,
     THROTTLING_CODES,
     CredentialsRejectedError,
+    refuse_cut_answer,
     translate,
 )
 from runner.errors import (
@@ -163,9 +164,10 @@ class Client:
     def set_task_status(self, task_id: str, status: FinalStatus) -> None:
         """Send the final status, with the longest budget (the commit point).
 
-        A try that failed in transit (a 5xx or a broken connection; throttling is a
-        clean refusal) may have landed. If a later try gets TaskNotFound, the status
-        counts as delivered: return and log ``task_status_assumed_delivered``.
+        A try that failed in transit (a 5xx, a broken connection or a cut answer;
+        throttling is a clean refusal) may have landed. If a later try gets
+        TaskNotFound, the status counts as delivered: return and log
+        ``task_status_assumed_delivered``.
         TaskNotFound with no such try before it raises ``TaskNotFoundError``.
         """
         request = {"taskId": task_id, **status.to_api()}
@@ -372,7 +374,8 @@ class Client:
 def _make(
     session: Any, region: str, endpoint_url: str | None, connect_s: float, read_s: float
 ) -> Any:
-    """A datapipeline client: botocore retries off, the given timeouts."""
+    """A datapipeline client: botocore retries off, the given timeouts, and a
+    cut answer raised as a transport error before botocore parses it."""
     config = botocore.config.Config(
         connect_timeout=connect_s,
         read_timeout=read_s,
@@ -380,9 +383,12 @@ def _make(
         user_agent_extra=f"dp-runner/{__version__}",
         max_pool_connections=MAX_POOL_CONNECTIONS,
     )
-    return session.client(
+    client = session.client(
         "datapipeline", region_name=region, endpoint_url=endpoint_url, config=config
     )
+    service_id = client.meta.service_model.service_id.hyphenize()  # data-pipeline
+    client.meta.events.register(f"before-parse.{service_id}", refuse_cut_answer)
+    return client
 
 
 def _snake(operation: str) -> str:
