@@ -39,6 +39,7 @@ from runner.aws.translate import (
     FOREIGN_ERRORS,
     THROTTLING_CODES,
     CredentialsRejectedError,
+    refuse_cut_answer,
     translate,
 )
 from runner.errors import (
@@ -163,8 +164,8 @@ class Client:
     def set_task_status(self, task_id: str, status: FinalStatus) -> None:
         """Send the final status, with the longest budget (the commit point).
 
-        A try that failed in transit (a 5xx or a broken connection; throttling is a
-        clean refusal) may have landed. If a later try gets TaskNotFound, the status
+        A try that failed in transit (a 5xx, a cut answer or a broken connection, not
+        throttling) may have landed. If a later try gets TaskNotFound, the status
         counts as delivered: return and log ``task_status_assumed_delivered``.
         TaskNotFound with no such try before it raises ``TaskNotFoundError``.
         """
@@ -380,17 +381,17 @@ class Client:
 def _make(
     session: Any, region: str, endpoint_url: str | None, connect_s: float, read_s: float
 ) -> Any:
-    """A datapipeline client: botocore retries off, the given timeouts."""
-    config = botocore.config.Config(
+    """A datapipeline client: no botocore retries, our timeouts, cut answers refused."""
+    cfg = botocore.config.Config(
         connect_timeout=connect_s,
         read_timeout=read_s,
         retries={"total_max_attempts": 1, "mode": "standard"},  # tenacity retries
         user_agent_extra=f"dp-runner/{__version__}",
         max_pool_connections=MAX_POOL_CONNECTIONS,
     )
-    return session.client(
-        "datapipeline", region_name=region, endpoint_url=endpoint_url, config=config
-    )
+    dp = session.client("datapipeline", region, endpoint_url=endpoint_url, config=cfg)
+    dp.meta.events.register("before-parse.data-pipeline", refuse_cut_answer)
+    return dp
 
 
 def _snake(operation: str) -> str:

@@ -1,7 +1,8 @@
 """Translation of botocore and urllib3 errors into ``runner.errors``, in one place.
 
 Owns: which AWS error codes are transient, which mean the task is gone, which mean
-the credentials were refused, and ``translate`` that applies them.
+the credentials were refused, and ``translate`` that applies them; and
+``refuse_cut_answer``, the check that an answer came whole.
 
 Must not: call AWS, retry, or log (``client.py`` does those); import boto3.
 
@@ -9,10 +10,20 @@ Why: httpx's ``map_httpcore_exceptions``: foreign errors are translated once, at
 the edge, so nothing above ``client.py`` ever catches a botocore type. Split from
 ``client.py`` so that module stays about the API's operations, and so the S3
 transfer module (a later issue) classifies errors the same way.
+
+A cut answer is a transport error, not a success. botocore's JSON parser reads a
+body that is not JSON as ``{"message": body}``, and it asks urllib3 not to
+enforce Content-Length, so a 200 answer cut mid-body (ended by the close, or
+shorter than its Content-Length) parses as a success with no fields: a cut
+DescribeObjects answer once failed a good task with MissingField.
+``refuse_cut_answer`` runs on botocore's ``before-parse`` event and raises
+``IncompleteAnswerError``, an ``HTTPClientError``, so it leaves the call like a
+broken connection: transient, retried, and "in doubt" for SetTaskStatus.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,7 +62,7 @@ CREDENTIAL_CODES = _codes(
     " AccessDeniedException RequestExpired"
 )
 TRANSPORT_ERRORS = (
-    botocore.exceptions.HTTPClientError,  # ReadTimeout, ConnectionClosed, streaming
+    botocore.exceptions.HTTPClientError,  # ReadTimeout, ConnectionClosed, a cut answer
     botocore.exceptions.ConnectionError,  # EndpointConnection, ConnectTimeout, SSL
     urllib3.exceptions.HTTPError,  # ProtocolError and friends that slip through
 )
@@ -72,6 +83,40 @@ class CredentialsRejectedError(RejectedRequestError):
     """The service refused who we are: expired or unknown keys, a bad signature
     (often clock skew), or no IAM permission. Never retried; the cli says "bad
     credentials" and exits non-zero. (Proposed for ``errors.py``.)"""
+
+
+class IncompleteAnswerError(botocore.exceptions.HTTPClientError):  # type: ignore[misc] # untyped base
+    """An answer cut short in transit: fewer bytes than its Content-Length, or a
+    2xx body that is neither empty nor a JSON object. Translated like any
+    ``HTTPClientError``: a ``TransientServiceError`` whose code is this name."""
+
+    fmt = "the answer was cut short: {detail}"
+
+
+def refuse_cut_answer(response_dict: Mapping[str, Any], **_: Any) -> None:
+    """A ``before-parse`` handler for a JSON-protocol client: raise
+    ``IncompleteAnswerError`` unless the answer came whole.
+
+    Any status: a body shorter than a Content-Length is cut. A 2xx body must be
+    empty or a JSON object (so a cut before the first byte of an answer with no
+    Content-Length passes: it cannot be told from an empty answer). An error
+    answer that is not JSON (a proxy's HTML page) is left to botocore: its
+    status decides.
+    """
+    body = response_dict.get("body")
+    if not isinstance(body, bytes):  # a streamed body is read later, not here
+        return
+    promised = str(response_dict["headers"].get("content-length") or "")
+    if promised.isdigit() and len(body) < int(promised):
+        raise IncompleteAnswerError(detail=f"{len(body)} of {promised} bytes")
+    if response_dict["status_code"] >= 300 or not body.strip():
+        return
+    try:
+        answer = json.loads(body)
+    except ValueError:  # UnicodeDecodeError too: a cut inside a character
+        answer = None
+    if not isinstance(answer, dict):
+        raise IncompleteAnswerError(detail=f"{len(body)} bytes, not a JSON object")
 
 
 def translate(operation: str, exc: BaseException) -> RunnerError:

@@ -1,11 +1,18 @@
 """The fault switch and the call record: what tests script and what they assert on.
 
-Owns: scripted faults per operation (an AWS error, a dropped connection, added
-latency; a number of times or forever) and the record of every call received.
+Owns: scripted faults per operation (an AWS error, a dropped connection, a cut
+answer, added latency; a number of times or forever) and the record of every call
+received.
 
 Must not: know how an operation works. Faults are applied by the server BEFORE
 the operation runs, so an injected error never leaves a half-done change and a
-client retry succeeds.
+client retry succeeds. The one exception is a cut answer (``CUTS``): the answer
+must exist to be cut, so the operation runs and commits, and then only half of
+its 200 answer is sent before the connection closes ("cut": no Content-Length,
+the body ends at the close; "cut-length": a Content-Length that promises the
+whole body). That is exactly the case a client must survive: the operation
+committed but the client did not learn it. An operation that fails is answered
+whole; the fault is used up all the same.
 
 Why: the runner's retry and journal logic has to be tested against the errors
 AWS really sends; scripting them on the service side keeps the tests free of
@@ -18,8 +25,13 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-ERRORS = frozenset(
-    {"InternalServiceError", "ThrottlingException", "ServiceUnavailable", "drop"}
+#: Faults applied after the operation ran: its 200 answer is sent cut in half.
+CUTS = frozenset({"cut", "cut-length"})
+ERRORS = (
+    frozenset(
+        {"InternalServiceError", "ThrottlingException", "ServiceUnavailable", "drop"}
+    )
+    | CUTS
 )
 
 
@@ -36,7 +48,8 @@ class RecordedCall:
 
 @dataclass(frozen=True, slots=True)
 class Fault:
-    """What to do to one call: `error` (an AWS code or "drop") after `latency_s`."""
+    """What to do to one call: `error` (an AWS code, "drop", or one of `CUTS`)
+    after `latency_s`."""
 
     error: str | None
     latency_s: float

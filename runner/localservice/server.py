@@ -1,9 +1,10 @@
 """`LocalService`: the HTTP front of the local Data Pipeline service.
 
 Owns: the listener (stdlib ThreadingHTTPServer, HTTP/1.1 keep-alive, TCP_NODELAY
-on every accepted socket, each response written whole in one `sendall`), the
-dispatch from `X-Amz-Target` to an operation, fault injection, the call log,
-the scheduler thread, the thread that checks S3 preconditions (`preconditions`;
+on every accepted socket, each response written in one `sendall`), the dispatch
+from `X-Amz-Target` to an operation, fault injection (a dropped connection and a
+cut answer are carried out here), the call log, the scheduler thread, the
+thread that checks S3 preconditions (`preconditions`;
 `s3_endpoint_url` None means boto3's own configuration: AWS_ENDPOINT_URL_S3,
 profile, real S3), and start/stop/serve_forever.
 
@@ -30,7 +31,7 @@ from typing import Any
 
 from runner.localservice import lifecycle, schedule
 from runner.localservice.engine import Engine
-from runner.localservice.faults import CallLog, Faults, RecordedCall
+from runner.localservice.faults import CUTS, CallLog, Faults, RecordedCall
 from runner.localservice.objectops import ObjectApi
 from runner.localservice.pipelineops import PipelineApi
 from runner.localservice.preconditions import Checker
@@ -177,41 +178,47 @@ class LocalService:
                     wait = 1.0
                 engine.cond.wait(1.0 if wait is None else min(wait, 1.0))
 
-    def handle(self, target: str | None, raw: bytes) -> tuple[int, bytes | None]:
-        """Answer one request: (status, body), body None = drop the connection."""
+    def handle(
+        self, target: str | None, raw: bytes
+    ) -> tuple[int, bytes | None, str | None]:
+        """Answer one request: (status, body, cut). Body None = drop the connection;
+        cut "cut" or "cut-length" = send half of the body, then close (`faults`)."""
         arrived = time.monotonic()
-        operation, error = "", None
+        operation, error, cut = "", None, None
         request: dict[str, Any] = {}
         try:
             operation, request = decode(target, raw)
-            if self._inject(operation):
+            cut = self._inject(operation)
+            if cut == "drop":
                 error = "drop"
-                return 0, None
+                return 0, None, None
             validate(operation, request)
             answer = self.operations[operation](request)
+            error = cut  # committed; only its answer is cut
         except ServiceError as exc:
             error = exc.code
-            return exc.status, exc.body()
+            return exc.status, exc.body(), None
         except Exception as exc:  # any bug answers 500, as AWS would, and is logged
             log.exception("localservice_operation_failed")
             error = "InternalServiceError"
-            return 500, ServiceError(error, f"internal error: {exc}").body()
+            return 500, ServiceError(error, f"internal error: {exc}").body(), None
         finally:
             self._log.append(
                 RecordedCall(operation, request, error, arrived, time.monotonic())
             )
-        return 200, _json(answer)
+        return 200, _json(answer), cut
 
-    def _inject(self, operation: str) -> bool:
-        """Apply a scripted fault: wait, raise its error, or True = drop."""
+    def _inject(self, operation: str) -> str | None:
+        """Apply a scripted fault: wait, raise its error, or return what the
+        connection must do: "drop" before the operation, a cut after it."""
         fault = self.faults.take(operation)
         if fault is None:
-            return False
+            return None
         if fault.latency_s:
             self._stopped.wait(fault.latency_s)
-        if fault.error is not None and fault.error != "drop":
-            raise ServiceError(fault.error, f"injected fault: {fault.error}")
-        return fault.error == "drop"
+        if fault.error is None or fault.error == "drop" or fault.error in CUTS:
+            return fault.error
+        raise ServiceError(fault.error, f"injected fault: {fault.error}")
 
 
 def _json(answer: dict[str, Any]) -> bytes:
@@ -255,19 +262,29 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        status, body = self.server.service.handle(self.headers.get("X-Amz-Target"), raw)
-        if body is None:
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        head = (
-            f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
-            f"Content-Type: {JSON_CONTENT_TYPE}\r\n"
-            f"Content-Length: {len(body)}\r\n"
-            f"x-amzn-RequestId: {os.urandom(16).hex()}\r\n\r\n"
+        status, body, cut = self.server.service.handle(
+            self.headers.get("X-Amz-Target"), raw
         )
-        self.wfile.write(head.encode() + body)
+        if body is None:
+            self._close()
+            return
+        head = [
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
+            f"Content-Type: {JSON_CONTENT_TYPE}",
+            # "cut": no length, so the body ends where the connection does
+            "Connection: close" if cut == "cut" else f"Content-Length: {len(body)}",
+            f"x-amzn-RequestId: {os.urandom(16).hex()}",
+        ]
+        sent = body[: len(body) // 2] if cut else body
+        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode() + sent)
+        if cut:
+            self._close()
+
+    def _close(self) -> None:
+        """End the connection now: a dropped or cut answer is never followed."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence the per-request stderr line."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +146,66 @@ def test_task_object_fields_survive_restart(tmp_path: Path) -> None:
         dp = make_client(svc.endpoint_url)
         task = wait_for(lambda: dp.poll_for_task(workerGroup="wg").get("taskObject"))
         assert fields_of(task["objects"][task["attemptId"]])["command"] == ["echo 1"]
+
+
+def _raw_call(service: LocalService, operation: str) -> tuple[str, bytes]:
+    """One request on its own connection: the answer's head and every body byte
+    up to the close (the client shuts its side, so a whole answer ends too)."""
+    request = (
+        f"POST / HTTP/1.1\r\nHost: {service.host}\r\n"
+        f"X-Amz-Target: DataPipeline.{operation}\r\n"
+        "Content-Type: application/x-amz-json-1.1\r\nContent-Length: 2\r\n\r\n{}"
+    )
+    with socket.create_connection((service.host, service.port), timeout=5) as conn:
+        conn.sendall(request.encode())
+        conn.shutdown(socket.SHUT_WR)
+        received = b"".join(iter(lambda: conn.recv(65536), b""))
+    head, _, body = received.partition(b"\r\n\r\n")
+    return head.decode().lower(), body
+
+
+@pytest.mark.parametrize("cut", ["cut", "cut-length"])
+def test_cut_sends_half_the_answer_then_closes(
+    service: LocalService, dp: Any, cut: str
+) -> None:
+    run_pipeline(dp, [shell("A")])  # so that ListPipelines has something to say
+    _, whole = _raw_call(service, "ListPipelines")
+    assert json.loads(whole)["pipelineIdList"]
+    service.faults.add("ListPipelines", error=cut)
+    head, body = _raw_call(service, "ListPipelines")
+    assert head.startswith("http/1.1 200 ok")
+    assert body == whole[: len(whole) // 2]
+    if cut == "cut":  # the body ends where the connection does
+        assert "connection: close" in head
+        assert "content-length" not in head
+    else:  # a length that promises the whole answer
+        assert f"content-length: {len(whole)}" in head
+    assert [c.error for c in service.calls("ListPipelines")] == [None, cut]
+
+
+@pytest.mark.parametrize("cut", ["cut", "cut-length"])
+def test_cut_comes_after_commit_and_plain_boto3_takes_it_for_whole(
+    service: LocalService, dp: Any, cut: str
+) -> None:
+    pipeline_id = run_pipeline(dp, [shell("A")])
+    task = wait_for(lambda: dp.poll_for_task(workerGroup="wg").get("taskObject"))
+    service.faults.add("SetTaskStatus", error=cut)
+    dp.set_task_status(taskId=task["taskId"], taskStatus="FINISHED")  # no error
+    instance = task["attemptId"].rsplit("_Attempt", 1)[0]
+    assert instance_status(dp, pipeline_id, instance) == "FINISHED"  # committed
+    service.faults.add("DescribeObjects", error=cut)
+    answer = dp.describe_objects(pipelineId=pipeline_id, objectIds=[instance])
+    assert "pipelineObjects" not in answer  # botocore parses half a body as {}
+    assert answer["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert [c.error for c in service.calls("SetTaskStatus")] == [cut]
+
+
+def test_cut_leaves_an_error_answer_whole(service: LocalService, dp: Any) -> None:
+    service.faults.add("SetTaskStatus", error="cut")
+    with pytest.raises(ClientError) as exc:
+        dp.set_task_status(taskId="no-such-task", taskStatus="FINISHED")
+    assert exc.value.response["Error"]["Code"] == "TaskNotFoundException"
+    assert [c.error for c in service.calls("SetTaskStatus")] == [
+        "TaskNotFoundException"
+    ]
+    assert service.faults.take("SetTaskStatus") is None  # used up all the same
