@@ -22,8 +22,12 @@ mocks (style.md).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+#: A function from an operation's answer to the answer sent instead.
+Rewrite = Callable[[dict[str, Any]], dict[str, Any]]
 
 #: Faults applied after the operation ran: its 200 answer is sent cut in half.
 CUTS = frozenset({"cut", "cut-length"})
@@ -49,10 +53,11 @@ class RecordedCall:
 @dataclass(frozen=True, slots=True)
 class Fault:
     """What to do to one call: `error` (an AWS code, "drop", or one of `CUTS`)
-    after `latency_s`."""
+    after `latency_s`; or, after the operation ran, `rewrite` its answer."""
 
     error: str | None
     latency_s: float
+    rewrite: Rewrite | None = None
 
 
 @dataclass
@@ -76,14 +81,16 @@ class Faults:
         error: str | None = None,
         latency_s: float = 0.0,
         times: int | None = 1,
+        rewrite: Rewrite | None = None,
     ) -> None:
         """Script a fault for the next `times` calls of `operation` (None = forever)."""
         if error is not None and error not in ERRORS:
             raise ValueError(f"unknown fault {error!r}; one of {sorted(ERRORS)}")
         if times is not None and times < 1:
             raise ValueError("times must be at least 1 (or None for forever)")
+        fault = Fault(error, latency_s, rewrite)
         with self._lock:
-            self._scripts.append(_Script(operation, Fault(error, latency_s), times))
+            self._scripts.append(_Script(operation, fault, times))
 
     def clear(self) -> None:
         with self._lock:

@@ -31,7 +31,7 @@ from typing import Any
 
 from runner.localservice import lifecycle, schedule
 from runner.localservice.engine import Engine
-from runner.localservice.faults import CUTS, CallLog, Faults, RecordedCall
+from runner.localservice.faults import CUTS, CallLog, Fault, Faults, RecordedCall
 from runner.localservice.objectops import ObjectApi
 from runner.localservice.pipelineops import PipelineApi
 from runner.localservice.preconditions import Checker
@@ -188,13 +188,16 @@ class LocalService:
         request: dict[str, Any] = {}
         try:
             operation, request = decode(target, raw)
-            cut = self._inject(operation)
+            fault = self._inject(operation)
+            cut = fault.error if fault is not None else None
             if cut == "drop":
                 error = "drop"
                 return 0, None, None
             validate(operation, request)
             answer = self.operations[operation](request)
             error = cut  # committed; only its answer is cut
+            if fault is not None and fault.rewrite is not None:
+                answer, error = fault.rewrite(answer), "rewrite"
         except ServiceError as exc:
             error = exc.code
             return exc.status, exc.body(), None
@@ -208,16 +211,17 @@ class LocalService:
             )
         return 200, _json(answer), cut
 
-    def _inject(self, operation: str) -> str | None:
-        """Apply a scripted fault: wait, raise its error, or return what the
-        connection must do: "drop" before the operation, a cut after it."""
+    def _inject(self, operation: str) -> Fault | None:
+        """Apply a scripted fault: wait, raise its error, or return it for what
+        the answer must undergo: "drop" before the operation, a cut or a rewrite
+        after it."""
         fault = self.faults.take(operation)
         if fault is None:
             return None
         if fault.latency_s:
             self._stopped.wait(fault.latency_s)
         if fault.error is None or fault.error == "drop" or fault.error in CUTS:
-            return fault.error
+            return fault
         raise ServiceError(fault.error, f"injected fault: {fault.error}")
 
 

@@ -106,8 +106,7 @@ class StepRunner:
         remove = self._flag.add_waker(step.done.set)
         try:
             step.start()
-            while not step.done.wait(self._until_next_clock()):
-                self._check_clocks()
+            self._wait(step.done)
         finally:
             remove()
         if self._flag.is_set():
@@ -156,10 +155,12 @@ class StepRunner:
         remove = self._flag.add_waker(thread.done.set, urgent=stopped)
         try:
             thread.start()
-            thread.done.wait(max(0.0, budget_s))
+            self._wait(thread.done, until=deadline)
         finally:
             remove()
         if not thread.ended:
+            if self._flag.is_set() and not stopped:
+                self._log_stop(step=step.name)
             self._log.warning("task_step_abandoned", step=step.name, stopped=stopped)
         elif thread.error is not None:
             error = thread.error
@@ -171,6 +172,19 @@ class StepRunner:
             )
 
     # ----------------------------------------------------------------- clocks
+
+    def _wait(self, done: threading.Event, until: float | None = None) -> None:
+        """Block until ``done`` is set (by the step, or by a waker) or ``until``
+        passes; a clock that runs out meanwhile becomes a stop reason."""
+        while True:
+            timeout = self._until_next_clock()
+            if until is not None:
+                timeout = min(timeout, until - time.monotonic())
+            if done.wait(max(0.0, timeout)):
+                return
+            if until is not None and time.monotonic() >= until:
+                return
+            self._check_clocks()
 
     def _until_next_clock(self) -> float:
         """Seconds until the attempt's next clock runs out (timeout, lease)."""
