@@ -59,11 +59,13 @@ class TimedService(LocalService):
         super().__init__(**kwargs)
         self.answers: list[Answer] = []
 
-    def handle(self, target: str | None, raw: bytes) -> tuple[int, bytes | None]:
-        status, body = super().handle(target, raw)
+    def handle(
+        self, target: str | None, raw: bytes
+    ) -> tuple[int, bytes | None, str | None]:
+        status, body, cut = super().handle(target, raw)
         operation = (target or "").rpartition(".")[2]
         self.answers.append(Answer(operation, raw, body or b"", time.monotonic()))
-        return status, body
+        return status, body, cut
 
     def answered(self, operation: str, group: str | None = None) -> list[Answer]:
         return [
