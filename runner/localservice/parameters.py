@@ -261,15 +261,24 @@ def _warnings(parameter: Parameter) -> list[str]:
 # ---- masking -------------------------------------------------------------------------
 def redact(text: str, masked: Iterable[str]) -> str:
     """``text`` with every masked value replaced by ``MASK``: as written, and as
-    ``repr`` or JSON would escape it. Pure; thread-safe."""
+    ``repr``, JSON or a bytes ``repr`` would escape it, once or twice (a message
+    quotes a field with ``!r``; a log line renders it again). Pure; thread-safe."""
     forms = {form for value in masked if value for form in _forms(value)}
     for form in sorted(forms, key=len, reverse=True):
         text = text.replace(form, MASK)
     return text
 
 
+_ESCAPES: tuple[Callable[[str], str], ...] = (
+    lambda text: json.dumps(text)[1:-1],
+    lambda text: repr(text)[1:-1],
+    lambda text: repr(text.encode())[2:-1],
+)
+
+
 def _forms(value: str) -> set[str]:
-    return {value, repr(value)[1:-1], json.dumps(value)[1:-1]} - {""}
+    once = {value, *(escape(value) for escape in _ESCAPES)}
+    return (once | {escape(form) for form in once for escape in _ESCAPES}) - {""}
 
 
 class RedactingFilter(logging.Filter):
