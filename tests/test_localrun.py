@@ -111,12 +111,10 @@ def test_parameter_values_after_one_flag(tmp_path: Path) -> None:
 
 
 def test_parameter_values_from_a_values_file(tmp_path: Path) -> None:
-    values = EXAMPLES / "greeting-values.json"
+    """As the README shows it, from the repository's root."""
+    values = "file://examples/greeting-values.json"
     result = run_local(
-        EXAMPLES / "greeting.json",
-        tmp_path,
-        "--parameter-values-uri",
-        f"file://{values}",
+        EXAMPLES / "greeting.json", tmp_path, "--parameter-values-uri", values
     )
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert greetings(tmp_path) == "good morning, Ann\ngood morning, Bob\n"
