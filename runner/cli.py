@@ -30,7 +30,7 @@ from runner.aws.s3 import S3
 from runner.aws.session import new_session
 from runner.config import Settings, load_settings
 from runner.errors import RunnerError
-from runner.pipelinefile import Definition, secret_values
+from runner.pipelinefile import Definition
 from runner.signals import Signals
 from runner.task.execution import ExecutionSettings
 from runner.workdir import WorkDir
@@ -343,7 +343,6 @@ def _run_local(
     time_scale: float,
 ) -> int:
     """``run --local``: the embedded service, one pipeline, to the end."""
-    logs.mask_values(secret_values(defn))  # before any line could show one
     service = localrun.start_service(time_scale)
     try:
         settings = _local_settings(

@@ -35,12 +35,14 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from runner import logs
 from runner.aws.client import Client
 from runner.errors import ConfigError
 from runner.pipelinefile import (
     Definition,
     load_definition,
     load_values,
+    secret_values,
     values_from_pairs,
     worker_groups,
 )
@@ -109,7 +111,13 @@ def groups_to_serve(defn: Definition) -> list[str]:
 
 
 def submit(client: Client, defn: Definition, name: str) -> str:
-    """Create, put and activate; ``ConfigError`` when the definition is refused."""
+    """Create, put and activate; ``ConfigError`` when the definition is refused.
+
+    First, the definition's secret values (``*my…`` parameters, what ``*`` fields
+    use) are masked in every log line from now on (``logs.mask_values``): the
+    put's body carries them, and botocore logs bodies at debug level; so do the
+    task objects the runner will receive."""
+    logs.mask_values(secret_values(defn))
     pipeline_id = client.create_pipeline(name, f"dp-runner-local-{uuid.uuid4()}")
     answer = client.put_pipeline_definition(
         pipeline_id,
