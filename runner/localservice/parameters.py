@@ -164,7 +164,12 @@ class Parameters:
 
     def masked_values(self) -> set[str]:
         """Values and defaults of the ``*my…`` parameters, declared or not."""
-        found = {t for p in self.declared.values() if p.masked for t in p.texts}
+        found = {
+            text
+            for p in self.declared.values()
+            if p.masked
+            for text in p.attributes.get("default", ())
+        }
         for name, texts in self.given.items():
             if name.startswith("*"):
                 found.update(texts)

@@ -11,6 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from runner.localservice import LocalService
+from runner.localservice.parameters import Parameters
 from tests.localservice.conftest import DEFAULT, fields_of, shell, wait_for
 
 SECRET = "Sup3r-s3cret"  # noqa: S105 - the masked value the tests look for
@@ -239,3 +240,11 @@ def test_describe_objects_takes_100_ids_and_no_more(dp: Any) -> None:
     with pytest.raises(ClientError) as exc:
         dp.describe_objects(pipelineId=pipeline_id, objectIds=ids)
     assert "at most 100 ids" in str(exc.value)
+
+
+def test_masked_values_are_every_value_a_star_parameter_may_take() -> None:
+    params = Parameters(
+        [param("*myKey", default="dflt"), param("myOpen", default="o")],
+        values(("*myKey", "given"), ("*myUndeclared", "u"), ("myOpen", "v")),
+    )
+    assert params.masked_values() == {"dflt", "given", "u"}
