@@ -233,14 +233,10 @@ def spread_values(args: list[str]) -> list[str]:
             state = "more"
         elif state == "more" and not arg.startswith("-"):
             out.append(VALUES_FLAG)
-        else:
-            state = (
-                "value"
-                if arg == VALUES_FLAG
-                else "more"
-                if arg.startswith(VALUES_FLAG + "=")
-                else ""
-            )
+        elif arg == VALUES_FLAG:
+            state = "value"
+        else:  # --parameter-values=myX=v carries its own value
+            state = "more" if arg.startswith(f"{VALUES_FLAG}=") else ""
         out.append(arg)
     return out
 

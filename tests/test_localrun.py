@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from runner import localrun
 from tests.conftest import REPO, run_local
 
 EXAMPLES = REPO / "examples"
@@ -203,3 +204,30 @@ def test_masked_values_never_reach_any_log_of_run_local(tmp_path: Path) -> None:
     assert any(path.name == "TaskRunner.log" for path in logs)
     for text in [result.stdout, result.stderr, *(p.read_text() for p in logs)]:
         assert SECRET not in text
+
+
+@pytest.mark.parametrize(
+    ("args", "spread"),
+    [
+        (
+            ["--local", "f", "--parameter-values", "a=1", "b=2", "--region", "r"],
+            [
+                *("--local", "f", "--parameter-values", "a=1"),
+                *("--parameter-values", "b=2", "--region", "r"),
+            ],
+        ),
+        (
+            ["--parameter-values=a=1", "b=2"],
+            ["--parameter-values=a=1", "--parameter-values", "b=2"],
+        ),
+        (
+            ["--parameter-values", "a=1", "--", "b=2"],
+            ["--parameter-values", "a=1", "--", "b=2"],
+        ),
+        (["--local", "f", "b=2"], ["--local", "f", "b=2"]),
+    ],
+)
+def test_several_values_after_one_flag_become_one_flag_each(
+    args: list[str], spread: list[str]
+) -> None:
+    assert localrun.spread_values(args) == spread
