@@ -29,7 +29,7 @@ from runner.aws.client import Client
 from runner.aws.s3 import S3
 from runner.aws.session import new_session
 from runner.config import Settings, load_settings
-from runner.errors import ConfigError, RunnerError
+from runner.errors import RunnerError
 from runner.pipelinefile import Definition
 from runner.signals import Signals
 from runner.task.execution import ExecutionSettings
@@ -116,27 +116,55 @@ def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="With --local: the service's clock scale.",
         ),
+        click.option(
+            localrun.VALUES_FLAG,
+            multiple=True,
+            metavar="ID=VALUE...",
+            help="With --local: parameter values, instead of the file's.",
+        ),
+        click.option(
+            "--parameter-values-uri",
+            metavar="file://FILE",
+            help='With --local: a {"values": {...}} file, instead of the file\'s.',
+        ),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
-@main.command()
+class _RunCommand(click.Command):
+    """``run``, whose ``--parameter-values`` takes several values after one flag."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, localrun.spread_values(args))
+
+
+@main.command(cls=_RunCommand)
 @_run_options
 def run(
     config_file: Path | None,
     local_definition: Path | None,
     time_scale: float,
+    parameter_values: tuple[str, ...],
+    parameter_values_uri: str | None,
     **flags: Any,
 ) -> None:
     """Serve worker groups: poll, run tasks, report (design.md §2)."""
+    values, values_uri = parameter_values, parameter_values_uri
+    if values and values_uri is not None:
+        raise click.UsageError("--parameter-values-uri excludes --parameter-values")
+    if (values or values_uri is not None) and local_definition is None:
+        raise click.UsageError("parameter values go with --local")
     overrides = {k: v for k, v in flags.items() if v not in (None, ())}
     if "worker_groups" in overrides:
         overrides["worker_groups"] = list(overrides["worker_groups"])
     try:
         if local_definition is not None:
-            code = _run_local(config_file, overrides, local_definition, time_scale)
+            defn = localrun.load(local_definition, pairs=values, values_uri=values_uri)
+            code = _run_local(
+                config_file, overrides, local_definition, defn, time_scale
+            )
         else:
             settings = load_settings(config_file=config_file, overrides=overrides)
             code = _serve(settings)
@@ -193,12 +221,7 @@ def local(  # noqa: PLR0917 - click passes each option positionally
 
     logs.configure()
     service = LocalService(
-        host=host,
-        port=port,
-        state_path=state_path,
-        time_scale=time_scale,
-        poll_hold_s=poll_hold,
-        runs_on_worker_group=runs_on_worker_group,
+        host, port, state_path, time_scale, poll_hold, runs_on_worker_group
     )
     signals = Signals()
     signals.install()
@@ -327,12 +350,10 @@ def _run_local(
     config_file: Path | None,
     overrides: dict[str, Any],
     definition: Path,
+    defn: Definition,
     time_scale: float,
 ) -> int:
     """``run --local``: the embedded service, one pipeline, to the end."""
-    if time_scale <= 0:
-        raise ConfigError(f"time_scale={time_scale} from --time-scale: must be > 0")
-    defn = localrun.load(definition)
     service = localrun.start_service(time_scale)
     try:
         settings = _local_settings(

@@ -12,25 +12,40 @@ default a hundredth), so that a step retried after the service's 2-minute minimu
 ``retryDelay`` finishes in about a second. The runner's own heartbeat is shortened to
 match, so that three beats fit in the scaled ``reportProgressTimeout``.
 
+Parameter values come as ``aws datapipeline put-pipeline-definition`` takes them:
+``--parameter-values myX=v myY=w`` (several after one flag; a repeated id is an
+array) or ``--parameter-values-uri file://values.json`` (``{"values": {...}}``).
+Either replaces the file's own ``values`` as a whole, as the AWS CLI does: a run
+takes one set of values, and the same flags give the same pipeline on AWS.
+
 Must not import ``runner.localservice`` at module level: ``cli.py`` imports this module
 for its constants and ``run`` without ``--local`` must not pay for the service.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from runner import logs
 from runner.aws.client import Client
 from runner.errors import ConfigError
-from runner.pipelinefile import Definition, load_definition, worker_groups
+from runner.pipelinefile import (
+    Definition,
+    load_definition,
+    load_values,
+    secret_values,
+    values_from_pairs,
+    worker_groups,
+)
 
 if TYPE_CHECKING:
     from runner.localservice import LocalService
@@ -56,6 +71,7 @@ DEFAULT_TIME_SCALE = 0.01
 POLL_STATUS_S = 0.2
 #: How long ``run --local`` waits for its pipeline, in real seconds.
 LOCAL_RUN_LIMIT_S = 3600.0
+VALUES_FLAG = "--parameter-values"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +85,10 @@ class InstanceRow:
 
 
 def start_service(time_scale: float) -> LocalService:
-    """The embedded service: loopback, ephemeral port, throwaway state."""
+    """The embedded service: loopback, ephemeral port, throwaway state.
+    ``ConfigError`` for a ``time_scale`` that is not above 0."""
+    if time_scale <= 0:
+        raise ConfigError(f"time_scale={time_scale} from --time-scale: must be > 0")
     # imported here: the server, SQLite and the expression parser cost a daemon
     # that never runs --local about 2 MB of RSS (tests/test_lazy_imports.py)
     from runner.localservice import LocalService  # noqa: PLC0415 - see above
@@ -92,7 +111,13 @@ def groups_to_serve(defn: Definition) -> list[str]:
 
 
 def submit(client: Client, defn: Definition, name: str) -> str:
-    """Create, put and activate; ``ConfigError`` when the definition is refused."""
+    """Create, put and activate; ``ConfigError`` when the definition is refused.
+
+    First, the definition's secret values (``*my…`` parameters, what ``*`` fields
+    use) are masked in every log line from now on (``logs.mask_values``): the
+    put's body carries them, and botocore logs bodies at debug level; so do the
+    task objects the runner will receive."""
+    logs.mask_values(secret_values(defn))
     pipeline_id = client.create_pipeline(name, f"dp-runner-local-{uuid.uuid4()}")
     answer = client.put_pipeline_definition(
         pipeline_id,
@@ -168,12 +193,52 @@ def render_table(rows: list[InstanceRow]) -> str:
     return "\n".join(lines)
 
 
-def load(path: Path) -> Definition:
-    """The definition file; ``ConfigError`` (exit 78) when it cannot be read."""
+def load(
+    path: Path, *, pairs: Sequence[str] = (), values_uri: str | None = None
+) -> Definition:
+    """The definition file, its ``values`` replaced by the ``ID=VALUE`` pairs of
+    ``--parameter-values``, or by the values file ``values_uri`` names
+    (``file://PATH``, or a plain path). ``ConfigError`` (exit 78) when a file
+    cannot be read or is not what it should be (the message names it), or for a
+    pair without ``=``."""
+    values: list[dict[str, Any]] | None = None
     try:
-        return load_definition(path)
-    except ValueError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+        defn = load_definition(path)
+        if values_uri is not None:
+            location = values_uri.removeprefix("file://")
+            if "://" in location:
+                raise ConfigError(f"{values_uri}: only file:// values files are read")
+            values = load_values(Path(location))
+    except ValueError as exc:  # a DefinitionError, which names the file
+        raise ConfigError(str(exc)) from exc
+    if pairs:
+        try:
+            values = values_from_pairs(pairs)
+        except ValueError as exc:
+            raise ConfigError(f"--parameter-values: {exc}") from exc
+    if values is None:
+        return defn
+    return dataclasses.replace(defn, parameter_values=values)
+
+
+def spread_values(args: list[str]) -> list[str]:
+    """``--parameter-values a b --x`` as ``--parameter-values a --parameter-values b
+    --x``: the AWS CLI takes several values after the one flag, a click option one.
+    ``run`` has no positional argument, so every plain word after the flag's own
+    value, up to the next option, is one more value."""
+    out: list[str] = []
+    state = ""  # "value": the flag's own value is next; "more": spread the words
+    for arg in args:
+        if state == "value":
+            state = "more"
+        elif state == "more" and not arg.startswith("-"):
+            out.append(VALUES_FLAG)
+        elif arg == VALUES_FLAG:
+            state = "value"
+        else:  # --parameter-values=myX=v carries its own value
+            state = "more" if arg.startswith(f"{VALUES_FLAG}=") else ""
+        out.append(arg)
+    return out
 
 
 def start_watch(

@@ -1,8 +1,9 @@
 """structlog setup: one pipeline for the runner's own lines and for stdlib loggers.
 
 Owns: how a log line looks (JSON lines when the stream is not a TTY, the console
-renderer on a TTY), the level filter, the secret-key redaction, and routing the
-stdlib loggers of boto3/botocore/urllib3 through the same processors.
+renderer on a TTY), the level filter, the secret-key redaction, the masking of
+known secret values (``mask_values``), and routing the stdlib loggers of
+boto3/botocore/urllib3 through the same processors.
 
 Must not: decide *what* is logged, read ``Settings`` (``cli.py`` passes the values),
 or write anywhere but the stream it is given (stdout by default: journald keeps it,
@@ -17,6 +18,13 @@ half-lines from threads) and one set of pre-processors (hynek/structlog
 twice and ``structlog.testing.capture_logs`` works after it. Redaction here is
 defence in depth: the rule is still never to log a secret at all.
 
+A key name cannot reveal every secret: the values of Data Pipeline's masked
+``*my…`` parameters travel in request bodies, which botocore logs at debug level,
+and in task fields. ``mask_values`` registers such values (GitHub Actions'
+``add-mask``): from then on they are blanked out of every event's values, before
+the attempt log's tee sees them, and out of every rendered line (tracebacks
+included), in stdout and in the file log alike.
+
 The file log (``add_file_log``) is a second handler on the same root logger with
 its own ``ProcessorFormatter``, always JSON whatever the stdout format: the file is
 for machines (S3, log search), and a second handler is not a second pipeline. Each
@@ -29,11 +37,12 @@ files past ``FILE_LOG_BACKUPS`` itself.
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.handlers
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -123,6 +132,69 @@ def tee(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     return event_dict
 
 
+_ESCAPES: tuple[Callable[[str], str], ...] = (
+    lambda text: json.dumps(text)[1:-1],
+    lambda text: repr(text)[1:-1],
+    lambda text: repr(text.encode())[2:-1],
+)
+
+
+class _Masks:
+    """The secret values registered with ``mask_values``, in every form a line
+    may show them in. Added to from the main thread; read from any thread (one
+    attribute holding a tuple, replaced whole)."""
+
+    def __init__(self) -> None:
+        self.forms: tuple[str, ...] = ()
+
+    def add(self, values: Iterable[str]) -> None:
+        forms = set(self.forms)
+        for value in values:
+            # as written, and escaped once or twice: botocore logs the repr of a
+            # JSON body (bytes), and a JSON line escapes a traceback again
+            once = {value, *(escape(value) for escape in _ESCAPES)}
+            forms.update(once, (escape(form) for form in once for escape in _ESCAPES))
+        forms.discard("")
+        self.forms = tuple(sorted(forms, key=len, reverse=True))
+
+    def apply(self, text: str) -> str:
+        for form in self.forms:
+            text = text.replace(form, REDACTED)
+        return text
+
+    def apply_any(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.apply(value)
+        if isinstance(value, Mapping):
+            return {k: self.apply_any(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.apply_any(v) for v in value]
+        if isinstance(value, tuple):  # exc_info among them: keep it a tuple
+            return tuple(self.apply_any(v) for v in value)
+        return value
+
+
+_MASKS = _Masks()
+
+
+def mask_values(values: Iterable[str]) -> None:
+    """From now on, show each of ``values`` as ``***`` wherever it appears in a
+    log line, whatever the key or logger. Process-wide and for good; call it from
+    the main thread before anything could log the values. Empty strings are
+    ignored."""
+    _MASKS.add(values)
+
+
+def mask_known_values(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Blank the ``mask_values`` values out of every value of the event."""
+    if not _MASKS.forms:
+        return event_dict
+    for key in list(event_dict):
+        if not key.startswith("_"):
+            event_dict[key] = _MASKS.apply_any(event_dict[key])
+    return event_dict
+
+
 def _shared_processors() -> list[Processor]:
     """What every line gets, structlog or stdlib: context, logger, level, time."""
     return [
@@ -131,21 +203,28 @@ def _shared_processors() -> list[Processor]:
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_secrets,
+        mask_known_values,
     ]
 
 
 def _formatter(log_format: str, stream: TextIO | None) -> logging.Formatter:
     processors = _renderer_chain(log_format, stream)
-    if processors[-1] is _JSON_RENDERER:
-        return _JSONFormatter(
-            foreign_pre_chain=_shared_processors(), processors=processors
-        )
-    return structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=_shared_processors(), processors=processors
+    formatter = (
+        _JSONFormatter if processors[-1] is _JSON_RENDERER else _MaskingFormatter
     )
+    return formatter(foreign_pre_chain=_shared_processors(), processors=processors)
 
 
-class _JSONFormatter(structlog.stdlib.ProcessorFormatter):
+class _MaskingFormatter(structlog.stdlib.ProcessorFormatter):
+    """Masks the ``mask_values`` values in the rendered line too: a traceback is
+    rendered after the processors that mask the event's values."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        return _MASKS.apply(line) if _MASKS.forms else line
+
+
+class _JSONFormatter(_MaskingFormatter):
     """The JSON formatter of every handler: a record is rendered once, then the
     same line goes to stdout and to the file log (the chains are identical)."""
 

@@ -3,7 +3,9 @@
 Owns: reading the JSON file that ``aws datapipeline put-pipeline-definition
 --pipeline-definition file://x.json`` takes, turning it into the ``pipelineObjects``,
 ``parameterObjects`` and ``parameterValues`` of PutPipelineDefinition, turning those
-back into a file (for GetPipelineDefinition), and listing the worker groups in it.
+back into a file (for GetPipelineDefinition), and listing the worker groups in it;
+also the parameter values given apart from the file (a values file, ``{"values":
+{...}}``, and the CLI's inline ``myX=v`` pairs), and which values are secret.
 
 Must not: import anything but the standard library, talk to a service, or evaluate
 expressions (the service does; ``worker_groups`` only substitutes ``#{myParam}``).
@@ -35,6 +37,9 @@ __all__ = [
     "definition_from_json",
     "definition_to_json",
     "load_definition",
+    "load_values",
+    "secret_values",
+    "values_from_pairs",
     "worker_groups",
 ]
 
@@ -54,19 +59,62 @@ class Definition:
 
 def load_definition(path: Path) -> Definition:
     """Read and translate a definition file. Raises DefinitionError naming ``path``."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DefinitionError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise DefinitionError(f"{path}: not UTF-8 text: {exc.reason}") from exc
-    except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno} column {exc.colno}"
-        raise DefinitionError(f"{path}: not valid JSON: {exc.msg} at {where}") from exc
+    doc = _read_json(path)
     try:
         return definition_from_json(doc)
     except DefinitionError as exc:
         raise DefinitionError(f"{path}: {exc}") from exc
+
+
+def load_values(path: Path) -> list[dict[str, Any]]:
+    """Read a values file, ``{"values": {"myX": "v", "myY": ["a", "b"]}}`` (what
+    ``--parameter-values-uri file://...`` names), as ``parameterValues``. Raises
+    DefinitionError naming ``path``."""
+    doc = _read_json(path)
+    if not isinstance(doc, Mapping) or "values" not in doc:
+        raise DefinitionError(f'{path}: a values file is an object with a "values" key')
+    try:
+        return _parameter_values(doc["values"])
+    except DefinitionError as exc:
+        raise DefinitionError(f"{path}: {exc}") from exc
+
+
+def values_from_pairs(pairs: Iterable[str]) -> list[dict[str, Any]]:
+    """``parameterValues`` from the AWS CLI's inline syntax, ``myX=v myY=w``: split
+    at the first ``=``; a repeated id gives an array. Raises DefinitionError for an
+    item without ``=`` or with an empty id."""
+    values = []
+    for pair in pairs:
+        parameter_id, equals, value = pair.partition("=")
+        if not equals or not parameter_id:
+            raise DefinitionError(f"{pair!r} is not PARAMETER=VALUE")
+        values.append({"id": parameter_id, "stringValue": value})
+    return values
+
+
+def secret_values(defn: Definition) -> set[str]:
+    """The values a log must never show: those of ``*my…`` parameters (given or
+    default), the literal values of ``*`` fields (``*password``), and the values of
+    every parameter a ``*`` field names (``"*password": "#{myPassword}"``)."""
+    known: dict[str, set[str]] = {}  # every value a parameter may take
+    for parameter in defn.parameter_objects:
+        for attribute in parameter["attributes"]:
+            if attribute["key"] == "default":
+                known.setdefault(parameter["id"], set()).add(attribute["stringValue"])
+    for value in defn.parameter_values:
+        known.setdefault(value["id"], set()).add(value["stringValue"])
+    found = {v for name, texts in known.items() if name.startswith("*") for v in texts}
+    for obj in defn.pipeline_objects:
+        for field in obj["fields"]:
+            text = field.get("stringValue")
+            if not field["key"].startswith("*") or text is None:
+                continue
+            if "#{" not in text:
+                found.add(text)
+            for name in _NAME.findall(text):
+                found.update(known.get(name, ()))
+    found.discard("")
+    return found
 
 
 def definition_from_json(doc: Mapping[str, Any]) -> Definition:
@@ -131,6 +179,18 @@ def worker_groups(defn: Definition) -> list[str]:
 
 
 # ---- file -> API ---------------------------------------------------------------------
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DefinitionError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise DefinitionError(f"{path}: not UTF-8 text: {exc.reason}") from exc
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise DefinitionError(f"{path}: not valid JSON: {exc.msg} at {where}") from exc
+
+
 def _kind(value: object) -> str:
     """JSON's name for the type of ``value``, for messages."""
     if value is None:
@@ -237,9 +297,11 @@ def _add_value(current: dict[str, Any], key: str, value: Any) -> None:
 
 # ---- worker groups -----------------------------------------------------------------
 _PARAMETER_REF = re.compile(r"#\{\s*(\*?[A-Za-z_][A-Za-z0-9_]*)\s*\}")
+_NAME = re.compile(r"\*?[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _parameter_map(defn: Definition) -> dict[str, list[str]]:
+    """Each parameter's values: those given, else its default."""
     params: dict[str, list[str]] = {}
     for parameter in defn.parameter_objects:
         for attribute in parameter["attributes"]:

@@ -150,6 +150,32 @@ def test_secret_keys_are_redacted() -> None:
     assert line["worker_group"] == "wg"
 
 
+def test_masked_values_are_blanked_out_of_every_line(tmp_path: Path) -> None:
+    """Values no key name gives away (a ``*my`` parameter's), in our events, in
+    botocore's bodies, in tracebacks, in the console and the file log alike."""
+    # a quote and a backslash: escaped in JSON, in reprs, and twice over
+    secret = 'masked-"value\\-9f3e'  # noqa: S105 - the value the test looks for
+    logs.mask_values([secret, ""])
+    for log_format, stream in (("json", io.StringIO()), ("console", FakeTTY())):
+        logs.configure(log_format=log_format, level="debug", stream=stream)
+        logs.add_file_log(tmp_path / log_format)
+        log = logs.get_logger()
+        log.info("task_fields", fields=[{"key": "command", "value": f"x {secret}"}])
+        body = json.dumps({"stringValue": secret}).encode()
+        logging.getLogger("botocore.endpoint").debug("Response body:\n%r", body)
+        try:
+            raise ValueError(f"boom {secret}")  # noqa: TRY301 - raised to be logged
+        except ValueError:
+            log.exception("thread_failed")
+        written = (
+            stream.getvalue() + (tmp_path / log_format / "dp-runner.log").read_text()
+        )
+        assert "boom " in written
+        assert logs.REDACTED in written
+        assert "9f3e" not in written, (log_format, written)  # in no form at all
+        logs.remove_file_log()
+
+
 def test_configure_is_idempotent() -> None:
     first, second = io.StringIO(), io.StringIO()
     logs.configure(stream=first)

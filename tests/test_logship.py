@@ -203,13 +203,17 @@ def test_close_gives_up_at_its_timeout(
     shipper = make_shipper("s3://some-bucket/logs", slow)
     logs.get_logger().info("line")
     _handler().doRollover()
+
+    def retried() -> bool:
+        lines = [json.loads(line) for line in stdout.getvalue().splitlines()]
+        return any(line["event"] == "s3_retry_scheduled" for line in lines)
+
+    _wait_for(retried, 10.0)  # now in a 5 s backoff
     started = time.monotonic()
     assert not shipper.close(0.3)
     _wait_for(lambda: shipper.statistics().pending == 0)
     assert time.monotonic() - started < 3.0  # the backoff was cut short
     assert shipper.statistics().shipped == 0
-    lines = [json.loads(line) for line in stdout.getvalue().splitlines()]
-    assert [line for line in lines if line["event"] == "s3_retry_scheduled"]
 
 
 def test_start_needs_a_log_uri_and_a_file_log(stdout: io.StringIO, s3: S3) -> None:

@@ -15,6 +15,9 @@ from runner.pipelinefile import (
     definition_from_json,
     definition_to_json,
     load_definition,
+    load_values,
+    secret_values,
+    values_from_pairs,
     worker_groups,
 )
 
@@ -244,3 +247,75 @@ def test_worker_groups_reject_what_they_cannot_resolve(
     doc["objects"].append({"id": "B", "workerGroup": worker_group})
     with pytest.raises(DefinitionError, match=message):
         worker_groups(definition_from_json(doc))
+
+
+def test_values_from_pairs_as_the_aws_cli_reads_them() -> None:
+    pairs = ["myX=a=b", "*myKey=", "myList=1", "myList=2"]
+    assert values_from_pairs(pairs) == [
+        {"id": "myX", "stringValue": "a=b"},  # split at the first '='
+        {"id": "*myKey", "stringValue": ""},
+        {"id": "myList", "stringValue": "1"},
+        {"id": "myList", "stringValue": "2"},
+    ]
+    for bad in ("myX", "=v"):
+        with pytest.raises(DefinitionError, match="is not PARAMETER=VALUE"):
+            values_from_pairs([bad])
+
+
+def test_load_values_reads_a_values_file(tmp_path: Path) -> None:
+    path = tmp_path / "values.json"
+    path.write_text(json.dumps({"values": {"myX": "v", "myList": ["1", "2"]}}))
+    assert load_values(path) == [
+        {"id": "myX", "stringValue": "v"},
+        {"id": "myList", "stringValue": "1"},
+        {"id": "myList", "stringValue": "2"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{", "not valid JSON"),
+        ('{"objects": []}', 'an object with a "values" key'),
+        ("[]", 'an object with a "values" key'),
+        ('{"values": {"myX": 1}}', 'value of parameter "myX" must be a string'),
+    ],
+)
+def test_load_values_names_the_file_it_refuses(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "values.json"
+    path.write_text(content)
+    with pytest.raises(DefinitionError, match=message) as exc:
+        load_values(path)
+    assert str(path) in str(exc.value)
+
+
+def test_secret_values_are_masked_parameters_and_what_star_fields_use() -> None:
+    defn = definition_from_json(
+        {
+            "objects": [
+                {"id": "Db", "*password": "#{myDbPassword}", "user": "#{myUser}"},
+                {"id": "Other", "*token": "literal-token", "*empty": ""},
+            ],
+            "parameters": [
+                {"id": "*myKey", "default": "key-default"},
+                {"id": "myDbPassword"},
+                {"id": "myUser"},
+            ],
+            "values": {
+                "*myKey": "key-given",
+                "*myUndeclared": ["u1", "u2"],
+                "myDbPassword": "db-pass",
+                "myUser": "admin",
+            },
+        }
+    )
+    assert secret_values(defn) == {
+        "key-default",
+        "key-given",
+        "u1",
+        "u2",
+        "db-pass",
+        "literal-token",
+    }

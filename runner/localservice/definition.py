@@ -2,8 +2,10 @@
 
 Owns: field lookup with inheritance (own fields, the `parent` chain, then
 `Default`), what kind each object is (activity, precondition, inert), worker
-group routing, expression evaluation in an object's context, and the checks
-behind PutPipelineDefinition's validationErrors and validationWarnings.
+group routing, expression evaluation in an object's context (a field that uses
+an array parameter expands to one field per value), and which values are masked:
+those of `*my` parameters, plus what the object's `*` fields hold or use.
+Parameters themselves are `parameters`'; the checks are `validation`'s.
 
 Must not: touch runtime state. Runtime values (`@scheduledStartTime`...) come in
 as a mapping from the caller.
@@ -15,14 +17,21 @@ disagree about what a field means.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
-from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
-from runner.localservice.expressions import ExpressionError, evaluate, parse_period
+from runner.localservice.expressions import (
+    ExpressionError,
+    evaluate,
+    evaluate_all,
+    parse_period,
+    references,
+)
 from runner.localservice.model import Field
+from runner.localservice.parameters import Parameters, redact
 
 COMMAND_TYPES = frozenset({"ShellCommandActivity", "ShellCommandPrecondition"})
 RUNNER_PRECONDITIONS = frozenset({"ShellCommandPrecondition", "Exists"})
@@ -77,13 +86,36 @@ class Definition:
                 for f in obj.get("fields", [])
             ]
             self.objects[obj["id"]] = (obj.get("name", obj["id"]), fields)
-        self.parameters: dict[str, dict[str, str]] = {
-            p["id"]: {a["key"]: a["stringValue"] for a in p.get("attributes", [])}
-            for p in raw.get("parameters", [])
-        }
-        self.values: dict[str, list[str]] = defaultdict(list)
-        for value in values if values is not None else raw.get("values", []):
-            self.values[value["id"]].append(value["stringValue"])
+        self.params = Parameters(
+            raw.get("parameters", []),
+            values if values is not None else raw.get("values", []),
+        )
+        self.masked = frozenset(self._masked_values())
+
+    def _masked_values(self) -> set[str]:
+        """`*my` parameter values, `*` fields' literal values, and the values of
+        the parameters that `*` fields use (`"*password": "#{myPassword}"`)."""
+        found = self.params.masked_values()
+        for _, fields in self.objects.values():
+            for key, value, is_ref in fields:
+                if not key.startswith("*") or is_ref:
+                    continue
+                if "#{" not in value:
+                    found.add(value)
+                    continue
+                try:
+                    names = references(value)
+                except ExpressionError:
+                    continue  # validation reports it
+                for name in names:
+                    if name in self.params:
+                        found.update(self.params.by_id[name].texts)
+        found.discard("")
+        return found
+
+    def redact(self, text: str) -> str:
+        """text with this definition's masked values blanked out."""
+        return redact(text, self.masked) if self.masked else text
 
     # ---- field lookup -------------------------------------------------------
     def chain(self, obj_id: str) -> list[str]:
@@ -142,7 +174,12 @@ class Definition:
         return found
 
     def route(self, obj_id: str, runs_on_group: str, guarded: str = "") -> str:
+        """The worker group an object's attempts go to. A `#{myParam}` in
+        `workerGroup` is evaluated (runners poll with the name it gives)."""
         group = self.first(obj_id, "workerGroup")
+        if group and "#{" in group:
+            with contextlib.suppress(ExpressionError, KeyError, ValueError, TypeError):
+                group = self.evaluate_text(group, obj_id, {})
         if group:
             return group
         if self.refs(obj_id, "runsOn"):
@@ -167,20 +204,6 @@ class Definition:
         return parse_duration(text) if key in SECONDS_OK else parse_period(text)
 
     # ---- parameters and expressions ------------------------------------------
-    def parameter(self, name: str) -> object:
-        attrs = self.parameters[name]
-        texts = self.values.get(name) or (
-            [attrs["default"]] if "default" in attrs else []
-        )
-        if not texts:
-            raise KeyError(name)
-        kind = attrs.get("type", "String")
-        converted: list[object] = [
-            int(t) if kind == "Integer" else float(t) if kind == "Double" else t
-            for t in texts
-        ]
-        return converted if len(converted) > 1 else converted[0]
-
     def evaluate_text(
         self, text: str, obj_id: str, runtime: Mapping[str, object], depth: int = 0
     ) -> str:
@@ -193,16 +216,26 @@ class Definition:
             text, lambda ref: self._resolve(ref, obj_id, runtime, depth + 1)
         )
 
+    def expand_text(
+        self, text: str, obj_id: str, runtime: Mapping[str, object]
+    ) -> list[str]:
+        """Like `evaluate_text`, but a list value (an array parameter, a repeated
+        field) gives one string per element: the values of a repeated field."""
+        if "#{" not in text:
+            return [text]
+        return evaluate_all(text, lambda ref: self._resolve(ref, obj_id, runtime, 1))
+
     def evaluated(
         self, fields: list[Field], obj_id: str, runtime: Mapping[str, object]
     ) -> list[Field]:
+        """The fields with their expressions evaluated; a field whose value is a
+        list becomes that field repeated. Raises as `evaluate_text`."""
         return [
-            (
-                key,
-                value if is_ref else self.evaluate_text(value, obj_id, runtime),
-                is_ref,
-            )
+            (key, shown, is_ref)
             for key, value, is_ref in fields
+            for shown in (
+                [value] if is_ref else self.expand_text(value, obj_id, runtime)
+            )
         ]
 
     def _resolve(
@@ -215,8 +248,8 @@ class Definition:
             if ref == "@id":
                 return obj_id
             return runtime[ref]
-        if ref in self.parameters:
-            return self.parameter(ref)
+        if ref in self.params:
+            return self.params.value(ref)
         found = self.lookup(obj_id, ref)
         if not found:
             raise KeyError(ref)

@@ -8,6 +8,11 @@ writes every record touched since the last commit in one transaction.
 Must not: decide state transitions (that is `lifecycle`) or speak the wire
 protocol. Every method expects the caller to hold `cond` unless it says so.
 
+`masked` is the exception: the masked values of every definition seen so far,
+an immutable set replaced (never mutated) under the lock and read without it by
+the log filter (`parameters.RedactingFilter`), which may run while the lock is
+held.
+
 Why: one Condition serializes all mutations (so SQLite sees one writer and no
 two pollers can lease the same attempt) and is also what held polls wait on, so
 a task that becomes ready wakes them at once. Timers are idempotent checks: a
@@ -64,6 +69,7 @@ class Engine:
         self._dirty_pipelines: dict[str, Pipeline] = {}
         self._dirty_runs: dict[tuple[str, str], Run] = {}
         self._definitions: dict[tuple[str, int], Definition] = {}
+        self.masked: frozenset[str] = frozenset()
 
     # ---- loading and committing -----------------------------------------------
     def load(self) -> None:
@@ -74,6 +80,8 @@ class Engine:
             self.runs.setdefault(pipeline.id, {})
             self._seq = max(self._seq, pipeline.seq)
             self.add_timer(0.0, "schedule", pipeline.id, "")
+            self.definition(pipeline)
+            self.definition(pipeline, active=False)
         for run in runs:
             self._index(run)
             if run.terminal:
@@ -129,9 +137,15 @@ class Engine:
         key = (pipeline.id, pipeline.version if active else -pipeline.version)
         cached = self._definitions.get(key)
         if cached is None:
-            cached = Definition(raw, values)
+            cached = self.remember(Definition(raw, values))
             self._definitions[key] = cached
         return cached
+
+    def remember(self, defn: Definition) -> Definition:
+        """Add the definition's masked values to `masked`; return it."""
+        if not defn.masked <= self.masked:
+            self.masked = self.masked | defn.masked
+        return defn
 
     def forget_definitions(self, pipeline_id: str) -> None:
         for key in [k for k in self._definitions if k[0] == pipeline_id]:

@@ -212,7 +212,8 @@ def start_attempt(engine: Engine, instance: Run, now: float) -> None:
             )
         ]
     except (ExpressionError, KeyError, ValueError, TypeError) as exc:
-        attempt.error_id, attempt.error_message = "ExpressionError", str(exc)
+        attempt.error_id = "ExpressionError"
+        attempt.error_message = defn.redact(str(exc))
         end_attempt(engine, attempt, FAILED, now, retry=False)
         return
     engine.enqueue(attempt)

@@ -10,7 +10,9 @@ RERUN, MARK_FINISHED; case-insensitive, as the API sample sends lowercase).
 Must not: invent transitions; instance changes go through `lifecycle`.
 
 Why: `aws datapipeline list-runs` is QueryObjects plus DescribeObjects, so the
-selector semantics and the field names here are what users see.
+selector semantics and the field names here are what users see. DescribeObjects
+takes up to 100 ids: the API reference says 25, but the AWS CLI's `list-runs`
+sends 100 at a time and AWS answers them.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ _TIME_FIELDS = frozenset(
     {"@scheduledStartTime", "@scheduledEndTime", "@actualStartTime", "@actualEndTime"}
 )
 _MAX_SELECTORS = 10
+MAX_DESCRIBE_IDS = 100
 
 
 class ObjectApi:
@@ -58,8 +61,8 @@ class ObjectApi:
 
     def describe_objects(self, body: Body) -> Body:
         ids = body["objectIds"]
-        if len(ids) > 25:
-            raise invalid("objectIds: at most 25 ids per call")
+        if len(ids) > MAX_DESCRIBE_IDS:
+            raise invalid(f"objectIds: at most {MAX_DESCRIBE_IDS} ids per call")
         evaluate = bool(body.get("evaluateExpressions", False))
         with self.engine.cond:
             pipeline = self.engine.pipeline(body["pipelineId"])
@@ -153,7 +156,9 @@ class ObjectApi:
             try:
                 value = defn.evaluate_text(body["expression"], context, runtime)
             except (ExpressionError, KeyError, ValueError, TypeError) as exc:
-                raise invalid(f"cannot evaluate expression: {exc}") from exc
+                raise invalid(
+                    defn.redact(f"cannot evaluate expression: {exc}")
+                ) from exc
         return {"evaluatedExpression": value}
 
 

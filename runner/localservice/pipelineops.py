@@ -88,7 +88,8 @@ class PipelineApi:
         raw = _raw_definition(body)
         with self.engine.cond:
             pipeline = self.engine.pipeline(body["pipelineId"])
-            errors, warnings = validation.check(Definition(raw), pipeline.id)
+            defn = self.engine.remember(Definition(raw))
+            errors, warnings = validation.check(defn, pipeline.id)
             pipeline.definition = raw
             pipeline.errored = bool(errors)
             self.engine.forget_definitions(pipeline.id)
@@ -100,7 +101,8 @@ class PipelineApi:
         raw = _raw_definition(body)
         with self.engine.cond:
             pipeline = self.engine.pipeline(body["pipelineId"])
-        errors, warnings = validation.check(Definition(raw), pipeline.id)
+            defn = self.engine.remember(Definition(raw))
+        errors, warnings = validation.check(defn, pipeline.id)
         return validation.answer(errors, warnings)
 
     def get_pipeline_definition(self, body: Body) -> Body:
@@ -133,7 +135,10 @@ class PipelineApi:
                 values if values is not None else (pipeline.active.get("values", []))
             )
             errors, _ = validation.check(
-                Definition(pipeline.active, pipeline.activation_values), pipeline.id
+                engine.remember(
+                    Definition(pipeline.active, pipeline.activation_values)
+                ),
+                pipeline.id,
             )
             if errors:
                 raise invalid(

@@ -65,12 +65,12 @@ def _evaluated_or_raw(
 ) -> list[Field]:
     out: list[Field] = []
     for key, value, is_ref in fields:
-        shown = value
+        shown = [value]
         # what cannot be evaluated here is shown as written
         if not is_ref:
             with contextlib.suppress(ExpressionError, KeyError, ValueError, TypeError):
-                shown = defn.evaluate_text(value, obj_id, runtime)
-        out.append((key, shown, is_ref))
+                shown = defn.expand_text(value, obj_id, runtime)
+        out.extend((key, text, is_ref) for text in shown)
     return out
 
 

@@ -3,8 +3,10 @@
 Owns: the listener (stdlib ThreadingHTTPServer, HTTP/1.1 keep-alive, TCP_NODELAY
 on every accepted socket, each response written in one `sendall`), the dispatch
 from `X-Amz-Target` to an operation, fault injection (a dropped connection and a
-cut answer are carried out here), the call log, the scheduler thread, the
-thread that checks S3 preconditions (`preconditions`;
+cut answer are carried out here), the call log, the filter that keeps masked
+parameter values out of the service's log lines (`parameters.RedactingFilter`, on
+the package's loggers while it runs), the scheduler thread, the thread that checks
+S3 preconditions (`preconditions`;
 `s3_endpoint_url` None means boto3's own configuration: AWS_ENDPOINT_URL_S3,
 profile, real S3), and start/stop/serve_forever.
 
@@ -29,10 +31,11 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from runner.localservice import lifecycle, schedule
+from runner.localservice import lifecycle, preconditions, schedule
 from runner.localservice.engine import Engine
 from runner.localservice.faults import CUTS, CallLog, Fault, Faults, RecordedCall
 from runner.localservice.objectops import ObjectApi
+from runner.localservice.parameters import RedactingFilter
 from runner.localservice.pipelineops import PipelineApi
 from runner.localservice.preconditions import Checker
 from runner.localservice.protocol import (
@@ -45,6 +48,8 @@ from runner.localservice.store import Store
 from runner.localservice.taskops import TaskApi
 
 log = logging.getLogger(__name__)
+# Every logger of the package (a logger's filters apply to its own records only).
+_LOGGERS = (log, preconditions.log)
 Operation = Callable[[dict[str, Any]], dict[str, Any]]
 _REASONS = {
     200: "OK",
@@ -96,10 +101,13 @@ class LocalService:
         self._stopped = threading.Event()
         self._httpd: _Server | None = None
         self._threads: list[threading.Thread] = []
+        self._redacting = RedactingFilter(lambda: self.engine.masked)
 
     # ---- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
         """Bind and serve on daemon threads; returns once listening."""
+        for logger in _LOGGERS:
+            logger.addFilter(self._redacting)
         httpd = _Server((self.host, self.port), _Handler)
         httpd.service = self
         self._httpd = httpd
@@ -144,6 +152,8 @@ class LocalService:
         with self.engine.cond:
             self.engine.commit()
             self._store.close()
+        for logger in _LOGGERS:
+            logger.removeFilter(self._redacting)
         self._stopped.set()
 
     def __enter__(self) -> LocalService:

@@ -2,8 +2,10 @@
 
 Owns: the definition checks (missing `type`, dangling refs, ShellCommand*
 without `command` or `scriptUri`, activities with no worker group, schedules,
-parameters, expressions outside the supported subset) and the AWS answer shape
-`validationErrors` / `validationWarnings` (`[{"id", "errors"|"warnings"}]`).
+expressions outside the supported subset; the parameter checks are
+`parameters`'), and the AWS answer shape `validationErrors` /
+`validationWarnings` (`[{"id", "errors"|"warnings"}]`), with every masked value
+blanked out of the messages (they quote field values and expression results).
 
 Must not: store anything.
 
@@ -54,14 +56,12 @@ def check(defn: Definition, pipeline_id: str) -> tuple[Report, Report]:
         _check_seconds(fields, warnings[obj_id])
         _check_type(defn, obj_id, errors[obj_id], warnings[obj_id])
         _check_service_precondition(defn, obj_id, runtime, errors[obj_id])
-    for name in defn.parameters:
-        if not name.startswith("my"):
-            errors[name].append(f"Parameter id '{name}' must start with 'my'")
-    for name in defn.values:
-        if name not in defn.parameters:
-            errors[name].append(f"Value for undeclared parameter '{name}'")
+    parameter_errors, parameter_warnings = defn.params.check()
+    for report, found in ((errors, parameter_errors), (warnings, parameter_warnings)):
+        for name, messages in found.items():
+            report[name].extend(messages)
     _check_schedules(defn, errors)
-    return _compact(errors), _compact(warnings)
+    return _compact(defn, errors), _compact(defn, warnings)
 
 
 def _check_fields(
@@ -77,7 +77,7 @@ def _check_fields(
                 errors.append(f"Field '{key}' references unknown object '{value}'")
             continue
         try:
-            defn.evaluate_text(value, obj_id, runtime)
+            defn.expand_text(value, obj_id, runtime)
         except (ExpressionError, KeyError, ValueError, TypeError) as exc:
             errors.append(f"Field '{key}': unsupported expression in {value!r}: {exc}")
             continue
@@ -176,8 +176,12 @@ def _check_schedules(defn: Definition, errors: Report) -> None:
                     )
 
 
-def _compact(report: Report) -> Report:
-    return {key: value for key, value in report.items() if value}
+def _compact(defn: Definition, report: Report) -> Report:
+    return {
+        key: [defn.redact(message) for message in messages]
+        for key, messages in report.items()
+        if messages
+    }
 
 
 def answer(errors: Report, warnings: Report) -> dict[str, Any]:

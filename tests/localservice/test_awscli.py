@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from runner.localservice import LocalService
+from runner.pipelinefile import definition_from_json
 from tests.localservice.conftest import make_client, wait_for
 
 pytest.importorskip("awscli")
@@ -130,3 +131,53 @@ def test_aws_cli_create_put_activate_list_runs_describe(
     assert {"key": "@status", "stringValue": "FINISHED"} in obj["fields"]
     listed = json.loads(aws(service, "list-pipelines"))
     assert listed["pipelineIdList"] == [{"id": pipeline_id, "name": "cli"}]
+
+
+@pytest.mark.skipif(not AWS.exists(), reason="the aws command is not installed here")
+def test_list_runs_lists_more_than_100_instances(service: LocalService) -> None:
+    """list-runs asks DescribeObjects for 100 ids at a time; the service must
+    answer that (the API reference says 25, AWS takes 100)."""
+    dp = make_client(service.endpoint_url)
+    pipeline_id = dp.create_pipeline(name="many", uniqueId="many")["pipelineId"]
+    # 30 hours of quarter-hour slots, all in the past: activation makes 120
+    # instances at once (cron: a slot is due at its start).
+    objects = definition_from_json(
+        {
+            "objects": [
+                {"id": "Default", "scheduleType": "cron", "workerGroup": "nobody"},
+                {
+                    "id": "Quarterly",
+                    "type": "Schedule",
+                    "period": "15 minutes",
+                    "startDateTime": "2020-01-01T00:00:00",
+                    "endDateTime": "2020-01-02T06:00:00",
+                },
+                {
+                    "id": "Work",
+                    "type": "ShellCommandActivity",
+                    "command": "true",
+                    "schedule": {"ref": "Quarterly"},
+                },
+            ]
+        }
+    ).pipeline_objects
+    put = dp.put_pipeline_definition(pipelineId=pipeline_id, pipelineObjects=objects)
+    assert put["errored"] is False, put
+    dp.activate_pipeline(pipelineId=pipeline_id)
+    paginator = dp.get_paginator("query_objects")
+
+    def instance_count() -> int:
+        pages = paginator.paginate(pipelineId=pipeline_id, sphere="INSTANCE")
+        return sum(len(page["ids"]) for page in pages)
+
+    wait_for(lambda: instance_count() == 120)
+    runs = aws(
+        service,
+        *("list-runs", "--pipeline-id", pipeline_id),
+        *("--schedule-interval", "2019-12-31T00:00:00,2020-01-03T00:00:00"),
+    )
+    # each run is two lines: "N.  Work  <scheduled start>  <status>", "@Work_..."
+    listed = [line.split() for line in runs.splitlines() if " Work " in line]
+    assert [row[0] for row in listed] == [f"{n}." for n in range(1, 121)], runs[-500:]
+    assert {row[3] for row in listed} == {"WAITING_FOR_RUNNER"}
+    assert listed[-1][2] == "2020-01-02T05:45:00"
