@@ -6,41 +6,26 @@ exits. ``RunnerError`` becomes a message and an exit code here and nowhere else
 (click style): 0 clean stop, 1 crash, 2 usage, 4 ``run --local`` ended with instances
 that did not finish, 78 configuration.
 
-The main thread only handles signals and the lifecycle (amazon-ssm-agent's
-``blockUntilSignaled``): it waits on the stop events, drains the worker, and exits.
+The daemon itself is put together and dispatched by ``daemon.py`` (and ``run
+--local`` by ``localrun.py``): they are the rest of the composition root.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import gc
 import sys
-import tempfile
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
-import structlog
 
-from runner import localrun, logs, logship, supervisor, systemd
-from runner.aws.client import Client
-from runner.aws.s3 import S3
-from runner.aws.session import new_session
-from runner.config import Settings, load_settings
+from runner import daemon, localrun, logs
+from runner.config import load_settings
 from runner.errors import RunnerError
 from runner.pipelinefile import Definition
-from runner.signals import Signals
-from runner.task.execution import ExecutionSettings
-from runner.workdir import WorkDir
-from runner.worker import Worker, default_hostname
+from runner.signals import STOP_SIGNALS, Signals
 
 EXIT_UNFINISHED = 4
-MAIN_LOOP_S = 0.2
-#: The S3 read timeout is max(this, kill_grace): a stop leaves a hung transfer
-#: behind, and its thread must end soon after (issue: every wait is stoppable).
-S3_MIN_READ_TIMEOUT_S = 1.0
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -167,11 +152,26 @@ def run(
             )
         else:
             settings = load_settings(config_file=config_file, overrides=overrides)
-            code = _serve(settings)
+            code = daemon.serve(settings)
     except RunnerError as exc:
         click.echo(f"dp-runner: {exc}", err=True)
         sys.exit(exc.exit_code)
     sys.exit(code)
+
+
+def _run_local(
+    config_file: Path | None,
+    overrides: dict[str, Any],
+    definition: Path,
+    defn: Definition,
+    time_scale: float,
+) -> int:
+    """``run --local``: the closing table, and 0 when every instance FINISHED."""
+    rows, work_dir = localrun.run(config_file, overrides, definition, defn, time_scale)
+    click.echo(localrun.render_table(rows))
+    click.echo(f"attempt folders: {work_dir / 'attempts'}")
+    ok = bool(rows) and all(row.status == "FINISHED" for row in rows)
+    return 0 if ok else EXIT_UNFINISHED
 
 
 @main.command()
@@ -230,181 +230,6 @@ def local(  # noqa: PLR0917 - click passes each option positionally
         f"dp-runner local: serving the Data Pipeline API on {service.endpoint_url}",
         err=True,
     )
-    signals.stop.wait()
+    while signals.next(None) not in STOP_SIGNALS:
+        continue  # SIGUSR1 and the like: keep serving
     service.stop()
-
-
-def _settle_memory() -> None:
-    """Once, before the first poll. The sessions behind the clients are garbage in
-    reference cycles, and with them the endpoint table they parsed (aws/session.py):
-    about 2 MB of RSS."""
-    gc.collect()
-
-
-def _components(
-    settings: Settings, signals: Signals, session: Any = None
-) -> tuple[structlog.typing.FilteringBoundLogger, Client, S3, WorkDir]:
-    """Logs, the work dir (locked), the clients. ``session``: the boto3 session of
-    the Data Pipeline client (``run --local``); None for boto3's chain."""
-    logs.configure(log_format=settings.log_format, level=settings.log_level)
-    log = logs.get_logger("dp-runner")
-    work_dir = WorkDir(settings.work_dir)
-    work_dir.lock()
-    logs.add_file_log(work_dir.root / logs.LOG_DIR_NAME)
-    client = Client(
-        region=settings.region,
-        endpoint_url=settings.endpoint_url,
-        stop=signals.stop,
-        abort=signals.fast_stop,
-        log=log,
-        session=session,
-    )
-    s3 = S3(
-        region=settings.region, log=log, read_timeout_s=_s3_read_timeout_s(settings)
-    )
-    return log, client, s3, work_dir
-
-
-def _s3_read_timeout_s(settings: Settings) -> float:
-    """An attempt abandons a hung transfer on a stop: its thread must end within a
-    read. A stopped attempt's log upload gets as long (one read)."""
-    return max(S3_MIN_READ_TIMEOUT_S, settings.kill_grace)
-
-
-def _worker(
-    settings: Settings,
-    client: Client,
-    s3: S3,
-    work_dir: WorkDir,
-    log: structlog.typing.FilteringBoundLogger,
-) -> Worker:
-    return Worker(
-        client=client,
-        s3=s3,
-        work_dir=work_dir,
-        worker_groups=list(settings.worker_groups),
-        hostname=settings.hostname or default_hostname(),
-        taskrunner_id=settings.taskrunner_id or work_dir.taskrunner_id(),
-        max_tasks=settings.max_tasks,
-        runner_heartbeat_interval=settings.runner_heartbeat_interval,
-        drain_timeout=settings.drain_timeout,
-        keep_attempts=settings.keep_attempts,
-        execution_settings=ExecutionSettings(
-            heartbeat_interval=settings.heartbeat_interval,
-            lease_timeout=settings.lease_timeout,
-            kill_grace=settings.kill_grace,
-            region=settings.region or client.region,
-            wind_down_s=_s3_read_timeout_s(settings),
-        ),
-        log=log,
-    )
-
-
-def _serve(settings: Settings) -> int:
-    """The daemon: run until a signal or ``terminate`` drains it. Returns 0."""
-    settings.require_worker_groups()
-    signals = Signals()
-    signals.install()
-    log, client, s3, work_dir = _components(settings, signals)
-    runner_id = settings.taskrunner_id or settings.hostname or default_hostname()
-    shipper = logship.start(settings.log_uri, s3=s3, runner_id=runner_id, log=log)
-    supervisor.enable_subreaper()
-    worker = _worker(settings, client, s3, work_dir, log)
-    worker.preflight()
-    _settle_memory()
-    worker.start()
-    systemd.ready()
-    _block_until_drained(worker, signals, threading.Event())
-    systemd.stopping()
-    log.info("runner_stopped", **dataclasses.asdict(worker.statistics()))
-    if shipper is not None:
-        shipper.close(logship.CLOSE_TIMEOUT_S)
-    return 0
-
-
-def _block_until_drained(
-    worker: Worker, signals: Signals, done: threading.Event
-) -> None:
-    """The main loop: turn signals into drain/hurry, reap, exit once drained.
-    ``done`` lets ``run --local`` end the loop when its pipeline has ended."""
-    while True:
-        if signals.fast_stop.is_set():
-            worker.hurry()
-        if signals.stop.is_set() or done.is_set() or worker.terminate_requested:
-            worker.drain()
-            worker.expire()
-        if worker.draining and worker.idle():
-            break
-        if signals.dump_stacks.is_set():
-            signals.dump_stacks.clear()
-            signals.dump()
-        worker.housekeeping()
-        systemd.watchdog()
-        signals.wakeup.wait(MAIN_LOOP_S)
-        signals.wakeup.clear()
-    worker.wait_done(5.0)
-    worker.stop()
-
-
-def _run_local(
-    config_file: Path | None,
-    overrides: dict[str, Any],
-    definition: Path,
-    defn: Definition,
-    time_scale: float,
-) -> int:
-    """``run --local``: the embedded service, one pipeline, to the end."""
-    service = localrun.start_service(time_scale)
-    try:
-        settings = _local_settings(
-            config_file, overrides, service.endpoint_url, defn, time_scale
-        )
-        signals = Signals()
-        signals.install()
-        local = new_session(settings.region, localrun.LOCAL_CREDENTIALS)
-        log, client, s3, work_dir = _components(settings, signals, local)
-        supervisor.enable_subreaper()
-        pipeline_id = localrun.submit(client, defn, definition.stem)
-        log.info(
-            "local_pipeline_submitted",
-            pipeline_id=pipeline_id,
-            definition=str(definition),
-            work_dir=str(settings.work_dir),
-        )
-        worker = _worker(settings, client, s3, work_dir, log)
-        worker.start()
-        done = localrun.start_watch(client, pipeline_id, signals.stop, log)
-        _block_until_drained(worker, signals, done)
-        rows = localrun.instance_rows(client, pipeline_id)
-    finally:
-        service.stop()
-    click.echo(localrun.render_table(rows))
-    click.echo(f"attempt folders: {settings.work_dir / 'attempts'}")
-    ok = bool(rows) and all(row.status == "FINISHED" for row in rows)
-    return 0 if ok else EXIT_UNFINISHED
-
-
-def _local_settings(
-    config_file: Path | None,
-    overrides: dict[str, Any],
-    endpoint_url: str,
-    defn: Definition,
-    time_scale: float,
-) -> Settings:
-    """Settings for the demo: the embedded endpoint, the definition's groups, and
-    runner clocks scaled like the service's."""
-    base = load_settings(config_file=config_file, overrides=overrides)
-    local: dict[str, Any] = {
-        "endpoint_url": endpoint_url,
-        "region": base.region or "us-east-1",
-        "worker_groups": localrun.groups_to_serve(defn),
-        "heartbeat_interval": min(base.heartbeat_interval, max(0.1, 60 * time_scale)),
-        "lease_timeout": min(base.lease_timeout, max(3.0, 240 * time_scale)),
-        "runner_heartbeat_interval": min(
-            base.runner_heartbeat_interval, max(1.0, 900 * time_scale)
-        ),
-        "drain_timeout": min(base.drain_timeout, 10.0),
-    }
-    if "work_dir" not in overrides:
-        local["work_dir"] = Path(tempfile.mkdtemp(prefix="dp-runner-local-"))
-    return load_settings(config_file=config_file, overrides={**overrides, **local})

@@ -1,12 +1,23 @@
-"""The runner's shutdown state, shared by the worker and every execution.
+"""The runner's one shutdown state, shared by the dispatcher, the worker, the
+clients and every execution.
 
-Owns: when the drain began, when it runs out, and whether a second signal asked to
-stop fast. It is state and nothing more: it signals no process and logs nothing.
+Owns: whether the runner is stopping and why, when the drain began and when it runs
+out, whether a second signal asked to stop fast, and the deadline every final status
+must be sent by. It is state and nothing more: it signals no process and logs
+nothing. Only the dispatcher (``daemon.py``, on the main thread) changes it; a
+signal, ``terminate: true`` and the end of ``run --local`` all reach the dispatcher
+the same way (a queue), so they all take the same path.
 
 Why an object and not an exception: shutdown must not unwind a task's thread. An
-execution keeps heartbeating and supervising while the runner drains, and looks at
-``expired`` on each tick to decide when to kill its tree (dramatiq stops consumers
-before workers; trio's cancel scopes are state, not exceptions, for the same reason).
+execution keeps heartbeating and working while the runner drains (dramatiq stops
+consumers before workers; trio's cancel scopes are state, not exceptions).
+
+The exit is bounded: running tasks get ``drain_timeout``; then their trees get
+``kill_grace``; then each final status gets what is left of ``STATUS_BUDGET_S``
+(``FAST_STATUS_BUDGET_S`` after a second signal). So ``drain_timeout + kill_grace +
+STATUS_BUDGET_S`` bounds the time from the first signal to the exit, and the
+systemd unit's ``TimeoutStopSec`` is derived from it. A status not sent by then
+stays in the journal for the next start.
 """
 
 from __future__ import annotations
@@ -14,32 +25,67 @@ from __future__ import annotations
 import threading
 import time
 
+#: After the drain and the kill, each final status gets at most this long.
+STATUS_BUDGET_S = 30.0
+#: After a second signal, at most this long.
+FAST_STATUS_BUDGET_S = 5.0
 
-class Drain:
-    """Thread-safe. ``begin`` starts the drain clock (first call wins); ``hurry``
-    ends it at once."""
 
-    def __init__(self) -> None:
+class Shutdown:
+    """Thread-safe. ``begin`` starts the drain clock (the first call wins); ``hurry``
+    ends the drain at once. Read from any thread."""
+
+    def __init__(self, *, drain_timeout: float, kill_grace: float) -> None:
+        self.drain_timeout = drain_timeout
+        self.kill_grace = kill_grace
+        #: Set by ``begin``: stop polling; backoffs of polls and heartbeats end.
         self.requested = threading.Event()
+        #: Set by ``hurry``: kill now; every other backoff ends.
         self.fast = threading.Event()
-        self._deadline: float | None = None
+        self.reason: str | None = None
+        self._began: float | None = None
+        self._hurried: float | None = None
         self._lock = threading.Lock()
 
-    def begin(self, timeout_s: float) -> None:
-        """Start draining: running tasks may go on for ``timeout_s`` more."""
+    def begin(self, reason: str) -> bool:
+        """Start draining for ``reason``; True for the call that started it."""
         with self._lock:
-            if not self.requested.is_set():
-                self._deadline = time.monotonic() + timeout_s
-                self.requested.set()
+            if self._began is not None:
+                return False
+            self._began, self.reason = time.monotonic(), reason
+            self.requested.set()
+            return True
 
-    def hurry(self) -> None:
+    def hurry(self, reason: str = "second signal") -> None:
         """Stop fast: the drain has run out now."""
-        self.begin(0.0)
-        self.fast.set()
+        self.begin(reason)
+        with self._lock:
+            if self._hurried is None:
+                self._hurried = time.monotonic()
+                self.fast.set()
 
     def expired(self) -> bool:
-        """True once running tasks must be killed."""
-        deadline = self._deadline
-        return self.fast.is_set() or (
-            deadline is not None and time.monotonic() >= deadline
-        )
+        """True once running tasks must be stopped."""
+        left = self.until_expiry_s()
+        return left is not None and left <= 0
+
+    def until_expiry_s(self) -> float | None:
+        """Seconds until the drain runs out (0 once it has); None before a drain."""
+        began = self._began
+        if began is None:
+            return None
+        if self.fast.is_set():
+            return 0.0
+        return max(0.0, began + self.drain_timeout - time.monotonic())
+
+    def status_deadline(self) -> float | None:
+        """``time.monotonic()`` by which a final status must have been sent, or None
+        while the runner is not stopping. Moves closer on ``hurry``: wait on
+        ``requested`` and ``fast`` to learn when it moves."""
+        began, hurried = self._began, self._hurried
+        if began is None:
+            return None
+        deadline = began + self.drain_timeout + self.kill_grace + STATUS_BUDGET_S
+        if hurried is not None:
+            deadline = min(deadline, hurried + FAST_STATUS_BUDGET_S)
+        return deadline

@@ -18,6 +18,9 @@ array) or ``--parameter-values-uri file://values.json`` (``{"values": {...}}``).
 Either replaces the file's own ``values`` as a whole, as the AWS CLI does: a run
 takes one set of values, and the same flags give the same pipeline on AWS.
 
+Its end takes the daemon's one path: once every instance has ended, the watch thread
+queues ``LOCAL_RUN_ENDED`` in the dispatcher's inbox, exactly as a signal would be.
+
 Must not import ``runner.localservice`` at module level: ``cli.py`` imports this module
 for its constants and ``run`` without ``--local`` must not pay for the service.
 """
@@ -25,6 +28,8 @@ for its constants and ``run`` without ``--local`` must not pay for the service.
 from __future__ import annotations
 
 import dataclasses
+import queue
+import tempfile
 import threading
 import time
 import uuid
@@ -35,8 +40,10 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from runner import logs
+from runner import daemon, logs, supervisor
 from runner.aws.client import Client
+from runner.aws.session import new_session
+from runner.config import Settings, load_settings
 from runner.errors import ConfigError
 from runner.pipelinefile import (
     Definition,
@@ -46,6 +53,7 @@ from runner.pipelinefile import (
     values_from_pairs,
     worker_groups,
 )
+from runner.signals import LOCAL_RUN_ENDED, Request, Signals
 
 if TYPE_CHECKING:
     from runner.localservice import LocalService
@@ -72,6 +80,73 @@ POLL_STATUS_S = 0.2
 #: How long ``run --local`` waits for its pipeline, in real seconds.
 LOCAL_RUN_LIMIT_S = 3600.0
 VALUES_FLAG = "--parameter-values"
+
+
+def run(
+    config_file: Path | None,
+    overrides: dict[str, Any],
+    definition: Path,
+    defn: Definition,
+    time_scale: float,
+) -> tuple[list[InstanceRow], Path]:
+    """The embedded service, one pipeline, served to its end: the instances' rows
+    and the work dir. Raises ``ConfigError``."""
+    service = start_service(time_scale)
+    try:
+        settings = local_settings(
+            config_file, overrides, service.endpoint_url, defn, time_scale
+        )
+        signals = Signals()
+        signals.install()
+        session = new_session(settings.region, LOCAL_CREDENTIALS)
+        runner = daemon.build(settings, signals, session)
+        supervisor.enable_subreaper()
+        pipeline_id = submit(runner.client, defn, definition.stem)
+        runner.log.info(
+            "local_pipeline_submitted",
+            pipeline_id=pipeline_id,
+            definition=str(definition),
+            work_dir=str(settings.work_dir),
+        )
+        runner.worker.start()
+        start_watch(
+            runner.client,
+            pipeline_id,
+            runner.shutdown.requested,
+            signals.inbox,
+            runner.log,
+        )
+        daemon.dispatch(runner)
+        rows = instance_rows(runner.client, pipeline_id)
+    finally:
+        service.stop()
+    return rows, settings.work_dir
+
+
+def local_settings(
+    config_file: Path | None,
+    overrides: dict[str, Any],
+    endpoint_url: str,
+    defn: Definition,
+    time_scale: float,
+) -> Settings:
+    """Settings for the demo: the embedded endpoint, the definition's groups, and
+    runner clocks scaled like the service's."""
+    base = load_settings(config_file=config_file, overrides=overrides)
+    local: dict[str, Any] = {
+        "endpoint_url": endpoint_url,
+        "region": base.region or "us-east-1",
+        "worker_groups": groups_to_serve(defn),
+        "heartbeat_interval": min(base.heartbeat_interval, max(0.1, 60 * time_scale)),
+        "lease_timeout": min(base.lease_timeout, max(3.0, 240 * time_scale)),
+        "runner_heartbeat_interval": min(
+            base.runner_heartbeat_interval, max(1.0, 900 * time_scale)
+        ),
+        "drain_timeout": min(base.drain_timeout, 10.0),
+    }
+    if "work_dir" not in overrides:
+        local["work_dir"] = Path(tempfile.mkdtemp(prefix="dp-runner-local-"))
+    return load_settings(config_file=config_file, overrides={**overrides, **local})
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,25 +320,24 @@ def start_watch(
     client: Client,
     pipeline_id: str,
     stop: threading.Event,
+    inbox: queue.SimpleQueue[Request],
     log: structlog.typing.FilteringBoundLogger,
-) -> threading.Event:
+) -> None:
     """Watch the pipeline on a ``local-watch`` thread, logging each instance's new
-    status; the returned event is set once every instance has ended, ``stop`` is
-    set, time runs out, or the watch failed (logged)."""
-    done = threading.Event()
+    status; ``LOCAL_RUN_ENDED`` goes to ``inbox`` once every instance has ended,
+    ``stop`` is set, time runs out, or the watch failed (logged)."""
 
     def watch() -> None:
         try:
             wait_all_ended(
                 client, pipeline_id, stop, LOCAL_RUN_LIMIT_S, log_progress(log)
             )
-        except Exception:  # thread top: log, then let the run end
+        except Exception:
             log.exception("local_watch_failed")
         finally:
-            done.set()
+            inbox.put(LOCAL_RUN_ENDED)
 
     threading.Thread(target=watch, name="local-watch", daemon=True).start()
-    return done
 
 
 def log_progress(

@@ -1,75 +1,57 @@
-"""Main-thread signal handling: handlers that only set events.
+"""Main-thread signal handling: handlers that only queue the signal number.
 
-| signal          | first                | second (TERM/INT/HUP)      |
-|-----------------|----------------------|----------------------------|
-| SIGTERM, SIGINT | ``stop``: drain      | ``fast_stop``: kill, report |
-| SIGHUP          | same as SIGTERM      | same as SIGTERM            |
-| SIGUSR1         | ``dump_stacks``: the main loop calls ``dump()`` |   |
+| signal                  | first                 | second (a stop signal)     |
+|-------------------------|-----------------------|----------------------------|
+| SIGTERM, SIGINT, SIGHUP | drain                 | stop fast: kill, report    |
+| SIGUSR1                 | dump every thread's stack to stderr                |
 
-It owns the handlers and the events; what a stop means (drain, hurry) belongs to the
-worker and the CLI. It must not log, raise or do I/O in a handler (gunicorn's arbiter:
-"NO LOGGING"), because a handler runs between two bytecodes of whatever the main
-thread was doing.
+Owns: the handlers and the ``inbox`` they put into. What a signal means is the
+dispatcher's (``daemon.py``): it reads the inbox on the main thread. Other requests
+to stop reach the dispatcher through the same inbox (``TERMINATE`` from the runner
+heartbeat, ``LOCAL_RUN_ENDED`` from ``run --local``), so there is one path.
 
-Why it is built this way:
+Must not: log, lock, raise or do I/O in a handler (gunicorn's arbiter: "NO
+LOGGING"): a handler runs between two bytecodes of whatever the main thread was
+doing. ``queue.SimpleQueue.put`` is documented reentrant, safe in a handler, and a
+``get`` blocked on the main thread is woken by it at once.
 
-- The events are safe to set from a handler even while the main thread is inside
-  ``stop.wait()``. A plain ``threading.Event`` guards its flag with a non-reentrant
-  lock; a handler that runs while the main thread holds that lock (a window inside
-  ``Event.wait``) would block on it forever (python/cpython#126434 describes the same
-  trap for ``multiprocessing.Event``). Our events use a reentrant lock, so the
-  handler's ``set()`` completes and the interrupted ``wait()`` sees the flag.
-- SIGHUP stops the runner like SIGTERM. There is no configuration reload; HUP's
-  default action would kill the runner without a drain and orphan the running tasks;
-  and ignoring it would leave a runner started from a closed terminal running blind.
-- SIGUSR1 dumps every thread's stack (like AWS Deadline's worker agent); the dump is
-  I/O, so the handler only sets ``dump_stacks`` and the main loop calls ``dump()``.
+Why SIGHUP stops the runner like SIGTERM: there is no configuration reload; HUP's
+default action would kill the runner without a drain and orphan the running tasks;
+and ignoring it would leave a runner started from a closed terminal running blind.
 """
 
 from __future__ import annotations
 
 import faulthandler
+import queue
 import signal
 import sys
-import threading
 from types import FrameType
 from typing import Any, TextIO
 
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-_DUMP_SIGNAL = signal.SIGUSR1
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+DUMP_SIGNAL = signal.SIGUSR1
+#: Requests that are not signals, put into the same inbox by threads.
+TERMINATE = "terminate"  # ReportTaskRunnerHeartbeat answered terminate: true
+LOCAL_RUN_ENDED = "local-run-ended"  # run --local: every instance has ended
+WAKE = "wake"  # look again: a task ended while the runner drains
 
+Request = int | str
 _Handler = Any  # what signal.signal returns: a callable, an int, or None
-
-
-class SignalSafeEvent(threading.Event):
-    """A ``threading.Event`` whose ``set()`` may run in a signal handler on the
-    main thread while that thread is inside ``wait()`` or ``set()``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # Event keeps its lock in ``_cond``; a reentrant one lets the handler's set()
-        # proceed while the interrupted frame below it holds the lock.
-        self._cond = threading.Condition(threading.RLock())
 
 
 class Signals:
     """Install with ``install()`` from the main thread; ``restore()`` puts the
-    previous handlers back. ``count`` is how many stop signals were seen."""
+    previous handlers back. ``inbox`` is read by the dispatcher only."""
 
     def __init__(self) -> None:
-        self.stop: threading.Event = SignalSafeEvent()
-        self.fast_stop: threading.Event = SignalSafeEvent()
-        self.dump_stacks: threading.Event = SignalSafeEvent()
-        #: Set by every handled signal: one event for a main loop to wait on.
-        self.wakeup: threading.Event = SignalSafeEvent()
-        self.count = 0
+        self.inbox: queue.SimpleQueue[Request] = queue.SimpleQueue()
         self._previous: dict[signal.Signals, _Handler] = {}
 
     def install(self) -> None:
         """Install the handlers. Main thread only (``ValueError`` otherwise)."""
-        for signum in _STOP_SIGNALS:
-            self._previous[signum] = signal.signal(signum, self._on_stop)
-        self._previous[_DUMP_SIGNAL] = signal.signal(_DUMP_SIGNAL, self._on_dump)
+        for signum in (*STOP_SIGNALS, DUMP_SIGNAL):
+            self._previous[signum] = signal.signal(signum, self._queue)
 
     def restore(self) -> None:
         """Put back the handlers that ``install`` replaced. Main thread only."""
@@ -77,19 +59,16 @@ class Signals:
             signum, handler = self._previous.popitem()
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
+    def next(self, timeout: float | None) -> Request | None:
+        """The next request, waiting up to ``timeout`` seconds; None if none came."""
+        try:
+            return self.inbox.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
     def dump(self, file: TextIO | None = None) -> None:
         """Write every thread's stack to ``file`` (stderr by default)."""
         faulthandler.dump_traceback(file=file or sys.stderr, all_threads=True)
 
-    # ------------------------------------------------------- handlers: events only
-
-    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
-        self.count += 1
-        if self.stop.is_set():
-            self.fast_stop.set()
-        self.stop.set()
-        self.wakeup.set()
-
-    def _on_dump(self, signum: int, frame: FrameType | None) -> None:
-        self.dump_stacks.set()
-        self.wakeup.set()
+    def _queue(self, signum: int, frame: FrameType | None) -> None:
+        self.inbox.put_nowait(signum)

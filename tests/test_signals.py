@@ -1,4 +1,5 @@
-"""Signals delivered for real to the test process, after install(); restored after."""
+"""Signals delivered for real to the test process, after install(); restored after.
+And the one shutdown state (``drain.Shutdown``), which the dispatcher drives."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.signals import Signals, SignalSafeEvent
+from runner.drain import FAST_STATUS_BUDGET_S, STATUS_BUDGET_S, Shutdown
+from runner.signals import LOCAL_RUN_ENDED, Signals
 
 
 @pytest.fixture
@@ -24,49 +26,39 @@ def signals() -> Iterator[Signals]:
         handlers.restore()
 
 
-def deliver(signum: signal.Signals) -> None:
-    """Send to ourselves; the Python handler runs at the next bytecode boundary
-    of the main thread, so the events are set by the time this returns."""
-    os.kill(os.getpid(), signum)
-    deadline = time.monotonic() + 2
-    while time.monotonic() < deadline:  # a few bytecodes are enough; be patient anyway
-        if signal.sigpending().isdisjoint({signum}):
-            return
-
-
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
-def test_first_signal_stops_second_stops_fast(
+@pytest.mark.parametrize(
+    "signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1]
+)
+def test_a_handler_only_queues_the_signal_number(
     signals: Signals, signum: signal.Signals
 ) -> None:
-    deliver(signum)
-    assert signals.stop.is_set()
-    assert not signals.fast_stop.is_set()
-    assert signals.count == 1
-    deliver(signal.SIGTERM)
-    assert signals.fast_stop.is_set()
-    assert signals.count == 2
+    os.kill(os.getpid(), signum)
+    assert signals.next(2) == signum
+    assert signals.next(0) is None
 
 
-def test_usr1_asks_for_a_stack_dump(signals: Signals, tmp_path: Path) -> None:
-    deliver(signal.SIGUSR1)
-    assert signals.dump_stacks.is_set()
-    assert signals.wakeup.is_set()
-    assert not signals.stop.is_set()
-    assert signals.count == 0
-    with (tmp_path / "stacks").open("w") as handle:
-        signals.dump(handle)
-    assert "test_usr1_asks_for_a_stack_dump" in (tmp_path / "stacks").read_text()
+def test_requests_from_threads_share_the_signals_path(signals: Signals) -> None:
+    threading.Thread(target=signals.inbox.put, args=(LOCAL_RUN_ENDED,)).start()
+    os.kill(os.getpid(), signal.SIGTERM)
+    got = {signals.next(2), signals.next(2)}
+    assert got == {LOCAL_RUN_ENDED, signal.SIGTERM}
 
 
-def test_signal_wakes_the_main_thread_waiting_on_stop(signals: Signals) -> None:
+def test_a_signal_wakes_the_main_thread_waiting_on_the_inbox(signals: Signals) -> None:
     timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM))
     timer.start()
     started = time.monotonic()
     try:
-        assert signals.stop.wait(5)
+        assert signals.next(5) == signal.SIGTERM
     finally:
         timer.join()
     assert time.monotonic() - started < 2
+
+
+def test_the_stack_dump_names_this_test(signals: Signals, tmp_path: Path) -> None:
+    with (tmp_path / "stacks").open("w") as handle:
+        signals.dump(handle)
+    assert "test_the_stack_dump_names_this_test" in (tmp_path / "stacks").read_text()
 
 
 def test_restore_puts_back_the_previous_handlers() -> None:
@@ -79,9 +71,31 @@ def test_restore_puts_back_the_previous_handlers() -> None:
     assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
 
 
-def test_signal_safe_event_can_be_set_while_its_lock_is_held() -> None:
-    """The handler's case: set() runs on the thread that is inside wait()."""
-    event = SignalSafeEvent()
-    with event._cond:  # what the main thread holds inside Event.wait
-        event.set()  # a plain threading.Event would block here forever
-    assert event.wait(0)
+def test_the_first_stop_wins_and_starts_the_drain_clock() -> None:
+    shutdown = Shutdown(drain_timeout=10.0, kill_grace=2.0)
+    assert shutdown.status_deadline() is None
+    assert shutdown.until_expiry_s() is None
+    assert shutdown.begin("SIGTERM")
+    assert not shutdown.begin("terminate")
+    assert shutdown.reason == "SIGTERM"
+    assert shutdown.requested.is_set()
+    assert not shutdown.expired()
+    left = shutdown.until_expiry_s()
+    assert left is not None
+    assert 9.0 < left <= 10.0
+
+
+def test_the_status_deadline_is_drain_plus_grace_plus_budget_then_fast() -> None:
+    shutdown = Shutdown(drain_timeout=10.0, kill_grace=2.0)
+    began = time.monotonic()
+    shutdown.begin("SIGTERM")
+    deadline = shutdown.status_deadline()
+    assert deadline is not None
+    assert abs(deadline - (began + 10.0 + 2.0 + STATUS_BUDGET_S)) < 0.5
+    hurried = time.monotonic()
+    shutdown.hurry()
+    assert shutdown.fast.is_set()
+    assert shutdown.expired()
+    fast = shutdown.status_deadline()
+    assert fast is not None
+    assert abs(fast - (hurried + FAST_STATUS_BUDGET_S)) < 0.5

@@ -21,25 +21,23 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import botocore.config
 import botocore.exceptions
 from structlog.typing import FilteringBoundLogger
 
-from runner import __version__
 from runner.aws.retries import RetryPolicies as RetryPolicies  # noqa: PLC0414 - re-export
 from runner.aws.retries import RetryPolicy as RetryPolicy  # noqa: PLC0414 - re-export
 from runner.aws.retries import call_with_retries
-from runner.aws.session import new_session
+from runner.aws.session import datapipeline_client, new_session
 from runner.aws.translate import (
     FOREIGN_ERRORS,
     THROTTLING_CODES,
     CredentialsRejectedError,
-    refuse_cut_answer,
     translate,
 )
 from runner.errors import (
@@ -57,7 +55,6 @@ POLL_READ_TIMEOUT_S = 100.0  # above the service's 90 s long-poll hold
 POLL_CONNECT_TIMEOUT_S = 10.0
 SHORT_READ_TIMEOUT_S = 20.0
 SHORT_CONNECT_TIMEOUT_S = 5.0
-MAX_POOL_CONNECTIONS = 16  # pollers, per-task heartbeats and final statuses at once
 DESCRIBE_BATCH = 25  # DescribeObjects takes at most 25 ids per call
 
 
@@ -117,8 +114,12 @@ class Client:
             # SigV4 needs a region, even for an endpoint that ignores it (local service)
             self.region: str = found or "us-east-1"
             where = (session, self.region, endpoint_url)
-            self._poll = _make(*where, POLL_CONNECT_TIMEOUT_S, poll_read_timeout_s)
-            self._short = _make(*where, SHORT_CONNECT_TIMEOUT_S, SHORT_READ_TIMEOUT_S)
+            self._poll = datapipeline_client(
+                *where, POLL_CONNECT_TIMEOUT_S, poll_read_timeout_s
+            )
+            self._short = datapipeline_client(
+                *where, SHORT_CONNECT_TIMEOUT_S, SHORT_READ_TIMEOUT_S
+            )
         except botocore.exceptions.BotoCoreError as exc:  # a bad profile, a bad region
             raise ConfigError(f"Data Pipeline client: {exc}") from exc
 
@@ -139,7 +140,10 @@ class Client:
             task: dict[str, Any] | None = answer.get("taskObject") or None
             return task
 
-        return self._retry("PollForTask", poll, self._policies.poll, self._both)
+        policy = self._policies.poll
+        return self._retry(
+            "PollForTask", poll, policy, self._both, retry_on=ServiceError
+        )
 
     def report_task_progress(
         self,
@@ -161,8 +165,17 @@ class Client:
         )
         return bool(answer.get("canceled", False))
 
-    def set_task_status(self, task_id: str, status: FinalStatus) -> None:
-        """Send the final status, with the longest budget (the commit point).
+    def set_task_status(
+        self,
+        task_id: str,
+        status: FinalStatus,
+        *,
+        until: Callable[[], float | None] = lambda: None,
+        wake: Sequence[threading.Event] = (),
+    ) -> None:
+        """Send the final status, with the longest budget (the commit point), but
+        never past ``until()`` (a ``time.monotonic()`` deadline, or None); setting
+        an event of ``wake`` means ``until`` may have moved closer.
 
         A try that failed in transit (a 5xx, a cut answer or a broken connection, not
         throttling) may have landed. If a later try gets TaskNotFound, the status
@@ -185,8 +198,7 @@ class Client:
                 return True
             return False
 
-        policy = self._policies.status
-        if self._retry("SetTaskStatus", send, policy, (self._abort,), task=task_id):
+        if self._retry_until("SetTaskStatus", send, until, wake, task_id):
             self._log.warning(
                 "task_status_assumed_delivered",
                 task_id=digest(task_id),
@@ -279,6 +291,32 @@ class Client:
 
     # -- machinery ---------------------------------------------------------------
 
+    def _retry_until(
+        self,
+        operation: str,
+        attempt: Callable[[], T],
+        until: Callable[[], float | None],
+        wake: Sequence[threading.Event],
+        task: str,
+    ) -> T:
+        """``attempt`` under the status policy, never past ``until()``; when an
+        event of ``wake`` is set, the retries go on under the new deadline."""
+        policy = self._policies.status
+        ends = time.monotonic() + policy.budget_s
+        while True:
+            deadline = until()
+            left_s = ends - time.monotonic()
+            if deadline is not None:
+                left_s = min(left_s, deadline - time.monotonic())
+            pending = tuple(event for event in wake if not event.is_set())
+            try:
+                return self._retry(
+                    operation, attempt, policy, pending, deadline_s=left_s, task=task
+                )
+            except TransientServiceError:
+                if not any(event.is_set() for event in pending) or left_s <= 0:
+                    raise
+
     def _call(
         self,
         operation: str,
@@ -352,8 +390,9 @@ class Client:
         *,
         deadline_s: float | None = None,
         task: str | None = None,
+        retry_on: type[ServiceError] = TransientServiceError,
     ) -> T:
-        """``attempt`` under ``policy``; only ``TransientServiceError`` is retried."""
+        """``attempt`` under ``policy``; only ``retry_on`` is retried."""
         context = {"task_id": digest(task)} if task is not None else {}
 
         def on_retry(attempt_number: int, wait_s: float, error: BaseException) -> None:
@@ -371,27 +410,11 @@ class Client:
         return call_with_retries(
             attempt,
             policy,
-            retry_on=TransientServiceError,
+            retry_on=retry_on,
             interrupt=interrupt,
             on_retry=on_retry,
             deadline_s=deadline_s,
         )
-
-
-def _make(
-    session: Any, region: str, endpoint_url: str | None, connect_s: float, read_s: float
-) -> Any:
-    """A datapipeline client: no botocore retries, our timeouts, cut answers refused."""
-    cfg = botocore.config.Config(
-        connect_timeout=connect_s,
-        read_timeout=read_s,
-        retries={"total_max_attempts": 1, "mode": "standard"},  # tenacity retries
-        user_agent_extra=f"dp-runner/{__version__}",
-        max_pool_connections=MAX_POOL_CONNECTIONS,
-    )
-    dp = session.client("datapipeline", region, endpoint_url=endpoint_url, config=cfg)
-    dp.meta.events.register("before-parse.data-pipeline", refuse_cut_answer)
-    return dp
 
 
 def _snake(operation: str) -> str:

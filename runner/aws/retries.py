@@ -17,6 +17,7 @@ module about the API; it is re-exported there.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +30,8 @@ T = TypeVar("T")
 
 #: How often a wait on two events looks at the ones after the first.
 EVENT_SLICE_S = 0.05
+#: Waited on when there is nothing to wait for: never set.
+_NEVER = threading.Event()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +70,8 @@ class RetryPolicies:
         final status, the commit point, gets the longest budget."""
         # attempts, budget_s, wait_initial_s, wait_max_s
         return cls(
-            poll=RetryPolicy(100, 300.0, 1.0, 30.0),  # the worker loop backs off too
+            # the poller's only retry loop: every service error, until the shutdown
+            poll=RetryPolicy(2**31 - 1, math.inf, 1.0, 60.0),
             ack=RetryPolicy(20, 60.0, 0.5, 10.0),
             progress=RetryPolicy(10, 60.0, 0.5, 10.0),
             status=RetryPolicy(1000, 900.0, 1.0, 60.0),
@@ -86,8 +90,10 @@ def wait_any(events: Sequence[threading.Event], timeout_s: float) -> bool:
     """Block up to ``timeout_s``; return True as soon as any event is set.
 
     One event is waited on directly; with more, the first is waited on in slices
-    of ``EVENT_SLICE_S`` and the others are looked at between slices.
+    of ``EVENT_SLICE_S`` and the others are looked at between slices. With none,
+    the wait is the whole ``timeout_s``.
     """
+    events = events or (_NEVER,)
     deadline = time.monotonic() + timeout_s
     while not any(event.is_set() for event in events):
         remaining = deadline - time.monotonic()

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -48,6 +47,7 @@ from runner import activities
 from runner.activities import staging
 from runner.aws.client import Client
 from runner.aws.s3 import S3
+from runner.drain import Shutdown
 from runner.errors import (
     ActivityError,
     RejectedRequestError,
@@ -110,9 +110,11 @@ class Execution:
         s3: S3,
         work_dir: WorkDir,
         settings: ExecutionSettings,
+        shutdown: Shutdown,
         log: structlog.typing.FilteringBoundLogger,
     ) -> None:
         self._raw = raw_task
+        self._shutdown = shutdown
         self._client = client
         self._s3 = s3
         self._work_dir = work_dir
@@ -139,14 +141,10 @@ class Execution:
         """Stop now (the second signal): no grace for the tree or the logs."""
         self._flag.hurry(detail)
 
-    def run(self, after_ack: Callable[[], None] | None = None) -> ExecutionResult:
-        """Ack, run, report. Never raises: a bug is logged and reported FAILED.
-        ``after_ack`` is called once the ack is done with, whatever its answer."""
+    def run(self) -> ExecutionResult:
+        """Ack, run, report. Never raises: a bug is logged and reported FAILED."""
         started = time.monotonic()
-        acked = self._ack()
-        if after_ack is not None:
-            after_ack()
-        if not acked:
+        if not self._ack():
             return self._finish(started, None)
         try:
             status = self._attempt(started)
@@ -358,9 +356,16 @@ class Execution:
     # ----------------------------------------------------------------- finish
 
     def _send_status(self, status: FinalStatus) -> None:
-        """The commit point: the longest retry budget, heartbeats still going."""
+        """The commit point: the longest retry budget, heartbeats still going;
+        once the runner is stopping, only until the shutdown's status deadline."""
+        shutdown = self._shutdown
         try:
-            self._client.set_task_status(self.task_id, status)
+            self._client.set_task_status(
+                self.task_id,
+                status,
+                until=shutdown.status_deadline,
+                wake=(shutdown.requested, shutdown.fast),
+            )
         except TaskNotFoundError as exc:
             self._log.warning("task_status_rejected", error=exc.code)
         except RejectedRequestError as exc:

@@ -436,22 +436,37 @@ def test_stop_interrupts_the_backoff_of_the_runner_heartbeat(
     assert caught.value.code == "ThrottlingException"
 
 
-def test_stop_does_not_interrupt_set_task_status_but_abort_does(
+def test_set_task_status_retries_until_its_deadline_which_may_move_closer(
     new_client: Callable[..., Client],
     service: LocalService,
     make_task: Callable[..., dict[str, Any]],
 ) -> None:
-    stop, abort = threading.Event(), threading.Event()
+    """Neither ``stop`` nor ``abort`` ends the final status: only its deadline does
+    (the shutdown's status deadline), re-read whenever a ``wake`` event is set."""
+    stop, abort, moved = threading.Event(), threading.Event(), threading.Event()
     client = new_client(RetryPolicies(*[SLOW] * 6), stop=stop, abort=abort)
     task = make_task()
     service.faults.add("SetTaskStatus", error="InternalServiceError", times=None)
-    stopped, aborted = _Later(stop, 0.1), _Later(abort, 0.4)
+    deadline: list[float | None] = [None]
+    _Later(stop, 0.05), _Later(abort, 0.1)
+    mover = threading.Timer(
+        0.4, lambda: (deadline.__setitem__(0, time.monotonic()), moved.set())
+    )
+    mover.start()
     with pytest.raises(TransientServiceError):
-        client.set_task_status(task["taskId"], FinalStatus(TaskStatus.FINISHED))
+        client.set_task_status(
+            task["taskId"],
+            FinalStatus(TaskStatus.FINISHED),
+            until=lambda: deadline[0],
+            wake=(moved,),
+        )
     ended = time.monotonic()
-    assert stopped.fired_at() < aborted.fired_at()
-    assert ended >= aborted.fired_at()  # still retrying after the first signal
-    assert ended - aborted.fired_at() < 0.5  # and not long after the second
+    mover.join()
+    moved_at = deadline[0]
+    assert moved_at is not None
+    assert ended >= moved_at  # stop and abort at 0.05 s and 0.1 s did not end it
+    assert ended - moved_at < 0.5  # the moved deadline did, at once
+    assert len(service.calls("SetTaskStatus")) == 2  # one try, one after the move
 
 
 def test_abort_interrupts_the_backoff_of_the_poll(

@@ -1,0 +1,179 @@
+"""The daemon: how one ``dp-runner run`` is put together, and its main thread.
+
+Owns: ``build`` (logs, the locked work dir, the clients, the one shutdown state, the
+worker, from ``Settings``), ``serve`` (the daemon's whole life) and ``dispatch``, the
+main thread's loop: the one dispatcher of the shutdown state. This module and
+``localrun`` are the composition root with ``cli``, split out of it by size: they
+read ``Settings``; nothing below them does.
+
+Must not: exit, echo, or import click (``cli`` turns results into exit codes).
+
+Why one dispatcher (gunicorn's arbiter, amazon-ssm-agent's ``blockUntilSignaled``):
+signal handlers only queue the signal number, and the runner heartbeat's
+``terminate: true`` and the end of ``run --local`` are queued the same way. Only the
+dispatcher changes the shutdown state, so every request takes one path: the first
+stop begins the drain (polls and every backoff of polls and heartbeats end at once),
+the drain running out sets DRAIN_EXPIRED on running attempts, a second stop signal
+hurries them (FAST_STOP), and the loop ends once no task runs. The loop wakes for
+each request, at the drain's deadline, and at least every ``MAIN_LOOP_S`` for
+housekeeping (reaping, pruning, the systemd watchdog).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from runner import logs, logship, supervisor, systemd
+from runner.aws.client import Client
+from runner.aws.s3 import S3
+from runner.config import Settings
+from runner.drain import Shutdown
+from runner.signals import DUMP_SIGNAL, STOP_SIGNALS, WAKE, Request, Signals
+from runner.task.execution import ExecutionSettings
+from runner.workdir import WorkDir
+from runner.worker import Worker, default_hostname
+
+#: The dispatcher's longest wait between two looks at the housekeeping.
+MAIN_LOOP_S = 1.0
+#: The S3 read timeout is max(this, kill_grace): a stop leaves a hung transfer
+#: behind, and its thread must end soon after (every wait is stoppable).
+S3_MIN_READ_TIMEOUT_S = 1.0
+
+
+@dataclass
+class Runner:
+    """The objects of one ``dp-runner run``, built by ``build``."""
+
+    settings: Settings
+    signals: Signals
+    shutdown: Shutdown
+    log: structlog.typing.FilteringBoundLogger
+    client: Client
+    s3: S3
+    work_dir: WorkDir
+    worker: Worker
+
+
+def build(settings: Settings, signals: Signals, session: Any = None) -> Runner:
+    """Logs, the work dir (locked), the clients and the worker. ``session``: the
+    boto3 session of the Data Pipeline client (``run --local``); None for boto3's
+    chain. Raises ``ConfigError``."""
+    logs.configure(log_format=settings.log_format, level=settings.log_level)
+    log = logs.get_logger("dp-runner")
+    work_dir = WorkDir(settings.work_dir)
+    work_dir.lock()
+    logs.add_file_log(work_dir.root / logs.LOG_DIR_NAME)
+    shutdown = Shutdown(
+        drain_timeout=settings.drain_timeout, kill_grace=settings.kill_grace
+    )
+    client = Client(
+        region=settings.region,
+        endpoint_url=settings.endpoint_url,
+        stop=shutdown.requested,
+        abort=shutdown.fast,
+        log=log,
+        session=session,
+    )
+    s3 = S3(
+        region=settings.region, log=log, read_timeout_s=_s3_read_timeout_s(settings)
+    )
+    worker = Worker(
+        client=client,
+        s3=s3,
+        work_dir=work_dir,
+        worker_groups=list(settings.worker_groups),
+        hostname=settings.hostname or default_hostname(),
+        taskrunner_id=settings.taskrunner_id or work_dir.taskrunner_id(),
+        max_tasks=settings.max_tasks,
+        runner_heartbeat_interval=settings.runner_heartbeat_interval,
+        keep_attempts=settings.keep_attempts,
+        execution_settings=ExecutionSettings(
+            heartbeat_interval=settings.heartbeat_interval,
+            lease_timeout=settings.lease_timeout,
+            kill_grace=settings.kill_grace,
+            region=settings.region or client.region,
+            wind_down_s=_s3_read_timeout_s(settings),
+        ),
+        shutdown=shutdown,
+        requests=signals.inbox,
+        log=log,
+    )
+    return Runner(settings, signals, shutdown, log, client, s3, work_dir, worker)
+
+
+def serve(settings: Settings) -> int:
+    """The daemon: run until a signal or ``terminate`` drains it. Returns 0."""
+    settings.require_worker_groups()
+    signals = Signals()
+    signals.install()
+    runner = build(settings, signals)
+    runner_id = settings.taskrunner_id or settings.hostname or default_hostname()
+    shipper = logship.start(
+        settings.log_uri, s3=runner.s3, runner_id=runner_id, log=runner.log
+    )
+    supervisor.enable_subreaper()
+    runner.worker.preflight()
+    gc.collect()  # the sessions' endpoint tables, in reference cycles (aws/session.py)
+    runner.worker.start()
+    systemd.ready()
+    dispatch(runner)
+    if shipper is not None:
+        shipper.close(logship.CLOSE_TIMEOUT_S)
+    return 0
+
+
+def dispatch(runner: Runner) -> None:
+    """The main thread until the runner has drained: act on each request of the
+    inbox, expire the drain, do the housekeeping; then stop the worker."""
+    shutdown, worker = runner.shutdown, runner.worker
+    stop_signals = 0
+    while True:
+        request = runner.signals.next(_next_wait_s(shutdown))
+        if request in STOP_SIGNALS:
+            stop_signals += 1
+        if request is not None:
+            _act(runner, request, second_signal=stop_signals > 1)
+        if shutdown.requested.is_set():
+            worker.expire()
+            if worker.idle():
+                break
+        worker.housekeeping()
+        systemd.watchdog()
+    systemd.stopping()
+    worker.stop()
+    runner.log.info("runner_stopped", **dataclasses.asdict(worker.statistics()))
+
+
+def _act(runner: Runner, request: Request, *, second_signal: bool) -> None:
+    if request == DUMP_SIGNAL:
+        runner.signals.dump()
+    elif request == WAKE:
+        return
+    elif second_signal and not runner.shutdown.fast.is_set():
+        runner.shutdown.hurry(_name(request))
+        runner.worker.hurry()
+    elif runner.shutdown.begin(_name(request)):
+        runner.worker.drain()
+
+
+def _name(request: Request) -> str:
+    return signal.Signals(request).name if isinstance(request, int) else request
+
+
+def _next_wait_s(shutdown: Shutdown) -> float:
+    left_s = shutdown.until_expiry_s()
+    if left_s is None or left_s <= 0:
+        return MAIN_LOOP_S
+    return min(MAIN_LOOP_S, left_s)
+
+
+def _s3_read_timeout_s(settings: Settings) -> float:
+    """An attempt abandons a hung transfer on a stop: its thread must end within a
+    read. A stopped attempt's log upload gets as long (one read)."""
+    return max(S3_MIN_READ_TIMEOUT_S, settings.kill_grace)
