@@ -6,19 +6,26 @@ precedence: flag > environment ``DP_RUNNER_<KEY>`` > ``--config`` TOML > default
 (exit 78) that names the setting and where its value came from.
 
 Must not: log, exit, import click, or be read below ``cli.py`` (lower layers take
-explicit keyword arguments). It never clamps: a value out of bounds is an error.
+explicit keyword arguments). It never clamps: a value out of bounds is an error, and
+an unknown key in the config file is an error, never ignored (an operator's typo).
 
-Why this way: pydantic-settings gives typed, bounded fields and layered sources. The
-layers are built per call (a subclass whose ``settings_customise_sources`` closes over
-the file and the environment) because the TOML path is only known at run time and
-there is no ``_toml_file`` init argument (pydantic/pydantic-settings#259). The
-environment is read from an explicit mapping, so tests never depend on the machine.
-``Settings(...)`` on its own reads nothing but its arguments.
+Why this way: the layers are plain dicts, one per source (flags, environment, TOML,
+and the one computed default, ``work_dir``), merged lowest first while recording
+which source set each key; the merged dict is validated once with
+``Settings.model_validate``, and each pydantic error is translated here, at the edge,
+into a message naming the setting and that recorded source. The TOML file is read
+once (``tomllib``), so a pipe such as ``--config <(...)`` works and errors name the
+file that was read. ``Settings`` is a plain pydantic model, not a pydantic-settings
+class: it has no sources of its own, so ``Settings(...)`` reads nothing but its
+arguments, and no class is built per call. The environment is an explicit mapping,
+so tests never depend on the machine.
 
 Bounds that are not obvious: ``heartbeat_interval`` < ``lease_timeout`` < 300 s (the
 service re-assigns a task after 5 minutes without a report); the runner heartbeat is
 due at least every 900 s (the service's 15 minutes). Empty environment variables count
-as unset (systemd ``EnvironmentFile`` lines such as ``DP_RUNNER_REGION=``).
+as unset (systemd ``EnvironmentFile`` lines such as ``DP_RUNNER_REGION=``); only
+``DP_RUNNER_WORKER_GROUPS`` is a list, comma-separated. Config-file keys match
+settings regardless of case, as they always have.
 """
 
 from __future__ import annotations
@@ -26,20 +33,20 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
-from pydantic_core import ErrorDetails
-from pydantic_settings import (
-    BaseSettings,
-    InitSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
 )
+from pydantic_core import ErrorDetails
 
 from runner.errors import ConfigError
 
@@ -63,13 +70,12 @@ def default_work_dir(env: Mapping[str, str], euid: int | None = None) -> Path:
     return Path(home) / ".local" / "state" / "dp-runner"
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """Every setting of ``dp-runner run`` (design.md §2). Frozen; seconds unless named
-    otherwise. Build it with ``load_settings``; ``Settings(**kw)`` reads only ``kw``."""
+    otherwise. Build it with ``load_settings``; ``Settings(**kw)`` reads only ``kw``
+    (a plain model: it has no sources to read)."""
 
-    model_config = SettingsConfigDict(
-        frozen=True, extra="forbid", env_prefix=ENV_PREFIX, validate_default=True
-    )
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
     worker_groups: tuple[str, ...] = ()
     region: str | None = None
@@ -88,17 +94,6 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_uri: str | None = None
     keep_attempts: float = Field(default=7.0, ge=0, le=3650)  # days
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)
 
     @field_validator("worker_groups", mode="before")
     @classmethod
@@ -177,6 +172,8 @@ class Settings(BaseSettings):
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    """The file's table, read once: a pipe (``--config <(...)``) can only be read
+    once, and one read means one snapshot of a file that an operator is editing."""
     try:
         with path.open("rb") as file:
             return tomllib.load(file)
@@ -188,64 +185,55 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
 
 
+def _toml_values(table: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """The file's keys matched to settings regardless of case, as they always were.
+    Unknown keys stay as written, so validation names them; a setting written twice
+    (``max_tasks`` and ``MAX_TASKS``) is an error rather than a silent pick."""
+    values: dict[str, Any] = {}
+    written: dict[str, str] = {}
+    for key, value in table.items():
+        name = key.lower() if key.lower() in Settings.model_fields else key
+        if name in written:
+            raise ConfigError(
+                f"{path}: setting {name!r} is written twice "
+                f"(as {written[name]!r} and {key!r})"
+            )
+        values[name], written[name] = value, key
+    return values
+
+
+def _env_var(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
 def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name in Settings.model_fields:
-        value = env.get(ENV_PREFIX + name.upper(), "")
+        value = env.get(_env_var(name), "")
         if value.strip():
             values[name] = value
     return values
 
 
-def _layered(
-    config_file: Path | None, env_values: dict[str, Any], defaults: dict[str, Any]
-) -> type[Settings]:
-    class LayeredSettings(Settings):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            sources = [init_settings, InitSettingsSource(settings_cls, env_values)]
-            if config_file is not None:
-                sources.append(TomlConfigSettingsSource(settings_cls, config_file))
-            sources.append(InitSettingsSource(settings_cls, defaults))
-            return tuple(sources)
-
-    return LayeredSettings
-
-
-class _Sources:
-    """Says where the value of a setting came from, for error messages."""
-
-    def __init__(
-        self,
-        overrides: Mapping[str, Any],
-        env_values: Mapping[str, Any],
-        toml: Mapping[str, Any],
-        config_file: Path | None,
-    ) -> None:
-        self.overrides = overrides
-        self.env_values = env_values
-        self.toml_keys = {key.lower() for key in toml}
-        self.config_file = config_file
-
-    def of(self, name: str) -> str:
-        if name in self.overrides:
-            return "--worker-group" if name == "worker_groups" else _flag(name)
-        if name in self.env_values:
-            return ENV_PREFIX + name.upper()
-        if name.lower() in self.toml_keys:
-            return str(self.config_file)
-        return "the default"
-
-
 def _flag(name: str) -> str:
+    if name == "worker_groups":
+        return "--worker-group"  # the repeatable flag is singular
     return "--" + name.replace("_", "-")
+
+
+#: One source: its values, and the name error messages give the source of a key.
+_Layer = tuple[Mapping[str, Any], Callable[[str], str]]
+
+
+def _merge(layers: list[_Layer]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Merge layers, lowest precedence first. Returns the merged values and, for
+    each key, the name of the source that set it."""
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for values, source_of in layers:
+        for key, value in values.items():
+            merged[key], origin[key] = value, source_of(key)
+    return merged, origin
 
 
 def _reason(error: ErrorDetails) -> str:
@@ -274,11 +262,12 @@ def _reason(error: ErrorDetails) -> str:
 
 #: Cross-field rules: the other setting a failure depends on.
 _RELATED = {"lease_timeout": "heartbeat_interval"}
+_DEFAULT = "the default"
 
 
-def _describe(error: ErrorDetails, sources: _Sources) -> str:
+def _describe(error: ErrorDetails, origin: Mapping[str, str]) -> str:
     name = str(error["loc"][0]) if error["loc"] else "settings"
-    source = sources.of(name)
+    source = origin.get(name, _DEFAULT)
     if error["type"] == "extra_forbidden":
         return f"unknown setting {name!r} in {source}"
     value = error["input"]
@@ -287,7 +276,7 @@ def _describe(error: ErrorDetails, sources: _Sources) -> str:
     text = f"{name}={str(value)[:200]} from {source}: {_reason(error)}"
     related = _RELATED.get(name)
     if related and error["type"] == "value_error":
-        text += f" (from {sources.of(related)})"
+        text += f" (from {origin.get(related, _DEFAULT)})"
     return text
 
 
@@ -297,24 +286,24 @@ def load_settings(
     overrides: Mapping[str, Any],
     env: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Build ``Settings`` from flags (``overrides``: the flags that were given),
-    the environment (``env``, default ``os.environ``), the TOML ``config_file`` and
-    the defaults, in that order of precedence.
+    """Build ``Settings`` from flags (``overrides``: the flags that were given; None
+    means not given), the environment (``env``, default ``os.environ``), the TOML
+    ``config_file`` (read once) and the defaults, in that order of precedence.
 
     Raises ``ConfigError`` (exit 78) naming each bad setting and its source, or the
     config file and line when the file is unreadable or not TOML. Never clamps.
     """
     env = os.environ if env is None else env
-    given = {key: value for key, value in overrides.items() if value is not None}
-    toml = _read_toml(config_file) if config_file is not None else {}
-    env_values = _env_values(env)
-    defaults = {"work_dir": default_work_dir(env)}
-    sources = _Sources(given, env_values, toml, config_file)
+    layers: list[_Layer] = [({"work_dir": default_work_dir(env)}, lambda _: _DEFAULT)]
+    if config_file is not None:
+        toml = _toml_values(_read_toml(config_file), config_file)
+        layers.append((toml, lambda _: str(config_file)))
+    layers.append((_env_values(env), _env_var))
+    flags = {key: value for key, value in overrides.items() if value is not None}
+    layers.append((flags, _flag))
+    merged, origin = _merge(layers)
     try:
-        layered = _layered(config_file, env_values, defaults)(**given)
+        return Settings.model_validate(merged)
     except ValidationError as exc:
-        problems = [_describe(error, sources) for error in exc.errors()]
+        problems = [_describe(error, origin) for error in exc.errors()]
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
-    # A plain Settings again (valid by construction): values of one class compare
-    # equal, and the per-call subclass does not leak out.
-    return Settings(**dict(layered))

@@ -6,6 +6,9 @@ leaks in.
 
 from __future__ import annotations
 
+import itertools
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,20 @@ def config_error(**kw: Any) -> str:
         load(**kw)
     assert info.value.exit_code == 78
     return str(info.value)
+
+
+#: The sources, lowest precedence first.
+SOURCES = ("toml", "env", "flag")
+
+
+def given(source: str, key: str, value: Any, tmp_path: Path) -> dict[str, Any]:
+    """``load`` arguments that set ``key`` to ``value`` from one source."""
+    if source == "flag":
+        return {"flags": {key: value}}
+    if source == "env":
+        text = ",".join(value) if isinstance(value, list) else str(value)
+        return {"env": {"DP_RUNNER_" + key.upper(): text}}
+    return {"toml": f"{key} = {json.dumps(value)}\n", "tmp_path": tmp_path}
 
 
 def test_defaults_match_the_design() -> None:
@@ -78,6 +95,21 @@ def test_precedence_is_flag_then_env_then_toml_then_default(tmp_path: Path) -> N
     assert settings.heartbeat_interval == 60  # default
 
 
+@pytest.mark.parametrize(
+    "sources", [c for n in range(4) for c in itertools.combinations(SOURCES, n)]
+)
+def test_each_source_beats_the_ones_below_it(
+    sources: tuple[str, ...], tmp_path: Path
+) -> None:
+    regions = {"toml": "eu-west-3", "env": "eu-west-2", "flag": "eu-west-1"}
+    kw: dict[str, Any] = {}
+    for source in sources:
+        kw |= given(source, "region", regions[source], tmp_path)
+
+    expected = regions[max(sources, key=SOURCES.index)] if sources else None
+    assert load(**kw).region == expected
+
+
 def test_worker_groups_from_env_are_comma_separated(tmp_path: Path) -> None:
     env = {"DP_RUNNER_WORKER_GROUPS": "wg-a, wg-b ,wg-c"}
 
@@ -95,11 +127,16 @@ def test_worker_groups_are_required_unless_local() -> None:
     assert load(env=env).require_worker_groups() == ("wg",)
 
 
-def test_empty_env_values_count_as_unset() -> None:
+def test_empty_env_values_count_as_unset(tmp_path: Path) -> None:
     settings = load(env={"DP_RUNNER_REGION": "", "DP_RUNNER_MAX_TASKS": " "})
 
     assert settings.region is None
     assert settings.max_tasks == 2
+    env = {"DP_RUNNER_REGION": "", "DP_RUNNER_KILL_GRACE": ""}  # hide nothing
+    toml = 'region = "eu-west-3"\n'
+    assert load(toml=toml, env=env, tmp_path=tmp_path).region == "eu-west-3"
+    message = config_error(toml="kill_grace = -1\n", env=env, tmp_path=tmp_path)
+    assert f"kill_grace=-1 from {tmp_path / 'config.toml'}:" in message
 
 
 @pytest.mark.parametrize(
@@ -144,6 +181,40 @@ def test_error_names_field_value_and_source(tmp_path: Path) -> None:
     assert f"kill_grace=-5 from {tmp_path / 'config.toml'}: must be ≥ 0" in message
 
 
+@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize(
+    ("key", "flag", "bad", "shown", "good"),
+    [
+        ("region", "--region", "EU WEST", "EU WEST", "eu-west-1"),
+        ("max_tasks", "--max-tasks", 0, "0", 3),
+        ("worker_groups", "--worker-group", ["a", "a"], "a,a", ["ok"]),
+    ],
+)
+def test_a_bad_value_names_the_source_it_came_from(
+    source: str, key: str, flag: str, bad: Any, shown: str, good: Any, tmp_path: Path
+) -> None:
+    kw: dict[str, Any] = {}
+    for lower in SOURCES[: SOURCES.index(source)]:  # good values it overrides
+        kw |= given(lower, key, good, tmp_path)
+    kw |= given(source, key, bad, tmp_path)
+    names = {"flag": flag, "env": f"DP_RUNNER_{key.upper()}"}
+
+    message = config_error(**kw)
+
+    name = names.get(source, str(tmp_path / "config.toml"))
+    assert f"{key}={shown} from {name}: " in message
+    assert message.count(f"{key}=") == 1
+
+
+@pytest.mark.parametrize("source", ["toml", "env"])
+def test_a_bad_value_hidden_by_a_higher_source_is_not_an_error(
+    source: str, tmp_path: Path
+) -> None:
+    bad = given(source, "max_tasks", 0, tmp_path)
+
+    assert load(**bad, flags={"max_tasks": 3}).max_tasks == 3
+
+
 def test_every_bad_setting_is_reported_at_once() -> None:
     message = config_error(
         env={"DP_RUNNER_MAX_TASKS": "0"}, flags={"log_format": "xml"}
@@ -175,6 +246,47 @@ def test_unknown_toml_key_is_named(tmp_path: Path) -> None:
     assert str(tmp_path / "config.toml") in message
 
 
+def test_unknown_toml_key_is_reported_with_the_other_problems(tmp_path: Path) -> None:
+    message = config_error(
+        toml="max_task = 3\n",
+        env={"DP_RUNNER_KILL_GRACE": "-1"},
+        flags={"log_level": "loud"},
+        tmp_path=tmp_path,
+    )
+
+    assert f"unknown setting 'max_task' in {tmp_path / 'config.toml'}" in message
+    assert "kill_grace=-1 from DP_RUNNER_KILL_GRACE" in message
+    assert "log_level=loud from --log-level" in message
+
+
+def test_toml_keys_match_settings_regardless_of_case(tmp_path: Path) -> None:
+    assert load(toml="MAX_TASKS = 3\n", tmp_path=tmp_path).max_tasks == 3
+    message = config_error(toml="KILL_GRACE = -5\n", tmp_path=tmp_path)
+    assert f"kill_grace=-5 from {tmp_path / 'config.toml'}" in message
+
+
+def test_a_setting_written_twice_in_the_toml_is_an_error(tmp_path: Path) -> None:
+    message = config_error(toml="max_tasks = 3\nMAX_TASKS = 5\n", tmp_path=tmp_path)
+
+    assert str(tmp_path / "config.toml") in message
+    assert "'max_tasks' is written twice" in message
+
+
+def test_config_file_is_read_once_so_a_pipe_works() -> None:
+    """``--config <(render-config)``: a pipe yields its text to one read only."""
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, b'max_tasks = 5\nregion = "eu-west-1"\n')
+    os.close(write_fd)
+    try:
+        settings = load_settings(
+            config_file=Path(f"/dev/fd/{read_fd}"), overrides={}, env=HOME_ENV
+        )
+    finally:
+        os.close(read_fd)
+
+    assert (settings.max_tasks, settings.region) == (5, "eu-west-1")
+
+
 def test_invalid_toml_names_file_and_line(tmp_path: Path) -> None:
     message = config_error(
         toml='region = "eu-west-1"\nmax_tasks = \n', tmp_path=tmp_path
@@ -184,10 +296,13 @@ def test_invalid_toml_names_file_and_line(tmp_path: Path) -> None:
     assert "line 2" in message
 
 
-def test_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["nope.toml", "."])
+def test_missing_config_file_is_a_config_error(name: str, tmp_path: Path) -> None:
+    path = tmp_path / name
     with pytest.raises(ConfigError, match="cannot read config file") as info:
-        load_settings(config_file=tmp_path / "nope.toml", overrides={}, env={})
+        load_settings(config_file=path, overrides={}, env={})
     assert info.value.exit_code == 78
+    assert str(path) in str(info.value)
 
 
 def test_unrelated_env_variables_are_ignored() -> None:
