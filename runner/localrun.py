@@ -146,7 +146,8 @@ def local_settings(
     }
     if "work_dir" not in overrides:
         local["work_dir"] = Path(tempfile.mkdtemp(prefix="dp-runner-local-"))
-    return load_settings(config_file=config_file, overrides={**overrides, **local})
+    # validated again, but the file is read once (it may be a pipe)
+    return Settings.model_validate({**base.model_dump(), **local})
 
 
 @dataclass(frozen=True, slots=True)
