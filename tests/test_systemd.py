@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from runner import systemd
+from runner.config import Settings
+from runner.drain import STATUS_BUDGET_S
 
 
 @pytest.fixture
@@ -85,3 +87,14 @@ def test_watchdog_interval(
         else:
             monkeypatch.setenv(key, str(os.getpid()) if value == "self" else value)
     assert systemd.watchdog_interval_s() == expected
+
+
+def test_the_unit_waits_longer_than_the_runner_bounds_its_own_exit() -> None:
+    """TimeoutStopSec is derived from drain_timeout + kill_grace + the status budget
+    at their defaults, so systemd never SIGKILLs a runner that is still on time."""
+    unit = (Path(__file__).parent.parent / "systemd" / "dp-runner.service").read_text()
+    (line,) = [x for x in unit.splitlines() if x.startswith("TimeoutStopSec=")]
+    timeout_s = float(line.partition("=")[2])
+    defaults = Settings(worker_groups=("wg",))
+    bound_s = defaults.drain_timeout + defaults.kill_grace + STATUS_BUDGET_S
+    assert bound_s < timeout_s <= bound_s + 15
