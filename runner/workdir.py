@@ -21,6 +21,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -88,23 +89,40 @@ class WorkDir:
         tmp.replace(path)
         return new_id
 
-    def attempt(self, *parts: str) -> AttemptPaths:
-        """Create and return the folder of one attempt. ``parts`` must be safe
+    def attempt_paths(self, *parts: str) -> AttemptPaths:
+        """The folder of one attempt, not yet made. ``parts`` must be safe
         (``activities.safe_path_part``); an empty or dotted part is refused."""
         for part in parts:
             if not part or part in {".", ".."} or "/" in part or "\0" in part:
                 raise ValueError(f"unsafe attempt path part {part!r}")
-        paths = AttemptPaths(self.root.joinpath(ATTEMPTS_NAME, *parts))
+        return AttemptPaths(self.root.joinpath(ATTEMPTS_NAME, *parts))
+
+    def attempt(self, *parts: str) -> AttemptPaths:
+        """Create and return the folder of one attempt (see ``attempt_paths``)."""
+        return self.make_attempt(self.attempt_paths(*parts))
+
+    def make_attempt(self, paths: AttemptPaths) -> AttemptPaths:
+        """Create the folder ``paths`` names (and its ``work/``); returns it."""
         paths.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         return paths
 
-    def prune_attempts(self, keep_days: float, now: float | None = None) -> int:
-        """Remove attempt folders untouched for more than ``keep_days``; returns how
-        many. Walks ``attempts/<pipeline>/<component>/<instance>/<attempt>``."""
+    def prune_attempts(
+        self,
+        keep_days: float,
+        now: float | None = None,
+        *,
+        keep: Collection[Path] = (),
+    ) -> int:
+        """Remove attempt folders untouched for more than ``keep_days``, except those
+        in ``keep`` (running attempts, and those the journal still holds); returns
+        how many. Walks ``attempts/<pipeline>/<component>/<instance>/<attempt>``."""
         base = self.root / ATTEMPTS_NAME
         cutoff = (time.time() if now is None else now) - keep_days * _DAY_S
+        kept = {Path(path) for path in keep}
         removed = 0
         for attempt_dir in base.glob("*/*/*/*"):
+            if attempt_dir in kept:
+                continue
             try:
                 if attempt_dir.is_dir() and attempt_dir.stat().st_mtime < cutoff:
                     shutil.rmtree(attempt_dir)

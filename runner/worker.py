@@ -52,6 +52,8 @@ POLL_FLOOR_S = 1.0
 POLL_BUG_BACKOFF_S = 60.0
 #: How long ``stop`` waits for a poller; one in a long poll is left behind (daemon).
 POLLER_JOIN_S = 1.0
+#: Pruning runs at most this often, and 24 times within ``keep_attempts`` at least
+#: (so ``keep_attempts = 0`` prunes at every housekeeping pass).
 PRUNE_EVERY_S = 3600.0
 #: Orphan reaping scans the process table: often enough to keep zombies few,
 #: rarely enough that an idle runner stays near 0 % CPU.
@@ -212,7 +214,8 @@ class Worker:
         owned = [e.supervisor.pid for e in self._executions() if e.supervisor]
         for pid in supervisor.reap_orphans(owned):
             self._log.info("orphan_reaped", pid=pid)
-        if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
+        every_s = min(PRUNE_EVERY_S, self._keep_attempts * 86400.0 / 24)
+        if time.monotonic() - self._last_prune >= every_s:
             self._prune()
 
     def statistics(self) -> WorkerStatistics:
@@ -341,8 +344,10 @@ class Worker:
                 self._requests.put(TERMINATE)
 
     def _prune(self) -> None:
+        """Prune old attempt folders, never one whose attempt is running."""
         self._last_prune = time.monotonic()
-        removed = self._work_dir.prune_attempts(self._keep_attempts)
+        running = {e.paths.root for e in self._executions() if e.paths is not None}
+        removed = self._work_dir.prune_attempts(self._keep_attempts, keep=running)
         if removed:
             self._log.info("attempts_pruned", removed=removed)
 

@@ -137,3 +137,21 @@ def test_every_line_keeps_its_logger_name_once_the_attempt_log_opens(
     assert lines
     assert {line["logger"] for line in lines} == {"dp-runner"}
     assert wait_for(lambda: runner.events("task_started"))
+
+
+def test_pruning_never_touches_a_running_attempt(
+    service: LocalService, dp: Any, spawn_runner: Spawn
+) -> None:
+    """With ``keep_attempts = 0`` every housekeeping pass prunes (about every 5 s):
+    the finished attempt's folder goes, the running one's stays."""
+    quick = submit(dp, [default_object(), shell("Quick", "true")])
+    runner = spawn_runner("--keep-attempts", "0")
+    wait_instances(dp, quick, {"FINISHED"})
+    slow_id = submit(dp, [default_object(), shell("Slow", "sleep 30")])
+    runner.wait_event("task_started", pipeline_id=slow_id)
+    pruned = len(runner.events("attempts_pruned"))
+    wait_for(lambda: len(runner.events("attempts_pruned")) > pruned, 15, "a prune")
+    assert not list(runner.work_dir.glob("attempts/*/Quick"))
+    (slow,) = runner.work_dir.glob("attempts/*/Slow/*/*")
+    assert (slow / "work").is_dir()
+    assert any(e["removed"] >= 1 for e in runner.events("attempts_pruned"))

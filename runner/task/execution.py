@@ -132,6 +132,8 @@ class Execution:
         self._steps: StepRunner | None = None
         self.outcome: Outcome | None = None
         self.supervisor: Supervisor | None = None
+        #: The attempt's folder, once opened (pruning keeps it).
+        self.paths: AttemptPaths | None = None
 
     def stop(self, reason: StopReason, detail: str = "") -> bool:
         """Stop the attempt for ``reason``; True when it was the first reason."""
@@ -264,10 +266,12 @@ class Execution:
     def _open_attempt(self, task: Task) -> AttemptPaths:
         """The attempt folder; from here on the runner's lines about this attempt
         are also kept in it (``TaskRunner.log``)."""
-        paths = self._work_dir.attempt(
+        paths = self._work_dir.attempt_paths(
             activities.safe_path_part(task.pipeline_id or "unknown"),
             *activities.component_ids(task),
         )
+        self.paths = paths  # known to pruning before the folder exists
+        self._work_dir.make_attempt(paths)
         self._attempt_log = attemptlogs.AttemptLog(
             paths.root / attemptlogs.RUNNER_LOG_NAME
         )
