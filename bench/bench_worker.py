@@ -74,6 +74,10 @@ from bench_worker_harness import (
 )
 
 
+#: 60 MB, plus about 1.4 MB for the journal's sqlite3 (issue 10).
+RSS_TARGET_MB = 62
+
+
 def idle(scratch: Path, res: Results, args: argparse.Namespace) -> None:
     for label, hold_s in (("polls held 20 s", 20.0), ("instant empty polls", 0.0)):
         with (
@@ -174,6 +178,7 @@ def overhead(scratch: Path, res: Results, args: argparse.Namespace) -> None:
             )
         res.ack_ms["overhead (1 slot)"] = ack_latencies_ms(svc, "run")
         res.ack_ms["baseline loop"] = ack_latencies_ms(svc, "base")
+        calls_per_task(svc, n * args.rounds, res)
     # The host's noise comes in bursts of seconds that hit one side of a round or
     # the other; each round compares both sides within a few seconds, and the
     # median of the round ratios is judged. The pooled figures are printed too.
@@ -189,6 +194,28 @@ def overhead(scratch: Path, res: Results, args: argparse.Namespace) -> None:
         f"median of {len(ratios)} round ratios {ratio:.2f} "
         f"(rounds {min(ratios):.2f}-{max(ratios):.2f}) (target <= 1.3)",
         ratio <= 1.3,
+    )
+
+
+#: What the runner calls per task; PollForTask counts only the polls that got one.
+RUNNER_OPERATIONS = ("ReportTaskProgress", "SetTaskStatus", "DescribeObjects")
+
+
+def calls_per_task(svc: TimedService, tasks: int, res: Results) -> None:
+    """API calls the runner made per task (group ``run``; the baseline's are left
+    out by task id)."""
+    handed = len(handed_out(svc, "run"))
+    base_tasks = {t for t, _ in handed_out(svc, "base")}
+    counts = {"PollForTask (with a task)": handed}
+    for operation in RUNNER_OPERATIONS:
+        calls = svc.calls(operation)  # DescribeObjects: the bench makes none
+        counts[operation] = sum(
+            1 for c in calls if c.request.get("taskId") not in base_tasks
+        )
+    shown = ", ".join(f"{op} {n / tasks:.2f}" for op, n in counts.items())
+    res.figure(
+        f"API calls per task: {shown} (target: 1, 1, 1, 0)",
+        counts["DescribeObjects"] == 0,
     )
 
 
