@@ -73,7 +73,6 @@ from bench_worker_harness import (
     wait_until,
 )
 
-
 #: 60 MB, plus about 1.4 MB for the journal's sqlite3 (issue 10).
 RSS_TARGET_MB = 62
 
