@@ -24,22 +24,20 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
-import botocore.config
 import botocore.exceptions
 from structlog.typing import FilteringBoundLogger
 
-from runner import __version__
 from runner.aws.retries import RetryPolicies as RetryPolicies  # noqa: PLC0414 - re-export
 from runner.aws.retries import RetryPolicy as RetryPolicy  # noqa: PLC0414 - re-export
 from runner.aws.retries import call_with_retries
-from runner.aws.session import new_session
+from runner.aws.session import datapipeline_client, new_session
 from runner.aws.translate import (
     FOREIGN_ERRORS,
     THROTTLING_CODES,
     CredentialsRejectedError,
-    refuse_cut_answer,
     translate,
 )
 from runner.errors import (
@@ -57,7 +55,6 @@ POLL_READ_TIMEOUT_S = 100.0  # above the service's 90 s long-poll hold
 POLL_CONNECT_TIMEOUT_S = 10.0
 SHORT_READ_TIMEOUT_S = 20.0
 SHORT_CONNECT_TIMEOUT_S = 5.0
-MAX_POOL_CONNECTIONS = 16  # pollers, per-task heartbeats and final statuses at once
 DESCRIBE_BATCH = 25  # DescribeObjects takes at most 25 ids per call
 
 
@@ -116,9 +113,9 @@ class Client:
                 )
             # SigV4 needs a region, even for an endpoint that ignores it (local service)
             self.region: str = found or "us-east-1"
-            where = (session, self.region, endpoint_url)
-            self._poll = _make(*where, POLL_CONNECT_TIMEOUT_S, poll_read_timeout_s)
-            self._short = _make(*where, SHORT_CONNECT_TIMEOUT_S, SHORT_READ_TIMEOUT_S)
+            make = partial(datapipeline_client, session, self.region, endpoint_url)
+            self._poll = make(POLL_CONNECT_TIMEOUT_S, poll_read_timeout_s)
+            self._short = make(SHORT_CONNECT_TIMEOUT_S, SHORT_READ_TIMEOUT_S)
         except botocore.exceptions.BotoCoreError as exc:  # a bad profile, a bad region
             raise ConfigError(f"Data Pipeline client: {exc}") from exc
 
@@ -161,8 +158,11 @@ class Client:
         )
         return bool(answer.get("canceled", False))
 
-    def set_task_status(self, task_id: str, status: FinalStatus) -> None:
-        """Send the final status, with the longest budget (the commit point).
+    def set_task_status(
+        self, task_id: str, status: FinalStatus, *, deadline_s: float | None = None
+    ) -> None:
+        """Send the final status, with the longest budget (the commit point), or
+        until ``deadline_s`` when that is sooner (a restart's journaled statuses).
 
         A try that failed in transit (a 5xx, a cut answer or a broken connection, not
         throttling) may have landed. If a later try gets TaskNotFound, the status
@@ -185,8 +185,10 @@ class Client:
                 return True
             return False
 
-        policy = self._policies.status
-        if self._retry("SetTaskStatus", send, policy, (self._abort,), task=task_id):
+        policy, stop = self._policies.status, (self._abort,)
+        if self._retry(
+            "SetTaskStatus", send, policy, stop, deadline_s=deadline_s, task=task_id
+        ):
             self._log.warning(
                 "task_status_assumed_delivered",
                 task_id=digest(task_id),
@@ -376,22 +378,6 @@ class Client:
             on_retry=on_retry,
             deadline_s=deadline_s,
         )
-
-
-def _make(
-    session: Any, region: str, endpoint_url: str | None, connect_s: float, read_s: float
-) -> Any:
-    """A datapipeline client: no botocore retries, our timeouts, cut answers refused."""
-    cfg = botocore.config.Config(
-        connect_timeout=connect_s,
-        read_timeout=read_s,
-        retries={"total_max_attempts": 1, "mode": "standard"},  # tenacity retries
-        user_agent_extra=f"dp-runner/{__version__}",
-        max_pool_connections=MAX_POOL_CONNECTIONS,
-    )
-    dp = session.client("datapipeline", region, endpoint_url=endpoint_url, config=cfg)
-    dp.meta.events.register("before-parse.data-pipeline", refuse_cut_answer)
-    return dp
 
 
 def _snake(operation: str) -> str:

@@ -1,7 +1,8 @@
 """boto3 sessions whose data loader does not keep botocore's endpoint table.
 
 Owns: ``new_session(region)``, the ``boto3.Session`` that ``client.py`` and ``s3.py``
-build their clients from.
+build their clients from, and ``datapipeline_client``, the botocore client that
+``client.py`` builds from it.
 
 Must not: change what botocore loads (same files, same search path, ``AWS_DATA_PATH``
 included) or how credentials and the region are found, nor keep the session: its
@@ -26,11 +27,16 @@ import os
 from typing import Any
 
 import boto3
+import botocore.config
 import botocore.exceptions
 import botocore.loaders
 import botocore.session
 
+from runner import __version__
+from runner.aws.translate import refuse_cut_answer
+
 ENDPOINTS = "endpoints"
+MAX_POOL_CONNECTIONS = 16  # pollers, per-task heartbeats and final statuses at once
 
 
 class EndpointsUncachedLoader(botocore.loaders.Loader):  # type: ignore[misc] # untyped base
@@ -72,3 +78,23 @@ def new_session(region: str | None, credentials: tuple[str, str] | None = None) 
         aws_access_key_id=key_id,
         aws_secret_access_key=secret,
     )
+
+
+def datapipeline_client(
+    session: Any,
+    region: str,
+    endpoint_url: str | None,
+    connect_s: float,
+    read_s: float,
+) -> Any:
+    """A datapipeline client: no botocore retries, our timeouts, cut answers refused."""
+    cfg = botocore.config.Config(
+        connect_timeout=connect_s,
+        read_timeout=read_s,
+        retries={"total_max_attempts": 1, "mode": "standard"},  # tenacity retries
+        user_agent_extra=f"dp-runner/{__version__}",
+        max_pool_connections=MAX_POOL_CONNECTIONS,
+    )
+    dp = session.client("datapipeline", region, endpoint_url=endpoint_url, config=cfg)
+    dp.meta.events.register("before-parse.data-pipeline", refuse_cut_answer)
+    return dp
