@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from runner import daemon, logs, supervisor
+from runner.aws import management
 from runner.aws.client import Client
 from runner.aws.session import new_session
 from runner.config import Settings, load_settings
@@ -194,8 +195,11 @@ def submit(client: Client, defn: Definition, name: str) -> str:
     put's body carries them, and botocore logs bodies at debug level; so do the
     task objects the runner will receive."""
     logs.mask_values(secret_values(defn))
-    pipeline_id = client.create_pipeline(name, f"dp-runner-local-{uuid.uuid4()}")
-    answer = client.put_pipeline_definition(
+    pipeline_id = management.create_pipeline(
+        client, name, f"dp-runner-local-{uuid.uuid4()}"
+    )
+    answer = management.put_pipeline_definition(
+        client,
         pipeline_id,
         defn.pipeline_objects,
         defn.parameter_objects,
@@ -208,13 +212,13 @@ def submit(client: Client, defn: Definition, name: str) -> str:
     ]
     if answer.get("errored") or problems:
         raise ConfigError("the definition is invalid:\n  " + "\n  ".join(problems))
-    client.activate_pipeline(pipeline_id, defn.parameter_values)
+    management.activate_pipeline(client, pipeline_id, defn.parameter_values)
     return pipeline_id
 
 
 def instance_rows(client: Client, pipeline_id: str) -> list[InstanceRow]:
     """Every instance of the pipeline, with its status, attempts and last error."""
-    ids = client.query_objects(pipeline_id, "INSTANCE")
+    ids = management.query_objects(client, pipeline_id, "INSTANCE")
     rows = []
     for obj in client.describe_objects(pipeline_id, ids) if ids else []:
         fields = {

@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import botocore.exceptions
@@ -113,13 +114,9 @@ class Client:
                 )
             # SigV4 needs a region, even for an endpoint that ignores it (local service)
             self.region: str = found or "us-east-1"
-            where = (session, self.region, endpoint_url)
-            self._poll = datapipeline_client(
-                *where, POLL_CONNECT_TIMEOUT_S, poll_read_timeout_s
-            )
-            self._short = datapipeline_client(
-                *where, SHORT_CONNECT_TIMEOUT_S, SHORT_READ_TIMEOUT_S
-            )
+            make = partial(datapipeline_client, session, self.region, endpoint_url)
+            self._poll = make(POLL_CONNECT_TIMEOUT_S, poll_read_timeout_s)
+            self._short = make(SHORT_CONNECT_TIMEOUT_S, SHORT_READ_TIMEOUT_S)
         except botocore.exceptions.BotoCoreError as exc:  # a bad profile, a bad region
             raise ConfigError(f"Data Pipeline client: {exc}") from exc
 
@@ -160,7 +157,7 @@ class Client:
         if fields:
             request["fields"] = [{"key": k, "stringValue": v} for k, v in fields]
         policy = self._policies.ack if first else self._policies.progress
-        answer = self._call(
+        answer = self.call(
             "ReportTaskProgress", request, policy, deadline_s=deadline_s, task=task_id
         )
         return bool(answer.get("canceled", False))
@@ -216,7 +213,7 @@ class Client:
             "hostname": hostname,
         }
         policy = self._policies.runner_heartbeat
-        answer = self._call("ReportTaskRunnerHeartbeat", request, policy, self._both)
+        answer = self.call("ReportTaskRunnerHeartbeat", request, policy, self._both)
         return bool(answer.get("terminate", False))
 
     def describe_objects(
@@ -236,51 +233,10 @@ class Client:
                 "objectIds": list(object_ids[start : start + DESCRIBE_BATCH]),
                 "evaluateExpressions": evaluate_expressions,
             }
-            pages = self._pages("DescribeObjects", request, (self._abort, *interrupt))
+            pages = self.pages("DescribeObjects", request, (self._abort, *interrupt))
             for page in pages:
                 found.extend(page.get("pipelineObjects", []))
         return found
-
-    # -- management calls: `run --local` submits its definition over the real wire
-
-    def create_pipeline(self, name: str, unique_id: str) -> str:
-        """Create a pipeline (the same ``unique_id`` finds the same one); its id."""
-        answer = self._call("CreatePipeline", {"name": name, "uniqueId": unique_id})
-        return str(answer["pipelineId"])
-
-    def put_pipeline_definition(
-        self,
-        pipeline_id: str,
-        pipeline_objects: Sequence[Mapping[str, Any]],
-        parameter_objects: Sequence[Mapping[str, Any]] = (),
-        parameter_values: Sequence[Mapping[str, Any]] = (),
-    ) -> dict[str, Any]:
-        """The raw answer (``errored``, ``validationErrors``, ``validationWarnings``).
-        An errored definition is returned, not raised: the caller shows the
-        validation errors to the user, which no exception message does well."""
-        request = {
-            "pipelineId": pipeline_id,
-            "pipelineObjects": list(pipeline_objects),
-            "parameterObjects": list(parameter_objects),
-            "parameterValues": list(parameter_values),
-        }
-        return self._call("PutPipelineDefinition", request)
-
-    def activate_pipeline(
-        self, pipeline_id: str, parameter_values: Sequence[Mapping[str, Any]] = ()
-    ) -> None:
-        request = {"pipelineId": pipeline_id, "parameterValues": list(parameter_values)}
-        self._call("ActivatePipeline", request)
-
-    def query_objects(
-        self, pipeline_id: str, sphere: str, query: Mapping[str, Any] | None = None
-    ) -> list[str]:
-        """Every matching id, following ``marker`` to the last page."""
-        request: dict[str, Any] = {"pipelineId": pipeline_id, "sphere": sphere}
-        if query is not None:
-            request["query"] = dict(query)
-        pages = self._pages("QueryObjects", request)
-        return [object_id for page in pages for object_id in page.get("ids", [])]
 
     def statistics(self) -> ClientStatistics:
         """A consistent snapshot of the counters. Thread-safe."""
@@ -317,7 +273,7 @@ class Client:
                 if not any(event.is_set() for event in pending) or left_s <= 0:
                     raise
 
-    def _call(
+    def call(
         self,
         operation: str,
         request: Mapping[str, Any],
@@ -327,7 +283,8 @@ class Client:
         deadline_s: float | None = None,
         task: str | None = None,
     ) -> dict[str, Any]:
-        """One operation on the short client, retried; the answer sans metadata."""
+        """One operation on the short client, retried; the answer sans metadata.
+        For operations without a method here (``management.py``)."""
         method = getattr(self._short, _snake(operation))
         answer = self._retry(
             operation,
@@ -340,18 +297,18 @@ class Client:
         answer.pop("ResponseMetadata", None)
         return answer
 
-    def _pages(
+    def pages(
         self,
         operation: str,
         request: Mapping[str, Any],
         interrupt: tuple[threading.Event, ...] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Each page of a ``marker``-paged operation, each page retried on its own."""
-        page = self._call(operation, request, interrupt=interrupt)
+        page = self.call(operation, request, interrupt=interrupt)
         yield page
         while page.get("hasMoreResults") and page.get("marker"):
             marked = {**request, "marker": str(page["marker"])}
-            page = self._call(operation, marked, interrupt=interrupt)
+            page = self.call(operation, marked, interrupt=interrupt)
             yield page
 
     def _try(

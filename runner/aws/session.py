@@ -35,10 +35,8 @@ import botocore.session
 from runner import __version__
 from runner.aws.translate import refuse_cut_answer
 
-#: Pollers, per-task heartbeats and final statuses at once.
-MAX_POOL_CONNECTIONS = 16
-
 ENDPOINTS = "endpoints"
+MAX_POOL_CONNECTIONS = 16  # pollers, per-task heartbeats and final statuses at once
 
 
 class EndpointsUncachedLoader(botocore.loaders.Loader):  # type: ignore[misc] # untyped base

@@ -2,8 +2,10 @@
 
 The ``supervisor`` package owns every contact with processes: the only code that
 imports ``subprocess`` or ``psutil`` and calls ``os.killpg``/``os.waitpid``/``prctl``.
-This module spawns, waits and signals; ``proctable`` scans and reaps. It knows
-nothing about the API, tasks or statuses: it turns an argv into an ``Outcome``.
+This module spawns and waits; ``kill`` signals (the TERM/grace/KILL policy, shared
+with ``kill_marked``, which stops what a runner killed with ``kill -9`` left);
+``proctable`` scans and reaps. It knows nothing about the API, tasks or statuses:
+it turns an argv into an ``Outcome``.
 
 Why it is built this way:
 
@@ -41,23 +43,34 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import psutil
 import structlog
 
 from runner.errors import SpawnError
-from runner.supervisor import proctable
+from runner.supervisor import kill, proctable
 from runner.supervisor.exitwatch import ExitWatch
-from runner.supervisor.proctable import MARKER_ENV, enable_subreaper, reap_orphans
+from runner.supervisor.kill import Sweep, kill_marked
+from runner.supervisor.proctable import (
+    MARKER_ENV,
+    boot_id,
+    enable_subreaper,
+    reap_orphans,
+    start_time,
+)
 from runner.taskmodel import Outcome
 
 __all__ = [
     "MARKER_ENV",
     "Supervisor",
+    "Sweep",
+    "boot_id",
     "enable_subreaper",
+    "kill_marked",
     "reap_orphans",
+    "start_time",
     "task_environment",
 ]
 
@@ -67,11 +80,6 @@ _SOCKET_VARIABLES = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
 _RUNNER_VARIABLES = frozenset(_SYSTEMD_VARIABLES + _SOCKET_VARIABLES)
 _RUNNER_PREFIX = "DP_RUNNER_"
 _TASK_UMASK = 0o077
-#: After SIGKILL the kernel needs only a moment; this bounds the wait for the reap.
-_REAP_TIMEOUT_S = 2.0
-#: Polling for "every process gone": fast at first (cancel latency), then gentle.
-_POLL_FIRST_S = 0.001
-_POLL_MAX_S = 0.02
 
 
 def task_environment(
@@ -208,21 +216,20 @@ class Supervisor:
         last signal sent and how many processes outlived the TERM."""
         if victims is None:
             victims = self._snapshot()
-        self._signal_all(signal.SIGTERM, victims.values())
-        alive = self._wait_gone(victims.values(), grace, cut_short)
-        signum = signal.SIGTERM
-        if alive:
-            signum = signal.SIGKILL
-            # A second look catches what forked between the snapshot and the TERM.
-            victims |= {p.pid: p for p in alive} | self._snapshot()
-            self._signal_all(signal.SIGKILL, victims.values())
-            self._wait_gone(victims.values(), _REAP_TIMEOUT_S)
+        alive, _ = kill.term_then_kill(
+            victims,
+            grace,
+            signal_all=self._signal_all,
+            snapshot=self._snapshot,
+            alive=self._alive,
+            cut_short=cut_short,
+        )
         # A victim that died while its parent lived re-parented to us (when we are
         # a subreaper) once that parent died in turn: reap it by pid.
         for pid in victims:
             if pid != self.pid:
                 proctable.reap(pid)
-        return signum, len(alive)
+        return (signal.SIGKILL if alive else signal.SIGTERM), len(alive)
 
     def _snapshot(self) -> dict[int, psutil.Process]:
         """The tree as it is now: the child (while unreaped), its descendants,
@@ -231,68 +238,19 @@ class Supervisor:
             [self.pid] if self._popen.returncode is None else [], self._marker
         )
 
-    def _signal_all(
-        self, signum: signal.Signals, procs: Iterable[psutil.Process]
-    ) -> None:
-        procs = list(procs)
-        if self._group_may_exist(procs):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, signum)
-        for proc in procs:
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                proc.send_signal(signum)
-
-    def _group_may_exist(self, procs: list[psutil.Process]) -> bool:
+    def _signal_all(self, signum: signal.Signals, procs: list[psutil.Process]) -> None:
         """The child's group id is its pid. Signal the group only while the child
         is unreaped (its pid cannot be reused) or a snapshotted process is still
         in the group (a live group id is never handed out again)."""
-        if self._popen.returncode is None:
-            return True
-        for proc in procs:
-            try:
-                if os.getpgid(proc.pid) == self.pid:
-                    return True
-            except ProcessLookupError:
-                continue
-        return False
-
-    def _wait_gone(
-        self,
-        procs: Iterable[psutil.Process],
-        timeout: float,
-        cut_short: threading.Event | None = None,
-    ) -> list[psutil.Process]:
-        """Wait up to ``timeout`` (or until ``cut_short`` is set) until every process
-        has ended, reaping ours on the way; returns those still alive. Waits with
-        ``Event.wait``."""
-        pending = list(procs)
-        deadline = time.monotonic() + timeout
-        delay = _POLL_FIRST_S
-        pause = cut_short or threading.Event()
-        while True:
-            pending = [p for p in pending if self._alive(p)]
-            remaining = deadline - time.monotonic()
-            if not pending or remaining <= 0 or pause.is_set():
-                return pending
-            pause.wait(min(delay, remaining))
-            delay = min(delay * 2, _POLL_MAX_S)
+        unreaped = self._popen.returncode is None
+        groups = [self.pid] if unreaped or kill.group_in(self.pid, procs) else []
+        kill.send(signum, procs, groups)
 
     def _alive(self, proc: psutil.Process) -> bool:
-        """False once ``proc`` has ended. Our child is reaped through Popen; a
-        zombie we adopted is reaped by pid; another parent's zombie counts as
-        ended (its parent, or init, reaps it)."""
+        """False once ``proc`` has ended. Our child is reaped through Popen."""
         if proc.pid == self.pid:
             return self._popen.poll() is None
-        try:
-            if not proc.is_running():
-                return False
-            if not proctable.is_zombie(proc):
-                return True
-            if proc.ppid() == os.getpid():
-                proctable.reap(proc.pid)
-        except psutil.NoSuchProcess:
-            pass
-        return False
+        return kill.adopted_alive(proc)
 
     def _record(self) -> Outcome:
         """The outcome of the reaped child, measured once."""

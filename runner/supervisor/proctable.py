@@ -2,8 +2,8 @@
 tree, which children of the runner nobody owns, and how to reap one by pid.
 
 It owns the registry of live Supervisor children (``OWNED``), the subreaper switch,
-and every scan of ``/proc`` (through psutil). It never signals anything: killing is
-``Supervisor``'s job, in ``__init__.py``.
+and every scan of ``/proc`` (through psutil), and the boot id. It never signals
+anything: killing is ``kill.py``'s job, for ``Supervisor`` and ``kill_marked``.
 
 Why it is built this way:
 
@@ -19,21 +19,35 @@ Why it is built this way:
   process group plus no such child means nothing is left.
 - Reaping is by pid, never ``waitpid(-1)``, which would steal another task's exit
   status (it would read 0: FINISHED).
+- After a ``kill -9`` of the runner, ``marked_tree`` finds what the last run left
+  (see its docstring): a process counts only when it was created after the attempt
+  was journaled, so neither a reused pid nor someone else's copy of the marker is
+  ever taken for ours. ``boot_id`` tells whether that run was on this boot at all.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
+from pathlib import Path
 
 import psutil
 
 MARKER_ENV = "DP_RUNNER_ATTEMPT"
 
 _PR_SET_CHILD_SUBREAPER = 36
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+#: How much earlier than the attempt's journal row a process of it may seem to start:
+#: psutil's create_time on Linux is /proc/stat's btime, whole seconds, plus the start
+#: in clock ticks, so it reads up to 1 s early; 2 s leaves room for a small clock slew.
+START_SLACK_S = 2.0
+#: Two readings of one process's create_time differ when btime flips a second.
+_SAME_START_S = 1.5
 
 #: Pids of live Supervisor children, so reap_orphans never steals their status.
 #: ``OWNED_LOCK`` is held across the spawn, so a child cannot exist unregistered.
@@ -106,8 +120,48 @@ def _has_foreign_children() -> bool:
 def tree(roots: list[int], marker: str) -> dict[int, psutil.Process]:
     """``roots``, the processes of our uid that carry ``marker``, and all their
     descendants, from one scan of the process table."""
+    procs, children, marked = _scan(marker)
+    roots.extend(marked)
+    return _descendants(roots, procs, children)
+
+
+def marked_tree(
+    marker: str,
+    *,
+    created_since: float,
+    pid: int | None = None,
+    proc_start: float | None = None,
+) -> dict[int, psutil.Process]:
+    """What an earlier run of this runner left of one attempt, from one scan: the
+    processes of our uid that carry ``marker`` and were created at or after
+    ``created_since`` (epoch seconds), ``pid`` when its create time is
+    ``proc_start``, and all their descendants.
+
+    A marked process created earlier is not the attempt's (the marker is set only
+    on a child spawned after the attempt was journaled): it is another runner's on
+    this host serving the same attempt, or a copy of the environment. It is left
+    alone, and so are its descendants, which carry the marker too."""
+    procs, children, marked = _scan(marker)
+    roots: list[int] = []
+    foreign: list[int] = []
+    for marked_pid in marked:
+        recent = _create_time(procs[marked_pid]) >= created_since
+        (roots if recent else foreign).append(marked_pid)
+    if pid is not None and pid in procs and _started_at(procs[pid], proc_start):
+        roots.append(pid)
+    excluded = _descendants(foreign, procs, children)
+    ours = _descendants(roots, procs, children)
+    return {key: proc for key, proc in ours.items() if key not in excluded}
+
+
+def _scan(
+    marker: str,
+) -> tuple[dict[int, psutil.Process], dict[int, list[int]], list[int]]:
+    """Every process but us, by pid; children by parent pid; the pids of our uid
+    whose environment carries ``marker``."""
     procs: dict[int, psutil.Process] = {}
     children: dict[int, list[int]] = {}
+    marked: list[int] = []
     uid, me = os.getuid(), os.getpid()
     for pid in (pid for pid in psutil.pids() if pid != me):
         try:
@@ -118,7 +172,15 @@ def tree(roots: list[int], marker: str) -> dict[int, psutil.Process]:
         procs[proc.pid] = proc
         children.setdefault(ppid, []).append(proc.pid)
         if uids.real == uid and _environ(proc).get(MARKER_ENV) == marker:
-            roots.append(proc.pid)
+            marked.append(proc.pid)
+    return procs, children, marked
+
+
+def _descendants(
+    roots: Iterable[int],
+    procs: dict[int, psutil.Process],
+    children: dict[int, list[int]],
+) -> dict[int, psutil.Process]:
     found: dict[int, psutil.Process] = {}
     queue = [pid for pid in roots if pid in procs]
     while queue:
@@ -127,6 +189,40 @@ def tree(roots: list[int], marker: str) -> dict[int, psutil.Process]:
             found[pid] = procs[pid]
             queue.extend(children.get(pid, ()))
     return found
+
+
+def _started_at(proc: psutil.Process, start: float | None) -> bool:
+    """Whether ``proc`` is the process that started at ``start``, not another
+    that got its pid since."""
+    return start is not None and abs(_create_time(proc) - start) < _SAME_START_S
+
+
+def _create_time(proc: psutil.Process) -> float:
+    """``proc``'s create time (cached in the object at its creation), or +inf
+    when it is gone: a gone process is never a reason to spare its tree."""
+    try:
+        return proc.create_time()
+    except psutil.Error:
+        return float("inf")
+
+
+@functools.cache
+def boot_id() -> str:
+    """This boot's id (Linux: a random UUID the kernel makes at boot), or "" where
+    there is none. Read once: it cannot change while we run."""
+    try:
+        return _BOOT_ID.read_text(encoding="ascii").strip()
+    except OSError:
+        return ""
+
+
+def start_time(pid: int) -> float | None:
+    """psutil's create time of ``pid`` in epoch seconds (what the journal records
+    next to the pid), or None when it is gone."""
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
 
 
 def _environ(proc: psutil.Process) -> dict[str, str]:

@@ -21,6 +21,7 @@ import urllib3.exceptions
 from structlog.testing import capture_logs
 
 from runner import logs
+from runner.aws import management
 from runner.aws.client import Client, RetryPolicies, RetryPolicy
 from runner.aws.retries import call_with_retries
 from runner.aws.translate import CredentialsRejectedError, translate
@@ -491,11 +492,11 @@ def test_describe_objects_batches_25_ids_and_query_pages(
     objects = _definition("true", "wg-never-polled")
     for n in range(30):
         objects.append({**objects[1], "id": f"Step{n}", "name": f"Step{n}"})
-    pipeline_id = client.create_pipeline("many", uuid.uuid4().hex)
-    answer = client.put_pipeline_definition(pipeline_id, objects)
+    pipeline_id = management.create_pipeline(client, "many", uuid.uuid4().hex)
+    answer = management.put_pipeline_definition(client, pipeline_id, objects)
     assert answer["errored"] is False
-    client.activate_pipeline(pipeline_id)
-    ids = client.query_objects(pipeline_id, "COMPONENT")
+    management.activate_pipeline(client, pipeline_id)
+    ids = management.query_objects(client, pipeline_id, "COMPONENT")
     assert {"Default", "Step", "Step29"} <= set(ids)
     described = client.describe_objects(pipeline_id, ids, evaluate_expressions=False)
     assert sorted(obj["id"] for obj in described) == sorted(ids)
@@ -504,9 +505,9 @@ def test_describe_objects_batches_25_ids_and_query_pages(
 
 
 def test_errored_definition_is_returned_not_raised(client: Client) -> None:
-    pipeline_id = client.create_pipeline("bad", uuid.uuid4().hex)
+    pipeline_id = management.create_pipeline(client, "bad", uuid.uuid4().hex)
     bad = [{"id": "X", "name": "X", "fields": [{"key": "parent", "refValue": "Gone"}]}]
-    answer = client.put_pipeline_definition(pipeline_id, bad)
+    answer = management.put_pipeline_definition(client, pipeline_id, bad)
     assert answer["errored"] is True
     assert answer["validationErrors"]
     assert "ResponseMetadata" not in answer

@@ -23,6 +23,7 @@ from botocore.config import Config
 from structlog.testing import capture_logs
 
 from runner import logs
+from runner.aws import management
 from runner.aws.client import Client, RetryPolicies
 from runner.aws.translate import (
     IncompleteAnswerError,
@@ -133,7 +134,9 @@ def test_cut_answers_to_every_worker_call_are_retried(
     assert client.report_task_runner_heartbeat("r-1", WORKER_GROUP, HOSTNAME) is False
     (attempt,) = client.describe_objects(task["pipelineId"], [task["attemptId"]])
     assert fields_of(attempt)["@status"] == "RUNNING"  # the cut ack committed
-    assert client.query_objects(task["pipelineId"], "ATTEMPT") == [task["attemptId"]]
+    assert management.query_objects(client, task["pipelineId"], "ATTEMPT") == [
+        task["attemptId"]
+    ]
     for operation in operations:
         assert _errors(service, operation)[-2:] == ["cut", None]
     stats = client.statistics()
