@@ -36,11 +36,14 @@ from runner.config import Settings
 from runner.drain import Shutdown
 from runner.signals import DUMP_SIGNAL, STOP_SIGNALS, WAKE, Request, Signals
 from runner.task.execution import ExecutionSettings
+from runner.task.journal import Journal
+from runner.task.recovery import recover
 from runner.workdir import WorkDir
 from runner.worker import Worker, default_hostname
 
 #: The dispatcher's longest wait between two looks at the housekeeping.
 MAIN_LOOP_S = 1.0
+JOURNAL_NAME = "journal.db"
 #: The S3 read timeout is max(this, kill_grace): a stop leaves a hung transfer
 #: behind, and its thread must end soon after (every wait is stoppable).
 S3_MIN_READ_TIMEOUT_S = 1.0
@@ -57,6 +60,7 @@ class Runner:
     client: Client
     s3: S3
     work_dir: WorkDir
+    journal: Journal
     worker: Worker
 
 
@@ -69,6 +73,7 @@ def build(settings: Settings, signals: Signals, session: Any = None) -> Runner:
     work_dir = WorkDir(settings.work_dir)
     work_dir.lock()
     logs.add_file_log(work_dir.root / logs.LOG_DIR_NAME)
+    journal = Journal.open(work_dir.root / JOURNAL_NAME, log=log)
     shutdown = Shutdown(
         drain_timeout=settings.drain_timeout, kill_grace=settings.kill_grace
     )
@@ -102,9 +107,25 @@ def build(settings: Settings, signals: Signals, session: Any = None) -> Runner:
         ),
         shutdown=shutdown,
         requests=signals.inbox,
+        journal=journal,
         log=log,
     )
-    return Runner(settings, signals, shutdown, log, client, s3, work_dir, worker)
+    return Runner(
+        settings, signals, shutdown, log, client, s3, work_dir, journal, worker
+    )
+
+
+def start(runner: Runner) -> None:
+    """Before the first poll: what the last run left (its trees killed, its unsent
+    statuses sent, from the journal), then the worker."""
+    recovery = recover(
+        runner.journal,
+        runner.client,
+        kill_grace=runner.settings.kill_grace,
+        log=runner.log,
+    )
+    runner.worker.blocked_attempts = recovery.blocked_attempts
+    runner.worker.start()
 
 
 def serve(settings: Settings) -> int:
@@ -120,7 +141,7 @@ def serve(settings: Settings) -> int:
     supervisor.enable_subreaper()
     runner.worker.preflight()
     gc.collect()  # the sessions' endpoint tables, in reference cycles (aws/session.py)
-    runner.worker.start()
+    start(runner)
     systemd.ready()
     dispatch(runner)
     if shipper is not None:
@@ -147,6 +168,7 @@ def dispatch(runner: Runner) -> None:
         systemd.watchdog()
     systemd.stopping()
     worker.stop()
+    runner.journal.close()
     runner.log.info("runner_stopped", **dataclasses.asdict(worker.statistics()))
 
 

@@ -109,7 +109,7 @@ def run(
             definition=str(definition),
             work_dir=str(settings.work_dir),
         )
-        runner.worker.start()
+        daemon.start(runner)
         start_watch(
             runner.client,
             pipeline_id,

@@ -43,6 +43,7 @@ from runner.errors import ConfigError, RejectedRequestError, TransientServiceErr
 from runner.heartbeat import Heartbeat
 from runner.signals import TERMINATE, WAKE, Request
 from runner.task.execution import Execution, ExecutionResult, ExecutionSettings
+from runner.task.journal import Journal
 from runner.taskmodel import StopReason
 from runner.workdir import WorkDir
 
@@ -89,6 +90,7 @@ class Worker:
         execution_settings: ExecutionSettings,
         shutdown: Shutdown,
         requests: queue.SimpleQueue[Request],
+        journal: Journal,
         log: structlog.typing.FilteringBoundLogger,
         poll_floor_s: float = POLL_FLOOR_S,
     ) -> None:
@@ -104,6 +106,10 @@ class Worker:
         self._settings = execution_settings
         self._shutdown = shutdown
         self._requests = requests
+        self._journal = journal
+        #: Attempts whose earlier run left processes that could not be killed
+        #: (``recovery``): never run beside them.
+        self.blocked_attempts: frozenset[str] = frozenset()
         self._log = log
         self._poll_floor_s = poll_floor_s
         self._lock = threading.Lock()
@@ -305,6 +311,15 @@ class Worker:
                     attempt_id=raw_task.get("attemptId"),
                 )
                 return
+            if raw_task.get("attemptId") in self.blocked_attempts:
+                # Never acknowledged: the service offers it again, maybe elsewhere.
+                self._log.error(
+                    "task_skipped",
+                    worker_group=group,
+                    reason="an earlier run of this attempt is still alive",
+                    attempt_id=raw_task.get("attemptId"),
+                )
+                return
             execution = Execution(
                 raw_task,
                 client=self._client,
@@ -312,6 +327,7 @@ class Worker:
                 work_dir=self._work_dir,
                 settings=self._settings,
                 shutdown=self._shutdown,
+                journal=self._journal,
                 log=self._log.bind(worker_group=group),
             )
             thread.name = f"task-{execution.digest}"
@@ -344,10 +360,12 @@ class Worker:
                 self._requests.put(TERMINATE)
 
     def _prune(self) -> None:
-        """Prune old attempt folders, never one whose attempt is running."""
+        """Prune old attempt folders, never one whose attempt is running or that
+        the journal still holds."""
         self._last_prune = time.monotonic()
         running = {e.paths.root for e in self._executions() if e.paths is not None}
-        removed = self._work_dir.prune_attempts(self._keep_attempts, keep=running)
+        keep = running | self._journal.folders()
+        removed = self._work_dir.prune_attempts(self._keep_attempts, keep=keep)
         if removed:
             self._log.info("attempts_pruned", removed=removed)
 

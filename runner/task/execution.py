@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from runner import activities
+from runner import activities, supervisor
 from runner.activities import staging
 from runner.aws.client import Client
 from runner.aws.s3 import S3
@@ -58,6 +58,7 @@ from runner.errors import (
 )
 from runner.supervisor import Supervisor, task_environment
 from runner.task import attemptlogs, references
+from runner.task.journal import Journal
 from runner.task.progress import Progress
 from runner.task.steps import StepRunner, Stopped
 from runner.task.stopflag import StopFlag
@@ -111,16 +112,22 @@ class Execution:
         work_dir: WorkDir,
         settings: ExecutionSettings,
         shutdown: Shutdown,
+        journal: Journal,
         log: structlog.typing.FilteringBoundLogger,
     ) -> None:
         self._raw = raw_task
         self._shutdown = shutdown
+        self._journal = journal
         self._client = client
         self._s3 = s3
         self._work_dir = work_dir
         self._settings = settings
         self.task_id = str(raw_task["taskId"])
         self.digest = digest(self.task_id)
+        self.attempt_id = str(raw_task.get("attemptId") or "")
+        #: ``DP_RUNNER_ATTEMPT`` in the tree's environment: how its processes are
+        #: found again, by this run or by the next start (the journal keeps it).
+        self.marker = f"{self.attempt_id}:{self.digest}"
         self._log = log.bind(
             task_id=self.digest,
             pipeline_id=raw_task.get("pipelineId"),
@@ -157,6 +164,8 @@ class Execution:
         try:
             if status is not None:
                 self._send_status(status)
+            else:
+                self._journal.attempt_closed(self.task_id)  # no status due; tree gone
         finally:
             if self._progress is not None:
                 self._progress.stop()
@@ -272,6 +281,9 @@ class Execution:
         )
         self.paths = paths  # known to pruning before the folder exists
         self._work_dir.make_attempt(paths)
+        self._journal.attempt_opened(
+            self.task_id, self.attempt_id, paths.root, self.marker
+        )
         self._attempt_log = attemptlogs.AttemptLog(
             paths.root / attemptlogs.RUNNER_LOG_NAME
         )
@@ -332,9 +344,11 @@ class Execution:
             env=task_environment(os.environ, main.env),
             stdout=paths.stdout,
             stderr=paths.stderr,
-            marker=f"{self._raw.get('attemptId', '')}:{self.digest}",
+            marker=self.marker,
             log=self._log,
         )
+        start = supervisor.start_time(child.pid) or time.time()
+        self._journal.process_started(self.task_id, child.pid, child.pid, start)
         self._log.info("task_started", pid=child.pid)
         return steps.supervise(child)
 
@@ -360,9 +374,11 @@ class Execution:
     # ----------------------------------------------------------------- finish
 
     def _send_status(self, status: FinalStatus) -> None:
-        """The commit point: the longest retry budget, heartbeats still going;
-        once the runner is stopping, only until the shutdown's status deadline."""
+        """The commit point: journaled first, then sent with the longest retry
+        budget, heartbeats still going; once the runner is stopping, only until the
+        shutdown's status deadline. What is not sent stays in the journal."""
         shutdown = self._shutdown
+        self._journal.status_pending(self.task_id, status, attempt_id=self.attempt_id)
         try:
             self._client.set_task_status(
                 self.task_id,
@@ -376,6 +392,8 @@ class Execution:
             self._log.error("task_status_invalid", error=exc.code, message=exc.message)
         except TransientServiceError as exc:
             self._log.error("task_status_not_sent", error=exc.code, message=exc.message)
+            return  # kept in the journal: the next start sends it
+        self._journal.attempt_closed(self.task_id)
 
     def _finish(self, started: float, status: FinalStatus | None) -> ExecutionResult:
         """The one canonical ``task_finished`` line."""
