@@ -1,0 +1,213 @@
+"""Crash safety end to end: the runner SIGKILLed mid-task and mid-report, and a
+single SIGTERM while SetTaskStatus fails, each followed by a start on the same work
+dir. The runner runs below ``tests/scripts/kill9_harness.py``, a child subreaper
+that reaps what it adopts (these machines' PID 1 does not), so what a killed runner
+leaves stays findable. The local service records what it received.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from runner.drain import STATUS_BUDGET_S
+from runner.localservice import LocalService
+from runner.supervisor import MARKER_ENV
+from tests.conftest import (
+    REPO,
+    SCRIPTS,
+    default_object,
+    runner_command,
+    shell,
+    submit,
+    wait_for,
+)
+
+
+class HarnessedRunner:
+    """``dp-runner run`` below the kill -9 harness; its JSON log in one file."""
+
+    def __init__(self, service: LocalService, tmp_path: Path, *args: str) -> None:
+        self.log_path = tmp_path / "runner.log"
+        self.work_dir = tmp_path / "work"
+        command = runner_command(
+            service.endpoint_url, self.work_dir, "--worker-group", "wg", *args
+        )
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                str(SCRIPTS / "kill9_harness.py"),
+                "--log",
+                str(self.log_path),
+                "--",
+                *command,
+            ],
+            stdout=subprocess.DEVNULL,
+            cwd=REPO,
+        )
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        if not self.log_path.exists():
+            return []
+        found = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if event.get("event") == name:
+                found.append(event)
+        return found
+
+    def wait_event(self, name: str, count: int = 1) -> dict[str, Any]:
+        events = wait_for(lambda: self.events(name)[count - 1 :], 20, name)
+        return dict(events[0])
+
+    def kill9_and_restart(self) -> None:
+        self.process.send_signal(signal.SIGUSR1)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            for child in psutil.Process(self.process.pid).children(recursive=True):
+                child.kill()
+            self.process.kill()
+        self.process.wait(10)
+
+
+@pytest.fixture
+def harnessed(service: LocalService, tmp_path: Path) -> Iterator[list[HarnessedRunner]]:
+    started: list[HarnessedRunner] = []
+    yield started
+    for runner in started:
+        runner.stop()
+
+
+def marked(marker: str) -> list[psutil.Process]:
+    """Live processes whose environment carries ``marker``."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if proc.environ().get(MARKER_ENV) == marker:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def markers_of(command_part: str) -> set[str]:
+    markers = set()
+    for proc in psutil.process_iter():
+        try:
+            if command_part in " ".join(proc.cmdline()):
+                markers.add(proc.environ().get(MARKER_ENV, ""))
+        except psutil.Error:
+            continue
+    return markers - {""}
+
+
+def sent(service: LocalService, task_id: str | None = None) -> list[dict[str, Any]]:
+    return [
+        c.request
+        for c in service.calls("SetTaskStatus")
+        if c.error is None and task_id in (None, c.request["taskId"])
+    ]
+
+
+def test_a_runner_killed_mid_task_leaves_nothing_running_beside_its_restart(
+    service: LocalService, dp: Any, tmp_path: Path, harnessed: list[HarnessedRunner]
+) -> None:
+    lock, clashes = tmp_path / "task.lock", tmp_path / "clashes"
+    hold = f"exec {sys.executable} {SCRIPTS / 'flock_task.py'} {lock} {clashes} 60"
+    submit(dp, [default_object(), shell("Hold", hold, maximumRetries="1")])
+    runner = HarnessedRunner(service, tmp_path)
+    harnessed.append(runner)
+    first = runner.wait_event("task_started")
+    (old_marker,) = wait_for(lambda: markers_of("flock_task.py"), 10, "the task")
+    assert marked(old_marker)
+
+    runner.kill9_and_restart()
+    runner.wait_event("journal_recovered", count=2)  # the restart's
+    assert marked(old_marker) == []  # killed by the restart, found by its marker
+
+    def restarted() -> list[dict[str, Any]]:
+        return [s for s in sent(service) if s.get("errorId") == "RunnerRestarted"]
+
+    wait_for(restarted, 20, "the interrupted attempt's status")
+    assert len(restarted()) == 1
+    # the service retries the attempt; its new run takes the lock, with no clash
+    second = runner.wait_event("task_started", count=2)
+    assert second["attempt_id"] != first["attempt_id"]
+    wait_for(lambda: len(markers_of("flock_task.py")) == 1, 10, "the retry's tree")
+    assert not clashes.exists()
+
+
+def test_a_runner_killed_mid_report_sends_the_journaled_status_once(
+    service: LocalService, dp: Any, tmp_path: Path, harnessed: list[HarnessedRunner]
+) -> None:
+    service.faults.add("SetTaskStatus", error="InternalServiceError", times=None)
+    submit(dp, [default_object(), shell("Quick", "echo done")])
+    runner = HarnessedRunner(service, tmp_path)
+    harnessed.append(runner)
+    wait_for(lambda: len(service.calls("SetTaskStatus")) >= 2, 20, "status retries")
+    (task_id,) = {c.request["taskId"] for c in service.calls("SetTaskStatus")}
+    before = len(service.calls("SetTaskStatus"))
+
+    runner.kill9_and_restart()
+    # the restart's recovery tries it too; then the service comes back
+    wait_for(lambda: len(service.calls("SetTaskStatus")) > before, 20, "a resend")
+    service.faults.clear()
+    runner.wait_event("journal_status_sent")
+    (status,) = sent(service, task_id)
+    assert status["taskStatus"] == "FINISHED"
+
+
+def test_one_sigterm_bounds_the_exit_while_the_status_fails_and_the_next_start_sends_it(
+    service: LocalService, dp: Any, tmp_path: Path
+) -> None:
+    """drain_timeout 0 and kill_grace 0: the bound is the 30 s status budget."""
+    service.faults.add("SetTaskStatus", error="InternalServiceError", times=None)
+    submit(dp, [default_object(), shell("Quick", "echo done")])
+    work_dir = tmp_path / "work"
+    quick = ("--drain-timeout", "0", "--kill-grace", "0", "--worker-group", "wg")
+    command = runner_command(service.endpoint_url, work_dir, *quick)
+    with (tmp_path / "first.log").open("wb") as log:
+        first = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
+        )
+    try:
+        wait_for(lambda: len(service.calls("SetTaskStatus")) >= 1, 20, "a status try")
+        stopped = time.monotonic()
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(STATUS_BUDGET_S + 10) == 0
+        took_s = time.monotonic() - stopped
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert took_s < STATUS_BUDGET_S + 3
+    assert sent(service) == []
+
+    service.faults.clear()
+    with (tmp_path / "second.log").open("wb") as log:
+        second = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
+        )
+    try:
+        wait_for(lambda: sent(service), 20, "the journaled status")
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(20) == 0
+    finally:
+        if second.poll() is None:
+            second.kill()
+    (status,) = sent(service)
+    assert status["taskStatus"] == "FINISHED"
