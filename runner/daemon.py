@@ -85,6 +85,7 @@ def build(settings: Settings, signals: Signals, session: Any = None) -> Runner:
         log=log,
         session=session,
     )
+    logs.mask_values(client.secrets)
     s3 = S3(
         region=settings.region, log=log, read_timeout_s=_s3_read_timeout_s(settings)
     )

@@ -60,7 +60,7 @@ LEVELS: Mapping[str, int] = {
 }
 FORMATS = ("auto", "json", "console")
 
-#: Chatty libraries kept at WARNING unless the runner itself logs at debug.
+#: Chatty libraries: WARNING, or INFO when the runner logs at debug; never DEBUG.
 NOISY_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer")
 
 #: A key is secret when its lower-cased name contains one of these, or starts with '*'
@@ -293,8 +293,11 @@ def _install_handler(out: TextIO, log_format: str, level_no: int) -> None:
     root.addHandler(handler)
     root.setLevel(level_no)
     for name in NOISY_LOGGERS:
+        # Never DEBUG: at that level botocore prints request headers (the session
+        # token, the signature), bodies (every *-field of a task) and its signing
+        # steps. INFO at --log-level debug, WARNING otherwise.
         logging.getLogger(name).setLevel(
-            logging.DEBUG if level_no <= logging.DEBUG else logging.WARNING
+            logging.INFO if level_no <= logging.DEBUG else logging.WARNING
         )
 
 

@@ -4,6 +4,12 @@ This module owns the shapes, and the pure rules that go with them: how a task ob
 is read (design.md §4) and how a final status is cut to the API's limits. It does no
 I/O and imports nothing but ``errors``, so every layer can use it and tests can build
 values by hand.
+
+Secrets are masked at the source: the value of a field whose key starts with ``*``
+(``*password``) becomes ``***`` wherever a task, an object or a field becomes text
+here (reprs, the dump of a malformed object in an error message); ``secret_values``
+finds them even in a task too malformed to parse, so that the log's last processor
+(``logs.mask_values``) can mask them in every line, whatever else leaks them.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ActivityError
+from runner.masking import MASK, masked, redact
 
 #: errorId and errorStackTrace are at most 1024 characters in the model; we keep them
 #: to 1024 UTF-8 *bytes*, which is never more characters than that.
@@ -78,9 +85,14 @@ class PipelineObject:
             by_key.setdefault(key, []).append(value)
         object.__setattr__(self, "_by_key", by_key)
 
+    def __repr__(self) -> str:
+        shown = tuple((k, MASK if k.startswith("*") else v) for k, v in self.fields)
+        return f"PipelineObject(id={self.id!r}, name={self.name!r}, fields={shown!r})"
+
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any]) -> PipelineObject:
-        """Build from the API shape; raises ``ActivityError`` when it is malformed."""
+        """Build from the API shape; raises ``ActivityError`` when it is malformed
+        (its message shows the object with ``*``-field values masked)."""
         try:
             fields: list[tuple[str, FieldValue]] = []
             for item in raw.get("fields", []):
@@ -94,8 +106,10 @@ class PipelineObject:
                 id=obj_id, name=str(raw.get("name", obj_id)), fields=tuple(fields)
             )
         except (KeyError, TypeError, AttributeError) as exc:
+            dump = repr(masked(raw))
             raise ActivityError(
-                "MalformedTaskObject", f"object {raw!r:.200} is malformed: {exc!r}"
+                "MalformedTaskObject",
+                f"object {dump:.200} is malformed: {type(exc).__name__}: {exc}",
             ) from exc
 
     def values(self, key: str) -> list[FieldValue]:
@@ -232,6 +246,12 @@ class Task:
             if key.startswith("*") and isinstance(value, str) and value
         ]
 
+    def __repr__(self) -> str:
+        return (
+            f"Task(task_id={digest(self.task_id)!r}, pipeline_id={self.pipeline_id!r}, "
+            f"attempt_id={self.attempt_id!r}, objects={list(self.objects.values())!r})"
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class AttemptPaths:
@@ -321,13 +341,6 @@ class FinalStatus:
 def digest(task_id: str) -> str:
     """A short, stable stand-in for a task id in logs: 12 hex digits of its SHA-256."""
     return hashlib.sha256(task_id.encode()).hexdigest()[:12]
-
-
-def redact(text: str, secrets: tuple[str, ...] | list[str]) -> str:
-    """Replace every secret value in ``text`` with ``***``."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
 
 
 def clean_text(text: str, max_bytes: int, keep: str = "head") -> str:

@@ -25,11 +25,19 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+from hypothesis import settings as hypothesis_settings
 
 from runner.localservice import LocalService
 from runner.pipelinefile import definition_from_json
 
 pytest_plugins = ["tests.s3server"]
+
+#: Fuzzing (tests/test_fuzz.py) the same way on every run and machine: no example
+#: database, no deadline on a noisy host, 200 examples a target.
+hypothesis_settings.register_profile(
+    "ci", derandomize=True, database=None, deadline=None, max_examples=200
+)
+hypothesis_settings.load_profile("ci")
 
 REGION = "us-east-1"
 TIME_SCALE = 0.01

@@ -126,11 +126,19 @@ def test_stdlib_loggers_are_routed_as_json() -> None:
     assert ISO_UTC.match(lines[0]["timestamp"])
 
 
-def test_debug_lets_botocore_through() -> None:
+def test_debug_never_lets_botocore_debug_lines_through() -> None:
+    """botocore's DEBUG lines carry request headers (the session token) and bodies
+    (every *-field of a task): never shown, at any level; its INFO lines are."""
     stream = io.StringIO()
     logs.configure(level="debug", stream=stream)
-    logging.getLogger("botocore.endpoint").debug("wire detail")
-    assert _lines(stream)[0]["event"] == "wire detail"
+    logging.getLogger("botocore.endpoint").debug("wire detail with a token")
+    logging.getLogger("urllib3.connectionpool").debug("a header")
+    logging.getLogger("botocore.credentials").info("Found credentials")
+    logs.get_logger("dp-runner").debug("the runner's own debug line")
+    assert [line["event"] for line in _lines(stream)] == [
+        "Found credentials",
+        "the runner's own debug line",
+    ]
 
 
 def test_secret_keys_are_redacted() -> None:

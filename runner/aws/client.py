@@ -31,10 +31,11 @@ from typing import Any, TypeVar
 import botocore.exceptions
 from structlog.typing import FilteringBoundLogger
 
+from runner.aws.pollanswer import MALFORMED
 from runner.aws.retries import RetryPolicies as RetryPolicies  # noqa: PLC0414 - re-export
 from runner.aws.retries import RetryPolicy as RetryPolicy  # noqa: PLC0414 - re-export
 from runner.aws.retries import call_with_retries
-from runner.aws.session import datapipeline_client, new_session
+from runner.aws.session import credential_secrets, datapipeline_client, new_session
 from runner.aws.translate import (
     FOREIGN_ERRORS,
     THROTTLING_CODES,
@@ -117,6 +118,9 @@ class Client:
             make = partial(datapipeline_client, session, self.region, endpoint_url)
             self._poll = make(POLL_CONNECT_TIMEOUT_S, poll_read_timeout_s)
             self._short = make(SHORT_CONNECT_TIMEOUT_S, SHORT_READ_TIMEOUT_S)
+            #: The secret key and session token this client signs with, for the
+            #: log's mask (``logs.mask_values``); the session itself is dropped.
+            self.secrets = credential_secrets(session)
         except botocore.exceptions.BotoCoreError as exc:  # a bad profile, a bad region
             raise ConfigError(f"Data Pipeline client: {exc}") from exc
 
@@ -124,7 +128,9 @@ class Client:
 
     def poll_for_task(self, worker_group: str, hostname: str) -> dict[str, Any] | None:
         """Long-poll (up to ~90 s) for a task; the raw ``taskObject`` or ``None``.
-        A read timeout on the long poll means no task, not an error."""
+        A read timeout on the long poll means no task, not an error. A task whose
+        shape botocore could not parse comes without objects, and with the problem
+        under ``pollanswer.MALFORMED``."""
         request = {"workerGroup": worker_group, "hostname": hostname}
 
         def poll() -> dict[str, Any] | None:
@@ -135,6 +141,10 @@ class Client:
                     return None
                 raise
             task: dict[str, Any] | None = answer.get("taskObject") or None
+            if MALFORMED in answer:  # mended by pollanswer: the problem goes along
+                self._log.warning("poll_answer_malformed", problem=answer[MALFORMED])
+                if task is not None:
+                    task[MALFORMED] = answer[MALFORMED]
             return task
 
         policy = self._policies.poll

@@ -33,6 +33,7 @@ import botocore.loaders
 import botocore.session
 
 from runner import __version__
+from runner.aws.pollanswer import mend_poll_answer
 from runner.aws.translate import refuse_cut_answer
 
 ENDPOINTS = "endpoints"
@@ -93,4 +94,17 @@ def datapipeline_client(
     )
     dp = session.client("datapipeline", region, endpoint_url=endpoint_url, config=cfg)
     dp.meta.events.register("before-parse.data-pipeline", refuse_cut_answer)
+    dp.meta.events.register("before-parse.data-pipeline.PollForTask", mend_poll_answer)
     return dp
+
+
+def credential_secrets(session: Any) -> tuple[str, ...]:
+    """The secret parts of the credentials ``session`` resolves now (the secret
+    access key, the session token); empty when there are none. Credentials that
+    refresh later bring new values: the log never shows botocore's DEBUG lines,
+    which are where they would appear (``logs.NOISY_LOGGERS``)."""
+    credentials = session.get_credentials()
+    if credentials is None:
+        return ()
+    frozen = credentials.get_frozen_credentials()
+    return tuple(v for v in (frozen.secret_key, frozen.token) if v)

@@ -43,21 +43,19 @@ from typing import Any, TypeVar
 
 import structlog
 
-from runner import activities, supervisor
+from runner import activities, logs, supervisor
 from runner.activities import staging
 from runner.aws.client import Client
+from runner.aws.pollanswer import MALFORMED
 from runner.aws.s3 import S3
 from runner.drain import Shutdown
 from runner.errors import (
     ActivityError,
-    RejectedRequestError,
-    ServiceError,
     SpawnError,
-    TaskNotFoundError,
-    TransientServiceError,
 )
+from runner.masking import secret_values
 from runner.supervisor import Supervisor, task_environment
-from runner.task import attemptlogs, references
+from runner.task import attemptlogs, commit, references
 from runner.task.journal import Journal
 from runner.task.progress import Progress
 from runner.task.steps import StepRunner, Stopped
@@ -70,7 +68,6 @@ from runner.taskmodel import (
     StopReason,
     Task,
     digest,
-    redact,
 )
 from runner.workdir import WorkDir
 
@@ -122,6 +119,8 @@ class Execution:
         self._s3 = s3
         self._work_dir = work_dir
         self._settings = settings
+        # first of all: from here on, no log line shows the task's *-field values
+        logs.mask_values(secret_values(raw_task))
         self.task_id = str(raw_task["taskId"])
         self.digest = digest(self.task_id)
         self.attempt_id = str(raw_task.get("attemptId") or "")
@@ -177,32 +176,16 @@ class Execution:
 
     def _ack(self) -> bool:
         """Acknowledge at once, then start the heartbeat. False: nothing to run."""
-        try:
-            canceled = self._client.report_task_progress(self.task_id, first=True)
-        except TaskNotFoundError as exc:
-            self._flag.set(StopReason.LOST, f"gone before the ack: {exc.code}")
-            return False
-        except ServiceError as exc:
-            # The service re-offers an unacknowledged task after its ack window:
-            # dropping it here loses nothing and cannot run it twice.
-            self._log.error("task_ack_failed", error=exc.code, message=exc.message)
-            self._flag.set(StopReason.LOST, f"ack failed: {exc.code}")
-            return False
-        self._log.info("task_acknowledged", canceled=canceled)
-        if canceled:
-            self._flag.set(StopReason.CANCELED, "canceled at the ack")
-            return False
-        self._progress = Progress(
-            client=self._client,
-            task_id=self.task_id,
+        self._progress = Progress.acknowledge(
+            self._client,
+            self.task_id,
             name=f"task-{self.digest}-progress",
             interval_s=self._settings.heartbeat_interval,
             lease_timeout_s=self._settings.lease_timeout,
             on_stop=self._flag.set,
             log=self._log,
         )
-        self._progress.start()
-        return True
+        return self._progress is not None
 
     def _attempt(self, started: float) -> FinalStatus | None:
         """Plan, work, wind down; the verdict."""
@@ -221,7 +204,11 @@ class Execution:
                 region=self._settings.region,
             )
             task, plan = references.plan(
-                task, self._raw, ctx, fetch=self._fetcher(steps), log=self._log
+                task,
+                self._raw,
+                ctx,
+                fetch=references.fetcher(self._client, steps.step, self._flag.event),
+                log=self._log,
             )
             if plan.timeout_s:
                 steps.timeout_at = started + plan.timeout_s
@@ -242,25 +229,26 @@ class Execution:
         error: ActivityError | SpawnError | None,
     ) -> FinalStatus | None:
         succeeded = self.outcome is not None and self.outcome.succeeded and not error
-        secrets = task.secrets() if task is not None else []
-        if error is not None and self._flag.reason is None:
-            message = error.message if isinstance(error, ActivityError) else str(error)
-            error_id = getattr(error, "error_id", "SpawnError")
-            self._log.warning(
-                "task_rejected", error_id=error_id, message=redact(message, secrets)
-            )
-        return final_status(
+        status = final_status(
             self._flag.reason,
             self.outcome,
             error=error,
             precondition=plan.precondition if plan is not None else False,
             stderr_tail=""
-            if succeeded or paths is None
+            if succeeded or not paths
             else attemptlogs.stderr_tail(paths),
-            secrets=secrets,
+            secrets=task.secrets() if task is not None else (),
         )
+        if error is not None and status is not None and self._flag.reason is None:
+            self._log.warning(  # the status's text: redacted and cleaned
+                "task_rejected", error_id=status.error_id, message=status.error_message
+            )
+        return status
 
     def _parse(self) -> Task:
+        problem = self._raw.get(MALFORMED)
+        if problem is not None:
+            raise ActivityError("MalformedTask", f"the task is malformed: {problem}")
         try:
             task = Task.from_wire(self._raw)
         except (KeyError, TypeError) as exc:
@@ -289,20 +277,6 @@ class Execution:
         )
         self._log = self._attempt_log.bind(self._log)
         return paths
-
-    def _fetcher(self, steps: StepRunner) -> references.Fetch:
-        """DescribeObjects for one attempt, as a step under its stop flag."""
-        events = (self._flag.event,)
-
-        def fetch(pipeline_id: str, ids: list[str]) -> list[dict[str, Any]]:
-            return steps.step(
-                "describe_objects",
-                lambda: self._client.describe_objects(
-                    pipeline_id, ids, interrupt=events
-                ),
-            )
-
-        return fetch
 
     def _step_runner(self) -> StepRunner:
         assert self._progress is not None  # noqa: S101 - made at the ack
@@ -379,21 +353,19 @@ class Execution:
         shutdown's status deadline. What is not sent stays in the journal."""
         shutdown = self._shutdown
         self._journal.status_pending(self.task_id, status, attempt_id=self.attempt_id)
-        try:
-            self._client.set_task_status(
-                self.task_id,
-                status,
-                until=shutdown.status_deadline,
-                wake=(shutdown.requested, shutdown.fast),
-            )
-        except TaskNotFoundError as exc:
-            self._log.warning("task_status_rejected", error=exc.code)
-        except RejectedRequestError as exc:
-            self._log.error("task_status_invalid", error=exc.code, message=exc.message)
-        except TransientServiceError as exc:
-            self._log.error("task_status_not_sent", error=exc.code, message=exc.message)
-            return  # kept in the journal: the next start sends it
-        self._journal.attempt_closed(self.task_id)
+        sent = commit.send(
+            self._client,
+            self._journal,
+            self.task_id,
+            status,
+            until=shutdown.status_deadline,
+            wake=(shutdown.requested, shutdown.fast),
+        )
+        if sent.outcome == "dropped":  # the service moved on: TaskNotFound
+            self._log.warning("task_status_dropped", error=sent.error)
+        elif sent.outcome != "sent":  # invalid (our bug) or not sent (journaled)
+            event = f"task_status_{sent.outcome}"
+            self._log.error(event, error=sent.error, message=sent.message)
 
     def _finish(self, started: float, status: FinalStatus | None) -> ExecutionResult:
         """The one canonical ``task_finished`` line."""

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from structlog.typing import FilteringBoundLogger
 
 from runner.aws.client import Client
-from runner.errors import TaskNotFoundError
+from runner.errors import ServiceError, TaskNotFoundError
 from runner.heartbeat import Heartbeat
 from runner.taskmodel import StopReason
 
@@ -33,7 +33,49 @@ BEATS_PER_PROGRESS_TIMEOUT = 3
 
 
 class Progress:
-    """Made and started right after the ack; ``stop`` after the final status."""
+    """Made and started by ``acknowledge``; ``stop`` after the final status."""
+
+    @classmethod
+    def acknowledge(
+        cls,
+        client: Client,
+        task_id: str,
+        *,
+        name: str,
+        interval_s: float,
+        lease_timeout_s: float,
+        on_stop: Callable[[StopReason, str], object],
+        log: FilteringBoundLogger,
+    ) -> Progress | None:
+        """The ack (the first ReportTaskProgress, before anything else), then the
+        heartbeat, started. None when there is nothing to run, ``on_stop`` told
+        why: the task is gone, it was canceled, or the ack failed (the service
+        re-offers an unacknowledged task after its ack window: dropping it loses
+        nothing and cannot run it twice)."""
+        try:
+            canceled = client.report_task_progress(task_id, first=True)
+        except TaskNotFoundError as exc:
+            on_stop(StopReason.LOST, f"gone before the ack: {exc.code}")
+            return None
+        except ServiceError as exc:
+            log.error("task_ack_failed", error=exc.code, message=exc.message)  # noqa: TRY400 - an outage: one line, no traceback
+            on_stop(StopReason.LOST, f"ack failed: {exc.code}")
+            return None
+        log.info("task_acknowledged", canceled=canceled)
+        if canceled:
+            on_stop(StopReason.CANCELED, "canceled at the ack")
+            return None
+        progress = cls(
+            client=client,
+            task_id=task_id,
+            name=name,
+            interval_s=interval_s,
+            lease_timeout_s=lease_timeout_s,
+            on_stop=on_stop,
+            log=log,
+        )
+        progress.start()
+        return progress
 
     def __init__(
         self,

@@ -38,7 +38,7 @@ from structlog.typing import FilteringBoundLogger
 
 from runner import supervisor
 from runner.aws.client import Client
-from runner.errors import ServiceError, TaskNotFoundError
+from runner.task import commit
 from runner.task.journal import Journal, JournalEntry
 from runner.taskmodel import FinalStatus
 
@@ -184,15 +184,14 @@ class _Run:
         """Send one journaled status, once; which count it adds to."""
         fields = {"status": status.status.value, "error_id": status.error_id}
         deadline = self.deadline  # shared by every status; past it, one try each
-        try:
-            self.client.set_task_status(entry.task_id, status, until=lambda: deadline)
-        except TaskNotFoundError as exc:
-            self.journal.attempt_closed(entry.task_id)
-            log.info("journal_status_dropped", code=exc.code, **fields)
-            return "dropped"
-        except ServiceError as exc:  # transient after the budget, or rejected
-            log.warning("journal_status_not_sent", code=exc.code, **fields)
+        sent = commit.send(
+            self.client, self.journal, entry.task_id, status, until=lambda: deadline
+        )
+        if sent.outcome == "sent":
+            log.info("journal_status_sent", **fields)
+            return "sent"
+        if sent.outcome == "not_sent":
+            log.warning("journal_status_not_sent", code=sent.error, **fields)
             return "unsent"
-        self.journal.attempt_closed(entry.task_id)
-        log.info("journal_status_sent", **fields)
-        return "sent"
+        log.info("journal_status_dropped", code=sent.error, **fields)
+        return "dropped"

@@ -22,17 +22,34 @@ retries the task fails ``UnresolvedReference``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
 from runner import activities
+from runner.aws.client import Client
 from runner.errors import ActivityError, ServiceError
 from runner.taskmodel import Task
 
 #: ``fetch(pipeline_id, object_ids)``: the objects, as DescribeObjects returns them.
 Fetch = Callable[[str, list[str]], list[dict[str, Any]]]
+#: ``step(name, fn)``: ``fn`` run as one of the attempt's steps (``StepRunner.step``).
+RunStep = Callable[[str, Callable[[], list[dict[str, Any]]]], list[dict[str, Any]]]
+
+
+def fetcher(client: Client, step: RunStep, stop: threading.Event) -> Fetch:
+    """DescribeObjects for one attempt, as a step under its stop flag (``stop``
+    also ends the call's retry backoff)."""
+
+    def fetch(pipeline_id: str, ids: list[str]) -> list[dict[str, Any]]:
+        return step(
+            "describe_objects",
+            lambda: client.describe_objects(pipeline_id, ids, interrupt=(stop,)),
+        )
+
+    return fetch
 
 
 def plan(
