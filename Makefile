@@ -8,12 +8,12 @@ STAMP  := $(VENV)/.installed
 # (import-linter pulls in rich, which structlog then imports: about 3.5 MB of RSS).
 RUNTIME := .venv-runtime
 
-.PHONY: demo test lint types imports pytest bench clean
+.PHONY: demo test lint types imports pytest bench floors clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints-dev.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev]' -c constraints-dev.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -50,5 +50,19 @@ bench: $(STAMP)
 		fi; \
 	done
 
+# The dependency floors in pyproject.toml must really work: install the project at
+# the lowest versions it allows (uv's lowest-direct resolution; uv pinned in
+# constraints-dev.txt) in a venv of its own, and run the demos there.
+LOWEST := .venv-lowest
+floors: $(STAMP)
+	$(PY) -m pip install --quiet -c constraints-dev.txt uv
+	rm -rf $(LOWEST)
+	$(BIN)/uv venv --quiet --python $(PY) $(LOWEST)
+	VIRTUAL_ENV=$(LOWEST) $(BIN)/uv pip install --quiet --resolution lowest-direct .
+	VIRTUAL_ENV=$(LOWEST) $(BIN)/uv pip list | grep -iE '^(boto3|botocore|s3transfer|click|structlog|tenacity|pydantic|psutil) '
+	$(LOWEST)/bin/dp-runner run --local examples/hello.json
+	$(LOWEST)/bin/dp-runner run --local examples/retry-and-depend.json
+	$(LOWEST)/bin/dp-runner run --local examples/greeting.json --parameter-values-uri file://examples/greeting-values.json
+
 clean:
-	rm -rf $(VENV) $(RUNTIME)
+	rm -rf $(VENV) $(RUNTIME) $(LOWEST)
