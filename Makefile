@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # (import-linter pulls in rich, which structlog then imports: about 3.5 MB of RSS).
 RUNTIME := .venv-runtime
 
-.PHONY: demo test lint types imports pytest bench floors clean
+.PHONY: demo test lint types imports pytest bench floors package clean
 
 $(STAMP): pyproject.toml constraints-dev.txt
 	python3 -m venv $(VENV)
@@ -64,5 +64,14 @@ floors: $(STAMP)
 	$(LOWEST)/bin/dp-runner run --local examples/retry-and-depend.json
 	$(LOWEST)/bin/dp-runner run --local examples/greeting.json --parameter-values-uri file://examples/greeting-values.json
 
+# A wheel builds, and pipx installs the checkout (in a throwaway PIPX_HOME).
+package: $(STAMP)
+	$(PY) -m pip install --quiet -c constraints-dev.txt pipx
+	rm -rf dist .pipx
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir dist .
+	ls dist/dp_runner-*.whl
+	PIPX_HOME=$(CURDIR)/.pipx PIPX_BIN_DIR=$(CURDIR)/.pipx/bin $(BIN)/pipx install --quiet .
+	.pipx/bin/dp-runner --version
+
 clean:
-	rm -rf $(VENV) $(RUNTIME) $(LOWEST)
+	rm -rf $(VENV) $(RUNTIME) $(LOWEST) dist .pipx

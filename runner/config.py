@@ -58,9 +58,13 @@ _REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 
 
 def default_work_dir(env: Mapping[str, str], euid: int | None = None) -> Path:
-    """``/var/lib/dp-runner`` as root, else ``$XDG_STATE_HOME/dp-runner`` (when set
-    and absolute, as the XDG spec asks), else ``~/.local/state/dp-runner``.
-    ``euid`` defaults to the process's effective uid."""
+    """``$STATE_DIRECTORY`` when systemd sets it (``StateDirectory=``; the first of
+    a colon-separated list), else ``/var/lib/dp-runner`` as root, else
+    ``$XDG_STATE_HOME/dp-runner`` (when set and absolute, as the XDG spec asks),
+    else ``~/.local/state/dp-runner``. ``euid`` defaults to the effective uid."""
+    state_directory = env.get("STATE_DIRECTORY", "").split(":")[0]
+    if state_directory and Path(state_directory).is_absolute():
+        return Path(state_directory)
     if (os.geteuid() if euid is None else euid) == 0:
         return Path("/var/lib/dp-runner")
     state_home = env.get("XDG_STATE_HOME", "")

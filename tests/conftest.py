@@ -48,7 +48,9 @@ SCRIPTS = Path(__file__).resolve().parent / "scripts"
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for key in list(os.environ):
-        if key.startswith(("AWS_", "DP_RUNNER_", "NOTIFY_SOCKET", "WATCHDOG_")):
+        if key.startswith(
+            ("AWS_", "DP_RUNNER_", "NOTIFY_SOCKET", "WATCHDOG_", "STATE_DIRECTORY")
+        ):
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

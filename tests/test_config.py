@@ -355,6 +355,16 @@ def test_work_dir_defaults_follow_euid_and_xdg() -> None:
     )
 
 
+def test_work_dir_defaults_to_systemds_state_directory_first() -> None:
+    """StateDirectory= sets STATE_DIRECTORY (a colon-separated list): the first."""
+    unit = {"STATE_DIRECTORY": "/var/lib/dp-runner:/var/lib/other", "HOME": "/h"}
+    assert default_work_dir(unit, euid=998) == Path("/var/lib/dp-runner")
+    assert default_work_dir({"STATE_DIRECTORY": "/s"}, euid=0) == Path("/s")
+    assert default_work_dir({"STATE_DIRECTORY": "rel"}, euid=0) == Path(
+        "/var/lib/dp-runner"
+    )
+
+
 def test_work_dir_is_made_absolute(tmp_path: Path) -> None:
     settings = load(env={"DP_RUNNER_WORK_DIR": str(tmp_path / "w")})
     assert settings.work_dir == tmp_path / "w"

@@ -1,0 +1,130 @@
+"""The install path and the unit: ``systemd/install.sh --root``, ``systemd-analyze
+verify`` and ``security`` on the unit, and the unit's ExecStart run as an unprivileged
+user with ``STATE_DIRECTORY`` set, which becomes its work dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runner.localservice import LocalService
+from tests.conftest import REPO, wait_for
+
+UNIT = REPO / "systemd" / "dp-runner.service"
+EXPOSURE_MAX = 4.5
+NOBODY = 65534
+
+
+def unit_with_exec_start(tmp_path: Path) -> Path:
+    """A copy of the unit whose ExecStart runs this checkout's dp-runner."""
+    dp_runner = Path(sys.executable).parent / "dp-runner"
+    text = UNIT.read_text().replace("/opt/dp-runner/bin/dp-runner", str(dp_runner))
+    copy = tmp_path / "dp-runner.service"
+    copy.write_text(text)
+    return copy
+
+
+def exec_start(unit: Path) -> list[str]:
+    (line,) = [x for x in unit.read_text().splitlines() if x.startswith("ExecStart=")]
+    return line.removeprefix("ExecStart=").split()
+
+
+def test_the_unit_verifies_and_its_exposure_is_low(tmp_path: Path) -> None:
+    unit = unit_with_exec_start(tmp_path)
+    verified = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
+    security = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", str(unit)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    found = re.search(r"Overall exposure level for \S+: ([0-9.]+)", security.stdout)
+    assert found is not None, security.stdout + security.stderr
+    assert float(found.group(1)) <= EXPOSURE_MAX, security.stdout
+
+
+def test_install_into_a_root_folder_builds_a_working_venv_and_keeps_the_config(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "root"
+    kept = root / "etc" / "dp-runner" / "config.toml"
+    kept.parent.mkdir(parents=True)
+    kept.write_text('worker_groups = ["mine"]\n')
+    done = subprocess.run(
+        [str(REPO / "systemd" / "install.sh"), "--root", str(root)],
+        capture_output=True, text=True, timeout=600, check=False,
+        env={**os.environ, "PYTHON": sys.executable},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    dp_runner = root / "opt" / "dp-runner" / "bin" / "dp-runner"
+    version = subprocess.run(
+        [str(dp_runner), "--version"], capture_output=True, text=True, check=True
+    )
+    assert "dp-runner" in version.stdout
+    link = root / "usr" / "local" / "bin" / "dp-runner"
+    assert os.readlink(link) == "/opt/dp-runner/bin/dp-runner"
+    assert kept.read_text() == 'worker_groups = ["mine"]\n'
+    installed = root / "etc" / "systemd" / "system" / "dp-runner.service"
+    assert installed.read_text() == UNIT.read_text()
+
+
+@pytest.fixture
+def nobodys_dir() -> Iterator[Path]:
+    """A folder under /tmp that the unprivileged user owns (mkdtemp, chowned)."""
+    path = Path(tempfile.mkdtemp(dir="/tmp"))
+    os.chown(path, NOBODY, NOBODY)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch users")
+def test_exec_start_as_an_unprivileged_user_works_in_its_state_directory(
+    tmp_path: Path, service: LocalService, nobodys_dir: Path
+) -> None:
+    state = nobodys_dir / "state"
+    state.mkdir(mode=0o700)
+    os.chown(state, NOBODY, NOBODY)
+    config = nobodys_dir / "config.toml"
+    config.write_text(
+        f'worker_groups = ["wg"]\nendpoint_url = "{service.endpoint_url}"\n'
+        'region = "us-east-1"\nlog_format = "json"\n'
+    )
+    command = [
+        arg.replace("/etc/dp-runner/config.toml", str(config))
+        for arg in exec_start(unit_with_exec_start(tmp_path))
+    ]
+    env = {**os.environ, "STATE_DIRECTORY": str(state), "HOME": str(nobodys_dir)}
+    log = tmp_path / "runner.log"
+    with log.open("wb") as out:
+        runner = subprocess.Popen(
+            ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+             *command],
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO,
+        )  # fmt: skip
+    try:
+
+        def started() -> bool:
+            lines = [json.loads(x) for x in log.read_text().splitlines() if "{" in x]
+            return any(line.get("event") == "worker_started" for line in lines)
+
+        wait_for(started, 30, f"the runner as nobody:\n{log.read_text()[-2000:]}")
+        assert (state / "journal.db").exists()
+        assert (state / "dp-runner.lock").stat().st_uid == NOBODY
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(20) == 0
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait(10)
