@@ -109,6 +109,7 @@ def _dependency_statuses(engine: Engine, instance: Run) -> list[str | None]:
 def _make_ready(engine: Engine, instance: Run, now: float) -> None:
     if instance.kind == DATANODE:
         # Its preconditions are met and its producers finished: the data is there.
+        instance.actual_start = instance.actual_start or wall_time(now)
         end_instance(engine, instance, FINISHED, now)
         return
     defn = engine.definition(engine.pipelines[instance.pipeline_id])

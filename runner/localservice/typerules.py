@@ -104,10 +104,11 @@ def _warn_unknown(
     for key in dict.fromkeys(keys):
         if key in known or key.startswith("@") or is_user_field(key):
             continue
-        warnings.append(
-            f"Unknown field '{key}'{where}{_closest(key, known)}; user fields "
-            "start with 'my' (DG dp-writing-pipeline-definition)"
+        hint = _closest(key, known) or (
+            "; a field of your own starts with 'my' and a capital letter or '_' "
+            "(DG dp-writing-pipeline-definition)"
         )
+        warnings.append(f"Unknown field '{key}'{where}{hint}")
 
 
 def check_rules_of_type(defn: Definition, obj_id: str, errors: list[str]) -> None:

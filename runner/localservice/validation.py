@@ -30,6 +30,7 @@ from typing import Any
 
 from runner.localservice import typerules
 from runner.localservice.awschecks import s3_location
+from runner.localservice.catalog import ACTION
 from runner.localservice.definition import (
     SECONDS_OK,
     SERVICE_PRECONDITIONS,
@@ -39,6 +40,7 @@ from runner.localservice.definition import (
     trial_runtime,
 )
 from runner.localservice.expressions import ExpressionError, parse_period
+from runner.localservice.expressions import validate as validate_expression
 
 Report = dict[str, list[str]]
 _PERIOD_KEYS = (
@@ -94,12 +96,18 @@ def _check_fields(
     errors: list[str],
     warnings: list[str],
 ) -> None:
+    # An action's `#{node...}` is the object it fires for (DG dp-object-snsalarm):
+    # known only when it fires, so its expressions are parsed, not evaluated.
+    action = defn.kind(obj_id) == ACTION
     for key, value, is_ref in defn.objects[obj_id][1]:
         if is_ref:
             if value not in defn.objects:
                 errors.append(f"Field '{key}' references unknown object '{value}'")
             continue
         try:
+            if action:
+                validate_expression(value)
+                continue
             shown = defn.expand_text(value, obj_id, runtime)
         except (ExpressionError, KeyError, ValueError, TypeError) as exc:
             errors.append(f"Field '{key}': unsupported expression in {value!r}: {exc}")
