@@ -232,7 +232,8 @@ class LocalService:
             return 500, ServiceError(error, f"internal error: {exc}").body(), None
         finally:
             self._log.append(
-                RecordedCall(operation, request, error, arrived, time.monotonic())
+                RecordedCall(operation, request, error, arrived, time.monotonic()),
+                len(raw),
             )
         return 200, _json(answer), cut
 
