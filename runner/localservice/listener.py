@@ -154,13 +154,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.reader = _Reader(self.connection, self.server.limits)
         self.rfile = io.BufferedReader(self.reader, 64 * 1024)
 
+    def handle_expect_100(self) -> bool:
+        """A client that waits for "100 Continue" is refused before it sends."""
+        _, refusal = self._length()
+        if refusal is None:
+            return super().handle_expect_100()
+        self._refuse(refusal)
+        self._close()
+        return False
+
     def do_POST(self) -> None:
-        target = self.headers.get("X-Amz-Target")
         length, refusal = self._length()
         if refusal is not None:
-            status, code, message = refusal
-            body = self.server.service.refuse(target, code, message)
-            self._send(status, body, close=True)
+            self._refuse(refusal)
             self._linger(length)
             return
         raw = self.rfile.read(length) if length else b""
@@ -168,6 +174,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._close()  # the client went away mid-body
             return
         self.reader.next_request()
+        target = self.headers.get("X-Amz-Target")
         status, answer, cut = self.server.service.handle(target, raw)
         if answer is None:
             self._close()
@@ -175,6 +182,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, answer, cut=cut)
         if cut:
             self._close()
+
+    def _refuse(self, refusal: tuple[int, str, str]) -> None:
+        status, code, message = refusal
+        target = self.headers.get("X-Amz-Target")
+        self._send(
+            status, self.server.service.refuse(target, code, message), close=True
+        )
 
     def _length(self) -> tuple[int, tuple[int, str, str] | None]:
         """The body's length, or why the request is refused unread."""

@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 import pytest
 from botocore.exceptions import ClientError
 
-from runner.localservice import LocalService
+from runner.localservice import LocalService, RecordedCall
+from runner.localservice.faults import CallLog
 from tests.localservice.conftest import make_client
 
 
@@ -161,6 +162,17 @@ def test_a_body_over_the_limit_is_refused_before_it_is_read(
     assert call.error == "RequestEntityTooLargeException"
 
 
+def test_a_client_that_expects_100_continue_is_refused_before_sending(
+    service: LocalService,
+) -> None:
+    sock = connect(service)
+    head = request("PutPipelineDefinition", b"", length=50 * 1024 * 1024)
+    sock.sendall(head.replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n"))
+    status, answer = read_answer(sock)
+    assert (status, answer["__type"]) == (413, "RequestEntityTooLargeException")
+    sock.close()
+
+
 def test_boto3_reads_the_refusal_of_an_oversized_body(service: LocalService) -> None:
     """The client sends its whole body before it reads: the service drops what
     it still receives and then closes, so the client reads the answer."""
@@ -213,3 +225,27 @@ def test_nesting_within_the_bound_is_parsed(service: LocalService) -> None:
     status, answer = read_answer(sock)
     assert (status, answer["__type"]) == (400, "InvalidRequestException")
     sock.close()
+
+
+def test_the_call_log_keeps_no_big_body_and_is_bounded(service: LocalService) -> None:
+    objects = [
+        {
+            "id": f"o{i}",
+            "name": "o",
+            "fields": [{"key": "myX", "stringValue": "x" * 5000}],
+        }
+        for i in range(20)
+    ]
+    body = json.dumps({"pipelineId": "df-NONE", "pipelineObjects": objects}).encode()
+    sock = connect(service)
+    sock.sendall(request("ValidatePipelineDefinition", body))
+    assert read_answer(sock)[1]["__type"] == "PipelineNotFoundException"
+    sock.close()
+    (call,) = service.calls("ValidatePipelineDefinition")
+    assert call.request == {"pipelineId": "df-NONE", "...": len(body)}
+    log = CallLog()
+    for n in range(CallLog.MAX_CALLS + 5):
+        log.append(RecordedCall("ListPipelines", {"n": n}, None, 0.0, 0.0))
+    kept = log.calls()
+    assert len(kept) == CallLog.MAX_CALLS
+    assert kept[0].request == {"n": 5}
