@@ -1,9 +1,11 @@
 """A pipeline definition as the local service reads it: objects, parameters, values.
 
 Owns: field lookup with inheritance (own fields, the `parent` chain, then
-`Default`), what kind each object is (activity, precondition, inert), worker
-group routing, expression evaluation in an object's context (a field that uses
-an array parameter expands to one field per value), and which values are masked:
+`Default`), what kind each object is (`catalog`'s kinds: activity, data node,
+resource, precondition...), the graph's edges (an activity's data nodes and
+resource, a data node's producers), worker group routing, expression evaluation
+in an object's context (a field that uses an array parameter expands to one field
+per value), and which values are masked:
 those of `*my` parameters, plus what the object's `*` fields hold or use.
 Parameters themselves are `parameters`'; the checks are `validation`'s.
 

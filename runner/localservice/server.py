@@ -7,9 +7,10 @@ dropped connection and a cut answer are carried out by the listener), the call
 log (refusals of the listener included), the filter that keeps masked
 parameter values out of the service's log lines (`parameters.RedactingFilter`, on
 the package's loggers while it runs), the scheduler thread, the thread that checks
-S3 preconditions (`preconditions`;
+the system-managed preconditions (`preconditions`: S3 and DynamoDB;
 `s3_endpoint_url` None means boto3's own configuration: AWS_ENDPOINT_URL_S3,
-profile, real S3), and start/stop/serve_forever.
+profile, real S3; DynamoDB always follows boto3's, AWS_ENDPOINT_URL_DYNAMODB
+included), and start/stop/serve_forever.
 
 Must not: implement operations (taskops, pipelineops, objectops do) or import
 anything from the rest of `runner` (this package is an island). It raises one
@@ -84,31 +85,42 @@ class LocalService:
         )
         self._log = CallLog()
         self._store = Store(state_path)
-        self.engine = Engine(
-            self._store,
-            time_scale=time_scale,
-            runs_on_worker_group=runs_on_worker_group,
-        )
-        lifecycle.register(self.engine)
-        schedule.register(self.engine)
-        with self.engine.cond:
-            self.engine.load()
+        self.engine = self._open_engine(time_scale, runs_on_worker_group)
         self._checker = Checker(self.engine, endpoint_url=s3_endpoint_url)
         self._tasks = TaskApi(self.engine, poll_hold_s=poll_hold_s)
-        pipelines = PipelineApi(self.engine)
-        objects = ObjectApi(self.engine)
-        self.operations: dict[str, Operation] = {
-            "PollForTask": self._tasks.poll_for_task,
-            "ReportTaskProgress": self._tasks.report_task_progress,
-            "SetTaskStatus": self._tasks.set_task_status,
-            "ReportTaskRunnerHeartbeat": self._tasks.report_task_runner_heartbeat,
-            **pipelines.operations(),
-            **objects.operations(),
-        }
+        self.operations = self._operations()
         self._stopped = threading.Event()
         self._httpd: listener.Server | None = None
         self._threads: list[threading.Thread] = []
         self._redacting = RedactingFilter(lambda: self.engine.masked)
+
+    def _open_engine(self, time_scale: float, runs_on_worker_group: str) -> Engine:
+        """The engine over the store, loaded (the store is closed if it cannot be
+        read: StartupError)."""
+        engine = Engine(
+            self._store,
+            time_scale=time_scale,
+            runs_on_worker_group=runs_on_worker_group,
+        )
+        lifecycle.register(engine)
+        schedule.register(engine)
+        with engine.cond:
+            try:
+                engine.load()
+            except StartupError:
+                self._store.close()
+                raise
+        return engine
+
+    def _operations(self) -> dict[str, Operation]:
+        return {
+            "PollForTask": self._tasks.poll_for_task,
+            "ReportTaskProgress": self._tasks.report_task_progress,
+            "SetTaskStatus": self._tasks.set_task_status,
+            "ReportTaskRunnerHeartbeat": self._tasks.report_task_runner_heartbeat,
+            **PipelineApi(self.engine).operations(),
+            **ObjectApi(self.engine).operations(),
+        }
 
     # ---- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
