@@ -12,12 +12,14 @@ Must not: check anything itself (`typerules` does), or know about the service.
 Why: AWS refuses an unknown type, a missing required field or group, and warns
 about a field its type does not have; the local service must give the same
 answers, so the tables are written down once, page by page. Runtime fields
-(`@...`) are the service's and are not listed. Two deliberate departures from the
-tables, both stricter or looser in the direction AWS behaves: EmrActivity's `step`
-is listed under the page's optional fields, but an EmrActivity without a step has
-nothing to run and is refused (issue 13); and the runner-checked preconditions
-(ShellCommandPrecondition, Exists) also know `workerGroup` and `runsOn`, which
-route them to a runner (DG dp-taskrunner-threading) though their tables omit them.
+(`@...`) are the service's and are not listed. Three deliberate departures from the
+tables, each toward what AWS does: EmrActivity's `step` is listed under the page's
+optional fields, but an EmrActivity without a step has nothing to run and is
+refused (issue 13); the runner-checked preconditions (ShellCommandPrecondition,
+Exists) also know `workerGroup` and `runsOn`, which route them to a runner (DG
+dp-taskrunner-threading) though their tables omit them; and fields that AWS's own
+examples and samples use without a word from the service are known (MySqlDataNode's
+inline connection, Hive and Pig's `generatedScriptsPath`).
 """
 
 from __future__ import annotations
@@ -56,7 +58,11 @@ _ACTIVITY = _RUNNABLE | _names("dependsOn input output precondition runsOn worke
 _EMR_ACTIVITY = _ACTIVITY | _names(
     "resizeClusterBeforeRunning resizeClusterMaxInstances"
 )
-_TASK_CONFIG = _names("preActivityTaskConfig postActivityTaskConfig hadoopQueue")
+# `generatedScriptsPath` is not in the stored pages' tables, but AWS's own
+# SimplePigActivity sample sets it (where the evaluated script is kept).
+_TASK_CONFIG = _names(
+    "preActivityTaskConfig postActivityTaskConfig hadoopQueue generatedScriptsPath"
+)
 _DATA_NODE = _RUNNABLE | _names("dependsOn precondition runsOn workerGroup")
 _SQL_NODE = _DATA_NODE | _names(
     "createTableSql database insertQuery schemaName selectQuery table"
@@ -168,8 +174,15 @@ TYPES: dict[str, ObjectType] = {
         _DATA_NODE
         | _names("dataFormat readThroughputPercent region writeThroughputPercent"),
     ),
+    # The connection written inline (`connectionString`, `username`,
+    # `*password`), as DG dp-object-pigactivity's example and AWS's RDStoS3 sample
+    # write it, rather than through `database`.
     "MySqlDataNode": ObjectType(
-        "dp-object-mysqldatanode", _D, ("table",), (), _SQL_NODE
+        "dp-object-mysqldatanode",
+        _D,
+        ("table",),
+        (),
+        _SQL_NODE | _names("connectionString username *password"),
     ),
     "RedshiftDataNode": ObjectType(
         "dp-object-redshiftdatanode",

@@ -199,6 +199,13 @@ def test_sample_is_accepted_and_activates(
     outcome = outcomes[name]
     assert outcome.put["errored"] is False, errors_of(outcome.put)
     assert outcome.validated["errored"] is False, errors_of(outcome.validated)
+    unknown = [
+        warning
+        for item in outcome.validated["validationWarnings"]
+        for warning in item["warnings"]
+        if warning.startswith("Unknown field")
+    ]
+    assert unknown == []  # AWS wrote them: every field is one AWS knows
     assert outcome.activated.returncode == 0, outcome.activated.stderr
     dp = make_client(local_service.endpoint_url)
 

@@ -527,3 +527,28 @@ def test_object_limits_of_the_limits_page(dp: Any) -> None:
         validate(dp, {k: v for k, v in wide.items() if k != "myField0"})["errored"]
         is False
     )
+
+
+def test_a_redshift_database_names_its_cluster_one_way(dp: Any) -> None:
+    """DG dp-object-redshiftdatabase: clusterId or connectionString, not both."""
+    database = {
+        "id": "RedshiftCluster",
+        "type": "RedshiftDatabase",
+        "username": "user_name",
+        "*password": "a-password",
+        "clusterId": "mydb",
+    }
+    assert validate(dp, database)["errored"] is False
+    both = validate(dp, database | {"connectionString": "jdbc:redshift://h:5439/d"})
+    assert errors(both) == {
+        "RedshiftCluster": ["Specify 'clusterId' or 'connectionString', not both"]
+    }
+
+
+def test_an_unknown_schedule_type_is_an_error_where_it_is_set(dp: Any) -> None:
+    """The activity pages: scheduleType is cron, ondemand or timeseries (any case:
+    DG dp-object-pigactivity's example writes "CRON")."""
+    activity = {"id": "A", "type": "ShellCommandActivity", "command": "true"}
+    assert validate(dp, activity | {"scheduleType": "ONDEMAND"})["errored"] is False
+    answer = validate(dp, activity | {"scheduleType": "hourly"})
+    assert errors(answer) == {"A": ["Unknown scheduleType 'hourly'"]}
