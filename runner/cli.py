@@ -21,7 +21,7 @@ import click
 
 from runner import daemon, localrun, logs
 from runner.config import load_settings
-from runner.errors import RunnerError
+from runner.errors import ConfigError, RunnerError
 from runner.pipelinefile import Definition
 from runner.signals import STOP_SIGNALS, Signals
 
@@ -208,6 +208,13 @@ def _run_local(
     show_default=True,
     help="Worker group that runsOn activities go to.",
 )
+@click.option(
+    "--throttle",
+    type=click.Choice(["off", "aws"]),
+    default="off",
+    show_default=True,
+    help="aws: AWS's per-account call rates and bursts, in real time.",
+)
 def local(  # noqa: PLR0917 - click passes each option positionally
     host: str,
     port: int,
@@ -215,17 +222,31 @@ def local(  # noqa: PLR0917 - click passes each option positionally
     time_scale: float,
     poll_hold: float,
     runs_on_worker_group: str,
+    throttle: str,
 ) -> None:
     """Serve the Data Pipeline API locally (AWS JSON 1.1 over HTTP)."""
-    from runner.localservice import LocalService  # noqa: PLC0415 - only this command
+    from runner.localservice import (  # noqa: PLC0415 - only this command
+        LocalService,
+        StartupError,
+    )
 
     logs.configure()
-    service = LocalService(
-        host, port, state_path, time_scale, poll_hold, runs_on_worker_group
-    )
+    try:
+        service = LocalService(
+            host,
+            port,
+            state_path,
+            time_scale,
+            poll_hold,
+            runs_on_worker_group,
+            throttle=throttle,
+        )
+        service.start()
+    except StartupError as exc:  # a port in use, a state file it cannot use
+        click.echo(f"dp-runner local: {exc}", err=True)
+        sys.exit(ConfigError.exit_code)
     signals = Signals()
     signals.install()
-    service.start()
     click.echo(
         f"dp-runner local: serving the Data Pipeline API on {service.endpoint_url}",
         err=True,

@@ -382,7 +382,13 @@ def test_heartbeat_goes_on_while_a_slow_final_status_is_sent(
 ) -> None:
     """Even for a task rejected before any process ran, the progress heartbeat
     starts before the final status, so a slow SetTaskStatus loses no lease."""
-    odd = {"id": "Odd", "name": "Odd", "type": "HiveActivity", "maximumRetries": "0"}
+    odd = {
+        "id": "Odd",
+        "name": "Odd",
+        "type": "HiveActivity",
+        "hiveScript": "x",
+        "maximumRetries": "0",
+    }
     service.faults.add("SetTaskStatus", latency_s=1.0)
     pipeline_id = submit(dp, [default_object(), odd])
     spawn_runner()

@@ -1,9 +1,11 @@
 """A pipeline definition as the local service reads it: objects, parameters, values.
 
 Owns: field lookup with inheritance (own fields, the `parent` chain, then
-`Default`), what kind each object is (activity, precondition, inert), worker
-group routing, expression evaluation in an object's context (a field that uses
-an array parameter expands to one field per value), and which values are masked:
+`Default`), what kind each object is (`catalog`'s kinds: activity, data node,
+resource, precondition...), the graph's edges (an activity's data nodes and
+resource, a data node's producers), worker group routing, expression evaluation
+in an object's context (a field that uses an array parameter expands to one field
+per value), and which values are masked:
 those of `*my` parameters, plus what the object's `*` fields hold or use.
 Parameters themselves are `parameters`'; the checks are `validation`'s.
 
@@ -23,6 +25,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from runner.localservice.catalog import ACTIVITY, DATA_NODE, RESOURCE, kind_of
 from runner.localservice.expressions import (
     ExpressionError,
     evaluate,
@@ -33,22 +36,16 @@ from runner.localservice.expressions import (
 from runner.localservice.model import Field
 from runner.localservice.parameters import Parameters, redact
 
-COMMAND_TYPES = frozenset({"ShellCommandActivity", "ShellCommandPrecondition"})
 RUNNER_PRECONDITIONS = frozenset({"ShellCommandPrecondition", "Exists"})
-SYSTEM_PRECONDITIONS = frozenset(
-    {
-        "S3KeyExists",
-        "S3PrefixNotEmpty",
-        "DynamoDBTableExists",
-        "DynamoDBDataExists",
-        "RdsSqlPrecondition",
-    }
-)
-# The system preconditions the service checks itself (lifecycle hands their
-# attempts to `preconditions`, never to a runner); the rest of
-# SYSTEM_PRECONDITIONS cannot be checked locally and are treated as met.
-SERVICE_PRECONDITIONS = {"S3KeyExists": "s3Key", "S3PrefixNotEmpty": "s3Prefix"}
-RESOURCE_TYPES = frozenset({"Ec2Resource", "EmrCluster"})
+# The system-managed preconditions (DG dp-concepts-preconditions), which the
+# service checks itself (`preconditions`), never a runner: type -> the field that
+# names what to check.
+SERVICE_PRECONDITIONS = {
+    "S3KeyExists": "s3Key",
+    "S3PrefixNotEmpty": "s3Prefix",
+    "DynamoDBTableExists": "tableName",
+    "DynamoDBDataExists": "tableName",
+}
 # Timeout-type fields that also take "N seconds" (AWS documents minutes and up;
 # the runner and the local service accept seconds for tests and demos).
 SECONDS_OK = frozenset(
@@ -160,30 +157,54 @@ class Definition:
         return fields
 
     # ---- kinds and routing --------------------------------------------------
+    def kind(self, obj_id: str) -> str:
+        """`catalog`'s kind of the object's type ("" for Default and templates)."""
+        return "" if obj_id == "Default" else kind_of(self.type_of(obj_id))
+
     def is_activity(self, obj_id: str) -> bool:
-        return obj_id != "Default" and self.type_of(obj_id).endswith("Activity")
+        return self.kind(obj_id) == ACTIVITY
 
     def activities(self) -> list[str]:
         return [obj_id for obj_id in self.objects if self.is_activity(obj_id)]
 
-    def preconditions_of(self, obj_id: str) -> list[str]:
-        """Preconditions guarding an activity: its own and its input nodes'."""
-        found = list(self.refs(obj_id, "precondition"))
-        for node in self.refs(obj_id, "input"):
-            found.extend(p for p in self.refs(node, "precondition") if p not in found)
-        return found
+    def data_nodes_of(self, activity: str) -> list[str]:
+        """The activity's input and output data nodes (DG dp-concepts-datanodes)."""
+        found = self.refs(activity, "input") + self.refs(activity, "output")
+        return [n for n in dict.fromkeys(found) if self.kind(n) == DATA_NODE]
+
+    def producers(self, node: str) -> list[str]:
+        """The activities that write the data node (it is their `output` and not
+        also their `input`): its instance waits for theirs, as on AWS, where a
+        data node is ready once the activity producing it has finished."""
+        return [
+            a
+            for a in self.activities()
+            if node in self.refs(a, "output") and node not in self.refs(a, "input")
+        ]
+
+    def resource_of(self, activity: str) -> str:
+        """The Ec2Resource or EmrCluster the activity runs on, or ""."""
+        found = [r for r in self.refs(activity, "runsOn") if self.kind(r) == RESOURCE]
+        return found[0] if found else ""
 
     def route(self, obj_id: str, runs_on_group: str, guarded: str = "") -> str:
-        """The worker group an object's attempts go to. A `#{myParam}` in
-        `workerGroup` is evaluated (runners poll with the name it gives)."""
+        """The worker group an object's attempts go to. `runsOn` wins over
+        `workerGroup` ("If you provide a runsOn value and workerGroup exists,
+        workerGroup is ignored", DG dp-object-shellcommandactivity). A
+        `#{myParam}` in `workerGroup` is evaluated (runners poll with the name it
+        gives). A precondition goes where what it guards goes; a data node where
+        the first activity reading or writing it goes."""
+        if self.refs(obj_id, "runsOn"):
+            return runs_on_group
         group = self.first(obj_id, "workerGroup")
         if group and "#{" in group:
             with contextlib.suppress(ExpressionError, KeyError, ValueError, TypeError):
                 group = self.evaluate_text(group, obj_id, {})
         if group:
             return group
-        if self.refs(obj_id, "runsOn"):
-            return runs_on_group
+        if not guarded and self.kind(obj_id) == DATA_NODE:
+            users = [a for a in self.activities() if obj_id in self.data_nodes_of(a)]
+            guarded = users[0] if users else ""
         return self.route(guarded, runs_on_group) if guarded else ""
 
     def schedule_type(self) -> str:

@@ -60,7 +60,8 @@ class Engine:
         self.waiting: dict[str, set[str]] = {}
         self.tasks: dict[str, tuple[str, str]] = {}
         self.queues: dict[str, deque[tuple[str, str]]] = {}
-        # attempts of S3KeyExists & co., for the `preconditions` thread, not runners
+        # attempts of the system-managed preconditions (S3KeyExists, DynamoDB...):
+        # for the `preconditions` thread, not for runners
         self.service_checks: deque[tuple[str, str]] = deque()
         self.timers: list[Timer] = []
         self.handlers: dict[str, Callable[[Engine, str, str, float], None]] = {}

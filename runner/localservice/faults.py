@@ -1,8 +1,8 @@
 """The fault switch and the call record: what tests script and what they assert on.
 
 Owns: scripted faults per operation (an AWS error, a dropped connection, a cut
-answer, added latency; a number of times or forever) and the record of every call
-received.
+answer, added latency; a number of times or forever) and the record of the calls
+received (the most recent 50,000).
 
 Must not: know how an operation works. Faults are applied by the server BEFORE
 the operation runs, so an injected error never leaves a half-done change and a
@@ -21,7 +21,9 @@ mocks (style.md).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -111,13 +113,28 @@ class Faults:
 
 
 class CallLog:
-    """Append-only record of calls. Thread-safe."""
+    """The most recent `MAX_CALLS` calls, oldest first. Thread-safe.
+
+    Bounded so that a long-running `dp-runner local` does not grow without end; a
+    request whose body is over `MAX_BODY_BYTES` (a large definition) is kept as
+    its short top-level members only, so that a burst of them is not held."""
+
+    MAX_CALLS = 50_000
+    MAX_BODY_BYTES = 64 * 1024
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._calls: list[RecordedCall] = []
+        self._calls: deque[RecordedCall] = deque(maxlen=self.MAX_CALLS)
 
-    def append(self, call: RecordedCall) -> None:
+    def append(self, call: RecordedCall, body_bytes: int = 0) -> None:
+        if body_bytes > self.MAX_BODY_BYTES:
+            kept = {
+                key: value
+                for key, value in call.request.items()
+                if isinstance(value, str | int | float | bool)
+                and len(str(value)) <= 1024
+            }
+            call = dataclasses.replace(call, request={**kept, "...": body_bytes})
         with self._lock:
             self._calls.append(call)
 

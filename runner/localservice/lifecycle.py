@@ -1,12 +1,14 @@
 """State transitions of instances and attempts: readiness, leases, retries, cascades.
 
-Owns: creating instances (with their precondition instances), moving them from
-WAITING_ON_DEPENDENCIES to WAITING_FOR_RUNNER, creating attempts, leasing,
-acknowledging and ending attempts, retries after `retryDelay`, precondition
-retries until `preconditionTimeout` (S3KeyExists and S3PrefixNotEmpty attempts
-go to the service's own checker, `preconditions`, instead of a worker group),
-CASCADE_FAILED propagation, and the idempotent `check` timer that enforces the
-ack window, `reportProgressTimeout` and `attemptTimeout`.
+Owns: moving instances (made by `instances`) from WAITING_ON_DEPENDENCIES to
+WAITING_FOR_RUNNER (a data node straight to FINISHED: it has no attempts),
+creating attempts, leasing, acknowledging and ending attempts, retries after
+`retryDelay`, precondition retries until `preconditionTimeout` (the system-managed
+preconditions' attempts go to the service's own checker, `preconditions`, instead
+of a worker group), CASCADE_FAILED propagation, and the idempotent `check` timer
+that enforces the ack window, `reportProgressTimeout`, `attemptTimeout` and a
+resource's `terminateAfter` (telling `resources` what happened to its activities,
+and failing those a stopped resource leaves behind).
 
 Must not: parse requests or build wire objects. Callers hold the engine lock.
 
@@ -22,35 +24,32 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 
-from runner.localservice.definition import (
-    RUNNER_PRECONDITIONS,
-    SERVICE_PRECONDITIONS,
-    Definition,
-)
+from runner.localservice import resources
+from runner.localservice.definition import Definition
 from runner.localservice.engine import Engine
 from runner.localservice.expressions import ExpressionError
 from runner.localservice.model import (
+    ACTIVITY,
     CANCELED,
     CASCADE_FAILED,
+    DATANODE,
     FAILED,
     FAILURES,
     FALSE,
     FINISHED,
     PAUSED,
+    PRECONDITION,
+    RESOURCE,
     RUNNING,
     TIMEDOUT,
     WAITING_FOR_RUNNER,
     WAITING_ON_DEPENDENCIES,
-    Pipeline,
     Run,
     parse_time,
     wall_time,
 )
 
-# Checked by a runner, or by the service itself (`preconditions`: S3KeyExists...).
-CHECKED_PRECONDITIONS = RUNNER_PRECONDITIONS | SERVICE_PRECONDITIONS.keys()
 ACK_WINDOW_S = 120.0
-DEFAULT_MAX_RETRIES = 2
 DEFAULT_RETRY_DELAY = dt.timedelta(minutes=10)
 DEFAULT_PROGRESS_TIMEOUT = dt.timedelta(minutes=15)
 # The runner enforces attemptTimeout in real seconds and reports FAILED. The
@@ -64,53 +63,7 @@ def register(engine: Engine) -> None:
     engine.handlers["check"] = check
 
 
-# ---- instances -----------------------------------------------------------------
-def create_instance(
-    engine: Engine,
-    pipeline: Pipeline,
-    component: str,
-    start: str,
-    end: str,
-    *,
-    kind: str = "activity",
-    guarded: str = "",
-) -> Run:
-    """Create (or return the existing) instance of component for a time slot."""
-    instance_id = f"@{component}_{start}"
-    existing = engine.run(pipeline.id, instance_id)
-    if existing is not None:
-        return existing
-    defn = engine.definition(pipeline)
-    preconditions = (
-        [
-            create_instance(
-                engine, pipeline, p, start, end, kind="precondition", guarded=component
-            ).id
-            for p in defn.preconditions_of(component)
-        ]
-        if kind == "activity"
-        else []
-    )
-    retries = defn.first(component, "maximumRetries")
-    run = Run(
-        id=instance_id,
-        pipeline_id=pipeline.id,
-        sphere="INSTANCE",
-        component=component,
-        status=WAITING_ON_DEPENDENCIES,
-        scheduled_start=start,
-        scheduled_end=end,
-        kind=kind,
-        worker_group=defn.route(component, engine.runs_on_worker_group, guarded),
-        depends=defn.refs(component, "dependsOn") if kind == "activity" else [],
-        preconditions=preconditions,
-        tries_left=int(retries) if retries else DEFAULT_MAX_RETRIES,
-    )
-    engine.add_run(run)
-    engine.waiting.setdefault(pipeline.id, set()).add(run.id)
-    return run
-
-
+# ---- readiness -----------------------------------------------------------------
 def check_waiting(engine: Engine, pipeline_id: str, now: float) -> None:
     for instance_id in sorted(engine.waiting.get(pipeline_id, set())):
         instance = engine.run(pipeline_id, instance_id)
@@ -119,8 +72,9 @@ def check_waiting(engine: Engine, pipeline_id: str, now: float) -> None:
 
 
 def check_instance(engine: Engine, instance: Run, now: float) -> None:
-    """Move a waiting instance on if its dependencies allow."""
-    if instance.status != WAITING_ON_DEPENDENCIES:
+    """Move a waiting instance on if its dependencies allow. A resource waits on
+    its activities, not on dependencies (`resources`)."""
+    if instance.status != WAITING_ON_DEPENDENCIES or instance.kind == RESOURCE:
         return
     pipeline = engine.pipelines[instance.pipeline_id]
     if instance.component in pipeline.paused:
@@ -153,14 +107,14 @@ def _dependency_statuses(engine: Engine, instance: Run) -> list[str | None]:
 
 
 def _make_ready(engine: Engine, instance: Run, now: float) -> None:
-    defn = engine.definition(engine.pipelines[instance.pipeline_id])
-    kind = defn.type_of(instance.component)
-    if instance.kind == "precondition" and kind not in CHECKED_PRECONDITIONS:
-        # DynamoDB*, RdsSql...: nothing here can check them (validation warns).
+    if instance.kind == DATANODE:
+        # Its preconditions are met and its producers finished: the data is there.
+        instance.actual_start = instance.actual_start or wall_time(now)
         end_instance(engine, instance, FINISHED, now)
         return
+    defn = engine.definition(engine.pipelines[instance.pipeline_id])
     timeout = defn.first(instance.component, "preconditionTimeout")
-    if instance.kind == "precondition" and timeout:
+    if instance.kind == PRECONDITION and timeout:
         instance.deadline = now + engine.scaled(
             defn.period(
                 instance.component, "preconditionTimeout", dt.timedelta()
@@ -217,6 +171,7 @@ def start_attempt(engine: Engine, instance: Run, now: float) -> None:
         end_attempt(engine, attempt, FAILED, now, retry=False)
         return
     engine.enqueue(attempt)
+    resources.attempt_queued(engine, instance, now)
 
 
 # ---- leases --------------------------------------------------------------------
@@ -247,6 +202,9 @@ def lease(engine: Engine, attempt: Run, now: float, hostname: str) -> str:
         )
     engine.tasks[task_id] = (attempt.pipeline_id, attempt.id)
     engine.touch(attempt)
+    instance = engine.run(attempt.pipeline_id, attempt.instance)
+    if instance is not None:
+        resources.attempt_leased(engine, instance, now)
     engine.add_timer(_lease_deadline(attempt), "check", attempt.pipeline_id, attempt.id)
     return task_id
 
@@ -280,7 +238,10 @@ def check(engine: Engine, pipeline_id: str, run_id: str, now: float) -> None:
     run = engine.run(pipeline_id, run_id)
     if run is None or run.terminal:
         return
-    if run.sphere == "ATTEMPT":
+    if run.kind == RESOURCE:
+        for activity in resources.expire(engine, run, now):
+            _lose_resource(engine, activity, now)
+    elif run.sphere == "ATTEMPT":
         _check_lease(engine, run, now)
     elif run.status == WAITING_ON_DEPENDENCIES:
         check_instance(engine, run, now)
@@ -365,11 +326,26 @@ def _retry_precondition(
     _retry_later(engine, defn, instance, now)
 
 
+def _lose_resource(engine: Engine, activity: Run, now: float) -> None:
+    """The activity's resource was stopped (`terminateAfter`): an attempt on it
+    fails, with no retry (there is no resource left to retry on); an activity that
+    had not started yet fails by cascade."""
+    head = engine.run(activity.pipeline_id, activity.head_attempt)
+    if head is None or head.terminal or activity.status == WAITING_ON_DEPENDENCIES:
+        end_instance(engine, activity, CASCADE_FAILED, now)
+        return
+    head.error_id = "ResourceTimedOut"
+    head.error_message = "the resource this attempt ran on passed its terminateAfter"
+    end_attempt(engine, head, FAILED, now, retry=False)
+
+
 def end_instance(engine: Engine, instance: Run, status: str, now: float) -> None:
     """Finish an instance and re-check whoever waits on it."""
     instance.status = status
     instance.actual_end = wall_time(now)
     engine.touch(instance)
+    if instance.kind == ACTIVITY:
+        resources.activity_ended(engine, instance, now)
     engine.waiting.get(instance.pipeline_id, set()).discard(instance.id)
     for other_id in sorted(engine.waiting.get(instance.pipeline_id, set())):
         other = engine.run(instance.pipeline_id, other_id)

@@ -31,8 +31,15 @@ CANCELED = "CANCELED"
 TIMEDOUT = "TIMEDOUT"
 PAUSED = "PAUSED"
 FALSE = "FALSE"  # an attempt of a precondition whose check came back false
+CREATING = "CREATING"  # a resource being started for the activities that need it
 TERMINAL = frozenset({FINISHED, FAILED, CASCADE_FAILED, CANCELED, TIMEDOUT, FALSE})
 FAILURES = frozenset({FAILED, CASCADE_FAILED, CANCELED, TIMEDOUT})
+
+# What an instance is an instance of (`Run.kind`).
+ACTIVITY = "activity"
+PRECONDITION = "precondition"
+DATANODE = "datanode"
+RESOURCE = "resource"
 
 
 def format_time(moment: dt.datetime) -> str:
@@ -95,18 +102,21 @@ class Run:
     status: str
     scheduled_start: str
     scheduled_end: str
-    kind: str = "activity"  # activity | precondition
+    kind: str = ACTIVITY  # ACTIVITY | PRECONDITION | DATANODE | RESOURCE
     instance: str = ""  # an attempt's instance
     worker_group: str = ""
     depends: list[str] = field(default_factory=list)  # components waited on
     preconditions: list[str] = field(default_factory=list)  # instance ids
+    resource: str = ""  # an activity instance: the resource instance it runs on
     attempt_count: int = 0
     tries_left: int = 0
     head_attempt: str = ""
     actual_start: str = ""
     actual_end: str = ""
     ready_at: float = 0.0  # instance: when the next attempt may start
-    deadline: float = 0.0  # attempt: lease deadline; instance: precondition timeout
+    # attempt: lease deadline; precondition instance: preconditionTimeout;
+    # resource instance: terminateAfter
+    deadline: float = 0.0
     attempt_deadline: float = 0.0  # attempt: attemptTimeout on the service side
     task_id: str = ""
     acked: bool = False

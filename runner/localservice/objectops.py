@@ -24,6 +24,7 @@ from runner.localservice import lifecycle
 from runner.localservice.definition import Definition
 from runner.localservice.engine import Engine
 from runner.localservice.expressions import ExpressionError
+from runner.localservice.instances import max_retries
 from runner.localservice.model import (
     CANCELED,
     CASCADE_FAILED,
@@ -269,9 +270,8 @@ def _set_instance_status(engine: Engine, instance: Run, status: str) -> None:
 
 def _rerun(engine: Engine, instance: Run, now: float) -> None:
     defn = engine.definition(engine.pipelines[instance.pipeline_id])
-    retries = defn.first(instance.component, "maximumRetries")
     instance.status = WAITING_ON_DEPENDENCIES
-    instance.tries_left = int(retries) if retries else lifecycle.DEFAULT_MAX_RETRIES
+    instance.tries_left = max_retries(defn, instance.component)
     instance.error_id = instance.error_message = instance.error_stack = ""
     instance.actual_end = ""
     instance.cancel_requested = False

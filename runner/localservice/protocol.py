@@ -1,8 +1,10 @@
 """The AWS JSON 1.1 wire format and request validation for the local service.
 
 Owns: the service model (read once from botocore), the `ServiceError` that every
-operation raises to answer with an AWS error, and `validate()`, which checks a
-decoded request body against the operation's input shape.
+operation raises to answer with an AWS error, `decode()` (a body that is not JSON,
+or nests deeper than `MAX_JSON_DEPTH`, is a SerializationException: 400, never a
+500), and `validate()`, which checks a decoded request body against the
+operation's input shape.
 
 Must not: know anything about pipelines, scheduling or HTTP sockets.
 
@@ -30,7 +32,18 @@ TARGET_PREFIX = "DataPipeline."
 _BAD_CHAR = re.compile("[^\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff\r\n\t]")
 
 # Status code for each error code we send; anything else is a client error (400).
-_STATUS = {"InternalServiceError": 500, "ServiceUnavailable": 503}
+_STATUS = {
+    "InternalServiceError": 500,
+    "ServiceUnavailable": 503,
+    "LengthRequiredException": 411,
+    "RequestEntityTooLargeException": 413,
+}
+# The deepest legal request nests 6 levels (QueryObjects: query, selectors, a
+# selector, its operator, its values); anything past 64 is refused unparsed.
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_OPENING = frozenset(b"[{")
 
 
 class ServiceError(Exception):
@@ -73,15 +86,33 @@ def decode(target: str | None, raw: bytes) -> tuple[str, dict[str, Any]]:
         raise ServiceError(
             "UnknownOperationException", f"unknown operation {operation}"
         )
+    if _too_deep(raw):
+        raise ServiceError(
+            "SerializationException", f"body nests deeper than {MAX_JSON_DEPTH} levels"
+        )
     try:
         body = json.loads(raw or b"{}")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ServiceError(
             "SerializationException", f"body is not JSON: {exc}"
         ) from exc
     if not isinstance(body, dict):
         raise ServiceError("SerializationException", "body must be a JSON object")
     return operation, body
+
+
+def _too_deep(raw: bytes) -> bool:
+    """Whether the JSON text nests deeper than MAX_JSON_DEPTH, counted on its
+    brackets outside strings (linear; json.loads itself would recurse)."""
+    structure = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKET)
+    if structure.count(b"[") + structure.count(b"{") <= MAX_JSON_DEPTH:
+        return False
+    depth = 0
+    for byte in structure:
+        depth += 1 if byte in _OPENING else -1
+        if depth > MAX_JSON_DEPTH:
+            return True
+    return False
 
 
 def validate(operation: str, body: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from runner.localservice import lifecycle
+from runner.localservice import instances, lifecycle
 from runner.localservice.engine import Engine
 from runner.localservice.model import Pipeline, format_time, parse_time
 
@@ -55,7 +55,7 @@ def activate(
     slot = format_time(moment)
     pipeline.latest_run_time = slot
     for activity in defn.activities():
-        lifecycle.create_instance(engine, pipeline, activity, slot, slot)
+        instances.create_instance(engine, pipeline, activity, slot, slot)
     lifecycle.check_waiting(engine, pipeline.id, now)
 
 
@@ -109,7 +109,7 @@ def _advance_component(
         due = activated + max(0.0, run_at - activated) * engine.time_scale
         if due > now:
             return due
-        lifecycle.create_instance(
+        instances.create_instance(
             engine,
             pipeline,
             activity,

@@ -1,17 +1,20 @@
 """`LocalService`: the HTTP front of the local Data Pipeline service.
 
-Owns: the listener (stdlib ThreadingHTTPServer, HTTP/1.1 keep-alive, TCP_NODELAY
-on every accepted socket, each response written in one `sendall`), the dispatch
-from `X-Amz-Target` to an operation, fault injection (a dropped connection and a
-cut answer are carried out here), the call log, the filter that keeps masked
+Owns: starting and stopping the listener (`listener`: sockets and their limits),
+the dispatch from `X-Amz-Target` to an operation, AWS's call rates when asked
+(`throttle`, before anything else is done for the call), fault injection (a
+dropped connection and a cut answer are carried out by the listener), the call
+log (refusals of the listener included), the filter that keeps masked
 parameter values out of the service's log lines (`parameters.RedactingFilter`, on
 the package's loggers while it runs), the scheduler thread, the thread that checks
-S3 preconditions (`preconditions`;
+the system-managed preconditions (`preconditions`: S3 and DynamoDB;
 `s3_endpoint_url` None means boto3's own configuration: AWS_ENDPOINT_URL_S3,
-profile, real S3), and start/stop/serve_forever.
+profile, real S3; DynamoDB always follows boto3's, AWS_ENDPOINT_URL_DYNAMODB
+included), and start/stop/serve_forever.
 
 Must not: implement operations (taskops, pipelineops, objectops do) or import
-anything from the rest of `runner` (this package is an island).
+anything from the rest of `runner` (this package is an island). It raises one
+exception of its own, `StartupError`, when it cannot start.
 
 Why: boto3 and the AWS CLI must work unchanged against it, and the task API
 must add no latency of its own: a response split over two writes on a socket
@@ -20,43 +23,33 @@ with Nagle on stalls 40 ms on the client's delayed ACK.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from runner.localservice import lifecycle, preconditions, schedule
+from runner.localservice import lifecycle, listener, preconditions, schedule, throttle
 from runner.localservice.engine import Engine
 from runner.localservice.faults import CUTS, CallLog, Fault, Faults, RecordedCall
+from runner.localservice.listener import MAX_BODY_BYTES, Limits
 from runner.localservice.objectops import ObjectApi
 from runner.localservice.parameters import RedactingFilter
 from runner.localservice.pipelineops import PipelineApi
 from runner.localservice.preconditions import Checker
-from runner.localservice.protocol import (
-    JSON_CONTENT_TYPE,
-    ServiceError,
-    decode,
-    validate,
-)
+from runner.localservice.protocol import ServiceError, decode, validate
+from runner.localservice.startup import StartupError
 from runner.localservice.store import Store
 from runner.localservice.taskops import TaskApi
+from runner.localservice.throttle import Throttle
 
 log = logging.getLogger(__name__)
 # Every logger of the package (a logger's filters apply to its own records only).
-_LOGGERS = (log, preconditions.log)
+_LOGGERS = (log, preconditions.log, listener.log, throttle.log)
 Operation = Callable[[dict[str, Any]], dict[str, Any]]
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
+THROTTLES = ("off", "aws")
 
 
 class LocalService:
@@ -71,45 +64,78 @@ class LocalService:
         poll_hold_s: float = 90.0,
         runs_on_worker_group: str = "local",
         s3_endpoint_url: str | None = None,
+        *,
+        throttle: str = "off",
+        request_timeout_s: float = 10.0,
+        idle_timeout_s: float = 120.0,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
+        """Open the state (raises StartupError); `start()` binds. `throttle`
+        "aws" enforces AWS's call rates (`throttle`), in real time."""
+        if throttle not in THROTTLES:
+            raise ValueError(f"throttle must be one of {THROTTLES}, not {throttle!r}")
         self.host, self.port = host, port
         self.s3_endpoint_url = s3_endpoint_url  # None: boto3's own configuration
         self.faults = Faults()
+        self.throttle = Throttle() if throttle == "aws" else None
+        self.limits = Limits(
+            request_timeout_s=request_timeout_s,
+            idle_timeout_s=idle_timeout_s,
+            max_body_bytes=max_body_bytes,
+        )
         self._log = CallLog()
         self._store = Store(state_path)
-        self.engine = Engine(
+        self.engine = self._open_engine(time_scale, runs_on_worker_group)
+        self._checker = Checker(self.engine, endpoint_url=s3_endpoint_url)
+        self._tasks = TaskApi(self.engine, poll_hold_s=poll_hold_s)
+        self.operations = self._operations()
+        self._stopped = threading.Event()
+        self._httpd: listener.Server | None = None
+        self._threads: list[threading.Thread] = []
+        self._redacting = RedactingFilter(lambda: self.engine.masked)
+
+    def _open_engine(self, time_scale: float, runs_on_worker_group: str) -> Engine:
+        """The engine over the store, loaded (the store is closed if it cannot be
+        read: StartupError)."""
+        engine = Engine(
             self._store,
             time_scale=time_scale,
             runs_on_worker_group=runs_on_worker_group,
         )
-        lifecycle.register(self.engine)
-        schedule.register(self.engine)
-        with self.engine.cond:
-            self.engine.load()
-        self._checker = Checker(self.engine, endpoint_url=s3_endpoint_url)
-        self._tasks = TaskApi(self.engine, poll_hold_s=poll_hold_s)
-        pipelines = PipelineApi(self.engine)
-        objects = ObjectApi(self.engine)
-        self.operations: dict[str, Operation] = {
+        lifecycle.register(engine)
+        schedule.register(engine)
+        with engine.cond:
+            try:
+                engine.load()
+            except StartupError:
+                self._store.close()
+                raise
+        return engine
+
+    def _operations(self) -> dict[str, Operation]:
+        return {
             "PollForTask": self._tasks.poll_for_task,
             "ReportTaskProgress": self._tasks.report_task_progress,
             "SetTaskStatus": self._tasks.set_task_status,
             "ReportTaskRunnerHeartbeat": self._tasks.report_task_runner_heartbeat,
-            **pipelines.operations(),
-            **objects.operations(),
+            **PipelineApi(self.engine).operations(),
+            **ObjectApi(self.engine).operations(),
         }
-        self._stopped = threading.Event()
-        self._httpd: _Server | None = None
-        self._threads: list[threading.Thread] = []
-        self._redacting = RedactingFilter(lambda: self.engine.masked)
 
     # ---- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
-        """Bind and serve on daemon threads; returns once listening."""
+        """Bind and serve on daemon threads; returns once listening. Raises
+        StartupError when the address cannot be bound (the state is closed)."""
+        try:
+            httpd = listener.Server((self.host, self.port), self, self.limits)
+        except OSError as exc:
+            with self.engine.cond:
+                self._store.close()
+            raise StartupError(
+                f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}"
+            ) from exc
         for logger in _LOGGERS:
             logger.addFilter(self._redacting)
-        httpd = _Server((self.host, self.port), _Handler)
-        httpd.service = self
         self._httpd = httpd
         self.port = httpd.server_address[1]
         self._threads = [
@@ -198,6 +224,7 @@ class LocalService:
         request: dict[str, Any] = {}
         try:
             operation, request = decode(target, raw)
+            self._admit(operation)
             fault = self._inject(operation)
             cut = fault.error if fault is not None else None
             if cut == "drop":
@@ -217,9 +244,23 @@ class LocalService:
             return 500, ServiceError(error, f"internal error: {exc}").body(), None
         finally:
             self._log.append(
-                RecordedCall(operation, request, error, arrived, time.monotonic())
+                RecordedCall(operation, request, error, arrived, time.monotonic()),
+                len(raw),
             )
         return 200, _json(answer), cut
+
+    def _admit(self, operation: str) -> None:
+        """With `--throttle aws`, a call over its bucket is ThrottlingException,
+        before anything else is done for it (as AWS throttles)."""
+        if self.throttle is not None and not self.throttle.take(operation):
+            raise ServiceError("ThrottlingException", throttle.MESSAGE)
+
+    def refuse(self, target: str | None, code: str, message: str) -> bytes:
+        """Record a request the listener refused unread; its AWS error body."""
+        now = time.monotonic()
+        operation = (target or "").removeprefix("DataPipeline.")
+        self._log.append(RecordedCall(operation, {}, code, now, now))
+        return ServiceError(code, message).body()
 
     def _inject(self, operation: str) -> Fault | None:
         """Apply a scripted fault: wait, raise its error, or return it for what
@@ -237,68 +278,3 @@ class LocalService:
 
 def _json(answer: dict[str, Any]) -> bytes:
     return json.dumps(answer, separators=(",", ":")).encode()
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    service: LocalService
-
-    def __init__(self, address: tuple[str, int], handler: type[_Handler]) -> None:
-        super().__init__(address, handler)
-        self._sockets: set[socket.socket] = set()
-        self._sockets_lock = threading.Lock()
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        conn, addr = self.socket.accept()
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self._sockets_lock:
-            self._sockets.add(conn)
-        return conn, addr
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._sockets_lock:
-            self._sockets.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._sockets_lock:
-            sockets = list(self._sockets)
-        for conn in sockets:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        status, body, cut = self.server.service.handle(
-            self.headers.get("X-Amz-Target"), raw
-        )
-        if body is None:
-            self._close()
-            return
-        head = [
-            f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
-            f"Content-Type: {JSON_CONTENT_TYPE}",
-            # "cut": no length, so the body ends where the connection does
-            "Connection: close" if cut == "cut" else f"Content-Length: {len(body)}",
-            f"x-amzn-RequestId: {os.urandom(16).hex()}",
-        ]
-        sent = body[: len(body) // 2] if cut else body
-        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode() + sent)
-        if cut:
-            self._close()
-
-    def _close(self) -> None:
-        """End the connection now: a dropped or cut answer is never followed."""
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the per-request stderr line."""

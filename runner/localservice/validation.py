@@ -1,11 +1,16 @@
 """What PutPipelineDefinition and ValidatePipelineDefinition report about a definition.
 
-Owns: the definition checks (missing `type`, dangling refs, ShellCommand*
-without `command` or `scriptUri`, activities with no worker group, schedules,
-expressions outside the supported subset; the parameter checks are
-`parameters`'), and the AWS answer shape `validationErrors` /
-`validationWarnings` (`[{"id", "errors"|"warnings"}]`), with every masked value
-blanked out of the messages (they quote field values and expression results).
+Owns: running every check over a definition and the AWS answer shape
+`validationErrors` / `validationWarnings` (`[{"id", "errors"|"warnings"}]`), with
+every masked value blanked out of the messages (they quote field values and
+expression results). The checks made here: dangling references, expressions
+outside the supported subset, periods (their syntax, and the AWS minimums of DG
+dp-limits: a Schedule's `period` of at least 15 minutes and at most 3 years, a
+`retryDelay` of at least 2 minutes; a timeout given in local `seconds` only gets
+a warning), S3 locations after evaluation, the S3 preconditions' URIs, and
+schedules (`scheduleType`, an activity's `schedule`, `startDateTime`'s form).
+What each type requires is `typerules`' (from `catalog`); the parameter checks
+are `parameters`'.
 
 Must not: store anything.
 
@@ -13,7 +18,8 @@ Why: AWS accepts and stores an errored definition but refuses to activate it;
 the local service does the same, so these checks must be complete enough that a
 definition which passes here also runs here. An expression is checked by
 evaluating it with trial runtime values, so the subset that validates is exactly
-the subset that evaluates.
+the subset that evaluates, and a location built by an expression is checked as
+the value it evaluates to.
 """
 
 from __future__ import annotations
@@ -22,18 +28,19 @@ import datetime as dt
 from collections import defaultdict
 from typing import Any
 
+from runner.localservice import typerules
+from runner.localservice.awschecks import s3_location
+from runner.localservice.catalog import ACTION
 from runner.localservice.definition import (
-    COMMAND_TYPES,
     SECONDS_OK,
     SERVICE_PRECONDITIONS,
-    SYSTEM_PRECONDITIONS,
     Definition,
     in_seconds,
     parse_duration,
     trial_runtime,
 )
 from runner.localservice.expressions import ExpressionError, parse_period
-from runner.localservice.preconditions import s3_location
+from runner.localservice.expressions import validate as validate_expression
 
 Report = dict[str, list[str]]
 _PERIOD_KEYS = (
@@ -43,7 +50,15 @@ _PERIOD_KEYS = (
     "reportProgressTimeout",
     "preconditionTimeout",
     "lateAfterTimeout",
+    "terminateAfter",
+    "initTimeout",
 )
+# DG dp-limits: "Minimum scheduling interval 15 minutes", "Minimum delay between
+# retry attempts 2 minutes"; DG dp-object-schedule: "the maximum period is 3 years".
+MIN_PERIOD = dt.timedelta(minutes=15)
+MAX_PERIOD = dt.timedelta(days=3 * 365)
+MIN_RETRY_DELAY = dt.timedelta(minutes=2)
+SCHEDULE_TYPES = frozenset({"ondemand", "cron", "timeseries"})
 
 
 def check(defn: Definition, pipeline_id: str) -> tuple[Report, Report]:
@@ -51,14 +66,24 @@ def check(defn: Definition, pipeline_id: str) -> tuple[Report, Report]:
     errors: Report = defaultdict(list)
     warnings: Report = defaultdict(list)
     runtime = trial_runtime(pipeline_id)
-    for obj_id, (_, fields) in defn.objects.items():
-        _check_fields(defn, obj_id, fields, runtime, errors[obj_id])
-        _check_seconds(fields, warnings[obj_id])
-        _check_type(defn, obj_id, errors[obj_id], warnings[obj_id])
-        _check_service_precondition(defn, obj_id, runtime, errors[obj_id])
+    for obj_id in defn.objects:
+        mine, noted = errors[obj_id], warnings[obj_id]
+        _check_fields(defn, obj_id, runtime, mine, noted)
+        _check_seconds(defn, obj_id, noted)
+        typerules.check_limits(defn, obj_id, mine)
+        if obj_id == "Default":
+            typerules.check_default(defn, noted)
+            continue
+        found = typerules.check_type(defn, obj_id, mine)
+        typerules.check_fields_of_type(defn, obj_id, found, mine, noted)
+        typerules.check_rules_of_type(defn, obj_id, mine)
+        _check_service_precondition(defn, obj_id, runtime, mine)
     parameter_errors, parameter_warnings = defn.params.check()
-    for report, found in ((errors, parameter_errors), (warnings, parameter_warnings)):
-        for name, messages in found.items():
+    for report, found_by_id in (
+        (errors, parameter_errors),
+        (warnings, parameter_warnings),
+    ):
+        for name, messages in found_by_id.items():
             report[name].extend(messages)
     _check_schedules(defn, errors)
     return _compact(defn, errors), _compact(defn, warnings)
@@ -67,52 +92,54 @@ def check(defn: Definition, pipeline_id: str) -> tuple[Report, Report]:
 def _check_fields(
     defn: Definition,
     obj_id: str,
-    fields: list[tuple[str, str, bool]],
     runtime: dict[str, object],
     errors: list[str],
+    warnings: list[str],
 ) -> None:
-    for key, value, is_ref in fields:
+    # An action's `#{node...}` is the object it fires for (DG dp-object-snsalarm):
+    # known only when it fires, so its expressions are parsed, not evaluated.
+    action = defn.kind(obj_id) == ACTION
+    for key, value, is_ref in defn.objects[obj_id][1]:
         if is_ref:
             if value not in defn.objects:
                 errors.append(f"Field '{key}' references unknown object '{value}'")
             continue
         try:
-            defn.expand_text(value, obj_id, runtime)
+            if action:
+                validate_expression(value)
+                continue
+            shown = defn.expand_text(value, obj_id, runtime)
         except (ExpressionError, KeyError, ValueError, TypeError) as exc:
             errors.append(f"Field '{key}': unsupported expression in {value!r}: {exc}")
             continue
-        if key in _PERIOD_KEYS and "#{" not in value:
-            try:
-                (parse_duration if key in SECONDS_OK else parse_period)(value)
-            except ValueError as exc:
-                errors.append(f"Field '{key}': invalid period {value!r}: {exc}")
+        for text in shown:
+            typerules.check_location(key, text, errors, warnings)
+            if key in _PERIOD_KEYS:
+                _check_period(key, text, errors)
 
 
-def _check_type(
-    defn: Definition, obj_id: str, errors: list[str], warnings: list[str]
-) -> None:
-    if obj_id == "Default":
+def _check_period(key: str, text: str, errors: list[str]) -> None:
+    try:
+        period = (parse_duration if key in SECONDS_OK else parse_period)(text)
+    except ValueError as exc:
+        errors.append(f"Field '{key}': invalid period {text!r}: {exc}")
         return
-    kind = defn.type_of(obj_id)
-    if not kind:
-        errors.append("Missing required field: 'type'")
-        return
-    if kind in COMMAND_TYPES and not (
-        defn.first(obj_id, "command") or defn.first(obj_id, "scriptUri")
-    ):
-        errors.append(f"{kind} requires one of 'command' or 'scriptUri'")
-    if defn.is_activity(obj_id) and not (
-        defn.first(obj_id, "workerGroup") or defn.refs(obj_id, "runsOn")
-    ):
-        errors.append("One of 'runsOn' or 'workerGroup' is required")
-    if kind in SYSTEM_PRECONDITIONS and kind not in SERVICE_PRECONDITIONS:
-        warnings.append(
-            f"{kind} is checked by the service; the local service treats it as met"
+    if in_seconds(text):
+        return  # local seconds: `_check_seconds` warns
+    if key == "period" and not MIN_PERIOD <= period <= MAX_PERIOD:
+        errors.append(
+            f"Field 'period': {text!r} is outside AWS's bounds of 15 minutes to "
+            "3 years (DG dp-limits, dp-object-schedule)"
+        )
+    if key == "retryDelay" and period < MIN_RETRY_DELAY:
+        errors.append(
+            f"Field 'retryDelay': {text!r} is below AWS's minimum of 2 minutes "
+            "(DG dp-limits)"
         )
 
 
-def _check_seconds(fields: list[tuple[str, str, bool]], warnings: list[str]) -> None:
-    for key, value, is_ref in fields:
+def _check_seconds(defn: Definition, obj_id: str, warnings: list[str]) -> None:
+    for key, value, is_ref in defn.objects[obj_id][1]:
         if key in SECONDS_OK and not is_ref and in_seconds(value):
             warnings.append(
                 f"Field '{key}': {value!r} is in seconds; the local service and "
@@ -124,13 +151,13 @@ def _check_seconds(fields: list[tuple[str, str, bool]], warnings: list[str]) -> 
 def _check_service_precondition(
     defn: Definition, obj_id: str, runtime: dict[str, object], errors: list[str]
 ) -> None:
-    """S3KeyExists needs `s3Key`, S3PrefixNotEmpty `s3Prefix`: an s3:// URI."""
-    key = SERVICE_PRECONDITIONS.get(defn.type_of(obj_id))
-    if key is None or obj_id == "Default":
-        return
-    text = defn.first(obj_id, key)
-    if not text:
-        errors.append(f"Missing required field: '{key}'")
+    """S3KeyExists' `s3Key` is an s3://bucket/key URI, S3PrefixNotEmpty's
+    `s3Prefix` an s3://bucket[/prefix] one (DG dp-object-S3KeyExists,
+    dp-object-s3prefixnotempty). Their absence is `typerules`' to report."""
+    kind = defn.type_of(obj_id)
+    key = SERVICE_PRECONDITIONS.get(kind)
+    text = defn.first(obj_id, key) if key in {"s3Key", "s3Prefix"} else None
+    if not key or not text:
         return
     try:
         uri = defn.evaluate_text(text, obj_id, runtime)
@@ -142,38 +169,35 @@ def _check_service_precondition(
 
 
 def _check_schedules(defn: Definition, errors: Report) -> None:
+    """DG dp-object-schedule and the activities' "Object Invocation Fields": a
+    cron or timeseries pipeline's activities need a `schedule`; an ondemand one's
+    do not."""
     schedule_type = defn.schedule_type()
-    if schedule_type not in {"ondemand", "cron", "timeseries"}:
+    if schedule_type not in SCHEDULE_TYPES:
         errors["Default"].append(f"Unknown scheduleType '{schedule_type}'")
         return
+    for obj_id, (_, fields) in defn.objects.items():
+        for key, value, is_ref in fields:
+            if (
+                key == "scheduleType"
+                and not is_ref
+                and value.lower() not in (SCHEDULE_TYPES)
+            ):
+                errors[obj_id].append(f"Unknown scheduleType '{value}'")
+            if key in {"startDateTime", "endDateTime"} and "#{" not in value:
+                _check_datetime(key, value, errors[obj_id])
     if schedule_type == "ondemand":
         return
     for activity in defn.activities():
-        schedules = defn.refs(activity, "schedule")
-        if not schedules:
+        if not defn.refs(activity, "schedule"):
             errors[activity].append(f"scheduleType {schedule_type} needs a 'schedule'")
-            continue
-        schedule = schedules[0]
-        if not defn.first(schedule, "period"):
-            errors[schedule].append("Missing required field: 'period'")
-        start = defn.first(schedule, "startDateTime")
-        if (
-            not start
-            and defn.first(schedule, "startAt") != "FIRST_ACTIVATION_DATE_TIME"
-        ):
-            errors[schedule].append(
-                "One of 'startDateTime' or 'startAt: FIRST_ACTIVATION_DATE_TIME' "
-                "is required"
-            )
-        for key in ("startDateTime", "endDateTime"):
-            text = defn.first(schedule, key)
-            if text and "#{" not in text:
-                try:
-                    dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S")  # noqa: DTZ007 - AWS times are zone-less UTC
-                except ValueError:
-                    errors[schedule].append(
-                        f"Field '{key}' must be YYYY-MM-DDTHH:MM:SS"
-                    )
+
+
+def _check_datetime(key: str, text: str, errors: list[str]) -> None:
+    try:
+        dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S")  # noqa: DTZ007 - AWS times are zone-less UTC
+    except ValueError:
+        errors.append(f"Field '{key}' must be YYYY-MM-DDTHH:MM:SS")
 
 
 def _compact(defn: Definition, report: Report) -> Report:

@@ -181,3 +181,62 @@ def test_list_runs_lists_more_than_100_instances(service: LocalService) -> None:
     assert [row[0] for row in listed] == [f"{n}." for n in range(1, 121)], runs[-500:]
     assert {row[3] for row in listed} == {"WAITING_FOR_RUNNER"}
     assert listed[-1][2] == "2020-01-02T05:45:00"
+
+
+@pytest.mark.skipif(not AWS.exists(), reason="the aws command is not installed here")
+def test_list_runs_shows_data_nodes_and_resources(
+    service: LocalService, tmp_path: Path
+) -> None:
+    """As on AWS, list-runs shows the data node an activity read and the
+    Ec2Resource it ran on, next to the activity itself."""
+    definition = tmp_path / "pipeline.json"
+    definition.write_text(
+        json.dumps(
+            {
+                "objects": [
+                    {
+                        "id": "Default",
+                        "scheduleType": "ondemand",
+                        "role": "DataPipelineDefaultRole",
+                        "resourceRole": "DataPipelineDefaultResourceRole",
+                    },
+                    {"id": "In", "type": "S3DataNode", "directoryPath": "s3://b/in/"},
+                    {"id": "Box", "type": "Ec2Resource", "terminateAfter": "1 Hour"},
+                    {
+                        "id": "Work",
+                        "type": "ShellCommandActivity",
+                        "command": "true",
+                        "input": {"ref": "In"},
+                        "runsOn": {"ref": "Box"},
+                    },
+                ]
+            }
+        )
+    )
+    pipeline_id = json.loads(
+        aws(service, "create-pipeline", "--name", "runs", "--unique-id", "runs")
+    )["pipelineId"]
+    aws(
+        service,
+        *("put-pipeline-definition", "--pipeline-id", pipeline_id),
+        *("--pipeline-definition", f"file://{definition}"),
+    )
+    aws(service, "activate-pipeline", "--pipeline-id", pipeline_id)
+    dp = make_client(service.endpoint_url)
+    task = wait_for(lambda: dp.poll_for_task(workerGroup="local").get("taskObject"))
+    dp.report_task_progress(taskId=task["taskId"])
+    running = aws(service, "list-runs", "--pipeline-id", pipeline_id)
+    assert _status_of(running) == {
+        "In": "FINISHED",
+        "Box": "RUNNING",
+        "Work": "RUNNING",
+    }
+    dp.set_task_status(taskId=task["taskId"], taskStatus="FINISHED")
+    done = aws(service, "list-runs", "--pipeline-id", pipeline_id)
+    assert _status_of(done) == {"In": "FINISHED", "Box": "FINISHED", "Work": "FINISHED"}
+
+
+def _status_of(runs: str) -> dict[str, str]:
+    """list-runs' table: "N.  Name  Scheduled start  Status" lines."""
+    rows = [line.split() for line in runs.splitlines()]
+    return {r[1]: r[3] for r in rows if r and r[0][:-1].isdigit() and r[0][-1] == "."}

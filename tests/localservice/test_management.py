@@ -270,7 +270,14 @@ def test_runs_on_routes_to_local_group_and_resources_do_not_block(dp: Any) -> No
             {
                 "id": "Ec2",
                 "name": "Ec2",
-                "fields": [{"key": "type", "stringValue": "Ec2Resource"}],
+                "fields": [
+                    {"key": "type", "stringValue": "Ec2Resource"},
+                    {"key": "role", "stringValue": "DataPipelineDefaultRole"},
+                    {
+                        "key": "resourceRole",
+                        "stringValue": "DataPipelineDefaultResourceRole",
+                    },
+                ],
             },
             {
                 "id": "Out",

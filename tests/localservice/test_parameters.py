@@ -65,7 +65,9 @@ def test_masked_and_undeclared_parameters_are_accepted_and_evaluated(dp: Any) ->
         dp,
         [
             shell(
-                "A", "login #{*myToken} #{myUndeclared}", **{"*password": "#{*myToken}"}
+                "A",
+                "login #{*myToken} #{myUndeclared}",
+                **{"*myPassword": "#{*myToken}"},
             )
         ],
         [param("*myToken", description="a secret")],
@@ -76,7 +78,7 @@ def test_masked_and_undeclared_parameters_are_accepted_and_evaluated(dp: Any) ->
     fields = task_fields(dp, pipeline_id)
     # AWS hands the runner the value: masking is for consoles and logs
     assert fields["command"] == [f"login {SECRET} u"]
-    assert fields["*password"] == [SECRET]
+    assert fields["*myPassword"] == [SECRET]
 
 
 def test_a_required_parameter_without_a_value_is_an_error_naming_it(dp: Any) -> None:

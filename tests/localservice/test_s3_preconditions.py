@@ -26,6 +26,7 @@ def precondition(obj_id: str, kind: str, uri: str, **extra: str) -> dict[str, An
     key = "s3Key" if kind == "S3KeyExists" else "s3Prefix"
     fields = [
         {"key": "type", "stringValue": kind},
+        {"key": "role", "stringValue": "DataPipelineDefaultRole"},
         {"key": key, "stringValue": uri},
         *({"key": k, "stringValue": v} for k, v in extra.items()),
     ]
@@ -149,8 +150,8 @@ def test_precondition_timeout_cascades_to_the_guarded_activity(
                 "Ready",
                 "S3KeyExists",
                 f"s3://{s3_bucket}/never",
-                retryDelay="1 minutes",  # 0.6 s scaled
-                preconditionTimeout="3 minutes",  # 1.8 s scaled
+                retryDelay="2 minutes",  # 1.2 s scaled (AWS's minimum)
+                preconditionTimeout="5 minutes",  # 3 s scaled
             ),
         ],
     )
@@ -210,11 +211,13 @@ def test_s3_precondition_fields_are_validated(dp: Any) -> None:
             {
                 "id": "NoKey",
                 "name": "NoKey",
-                "fields": [{"key": "type", "stringValue": "S3KeyExists"}],
+                "fields": [
+                    {"key": "type", "stringValue": "S3KeyExists"},
+                    {"key": "role", "stringValue": "DataPipelineDefaultRole"},
+                ],
             },
             precondition("NotS3", "S3PrefixNotEmpty", "/local/path"),
             precondition("BucketOnly", "S3KeyExists", "s3://bucket/"),
-            precondition("Table", "DynamoDBTableExists", "t"),
         ],
     )
     errors = {e["id"]: e["errors"] for e in answer["validationErrors"]}
@@ -225,7 +228,6 @@ def test_s3_precondition_fields_are_validated(dp: Any) -> None:
     ]
     assert "BucketOnly" in errors
     assert "NoKey" not in warnings
-    assert "treats it as met" in warnings["Table"][0]
 
 
 def test_a_pending_check_survives_a_restart(moto_server: str, tmp_path: Any) -> None:
