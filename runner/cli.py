@@ -135,7 +135,7 @@ def run(
     parameter_values_uri: str | None,
     **flags: Any,
 ) -> None:
-    """Serve worker groups: poll, run tasks, report (design.md §2)."""
+    """Serve worker groups: poll, run tasks, report (README: Configuration)."""
     values, values_uri = parameter_values, parameter_values_uri
     if values and values_uri is not None:
         raise click.UsageError("--parameter-values-uri excludes --parameter-values")
