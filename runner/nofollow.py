@@ -32,6 +32,7 @@ PASSABLE_DIR = 0o711
 PRIVATE_FILE = 0o600
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_RULE = "the runner opens nothing in its work dir through a symlink"
 
 
 def open_private(dir_fd: int, name: str, flags: int) -> int:
@@ -50,10 +51,9 @@ def open_private(dir_fd: int, name: str, flags: int) -> int:
 def refusal(path: Path, exc: OSError) -> str:
     """What to tell an operator about ``exc`` on ``path``."""
     if exc.errno == errno.ELOOP:
-        return (
-            f"{path} is a symlink: the runner opens nothing in its work dir "
-            "through one; remove it"
-        )
+        return f"{path} is a symlink: {_RULE}; remove it"
+    if exc.errno == errno.ENOTDIR:
+        return f"{path}: a symlink or a file stands where a folder should: {_RULE}"
     return f"cannot use {path}: {exc.strerror or exc}"
 
 
