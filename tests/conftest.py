@@ -29,7 +29,7 @@ from botocore.config import Config
 from runner.localservice import LocalService
 from runner.pipelinefile import definition_from_json
 
-pytest_plugins = ["tests.s3server"]
+pytest_plugins = ["tests.s3server", "tests.users"]
 
 REGION = "us-east-1"
 TIME_SCALE = 0.01
