@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from runner import runas, supervisor
+from runner.config import load_settings
 from runner.errors import ConfigError
 from runner.runas import CREDENTIAL_VARIABLES, RunAs
 
@@ -104,3 +105,26 @@ def test_chown_tree_refuses_a_symlinked_top(tmp_path: Path) -> None:
     with pytest.raises(OSError, match=r"Too many levels|Not a directory"):
         runas.chown_tree(tmp_path / "link", 65534, 65534)
     assert os.stat(real).st_uid == 0
+
+
+def test_run_as_is_a_setting_of_every_source(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('run_as = "from-file"\n')
+    assert load_settings(config_file=config, overrides={}, env={}).run_as == (
+        "from-file"
+    )
+    env = {"DP_RUNNER_RUN_AS": "from-env"}
+    assert load_settings(config_file=config, overrides={}, env=env).run_as == (
+        "from-env"
+    )
+    flags = {"run_as": "from-flag"}
+    assert load_settings(config_file=config, overrides=flags, env=env).run_as == (
+        "from-flag"
+    )
+    assert load_settings(config_file=None, overrides={}, env={}).run_as is None
+
+
+@pytest.mark.parametrize("value", ["two words", "a:b", "../x", "", "tab\there"])
+def test_a_run_as_that_is_no_user_name_is_a_config_error(value: str) -> None:
+    with pytest.raises(ConfigError, match="run_as"):
+        load_settings(config_file=None, overrides={"run_as": value}, env={})
