@@ -88,7 +88,8 @@ def folder_for(uid: int, tmp_folders: list[Path]) -> Path:
 
 @pytest.fixture
 def tmp_folders() -> Iterator[list[Path]]:
-    """Folders made by ``folder_for`` in this test, removed at its end."""
+    """Folders made by ``folder_for`` in this test, removed at its end (kept for
+    a look when ``DPR_KEEP`` is set)."""
     made: list[Path] = []
     yield made
     for folder in made:
