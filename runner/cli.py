@@ -85,6 +85,7 @@ def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--log-level", type=click.Choice(["debug", "info", "warning", "error"])
         ),
         click.option("--log-uri", help="S3 URI for the runner's own log."),
+        click.option("--run-as", help="When root: run tasks as this user."),
         click.option(
             "--keep-attempts", type=float, help="Days to keep attempt folders (7)."
         ),

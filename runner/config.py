@@ -55,6 +55,7 @@ ENV_PREFIX = "DP_RUNNER_"
 SERVICE_LEASE_S = 300.0
 _ID_TEXT = re.compile(r"[^\x00-\x1f\x7f]{1,1024}")
 _REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+_USER = re.compile(r"[^\s:/\x00-\x1f\x7f]{1,256}")
 
 
 def default_work_dir(env: Mapping[str, str], euid: int | None = None) -> Path:
@@ -97,6 +98,8 @@ class Settings(BaseModel):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_uri: str | None = None
+    #: A user name (or uid); resolved by ``daemon`` at start, which needs root.
+    run_as: str | None = None
     keep_attempts: float = Field(default=7.0, ge=0, le=3650)  # days
 
     @field_validator("worker_groups", mode="before")
@@ -149,6 +152,13 @@ class Settings(BaseModel):
     def _check_log_uri(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"s3://[^/\s]+(/\S*)?", value):
             raise ValueError("must be an S3 URI such as s3://bucket/prefix/")
+        return value
+
+    @field_validator("run_as")
+    @classmethod
+    def _check_run_as(cls, value: str | None) -> str | None:
+        if value is not None and not _USER.fullmatch(value):
+            raise ValueError("must be a user name (or uid), without spaces or ':'")
         return value
 
     @field_validator("lease_timeout")

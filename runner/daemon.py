@@ -1,8 +1,9 @@
 """The daemon: how one ``dp-runner run`` is put together, and its main thread.
 
 Owns: ``build`` (logs, the locked work dir, the clients, the one shutdown state, the
-worker, from ``Settings``), ``serve`` (the daemon's whole life) and ``dispatch``, the
-main thread's loop: the one dispatcher of the shutdown state. This module and
+worker, from ``Settings``), ``open_work_dir`` (the umask, the ``run_as`` user, the
+work dir's folder and lock), ``serve`` (the daemon's whole life) and ``dispatch``,
+the main thread's loop: the one dispatcher of the shutdown state. This module and
 ``localrun`` are the composition root with ``cli``, split out of it by size: they
 read ``Settings``; nothing below them does.
 
@@ -23,13 +24,14 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import os
 import signal
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
-from runner import logs, logship, supervisor, systemd
+from runner import logs, logship, runas, supervisor, systemd
 from runner.aws.client import Client
 from runner.aws.s3 import S3
 from runner.config import Settings
@@ -41,6 +43,8 @@ from runner.task.recovery import recover
 from runner.workdir import WorkDir
 from runner.worker import Worker, default_hostname
 
+#: The runner's umask from ``open_work_dir`` on (its tasks get 077 from Supervisor).
+RUNNER_UMASK = 0o077
 #: The dispatcher's longest wait between two looks at the housekeeping.
 MAIN_LOOP_S = 1.0
 JOURNAL_NAME = "journal.db"
@@ -70,9 +74,8 @@ def build(settings: Settings, signals: Signals, session: Any = None) -> Runner:
     chain. Raises ``ConfigError``."""
     logs.configure(log_format=settings.log_format, level=settings.log_level)
     log = logs.get_logger("dp-runner")
-    work_dir = WorkDir(settings.work_dir)
-    work_dir.lock()
-    logs.add_file_log(work_dir.root / logs.LOG_DIR_NAME)
+    work_dir = open_work_dir(settings, log)
+    logs.add_file_log(work_dir.logs_dir())
     journal = Journal.open(work_dir.root / JOURNAL_NAME, log=log)
     shutdown = Shutdown(
         drain_timeout=settings.drain_timeout, kill_grace=settings.kill_grace
@@ -114,6 +117,36 @@ def build(settings: Settings, signals: Signals, session: Any = None) -> Runner:
     return Runner(
         settings, signals, shutdown, log, client, s3, work_dir, journal, worker
     )
+
+
+def open_work_dir(
+    settings: Settings, log: structlog.typing.FilteringBoundLogger
+) -> WorkDir:
+    """The work dir, locked, for tasks that run as ``run_as`` (resolved here) or
+    as the runner's user; says what it changed. From here on the runner's umask is
+    077: every file it makes (downloads, logs, the journal) is private whoever
+    made it (design.md §3). Raises ``ConfigError``."""
+    os.umask(RUNNER_UMASK)
+    run_as = runas.resolve(settings.run_as) if settings.run_as else None
+    work_dir = WorkDir(settings.work_dir, run_as=run_as)
+    opened = work_dir.lock()
+    if opened.shared:
+        log.info(
+            "work_dir_shared",
+            configured=str(opened.configured),
+            work_dir=str(opened.root),
+            reason="the configured folder belongs to another user",
+        )
+    if opened.mode_was is not None:
+        log.info(
+            "work_dir_mode_fixed",
+            work_dir=str(opened.root),
+            mode_was=f"{opened.mode_was:04o}",
+            mode=f"{work_dir.dir_mode:04o}",
+        )
+    if run_as is not None:
+        log.info("tasks_run_as", user=run_as.name, uid=run_as.uid, gid=run_as.gid)
+    return work_dir
 
 
 def start(runner: Runner) -> None:

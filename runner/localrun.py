@@ -121,7 +121,7 @@ def run(
         rows = instance_rows(runner.client, pipeline_id)
     finally:
         service.stop()
-    return rows, settings.work_dir
+    return rows, runner.work_dir.root  # dp-runner-<uid> in a folder of another user
 
 
 def local_settings(

@@ -37,9 +37,11 @@ files past ``FILE_LOG_BACKUPS`` itself.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import logging.handlers
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -317,7 +319,7 @@ def add_file_log(
     """
     try:
         log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        handler = logging.handlers.TimedRotatingFileHandler(
+        handler = _PrivateFileHandler(
             log_dir / FILE_LOG_NAME,
             when="H",
             utc=True,
@@ -333,6 +335,21 @@ def add_file_log(
     _remove_handlers(_FILE_HANDLER_NAME, close=True)
     logging.getLogger().addHandler(handler)
     return handler
+
+
+class _PrivateFileHandler(logging.handlers.TimedRotatingFileHandler):
+    """Opens (and, after each rotation, reopens) the file mode 0600 and never
+    through a symlink (design.md §3): ``OSError`` (``ELOOP``) instead."""
+
+    def _open(self) -> io.TextIOWrapper:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(self.baseFilename, flags, 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # a file left by an older runner may be 0644
+        except OSError:
+            os.close(fd)
+            raise
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
 
 
 def file_log() -> logging.handlers.TimedRotatingFileHandler | None:

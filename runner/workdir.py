@@ -1,4 +1,5 @@
-"""The runner's work dir: its lock, its stable ids, and the per-attempt folders.
+"""The runner's work dir: where it is, who may enter it, its lock, its stable id,
+and the per-attempt folders.
 
 One runner per work dir: ``WorkDir.lock()`` takes an exclusive ``flock`` on
 ``dp-runner.lock`` and holds it for the life of the process, so a second runner on the
@@ -11,6 +12,30 @@ Attempt folders follow the Java runner's layout,
 ``StdError`` in it. Every path part comes from the service and is passed through
 ``safe_path_part`` by the caller, so nothing escapes the folder. Old folders are pruned
 after ``keep_attempts`` days.
+
+Must not: log (``lock`` returns what it changed; the daemon says so), or run a task.
+
+Why it is safe against what a task plants in it (design.md §3):
+
+- The configured path may itself be a symlink: ``lock`` resolves it once. Inside,
+  nothing is opened through a symlink: the files are opened with ``O_NOFOLLOW`` (here
+  the lock and ``taskrunner-id``; the logs, the journal and the attempt files where
+  they are written), and the folders of an attempt are made and entered one level at
+  a time, each relative to its parent's descriptor, with ``O_NOFOLLOW``. A symlink
+  on the way is refused, never followed.
+- Modes never depend on the umask: ``fchmod`` sets folders to 0700 and files to 0600.
+  Under ``run_as``, the work dir, ``attempts`` and each folder of an attempt are 0711,
+  so that the task's user can pass through them to its own ``work/`` but list
+  nothing. An existing work dir of ours with another mode is set right, and ``lock``
+  reports it.
+- A work dir that belongs to another user (a container volume mounted root-owned
+  0777) is not ours to tighten: the runner uses ``dp-runner-<uid>`` in it, a folder
+  of its own, and fails only when it cannot make one.
+- Pruning walks through descriptors with ``lstat`` and removes with
+  ``shutil.rmtree(dir_fd=...)``: a link is removed as a link, never what it names.
+- Under ``run_as`` the attempt's ``work/`` and ``staging/`` stay the runner's while
+  the runner writes into them (the script, the staged files), and go to the user
+  only when the process is about to start (``hand_over``).
 """
 
 from __future__ import annotations
@@ -18,76 +43,116 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
+import stat
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
-from runner.errors import ConfigError
+from runner import nofollow
+from runner.errors import ConfigError, SpawnError
+from runner.logs import LOG_DIR_NAME
+from runner.nofollow import DIR_FLAGS, PASSABLE_DIR, PRIVATE_DIR
+from runner.runas import RunAs, chown_tree
 from runner.taskmodel import AttemptPaths
 
 LOCK_NAME = "dp-runner.lock"
 RUNNER_ID_NAME = "taskrunner-id"
 ATTEMPTS_NAME = "attempts"
 _DAY_S = 86400.0
+_ATTEMPT_DEPTH = 4  # <pipeline>/<component>/<instance>/<attempt>
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """What ``lock`` found and changed. ``root`` is the folder in use: the resolved
+    ``configured`` path, or ``dp-runner-<uid>`` in it when ``shared`` (the configured
+    folder belongs to another user). ``mode_was``: the mode an existing ``root``
+    had, when it had to be changed."""
+
+    configured: Path
+    root: Path
+    shared: bool
+    mode_was: int | None
 
 
 @dataclass(slots=True)
 class WorkDir:
-    """A work dir on disk. Not thread-safe to lock; the rest is safe to share."""
+    """A work dir on disk. Not thread-safe to lock; the rest is safe to share.
+    ``run_as``: the user tasks run as, if any (it sets the folders' modes)."""
 
     root: Path
-    _lock_file: IO[str] | None = None
+    run_as: RunAs | None = None
+    _lock_fd: int | None = None
 
-    def lock(self) -> None:
-        """Create the dir (mode 0700) and take the runner lock.
+    @property
+    def dir_mode(self) -> int:
+        """The mode of the work dir, ``attempts`` and an attempt's folders."""
+        return PASSABLE_DIR if self.run_as is not None else PRIVATE_DIR
 
-        Raises ``ConfigError`` when the dir cannot be made or another runner holds it.
-        """
+    def lock(self) -> Opened:
+        """Resolve the folder, make it (or ``dp-runner-<uid>`` in it) ours with
+        ``dir_mode``, and take the runner lock; ``root`` becomes the folder in use.
+
+        Raises ``ConfigError`` when the folder cannot be made or used, the lock is
+        a symlink, or another runner holds it."""
+        configured = self.root
+        resolved = Path(os.path.realpath(configured))
         try:
-            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-            handle = (self.root / LOCK_NAME).open("a+", encoding="utf-8")
+            created = _make_folder(resolved)
+            fd = os.open(resolved, DIR_FLAGS)
         except OSError as exc:
-            raise ConfigError(f"work_dir={self.root}: cannot use it: {exc}") from exc
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
             raise ConfigError(
-                f"work_dir={self.root}: another runner (pid {holder}) holds "
-                f"{LOCK_NAME}; give each runner its own --work-dir"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        self._lock_file = handle
+                f"work_dir={configured}: cannot use it: {exc.strerror}"
+            ) from exc
+        fd, root = _own_folder(fd, resolved)
+        try:
+            mode_was = nofollow.set_mode(fd, self.dir_mode)
+            self._lock_fd = _take_lock(fd, root)
+        except OSError as exc:
+            raise ConfigError(f"work_dir={root}: cannot use it: {exc}") from exc
+        finally:
+            os.close(fd)
+        self.root = root
+        shared = root != resolved
+        return Opened(configured, root, shared, None if created else mode_was)
 
     def unlock(self) -> None:
         """Release the lock (also released by the kernel at exit)."""
-        if self._lock_file is not None:
-            self._lock_file.close()
-            self._lock_file = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def taskrunner_id(self) -> str:
-        """The runner's stable id: generated once, then read back on every start."""
+        """The runner's stable id: generated once, then read back on every start.
+        Raises ``ConfigError`` when ``taskrunner-id`` is a symlink or unusable."""
         path = self.root / RUNNER_ID_NAME
         try:
-            existing = path.read_text(encoding="utf-8").strip()
-        except FileNotFoundError:
-            existing = ""
-        if existing:
-            return existing
-        new_id = f"dp-runner-{uuid.uuid4()}"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(new_id + "\n", encoding="utf-8")
-        tmp.replace(path)
-        return new_id
+            with nofollow.folder(self.root) as dir_fd:
+                try:
+                    fd = nofollow.open_private(dir_fd, RUNNER_ID_NAME, os.O_RDONLY)
+                except FileNotFoundError:
+                    return _new_runner_id(dir_fd)
+                with os.fdopen(fd, "rb") as file:
+                    existing = file.read(4096).decode("utf-8", "replace").strip()
+                return existing or _new_runner_id(dir_fd)
+        except OSError as exc:
+            raise ConfigError(nofollow.refusal(path, exc)) from exc
+
+    def logs_dir(self) -> Path:
+        """``logs/`` (0700), made if absent; a folder, never a symlink. Raises
+        ``ConfigError``."""
+        path = self.root / LOG_DIR_NAME
+        try:
+            with (
+                nofollow.folder(self.root) as dir_fd,
+                nofollow.entered(dir_fd, LOG_DIR_NAME) as fd,
+            ):
+                nofollow.set_mode(fd, PRIVATE_DIR)
+        except OSError as exc:
+            raise ConfigError(nofollow.refusal(path, exc)) from exc
+        return path
 
     def attempt_paths(self, *parts: str) -> AttemptPaths:
         """The folder of one attempt, not yet made. ``parts`` must be safe
@@ -102,9 +167,35 @@ class WorkDir:
         return self.make_attempt(self.attempt_paths(*parts))
 
     def make_attempt(self, paths: AttemptPaths) -> AttemptPaths:
-        """Create the folder ``paths`` names (and its ``work/``); returns it."""
-        paths.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        """Create the folder ``paths`` names and its ``work/``, one level at a time
+        and never through a symlink, each the runner's with ``dir_mode`` (``work/``
+        0700); a ``staging/`` left by a crash is removed. Returns ``paths``.
+        Raises ``SpawnError`` (a symlink or a file on the way, a full disk)."""
+        try:
+            with (
+                nofollow.folder(self.root) as root_fd,
+                self._attempt_folder(root_fd, paths) as fd,
+            ):
+                nofollow.remove_entry(fd, paths.staging.name)
+                with nofollow.entered(fd, paths.workdir.name) as work_fd:
+                    _reclaim(work_fd)
+        except OSError as exc:
+            raise SpawnError(nofollow.refusal(paths.root, exc)) from exc
         return paths
+
+    def hand_over(self, paths: AttemptPaths) -> None:
+        """Under ``run_as``, give the attempt's ``work/`` and ``staging/`` and all in
+        them to its user (right before the process starts); else nothing. Raises
+        ``SpawnError``."""
+        if self.run_as is None:
+            return
+        for top in (paths.workdir, paths.staging):
+            try:
+                chown_tree(top, self.run_as.uid, self.run_as.gid)
+            except OSError as exc:
+                raise SpawnError(
+                    f"cannot give {top} to run_as user {self.run_as.name}: {exc}"
+                ) from exc
 
     def prune_attempts(
         self,
@@ -114,23 +205,140 @@ class WorkDir:
         keep: Collection[Path] = (),
     ) -> int:
         """Remove attempt folders untouched for more than ``keep_days``, except those
-        in ``keep`` (running attempts, and those the journal still holds); returns
-        how many. Walks ``attempts/<pipeline>/<component>/<instance>/<attempt>``."""
+        in ``keep`` (running attempts, and those the journal still holds), and
+        anything else as old that is not a folder (a link is removed as a link);
+        returns how many. Walks ``attempts/<pipeline>/<component>/<instance>/
+        <attempt>`` with ``lstat``, removing the folders it leaves empty."""
         base = self.root / ATTEMPTS_NAME
         cutoff = (time.time() if now is None else now) - keep_days * _DAY_S
-        kept = {Path(path) for path in keep}
-        removed = 0
-        for attempt_dir in base.glob("*/*/*/*"):
-            if attempt_dir in kept:
-                continue
-            try:
-                if attempt_dir.is_dir() and attempt_dir.stat().st_mtime < cutoff:
-                    shutil.rmtree(attempt_dir)
-                    removed += 1
-            except OSError:
-                continue  # raced with another prune or a running attempt: next time
-        for depth in ("*/*/*", "*/*", "*"):
-            for folder in base.glob(depth):
+        try:
+            fd = os.open(base, DIR_FLAGS)
+        except OSError:
+            return 0  # nothing yet (or not a folder: never followed)
+        try:
+            return _prune(fd, base, _ATTEMPT_DEPTH, cutoff, {Path(p) for p in keep})
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def _attempt_folder(self, root_fd: int, paths: AttemptPaths) -> Iterator[int]:
+        """Enter ``attempts/.../<attempt>`` from ``root_fd``, making each level."""
+        fd = os.dup(root_fd)
+        try:
+            for name in paths.root.relative_to(self.root).parts:
+                parent, fd = fd, -1
+                try:
+                    fd = nofollow.enter(parent, name)
+                finally:
+                    os.close(parent)
+                nofollow.set_mode(fd, self.dir_mode)
+            yield fd
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+
+# ------------------------------------------------------------------ module helpers
+
+
+def _make_folder(path: Path) -> bool:
+    """Make ``path`` (0700) and its parents; False when it was there already."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.mkdir(path, PRIVATE_DIR)
+    except FileExistsError:
+        return False
+    return True
+
+
+def _own_folder(fd: int, path: Path) -> tuple[int, Path]:
+    """``fd``/``path`` when the folder is ours, else ``dp-runner-<uid>`` in it (made
+    0700 if absent, and ours). Closes ``fd`` when it returns another. Raises
+    ``ConfigError``."""
+    euid, owner = os.geteuid(), os.fstat(fd).st_uid
+    if owner == euid:
+        return fd, path
+    name = f"dp-runner-{euid}"
+    try:
+        sub = nofollow.enter(fd, name)
+    except OSError as exc:
+        raise ConfigError(
+            f"work_dir={path} belongs to uid {owner}, and this runner (uid {euid}) "
+            f"cannot make its own folder {name} in it: {exc.strerror}"
+        ) from exc
+    finally:
+        os.close(fd)
+    sub_owner = os.fstat(sub).st_uid
+    if sub_owner != euid:
+        os.close(sub)
+        raise ConfigError(
+            f"work_dir={path / name} belongs to uid {sub_owner}, not to this runner "
+            f"(uid {euid}); remove it or choose another work_dir"
+        )
+    return sub, path / name
+
+
+def _take_lock(dir_fd: int, root: Path) -> int:
+    """The lock file, locked, with our pid in it. Raises ``ConfigError``."""
+    try:
+        fd = nofollow.open_private(dir_fd, LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    except OSError as exc:
+        raise ConfigError(nofollow.refusal(root / LOCK_NAME, exc)) from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        raise ConfigError(
+            f"work_dir={root}: another runner (pid {holder or 'another process'}) "
+            f"holds {LOCK_NAME}; give each runner its own --work-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _new_runner_id(dir_fd: int) -> str:
+    new_id = f"dp-runner-{uuid.uuid4()}"
+    tmp = RUNNER_ID_NAME + ".tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp, dir_fd=dir_fd)  # a crash's leftover (or a link, as a link)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    with os.fdopen(
+        nofollow.open_private(dir_fd, tmp, flags), "w", encoding="utf-8"
+    ) as file:
+        file.write(new_id + "\n")
+    os.replace(tmp, RUNNER_ID_NAME, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    return new_id
+
+
+def _reclaim(fd: int) -> None:
+    """``work/``: the runner's, 0700 (a ``run_as`` user had it before a crash)."""
+    found = os.fstat(fd)
+    if found.st_uid != os.geteuid():
+        os.fchown(fd, os.geteuid(), os.getegid())
+    if stat.S_IMODE(found.st_mode) != PRIVATE_DIR:
+        os.fchmod(fd, PRIVATE_DIR)
+
+
+def _prune(dir_fd: int, path: Path, depth: int, cutoff: float, keep: set[Path]) -> int:
+    """Prune below ``path`` (open as ``dir_fd``), ``depth`` levels above the
+    attempt folders; how many entries were removed."""
+    removed = 0
+    with os.scandir(dir_fd) as entries:
+        found = list(entries)
+    for entry in found:
+        if path / entry.name in keep:
+            continue
+        try:
+            folder = entry.is_dir(follow_symlinks=False)
+            if depth > 1 and folder:
+                with nofollow.entered(dir_fd, entry.name, make=False) as sub:
+                    removed += _prune(sub, path / entry.name, depth - 1, cutoff, keep)
                 with contextlib.suppress(OSError):  # only succeeds when empty
-                    folder.rmdir()
-        return removed
+                    os.rmdir(entry.name, dir_fd=dir_fd)
+            elif entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                removed += nofollow.remove_entry(dir_fd, entry.name)
+        except OSError:
+            continue  # raced with another prune or a running attempt: next time
+    return removed

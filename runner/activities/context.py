@@ -38,6 +38,7 @@ from typing import Protocol
 from runner.activities.ids import raw_component_ids
 from runner.activities.plan import Plan
 from runner.aws.s3 import S3
+from runner.runas import RunAs
 from runner.taskmodel import AttemptPaths, Task
 
 
@@ -49,13 +50,15 @@ class ActivityContext:
     and the process runs in it. ``s3`` is what the plan's transfers use, and ``stop``
     the attempt's stop event, which they pass to it (a retry backoff ends at once;
     wait on it, never set it). ``region`` goes into ``AWS_REGION`` and
-    ``AWS_DEFAULT_REGION`` when set.
+    ``AWS_DEFAULT_REGION`` when set. ``run_as``: the user the process will run as
+    (the runner is root), if any.
     """
 
     paths: AttemptPaths
     s3: S3
     stop: threading.Event = field(default_factory=threading.Event)
     region: str | None = None
+    run_as: RunAs | None = None
 
 
 class Activity(Protocol):

@@ -151,6 +151,7 @@ class ShellCommandActivity:
     def plan(self, task: Task, ctx: ActivityContext) -> Plan:
         source = read_source(task, self.type_name)
         fields = staging.read(task)
+        staging.check_delivery(fields, ctx.run_as)
         timeout_s = attempt_timeout_s(task)
         paths, s3, stop = ctx.paths, ctx.s3, ctx.stop
         env = {**activity_env(task, ctx), **staging.staging_env(fields, paths.staging)}

@@ -11,6 +11,9 @@ activities put in their plans:
     node_exists        the Exists precondition's check
     cleanup            the staging folders go away (the execution calls it)
 
+``check_delivery`` refuses a local ``stdout``/``stderr`` path under ``run_as``: the
+runner (root) would write a file the task chose, where the task's user may not.
+
 Must not: call the Data Pipeline API, start processes or import boto3. Transfers and
 their errors belong to ``aws/s3.py``; when each step runs, and what a stop does to it,
 belong to ``task/execution.py``. Every transfer takes the attempt's ``stop`` event,
@@ -19,18 +22,29 @@ which ends a retry backoff at once.
 Why this way: the fields are read first and pure, so a bad definition fails the
 attempt before a byte moves; each transfer is a small function a plan step wraps
 (Java runner: ``output/staging/..._input<N>`` folders, removed after the task).
+
+The task wrote its staging folders, and under ``run_as`` another task of the same
+user may still be writing them: before the runner reads them (``stage_out``) or
+removes them (``cleanup``), ``_take_back`` makes each folder the runner's, 0700,
+*before* listing it, so that what it lists cannot change after, and removes what
+is neither a folder nor a file of the folders' owner: a symlink is never followed
+(design.md §3), and a hard link to someone else's file is not uploaded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner import nofollow
 from runner.aws.s3 import S3, parse_s3_uri, relative_key_path
 from runner.errors import ActivityError, StagingError
+from runner.runas import RunAs
 from runner.taskmodel import AttemptPaths, PipelineObject, Ref, Task
 
 S3_DATA_NODE = "S3DataNode"
@@ -150,7 +164,13 @@ def stage_out(
     fields: S3Fields, s3: S3, staging_root: Path, stop: threading.Event
 ) -> None:
     """After a successful run: upload ``output<n>`` to output ``n``'s
-    ``directoryPath``, encrypted unless the node says NONE. Raises ``StagingError``."""
+    ``directoryPath``, encrypted unless the node says NONE; the staging folders
+    are taken back first (``_take_back``: no symlink is followed). Raises
+    ``StagingError``."""
+    try:
+        _take_back(staging_root)
+    except OSError as exc:
+        raise StagingError("StagingIOError", f"{staging_root}: {exc}") from exc
     for n, node in enumerate(fields.outputs, start=1):
         s3.upload_dir(staging_root / f"output{n}", node.uri, sse=node.sse, stop=stop)
 
@@ -174,18 +194,75 @@ def deliver_output(
             raise StagingError("StagingIOError", f"copy to {target}: {exc}") from exc
 
 
+def check_delivery(fields: S3Fields, run_as: RunAs | None) -> None:
+    """Under ``run_as``, refuse a local ``stdout``/``stderr`` path with
+    ``ActivityError(InvalidField)``: the runner would write, as root, a file the
+    task chose. Without ``run_as``, nothing."""
+    if run_as is None:
+        return
+    for key, target in (("stdout", fields.stdout_uri), ("stderr", fields.stderr_uri)):
+        if target is not None and not target.startswith("s3://"):
+            raise ActivityError(
+                "InvalidField",
+                f"{key!r} is a local path; under run_as the runner copies output "
+                "only to an s3:// URI (write local files from the command)",
+            )
+
+
 def cleanup(staging_root: Path) -> None:
     """Remove ``staging_root`` and everything in it, even folders the task made
     unreadable; never follows a symlink, never raises."""
-    for root, dirs, _ in os.walk(staging_root):
-        for name in dirs:
-            path = os.path.join(root, name)
-            if not os.path.islink(path):
-                try:
-                    os.chmod(path, _DIR_MODE)
-                except OSError:
-                    continue
+    with contextlib.suppress(OSError):
+        _take_back(staging_root)
     shutil.rmtree(staging_root, ignore_errors=True)
+
+
+def _take_back(top: Path) -> None:
+    """Make ``top`` and every folder in it the runner's and 0700, each before it is
+    listed, and remove what is neither a folder nor a regular file of ``top``'s
+    owner. Nothing when ``top`` does not exist. Opens nothing through a symlink,
+    one descriptor at a time: every folder above the one being opened is the
+    runner's already (``top``'s parent too), so no path on the way can change.
+    Raises ``OSError``."""
+    euid, owner = os.geteuid(), -1
+    if euid != 0:  # a task of a runner that is not root is the runner's own user
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(top, _DIR_MODE)  # readable again, if the task made it not
+    pending = [top]
+    while pending:
+        path = pending.pop()
+        try:
+            fd = os.open(path, nofollow.DIR_FLAGS)
+        except FileNotFoundError:
+            if path == top:
+                return
+            raise
+        try:
+            found = os.fstat(fd)
+            owner = found.st_uid if owner < 0 else owner
+            if found.st_uid != euid:  # root, taking a run_as user's folder back
+                os.fchown(fd, euid, os.getegid())
+            os.fchmod(fd, _DIR_MODE)
+            pending.extend(path / name for name in _drop_foreign(fd, owner))
+        finally:
+            os.close(fd)
+
+
+def _drop_foreign(dir_fd: int, owner: int) -> list[str]:
+    """Remove the entries of the folder ``dir_fd`` (the runner's: they cannot
+    change) that are neither folders nor regular files of ``owner``; make its
+    folders 0700 and return their names."""
+    folders = []
+    with os.scandir(dir_fd) as entries:
+        found = list(entries)
+    for entry in found:
+        info = entry.stat(follow_symlinks=False)
+        if stat.S_ISDIR(info.st_mode):
+            os.chmod(entry.name, _DIR_MODE, dir_fd=dir_fd)
+            folders.append(entry.name)
+        elif not stat.S_ISREG(info.st_mode) or info.st_uid != owner:
+            os.unlink(entry.name, dir_fd=dir_fd)
+    return folders
 
 
 def guarded_node(task: Task) -> DataNode:

@@ -20,7 +20,8 @@ Why it is built this way:
 - Killing follows trio (TERM, wait, KILL), made thorough: the tree is *snapshotted
   before* the first signal, since a dead parent's children re-parent and drop out of
   it. The snapshot is the child's descendants (parent links find ``setsid``
-  grandchildren), plus every process of our uid whose environment carries
+  grandchildren), plus every process of our uid (any uid when the runner is root:
+  tasks may run as ``run_as``) whose environment carries
   ``DP_RUNNER_ATTEMPT=<marker>`` (double-fork orphans, adopted by the runner when
   ``run`` made it a subreaper, else by init), plus their descendants. An orphan that
   wiped its environment cannot be told from another task's and is left to systemd
@@ -50,6 +51,7 @@ import psutil
 import structlog
 
 from runner.errors import SpawnError
+from runner.runas import RunAs
 from runner.supervisor import kill, proctable
 from runner.supervisor.exitwatch import ExitWatch
 from runner.supervisor.kill import Sweep, kill_marked
@@ -83,15 +85,18 @@ _TASK_UMASK = 0o077
 
 
 def task_environment(
-    base: Mapping[str, str], extra: Mapping[str, str]
+    base: Mapping[str, str], extra: Mapping[str, str], *, run_as: RunAs | None = None
 ) -> dict[str, str]:
     """``base`` without the runner's own variables (systemd's and ``DP_RUNNER_*``),
-    updated with ``extra``. Pure."""
+    and under ``run_as`` without its AWS credentials and with the user's ``HOME``,
+    ``USER`` and ``LOGNAME`` (``RunAs.environment``); updated with ``extra``. Pure."""
     env = {
         key: value
         for key, value in base.items()
         if key not in _RUNNER_VARIABLES and not key.startswith(_RUNNER_PREFIX)
     }
+    if run_as is not None:
+        env = run_as.environment(env)
     env.update(extra)
     return env
 
@@ -128,16 +133,20 @@ class Supervisor:
         stderr: Path,
         marker: str,
         log: structlog.typing.FilteringBoundLogger,
+        run_as: RunAs | None = None,
     ) -> Supervisor:
         """Start ``argv`` in a new session, in ``cwd``, with ``env`` plus the marker,
-        stdin from /dev/null, stdout and stderr appended to the files (mode 0600),
-        umask 077. Raises ``SpawnError`` when the files cannot be opened or the
+        stdin from /dev/null, stdout and stderr appended to the files (mode 0600,
+        never through a symlink), umask 077; as ``run_as`` (uid, gid and groups)
+        when given. Raises ``SpawnError`` when the files cannot be opened or the
         program cannot be started."""
         if not argv:
             raise SpawnError("cannot start a task with an empty command line")
         # Two O_APPEND descriptors on one file interleave safely: no special case.
         with _open_output(stdout) as out_fd, _open_output(stderr) as err_fd:
-            popen = _popen(argv, cwd, {**env, MARKER_ENV: marker}, out_fd, err_fd)
+            popen = _popen(
+                argv, cwd, {**env, MARKER_ENV: marker}, out_fd, err_fd, run_as=run_as
+            )
         log.debug("child_started", pid=popen.pid)
         return cls(popen, marker=marker, log=log)
 
@@ -233,7 +242,8 @@ class Supervisor:
 
     def _snapshot(self) -> dict[int, psutil.Process]:
         """The tree as it is now: the child (while unreaped), its descendants,
-        processes of our uid that carry the marker, and their descendants."""
+        processes of our uid (any, as root) that carry the marker, and their
+        descendants."""
         return proctable.tree(
             [self.pid] if self._popen.returncode is None else [], self._marker
         )
@@ -276,9 +286,11 @@ class Supervisor:
 
 @contextlib.contextmanager
 def _open_output(path: Path) -> Iterator[int]:
-    """An output file for the child, opened for append, closed in the parent."""
+    """An output file for the child, opened for append (never through a symlink),
+    closed in the parent."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, flags, 0o600)
     except OSError as exc:
         raise SpawnError(f"cannot open the output file {path}: {exc.strerror}") from exc
     try:
@@ -288,9 +300,17 @@ def _open_output(path: Path) -> Iterator[int]:
 
 
 def _popen(
-    argv: Sequence[str], cwd: Path, env: Mapping[str, str], out_fd: int, err_fd: int
+    argv: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str],
+    out_fd: int,
+    err_fd: int,
+    *,
+    run_as: RunAs | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start the child and register its pid, both under the registry lock."""
+    """Start the child (as ``run_as`` when given: ``Popen`` sets the groups, the
+    gid and the uid in the child, after ``cwd`` and before the exec) and register
+    its pid, both under the registry lock."""
     try:
         with proctable.OWNED_LOCK:
             popen = subprocess.Popen(  # noqa: S603 - running the task's command is our job
@@ -303,6 +323,9 @@ def _popen(
                 start_new_session=True,
                 close_fds=True,
                 umask=_TASK_UMASK,
+                user=None if run_as is None else run_as.uid,
+                group=None if run_as is None else run_as.gid,
+                extra_groups=None if run_as is None else list(run_as.groups),
             )
             proctable.OWNED.add(popen.pid)
     except OSError as exc:

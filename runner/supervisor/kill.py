@@ -71,12 +71,13 @@ def kill_marked(
     proc_start: float | None = None,
 ) -> Sweep:
     """Kill what an earlier run of the runner left of one attempt: the processes
-    of our uid carrying ``DP_RUNNER_ATTEMPT=marker`` created at or after
-    ``not_before`` (the row's ``opened_at``), ``pid`` if it started at
-    ``proc_start``, and their descendants; nothing when ``boot_id`` is another
-    boot's. TERM (with the groups they lead), ``grace``, KILL; our zombies are
-    reaped. Blocks up to about ``grace`` + 2 s; thread-safe. Never call it for an
-    attempt that runs in this process: its marker would find that run too."""
+    of our uid (any uid as root: a ``run_as`` user's too) carrying
+    ``DP_RUNNER_ATTEMPT=marker`` created at or after ``not_before`` (the row's
+    ``opened_at``), ``pid`` if it started at ``proc_start``, and their
+    descendants; nothing when ``boot_id`` is another boot's. TERM (with the
+    groups they lead), ``grace``, KILL; our zombies are reaped. Blocks up to
+    about ``grace`` + 2 s; thread-safe. Never call it for an attempt that runs in
+    this process: its marker would find that run too."""
     if boot_id != proctable.boot_id():
         return Sweep(found=0, survivors=0)  # nothing outlives a reboot
     snapshot = functools.partial(

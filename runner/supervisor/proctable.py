@@ -9,7 +9,10 @@ Why it is built this way:
 
 - A tree is found from ONE scan: parent links (which find ``setsid`` descendants),
   plus the processes of our uid whose environment carries the attempt's marker
-  (double-fork orphans adopted by init when the runner is not a subreaper). Fresh
+  (double-fork orphans adopted by init when the runner is not a subreaper). A
+  runner that is root looks at every uid's: its tasks may run as ``run_as`` (or a
+  ``run_as`` of the run before a restart), and the marker is known only to what
+  inherited it, since only its own uid (and root) can read an environment. Fresh
   ``Process`` objects each time, never ``process_iter``'s shared cache: thread-safe,
   and a pid reused since an earlier scan is never mistaken for what it was.
 - That scan reads every process's environment: milliseconds on a busy host. After a
@@ -118,7 +121,8 @@ def _has_foreign_children() -> bool:
 
 
 def tree(roots: list[int], marker: str) -> dict[int, psutil.Process]:
-    """``roots``, the processes of our uid that carry ``marker``, and all their
+    """``roots``, the processes of our uid (any, as root) that carry ``marker``, and
+    all their
     descendants, from one scan of the process table."""
     procs, children, marked = _scan(marker)
     roots.extend(marked)
@@ -133,7 +137,8 @@ def marked_tree(
     proc_start: float | None = None,
 ) -> dict[int, psutil.Process]:
     """What an earlier run of this runner left of one attempt, from one scan: the
-    processes of our uid that carry ``marker`` and were created at or after
+    processes of our uid (any, as root) that carry ``marker`` and were created at
+    or after
     ``created_since`` (epoch seconds), ``pid`` when its create time is
     ``proc_start``, and all their descendants.
 
@@ -158,20 +163,21 @@ def _scan(
     marker: str,
 ) -> tuple[dict[int, psutil.Process], dict[int, list[int]], list[int]]:
     """Every process but us, by pid; children by parent pid; the pids of our uid
-    whose environment carries ``marker``."""
+    (of any uid when we are root) whose environment carries ``marker``."""
     procs: dict[int, psutil.Process] = {}
     children: dict[int, list[int]] = {}
     marked: list[int] = []
-    uid, me = os.getuid(), os.getpid()
+    me, uid = os.getpid(), None if os.geteuid() == 0 else os.getuid()
     for pid in (pid for pid in psutil.pids() if pid != me):
         try:
             proc = psutil.Process(pid)
-            ppid, uids = proc.ppid(), proc.uids()
+            ppid = proc.ppid()
+            ours = uid is None or proc.uids().real == uid
         except psutil.Error:
             continue
         procs[proc.pid] = proc
         children.setdefault(ppid, []).append(proc.pid)
-        if uids.real == uid and _environ(proc).get(MARKER_ENV) == marker:
+        if ours and _environ(proc).get(MARKER_ENV) == marker:
             marked.append(proc.pid)
     return procs, children, marked
 

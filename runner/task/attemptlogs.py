@@ -20,6 +20,7 @@ line keeps the name of the logger that wrote it.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,6 +37,8 @@ from runner.taskmodel import AttemptPaths, Task
 RUNNER_LOG_NAME = "TaskRunner.log"
 #: The attempt's log uploads may hold the final status back this long at most.
 UPLOAD_BUDGET_S = 30.0
+#: ``TaskRunner.log``: appended to, mode 0600, never through a symlink (design.md §3).
+_APPEND_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class AttemptLog:
@@ -70,9 +73,11 @@ class AttemptLog:
                 return
             if self._file is None:
                 try:
-                    self._file = self.path.open("a", encoding="utf-8")
+                    fd = os.open(self.path, _APPEND_FLAGS, 0o600)
+                    self._file = os.fdopen(fd, "a", encoding="utf-8")
                 except OSError:
-                    self._closed = True  # the folder is gone: stdout still has it
+                    # the folder is gone, or a symlink was planted: stdout has it
+                    self._closed = True
                     return
             self._file.write(line + "\n")
             self._file.flush()

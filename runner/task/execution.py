@@ -202,6 +202,7 @@ class Execution:
                 s3=self._s3,
                 stop=self._flag.event,
                 region=self._settings.region,
+                run_as=self._work_dir.run_as,
             )
             task, plan = references.plan(
                 task,
@@ -309,17 +310,19 @@ class Execution:
         self, main: activities.Process, paths: AttemptPaths, steps: StepRunner
     ) -> Outcome:
         """Spawn the one process (unless a stop came first) and supervise it."""
-        argv = main.argv()
+        argv, run_as = main.argv(), self._work_dir.run_as
         if self._flag.is_set():
             raise Stopped
+        self._work_dir.hand_over(paths)  # under run_as: work/ and staging/ are its
         self.supervisor = child = Supervisor.spawn(
             argv,
             cwd=paths.workdir,
-            env=task_environment(os.environ, main.env),
+            env=task_environment(os.environ, main.env, run_as=run_as),
             stdout=paths.stdout,
             stderr=paths.stderr,
             marker=self.marker,
             log=self._log,
+            run_as=run_as,
         )
         start = supervisor.start_time(child.pid) or time.time()
         self._journal.process_started(self.task_id, child.pid, child.pid, start)
