@@ -31,7 +31,7 @@ from typing import Any
 
 import structlog
 
-from runner import logs, logship, runas, supervisor, systemd
+from runner import __version__, logs, logship, runas, supervisor, systemd
 from runner.aws.client import Client
 from runner.aws.s3 import S3
 from runner.config import Settings
@@ -159,7 +159,14 @@ def start(runner: Runner) -> None:
         log=runner.log,
     )
     runner.worker.blocked_attempts = recovery.blocked_attempts
-    runner.worker.start()
+    runner.worker.start(
+        version=__version__,
+        region=runner.client.region,
+        endpoint_url=runner.settings.endpoint_url,
+        work_dir=str(runner.work_dir.root),
+        # under ProtectSystem=strict (or a read-only root), where tasks can write
+        writable_paths=systemd.writable_paths(),
+    )
 
 
 def serve(settings: Settings) -> int:

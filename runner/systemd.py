@@ -65,3 +65,32 @@ def watchdog_interval_s() -> float | None:
     if usec <= 0 or (pid and pid != str(os.getpid())):
         return None
     return usec / 2 / 1_000_000
+
+
+#: Mounts that are never where a task writes its work.
+_PSEUDO_MOUNTS = ("/proc", "/sys", "/dev")
+
+
+def writable_paths(mountinfo: str | None = None) -> list[str] | None:
+    """When the root file system is mounted read-only (systemd's
+    ``ProtectSystem=strict``, a container's read-only root), the mount points that
+    are writable: where tasks can write. None when ``/`` is writable. Reads
+    ``/proc/self/mountinfo`` unless given its text; never raises."""
+    if mountinfo is None:
+        try:
+            with open("/proc/self/mountinfo", encoding="utf-8") as file:
+                mountinfo = file.read()
+        except OSError:
+            return None
+    mounts: dict[str, bool] = {}
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) > 5:
+            mounts[fields[4]] = "rw" in fields[5].split(",")  # the last one wins
+    if mounts.get("/", True):
+        return None
+    return sorted(
+        point
+        for point, writable in mounts.items()
+        if writable and not point.startswith(_PSEUDO_MOUNTS)
+    )

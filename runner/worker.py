@@ -157,8 +157,9 @@ class Worker:
         except TransientServiceError as exc:
             self._log.warning("preflight_failed", error=exc.code, message=exc.message)
 
-    def start(self) -> None:
-        """Start the pollers, the task threads and the runner heartbeat."""
+    def start(self, **details: Any) -> None:
+        """Start the pollers, the task threads and the runner heartbeat; one
+        ``worker_started`` line says so, with ``details`` (the daemon's)."""
         self._prune()
         self._runner_heartbeat.start()
         for thread in self._threads:
@@ -169,6 +170,7 @@ class Worker:
             hostname=self._hostname,
             taskrunner_id=self._taskrunner_id,
             max_tasks=self._max_tasks,
+            **details,
         )
 
     def drain(self) -> None:

@@ -55,6 +55,29 @@ def test_the_unit_verifies_and_its_exposure_is_low(tmp_path: Path) -> None:
     assert float(found.group(1)) <= EXPOSURE_MAX, security.stdout
 
 
+def test_the_run_as_drop_in_keeps_the_exposure_low(tmp_path: Path) -> None:
+    """The unit with systemd/run-as.conf (root, a few capabilities) still scores
+    at most 4.5; later assignments in the drop-in override the unit's."""
+    base = unit_with_exec_start(tmp_path).read_text().split("[Install]")[0]
+    drop_in = (REPO / "systemd" / "run-as.conf").read_text()
+    merged = tmp_path / "merged" / "dp-runner.service"
+    merged.parent.mkdir()
+    merged.write_text(base + drop_in)
+    verified = subprocess.run(
+        ["systemd-analyze", "verify", str(merged)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
+    security = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", str(merged)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    found = re.search(r"Overall exposure level for \S+: ([0-9.]+)", security.stdout)
+    assert found is not None, security.stdout + security.stderr
+    assert float(found.group(1)) <= EXPOSURE_MAX, security.stdout
+    assert "User=root" in drop_in
+
+
 def test_install_into_a_root_folder_builds_a_working_venv_and_keeps_the_config(
     tmp_path: Path,
 ) -> None:

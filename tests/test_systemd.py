@@ -98,3 +98,20 @@ def test_the_unit_waits_longer_than_the_runner_bounds_its_own_exit() -> None:
     defaults = Settings(worker_groups=("wg",))
     bound_s = defaults.drain_timeout + defaults.kill_grace + STATUS_BUDGET_S
     assert bound_s < timeout_s <= bound_s + 15
+
+
+def test_writable_paths_are_listed_only_under_a_read_only_root() -> None:
+    sandboxed = "\n".join(
+        [
+            "22 27 0:21 / / ro,relatime - ext4 /dev/vda ro",
+            "23 27 0:22 / /proc rw,relatime - proc proc rw",
+            "24 27 0:23 / /var/lib/dp-runner rw,relatime - ext4 /dev/vda rw",
+            "25 27 0:24 / /tmp rw,nosuid - tmpfs tmpfs rw",
+            "26 27 0:25 / /usr ro,relatime - ext4 /dev/vda ro",
+        ]
+    )
+    assert systemd.writable_paths(sandboxed) == ["/tmp", "/var/lib/dp-runner"]
+    assert (
+        systemd.writable_paths("22 27 0:21 / / rw,relatime - ext4 /dev/vda rw") is None
+    )
+    assert systemd.writable_paths() is None  # this test process: a writable root
