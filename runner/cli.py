@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from runner import daemon, localrun, logs
-from runner.config import load_settings
+from runner.config import load_settings, split_http_address
 from runner.errors import ConfigError, RunnerError
 from runner.pipelinefile import Definition
 from runner.signals import STOP_SIGNALS, Signals
@@ -88,6 +88,11 @@ def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--run-as", help="When root: run tasks as this user."),
         click.option(
             "--keep-attempts", type=float, help="Days to keep attempt folders (7)."
+        ),
+        click.option(
+            "--http-address",
+            metavar="HOST:PORT",
+            help="Serve /healthz, /readyz and /metrics there (default: off).",
         ),
         click.option(
             "--local",
@@ -173,6 +178,42 @@ def _run_local(
     click.echo(f"attempt folders: {work_dir / 'attempts'}")
     ok = bool(rows) and all(row.status == "FINISHED" for row in rows)
     return 0 if ok else EXIT_UNFINISHED
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    envvar="DP_RUNNER_CONFIG",
+    help="TOML file (config.example.toml).",
+)
+@click.option("--http-address", metavar="HOST:PORT", help="The runner's listener.")
+@click.option("--ready", is_flag=True, help="Ask /readyz rather than /healthz.")
+def healthcheck(
+    config_file: Path | None, http_address: str | None, ready: bool
+) -> None:
+    """Exit 0 when the runner at http_address is healthy, else 1."""
+    from runner import health  # noqa: PLC0415 - only this command
+
+    try:
+        settings = load_settings(
+            config_file=config_file, overrides={"http_address": http_address}
+        )
+    except ConfigError as exc:
+        click.echo(f"dp-runner healthcheck: {exc}", err=True)
+        sys.exit(1)
+    if settings.http_address is None:
+        click.echo(
+            "dp-runner healthcheck: http_address is not set (--http-address, "
+            "DP_RUNNER_HTTP_ADDRESS or the config file)",
+            err=True,
+        )
+        sys.exit(1)
+    host, port = split_http_address(settings.http_address)
+    ok, why = health.check(host, port, "/readyz" if ready else "/healthz")
+    click.echo(f"dp-runner healthcheck: {why}", err=not ok)
+    sys.exit(0 if ok else 1)
 
 
 @main.command()
