@@ -188,6 +188,56 @@ def _run_local(
     envvar="DP_RUNNER_CONFIG",
     help="TOML file (config.example.toml).",
 )
+@click.option("--worker-group", "worker_groups", multiple=True)
+@click.option("--region", help="AWS region (default: boto3's chain).")
+@click.option("--endpoint-url", help="Data Pipeline endpoint override.")
+@click.option("--work-dir", type=click.Path(path_type=Path))
+@click.option(
+    "--probe-poll",
+    is_flag=True,
+    help="Also try PollForTask, on a worker group of its own (up to 90 s).",
+)
+def doctor(config_file: Path | None, probe_poll: bool, **flags: Any) -> None:
+    """Check credentials, endpoint, permissions, worker groups, IMDS, work dir.
+
+    One line per check, with a fix for what fails; exit 0 when none fails."""
+    from runner import doctor as diagnosis  # noqa: PLC0415 - only this command
+
+    overrides = {k: v for k, v in flags.items() if v not in (None, ())}
+    if "worker_groups" in overrides:
+        overrides["worker_groups"] = list(overrides["worker_groups"])
+    try:
+        settings = load_settings(config_file=config_file, overrides=overrides)
+        logs.configure(log_format="json", level="critical")  # the lines are the output
+    except ConfigError as exc:
+        click.echo(f"dp-runner doctor: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    target = diagnosis.Target(
+        region=settings.region,
+        endpoint_url=settings.endpoint_url,
+        worker_groups=settings.worker_groups,
+        work_dir=settings.work_dir,
+        probe_poll=probe_poll,
+    )
+    if probe_poll:
+        click.echo("PollForTask is probed: this takes up to 90 s", err=True)
+    failed = 0
+    for check in diagnosis.checks(target, logs.get_logger("dp-runner-doctor")):
+        click.echo(f"{check.verdict:<5} {check.name:<26} {check.detail}")
+        if check.fix:
+            click.echo(f"{'':<5} {'':<26} fix: {check.fix}")
+        failed += check.failed
+    sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    envvar="DP_RUNNER_CONFIG",
+    help="TOML file (config.example.toml).",
+)
 @click.option("--http-address", metavar="HOST:PORT", help="The runner's listener.")
 @click.option("--ready", is_flag=True, help="Ask /readyz rather than /healthz.")
 def healthcheck(

@@ -119,6 +119,8 @@ class Client:
             #: The secret key and session token this client signs with, for the
             #: log's mask (``logs.mask_values``); the session itself is dropped.
             self.secrets = credential_secrets(session)
+            #: Where the calls go: ``endpoint_url``, or the one botocore resolved.
+            self.endpoint_url: str = self._short.meta.endpoint_url
         except botocore.exceptions.BotoCoreError as exc:  # a bad profile, a bad region
             raise ConfigError(f"Data Pipeline client: {exc}") from exc
 
