@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from runner import __version__, logs, logship, probes, runas, supervisor, systemd
+from runner import __version__, ec2, logs, logship, probes, runas, supervisor, systemd
 from runner.aws.client import Client
 from runner.aws.s3 import S3
 from runner.config import Settings, split_http_address
@@ -172,9 +172,10 @@ def open_work_dir(
     return work_dir
 
 
-def start(runner: Runner) -> None:
+def start(runner: Runner, **details: Any) -> None:
     """Before the first poll: what the last run left (its trees killed, its unsent
-    statuses sent, from the journal), then the worker."""
+    statuses sent, from the journal), then the worker; ``details`` go on its
+    start-up line."""
     recovery = recover(
         runner.journal,
         runner.client,
@@ -191,6 +192,7 @@ def start(runner: Runner) -> None:
         # under ProtectSystem=strict (or a read-only root), where tasks can write
         writable_paths=systemd.writable_paths(),
         http_address=http_address,
+        **details,
     )
 
 
@@ -227,11 +229,21 @@ def serve(settings: Settings) -> int:
         log=runner.log,
     )
     supervisor.enable_subreaper()
+    metadata = ec2.metadata_service()
+    identity = ec2.instance_identity(metadata, runner.log)
     runner.worker.preflight()
     gc.collect()  # the sessions' endpoint tables, in reference cycles (aws/session.py)
-    start(runner)
+    watch = None
+    if identity is not None and metadata is not None:
+        runner.worker.instance_identity = identity.to_api()
+        watch = ec2.InstanceWatch(metadata, signals.inbox, runner.log)
+    start(runner, instance_id=identity.instance_id if identity else None)
     systemd.ready()
+    if watch is not None:
+        watch.start()
     dispatch(runner)
+    if watch is not None:
+        watch.stop()
     if shipper is not None:
         shipper.close(logship.CLOSE_TIMEOUT_S)
     return 0

@@ -109,6 +109,8 @@ class Worker:
         #: Attempts whose earlier run left processes that could not be killed
         #: (``recovery``): never run beside them.
         self.blocked_attempts: frozenset[str] = frozenset()
+        #: The EC2 identity document and signature (``ec2.py``), set before start.
+        self.instance_identity: dict[str, str] | None = None
         self._log = log
         self._poll_floor_s = poll_floor_s
         self._lock = threading.Lock()
@@ -149,12 +151,19 @@ class Worker:
         try:
             self._beat_runner()
         except RejectedRequestError as exc:
+            said = exc.message or "(the service gave no message)"
             raise ConfigError(
                 f"the Data Pipeline service refused this runner ({exc.code}): "
-                f"{exc.message}. Check the credentials, region and endpoint_url."
+                f"{said}. Check the credentials, region and endpoint_url "
+                "(dp-runner doctor checks each)."
             ) from exc
         except TransientServiceError as exc:
-            self._log.warning("preflight_failed", error=exc.code, message=exc.message)
+            self._log.warning(
+                "service_unreachable",
+                error=exc.code,
+                message=exc.message or "(no message)",
+                detail="polling starts all the same and backs off up to 60 s",
+            )
 
     def start(self, **details: Any) -> None:
         """Start the pollers, the task threads and the runner heartbeat; one
@@ -272,7 +281,9 @@ class Worker:
         began = time.monotonic()
         self._books.polling()
         try:
-            task = self._client.poll_for_task(group, self._hostname)
+            task = self._client.poll_for_task(
+                group, self._hostname, self.instance_identity
+            )
         except Exception:  # noqa: BLE001 - one catch per loop iteration: a bug
             self._log.exception("poll_failed", worker_group=group)
             stop.wait(POLL_BUG_BACKOFF_S)

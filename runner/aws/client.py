@@ -27,6 +27,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 import botocore.exceptions
+from botocore import xform_name  # PutPipelineDefinition -> put_pipeline_definition
 from structlog.typing import FilteringBoundLogger
 
 from runner.aws.callstats import CallStats
@@ -126,12 +127,20 @@ class Client:
 
     # -- the worker's operations ------------------------------------------------
 
-    def poll_for_task(self, worker_group: str, hostname: str) -> dict[str, Any] | None:
+    def poll_for_task(
+        self,
+        worker_group: str,
+        hostname: str,
+        instance_identity: Mapping[str, str] | None = None,
+    ) -> dict[str, Any] | None:
         """Long-poll (up to ~90 s) for a task; the raw ``taskObject`` or ``None``.
+        ``instance_identity``: the EC2 document and signature, sent when known.
         A read timeout on the long poll means no task, not an error. A task whose
         shape botocore could not parse comes without objects, and with the problem
         under ``pollanswer.MALFORMED``."""
-        request = {"workerGroup": worker_group, "hostname": hostname}
+        request: dict[str, Any] = {"workerGroup": worker_group, "hostname": hostname}
+        if instance_identity is not None:
+            request["instanceIdentity"] = dict(instance_identity)
 
         def poll() -> dict[str, Any] | None:
             try:
@@ -249,8 +258,7 @@ class Client:
         return found
 
     def statistics(self) -> ClientStatistics:
-        """A consistent snapshot of the counters. Thread-safe."""
-        return self._stats.snapshot()
+        return self._stats.snapshot()  # a consistent snapshot; thread-safe
 
     # -- machinery ---------------------------------------------------------------
 
@@ -292,7 +300,7 @@ class Client:
     ) -> dict[str, Any]:
         """One operation on the short client, retried; the answer sans metadata.
         For operations without a method here (``management.py``)."""
-        method = getattr(self._short, _snake(operation))
+        method = getattr(self._short, xform_name(operation))
         answer = self._retry(
             operation,
             lambda: self._try(operation, method, request),
@@ -326,8 +334,7 @@ class Client:
     ) -> dict[str, Any]:
         """One counted and timed try; a foreign error leaves as ours, ``from`` the
         original. The calling thread's liveness watch is ticked before and after."""
-        liveness = self.liveness
-        if liveness is not None:
+        if liveness := self.liveness:
             liveness.tick()
         began = time.monotonic()
         try:
@@ -337,7 +344,7 @@ class Client:
             code = error.code if isinstance(error, ServiceError) else type(exc).__name__
             answered = not isinstance(error, TransientServiceError)
             self._stats.tried(operation, began, code, answered=answered)
-            if liveness is not None:
+            if liveness:
                 liveness.tick()
             if isinstance(error, RejectedRequestError):  # never retried
                 self._log.error(
@@ -350,7 +357,7 @@ class Client:
                 )
             raise error from exc
         self._stats.tried(operation, began, None, answered=True)
-        if liveness is not None:
+        if liveness:
             liveness.tick()
         return answer
 
@@ -391,8 +398,3 @@ class Client:
         except ServiceError:
             self._stats.failed(operation)
             raise
-
-
-def _snake(operation: str) -> str:
-    """``PutPipelineDefinition`` -> ``put_pipeline_definition`` (boto3's names)."""
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in operation).lstrip("_")

@@ -22,6 +22,7 @@ endpoint follows botocore's settings: ``AWS_EC2_METADATA_SERVICE_ENDPOINT``, els
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import threading
 import time
@@ -55,6 +56,15 @@ class InstanceIdentity:
 
     def to_api(self) -> dict[str, str]:
         return {"document": self.document, "signature": self.signature}
+
+    @property
+    def instance_id(self) -> str | None:
+        """The document's ``instanceId``, for the start-up line."""
+        try:
+            found = json.loads(self.document).get("instanceId")
+        except (ValueError, AttributeError):
+            return None
+        return str(found) if found else None
 
 
 def disabled(env: Mapping[str, str]) -> bool:
