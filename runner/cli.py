@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from runner import daemon, localrun, logs
-from runner.config import load_settings
+from runner.config import load_settings, split_http_address
 from runner.errors import ConfigError, RunnerError
 from runner.pipelinefile import Definition
 from runner.signals import STOP_SIGNALS, Signals
@@ -88,6 +88,11 @@ def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--run-as", help="When root: run tasks as this user."),
         click.option(
             "--keep-attempts", type=float, help="Days to keep attempt folders (7)."
+        ),
+        click.option(
+            "--http-address",
+            metavar="HOST:PORT",
+            help="Serve /healthz, /readyz and /metrics there (default: off).",
         ),
         click.option(
             "--local",
@@ -173,6 +178,92 @@ def _run_local(
     click.echo(f"attempt folders: {work_dir / 'attempts'}")
     ok = bool(rows) and all(row.status == "FINISHED" for row in rows)
     return 0 if ok else EXIT_UNFINISHED
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    envvar="DP_RUNNER_CONFIG",
+    help="TOML file (config.example.toml).",
+)
+@click.option("--worker-group", "worker_groups", multiple=True)
+@click.option("--region", help="AWS region (default: boto3's chain).")
+@click.option("--endpoint-url", help="Data Pipeline endpoint override.")
+@click.option("--work-dir", type=click.Path(path_type=Path))
+@click.option(
+    "--probe-poll",
+    is_flag=True,
+    help="Also try PollForTask, on a worker group of its own (up to 90 s).",
+)
+def doctor(config_file: Path | None, probe_poll: bool, **flags: Any) -> None:
+    """Check credentials, endpoint, permissions, worker groups, IMDS, work dir.
+
+    One line per check, with a fix for what fails; exit 0 when none fails."""
+    from runner import doctor as diagnosis  # noqa: PLC0415 - only this command
+
+    overrides = {k: v for k, v in flags.items() if v not in (None, ())}
+    if "worker_groups" in overrides:
+        overrides["worker_groups"] = list(overrides["worker_groups"])
+    try:
+        settings = load_settings(config_file=config_file, overrides=overrides)
+        logs.configure(log_format="json", level="critical")  # the lines are the output
+    except ConfigError as exc:
+        click.echo(f"dp-runner doctor: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    target = diagnosis.Target(
+        region=settings.region,
+        endpoint_url=settings.endpoint_url,
+        worker_groups=settings.worker_groups,
+        work_dir=settings.work_dir,
+        probe_poll=probe_poll,
+    )
+    if probe_poll:
+        click.echo("PollForTask is probed: this takes up to 90 s", err=True)
+    failed = 0
+    for check in diagnosis.checks(target, logs.get_logger("dp-runner-doctor")):
+        click.echo(f"{check.verdict:<5} {check.name:<26} {check.detail}")
+        if check.fix:
+            click.echo(f"{'':<5} {'':<26} fix: {check.fix}")
+        failed += check.failed
+    sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    envvar="DP_RUNNER_CONFIG",
+    help="TOML file (config.example.toml).",
+)
+@click.option("--http-address", metavar="HOST:PORT", help="The runner's listener.")
+@click.option("--ready", is_flag=True, help="Ask /readyz rather than /healthz.")
+def healthcheck(
+    config_file: Path | None, http_address: str | None, ready: bool
+) -> None:
+    """Exit 0 when the runner at http_address is healthy, else 1."""
+    from runner import health  # noqa: PLC0415 - only this command
+
+    try:
+        settings = load_settings(
+            config_file=config_file, overrides={"http_address": http_address}
+        )
+    except ConfigError as exc:
+        click.echo(f"dp-runner healthcheck: {exc}", err=True)
+        sys.exit(1)
+    if settings.http_address is None:
+        click.echo(
+            "dp-runner healthcheck: http_address is not set (--http-address, "
+            "DP_RUNNER_HTTP_ADDRESS or the config file)",
+            err=True,
+        )
+        sys.exit(1)
+    host, port = split_http_address(settings.http_address)
+    ok, why = health.check(host, port, "/readyz" if ready else "/healthz")
+    click.echo(f"dp-runner healthcheck: {why}", err=not ok)
+    sys.exit(0 if ok else 1)
 
 
 @main.command()

@@ -75,6 +75,17 @@ def default_work_dir(env: Mapping[str, str], euid: int | None = None) -> Path:
     return Path(home) / ".local" / "state" / "dp-runner"
 
 
+def split_http_address(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (or ``[V6]:PORT``) as a host and a port; ``ValueError`` when
+    it is not one. Port 0 lets the OS choose."""
+    host, colon, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not colon or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError("must be HOST:PORT, for example 127.0.0.1:9102")
+    return host, int(port)
+
+
 class Settings(BaseModel):
     """Every setting of ``dp-runner run`` (design.md §2). Frozen; seconds unless named
     otherwise. Build it with ``load_settings``; ``Settings(**kw)`` reads only ``kw``
@@ -101,6 +112,8 @@ class Settings(BaseModel):
     #: A user name (or uid); resolved by ``daemon`` at start, which needs root.
     run_as: str | None = None
     keep_attempts: float = Field(default=7.0, ge=0, le=3650)  # days
+    #: ``HOST:PORT`` (``[::1]:9102`` for IPv6) of /healthz, /readyz, /metrics.
+    http_address: str | None = None
 
     @field_validator("worker_groups", mode="before")
     @classmethod
@@ -159,6 +172,13 @@ class Settings(BaseModel):
     def _check_run_as(cls, value: str | None) -> str | None:
         if value is not None and not _USER.fullmatch(value):
             raise ValueError("must be a user name (or uid), without spaces or ':'")
+        return value
+
+    @field_validator("http_address")
+    @classmethod
+    def _check_http_address(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_http_address(value)
         return value
 
     @field_validator("lease_timeout")

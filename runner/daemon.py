@@ -17,31 +17,40 @@ stop begins the drain (polls and every backoff of polls and heartbeats end at on
 the drain running out sets DRAIN_EXPIRED on running attempts, a second stop signal
 hurries them (FAST_STOP), and the loop ends once no task runs. The loop wakes for
 each request, at the drain's deadline, and at least every ``MAIN_LOOP_S`` for
-housekeeping (reaping, pruning, the systemd watchdog).
+housekeeping (reaping, pruning) and systemd (``probes.Notifier``: the watchdog only
+while every poller and heartbeat comes round, the status line, the stop timeout
+extended while draining).
+
+With ``http_address``, ``start`` opens ``/healthz``, ``/readyz`` and ``/metrics``
+(``health.py``, ``metrics.py``), imported only then: prometheus-client and the HTTP
+server cost an idle runner that does not ask for them nothing.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import os
 import signal
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from runner import __version__, logs, logship, runas, supervisor, systemd
+from runner import __version__, ec2, logs, logship, probes, runas, supervisor, systemd
 from runner.aws.client import Client
 from runner.aws.s3 import S3
-from runner.config import Settings
+from runner.config import Settings, split_http_address
 from runner.drain import Shutdown
+from runner.liveness import Liveness
 from runner.signals import DUMP_SIGNAL, STOP_SIGNALS, WAKE, Request, Signals
 from runner.task.execution import ExecutionSettings
 from runner.task.journal import Journal
 from runner.task.recovery import recover
 from runner.workdir import WorkDir
 from runner.worker import Worker, default_hostname
+
+if TYPE_CHECKING:
+    from runner.health import HealthServer
 
 #: The runner's umask from ``open_work_dir`` on (its tasks get 077 from Supervisor).
 RUNNER_UMASK = 0o077
@@ -66,6 +75,8 @@ class Runner:
     work_dir: WorkDir
     journal: Journal
     worker: Worker
+    liveness: Liveness
+    http: HealthServer | None = None
 
 
 def build(settings: Settings, signals: Signals, session: Any = None) -> Runner:
@@ -80,6 +91,7 @@ def build(settings: Settings, signals: Signals, session: Any = None) -> Runner:
     shutdown = Shutdown(
         drain_timeout=settings.drain_timeout, kill_grace=settings.kill_grace
     )
+    liveness = Liveness()
     client = Client(
         region=settings.region,
         endpoint_url=settings.endpoint_url,
@@ -87,6 +99,7 @@ def build(settings: Settings, signals: Signals, session: Any = None) -> Runner:
         abort=shutdown.fast,
         log=log,
         session=session,
+        liveness=liveness,
     )
     logs.mask_values(client.secrets)
     s3 = S3(
@@ -113,9 +126,19 @@ def build(settings: Settings, signals: Signals, session: Any = None) -> Runner:
         requests=signals.inbox,
         journal=journal,
         log=log,
+        liveness=liveness,
     )
     return Runner(
-        settings, signals, shutdown, log, client, s3, work_dir, journal, worker
+        settings,
+        signals,
+        shutdown,
+        log,
+        client,
+        s3,
+        work_dir,
+        journal,
+        worker,
+        liveness,
     )
 
 
@@ -149,9 +172,10 @@ def open_work_dir(
     return work_dir
 
 
-def start(runner: Runner) -> None:
+def start(runner: Runner, **details: Any) -> None:
     """Before the first poll: what the last run left (its trees killed, its unsent
-    statuses sent, from the journal), then the worker."""
+    statuses sent, from the journal), then the worker; ``details`` go on its
+    start-up line."""
     recovery = recover(
         runner.journal,
         runner.client,
@@ -159,6 +183,7 @@ def start(runner: Runner) -> None:
         log=runner.log,
     )
     runner.worker.blocked_attempts = recovery.blocked_attempts
+    http_address = _serve_http(runner)
     runner.worker.start(
         version=__version__,
         region=runner.client.region,
@@ -166,7 +191,28 @@ def start(runner: Runner) -> None:
         work_dir=str(runner.work_dir.root),
         # under ProtectSystem=strict (or a read-only root), where tasks can write
         writable_paths=systemd.writable_paths(),
+        http_address=http_address,
+        **details,
     )
+
+
+def _serve_http(runner: Runner) -> str | None:
+    """/healthz, /readyz and /metrics when ``http_address`` is set; the address
+    listened on. Raises ``ConfigError`` when it cannot listen."""
+    if runner.settings.http_address is None:
+        return None
+    from runner import health, metrics  # noqa: PLC0415 - only with http_address
+
+    host, port = split_http_address(runner.settings.http_address)
+    worker, client, shutdown = runner.worker, runner.client, runner.shutdown
+    runner.http = health.HealthServer(
+        host,
+        port,
+        live=lambda: probes.live(runner.liveness),
+        ready=lambda: probes.ready(worker, client, shutdown),
+        metrics=metrics.exposition(worker, client),
+    )
+    return runner.http.start()
 
 
 def serve(settings: Settings) -> int:
@@ -175,16 +221,29 @@ def serve(settings: Settings) -> int:
     signals = Signals()
     signals.install()
     runner = build(settings, signals)
-    runner_id = settings.taskrunner_id or settings.hostname or default_hostname()
+    # the runner's own id: two runners on one host never ship to the same keys
     shipper = logship.start(
-        settings.log_uri, s3=runner.s3, runner_id=runner_id, log=runner.log
+        settings.log_uri,
+        s3=runner.s3,
+        runner_id=runner.worker.taskrunner_id,
+        log=runner.log,
     )
     supervisor.enable_subreaper()
+    metadata = ec2.metadata_service()
+    identity = ec2.instance_identity(metadata, runner.log)
     runner.worker.preflight()
     gc.collect()  # the sessions' endpoint tables, in reference cycles (aws/session.py)
-    start(runner)
+    watch = None
+    if identity is not None and metadata is not None:
+        runner.worker.instance_identity = identity.to_api()
+        watch = ec2.InstanceWatch(metadata, signals.inbox, runner.log)
+    start(runner, instance_id=identity.instance_id if identity else None)
     systemd.ready()
+    if watch is not None:
+        watch.start()
     dispatch(runner)
+    if watch is not None:
+        watch.stop()
     if shipper is not None:
         shipper.close(logship.CLOSE_TIMEOUT_S)
     return 0
@@ -194,6 +253,7 @@ def dispatch(runner: Runner) -> None:
     """The main thread until the runner has drained: act on each request of the
     inbox, expire the drain, do the housekeeping; then stop the worker."""
     shutdown, worker = runner.shutdown, runner.worker
+    notifier = probes.Notifier(runner.liveness, worker, shutdown, runner.log)
     stop_signals = 0
     while True:
         request = runner.signals.next(_next_wait_s(shutdown))
@@ -206,11 +266,20 @@ def dispatch(runner: Runner) -> None:
             if worker.idle():
                 break
         worker.housekeeping()
-        systemd.watchdog()
-    systemd.stopping()
+        notifier.notify()
     worker.stop()
+    if runner.http is not None:
+        runner.http.close()
     runner.journal.close()
-    runner.log.info("runner_stopped", **dataclasses.asdict(worker.statistics()))
+    stats = worker.statistics()
+    runner.log.info(
+        "runner_stopped",
+        polls=stats.polls,
+        tasks_started=stats.tasks_started,
+        tasks_running=stats.tasks_running,
+        outcomes=dict(stats.outcomes),
+        terminate_requested=stats.terminate_requested,
+    )
 
 
 def _act(runner: Runner, request: Request, *, second_signal: bool) -> None:
@@ -222,6 +291,7 @@ def _act(runner: Runner, request: Request, *, second_signal: bool) -> None:
         runner.shutdown.hurry(_name(request))
         runner.worker.hurry()
     elif runner.shutdown.begin(_name(request)):
+        systemd.stopping()
         runner.worker.drain()
 
 

@@ -16,6 +16,10 @@ Why it is built this way:
 - The thread body has the house shape: an exception from ``fn`` is logged with its
   traceback and kept in ``error``; the thread keeps beating, because the next call
   may well succeed and the caller judges from ``last_success``. Nothing dies silently.
+- Given a ``Liveness``, the thread is watched: it must finish an iteration (a wait,
+  a beat, or inside the beat each try of its calls, which the client ticks) within
+  the interval plus ``call_timeout_s``. It leaves the watch only when it ends
+  cleanly; one that dies of a bug goes overdue.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 import structlog
 
 from runner.errors import RunnerError
+from runner.liveness import Liveness, Watch
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +58,13 @@ class Heartbeat:
         name: str,
         log: structlog.typing.FilteringBoundLogger,
         first_delay_s: float | None = None,
+        liveness: Liveness | None = None,
+        call_timeout_s: float = 0.0,
     ) -> None:
         self._fn = fn
+        self._liveness = liveness
+        self._call_timeout_s = call_timeout_s
+        self._watch: Watch | None = None
         self._interval_s = interval_s
         self._first_delay_s = first_delay_s  # None: one interval, as it is then
         self.name = name
@@ -92,6 +102,9 @@ class Heartbeat:
         """Change the interval; the next call is rescheduled from the start of
         the last one (at once if that is already past)."""
         self._interval_s = interval_s
+        watch = self._watch
+        if watch is not None:
+            watch.bound_s = self._bound_s()
         self._wake.set()
 
     def statistics(self) -> HeartbeatStatistics:
@@ -111,11 +124,19 @@ class Heartbeat:
 
     # ----------------------------------------------------------------- thread
 
+    def _bound_s(self) -> float:
+        return max(self._interval_s, self._first_delay_s or 0.0) + self._call_timeout_s
+
     def _run(self) -> None:
+        liveness = self._liveness
         try:
+            if liveness is not None:
+                self._watch = liveness.enter(self.name, self._bound_s())
             last_start: float | None = None
             origin = time.monotonic()
             while not self._stop.is_set():
+                if liveness is not None:
+                    liveness.tick()
                 if last_start is not None:
                     due = last_start + self._interval_s
                 elif self._first_delay_s is not None:
@@ -132,6 +153,9 @@ class Heartbeat:
         except Exception as exc:  # noqa: BLE001 - thread top: log, keep, never die silently
             self._log.exception("heartbeat_crashed", heartbeat=self.name)
             self.error = exc
+            return  # watched still: a dead heartbeat goes overdue
+        if liveness is not None:
+            liveness.leave()
 
     def _beat(self) -> None:
         error: Exception | None = None

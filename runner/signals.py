@@ -35,6 +35,7 @@ DUMP_SIGNAL = signal.SIGUSR1
 TERMINATE = "terminate"  # ReportTaskRunnerHeartbeat answered terminate: true
 LOCAL_RUN_ENDED = "local-run-ended"  # run --local: every instance has ended
 WAKE = "wake"  # look again: a task ended while the runner drains
+INSTANCE_ENDING = "instance-ending"  # a spot or Auto Scaling notice (ec2.py)
 
 Request = int | str
 _Handler = Any  # what signal.signal returns: a callable, an int, or None

@@ -14,6 +14,12 @@ Threads (style.md), every one made at ``start`` and joined at ``stop``:
 * ``runner-heartbeat``: ReportTaskRunnerHeartbeat for every group. ``terminate:
   true`` is put in the dispatcher's inbox, as a signal would be.
 
+Given a ``Liveness``, the pollers and the heartbeats are watched (``liveness.py``):
+a poller must come round within the poll's read timeout plus its longest
+backoff, a heartbeat within its interval plus one call's timeout (each plus 10 s).
+Task threads are not: a task may rightly run for hours. The counters are in
+``workerbooks.py``.
+
 The worker never handles signals and never decides to stop: the dispatcher
 (``daemon.py``) calls ``drain``, ``expire``, ``hurry`` and ``stop``, following the one
 shutdown state. On a drain the pollers stop at once (a poll in flight is abandoned:
@@ -30,22 +36,23 @@ import random
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from runner import supervisor
-from runner.aws.client import Client
+from runner.aws.client import CALL_TIMEOUT_S, Client
 from runner.aws.s3 import S3
 from runner.drain import Shutdown
 from runner.errors import ConfigError, RejectedRequestError, TransientServiceError
 from runner.heartbeat import Heartbeat
+from runner.liveness import Liveness
 from runner.signals import TERMINATE, WAKE, Request
 from runner.task.execution import Execution, ExecutionResult, ExecutionSettings
 from runner.task.journal import Journal
 from runner.taskmodel import StopReason
 from runner.workdir import WorkDir
+from runner.workerbooks import WorkerBooks, WorkerStatistics
 
 #: At most one poll a second per group when the service answers at once.
 POLL_FLOOR_S = 1.0
@@ -60,16 +67,7 @@ PRUNE_EVERY_S = 3600.0
 #: rarely enough that an idle runner stays near 0 % CPU.
 REAP_EVERY_S = 5.0
 
-
-@dataclass(frozen=True, slots=True)
-class WorkerStatistics:
-    """A snapshot of the worker's counters."""
-
-    polls: int
-    tasks_started: int
-    tasks_running: int
-    outcomes: dict[str, int]
-    terminate_requested: bool
+__all__ = ["Worker", "WorkerStatistics", "default_hostname"]
 
 
 class Worker:
@@ -93,13 +91,14 @@ class Worker:
         journal: Journal,
         log: structlog.typing.FilteringBoundLogger,
         poll_floor_s: float = POLL_FLOOR_S,
+        liveness: Liveness | None = None,
     ) -> None:
         self._client = client
         self._s3 = s3
         self._work_dir = work_dir
         self._groups = worker_groups
         self._hostname = hostname
-        self._taskrunner_id = taskrunner_id
+        self.taskrunner_id = taskrunner_id
         self._max_tasks = max_tasks
         self._slots = threading.BoundedSemaphore(max_tasks)
         self._keep_attempts = keep_attempts
@@ -110,16 +109,16 @@ class Worker:
         #: Attempts whose earlier run left processes that could not be killed
         #: (``recovery``): never run beside them.
         self.blocked_attempts: frozenset[str] = frozenset()
+        #: The EC2 identity document and signature (``ec2.py``), set before start.
+        self.instance_identity: dict[str, str] | None = None
         self._log = log
         self._poll_floor_s = poll_floor_s
         self._lock = threading.Lock()
         self._running: dict[object, Execution] = {}
         self._tasks: queue.SimpleQueue[tuple[str, dict[str, Any]] | None]
         self._tasks = queue.SimpleQueue()
-        self._polls = 0
-        self._started = 0
-        self._outcomes: dict[str, int] = {}
-        self._terminate = False
+        self._books = WorkerBooks(max_tasks)
+        self._liveness = liveness
         self._last_prune = 0.0
         self._last_reap = 0.0
         self._runner_heartbeat = Heartbeat(
@@ -128,6 +127,8 @@ class Worker:
             name="runner-heartbeat",
             log=log,
             first_delay_s=0.0,
+            liveness=liveness,
+            call_timeout_s=CALL_TIMEOUT_S,
         )
         self._threads = [
             threading.Thread(
@@ -150,12 +151,19 @@ class Worker:
         try:
             self._beat_runner()
         except RejectedRequestError as exc:
+            said = exc.message or "(the service gave no message)"
             raise ConfigError(
                 f"the Data Pipeline service refused this runner ({exc.code}): "
-                f"{exc.message}. Check the credentials, region and endpoint_url."
+                f"{said}. Check the credentials, region and endpoint_url "
+                "(dp-runner doctor checks each)."
             ) from exc
         except TransientServiceError as exc:
-            self._log.warning("preflight_failed", error=exc.code, message=exc.message)
+            self._log.warning(
+                "service_unreachable",
+                error=exc.code,
+                message=exc.message or "(no message)",
+                detail="polling starts all the same and backs off up to 60 s",
+            )
 
     def start(self, **details: Any) -> None:
         """Start the pollers, the task threads and the runner heartbeat; one
@@ -168,7 +176,7 @@ class Worker:
             "worker_started",
             worker_groups=self._groups,
             hostname=self._hostname,
-            taskrunner_id=self._taskrunner_id,
+            taskrunner_id=self.taskrunner_id,
             max_tasks=self._max_tasks,
             **details,
         )
@@ -227,14 +235,12 @@ class Worker:
             self._prune()
 
     def statistics(self) -> WorkerStatistics:
-        with self._lock:
-            return WorkerStatistics(
-                polls=self._polls,
-                tasks_started=self._started,
-                tasks_running=len(self._running),
-                outcomes=dict(self._outcomes),
-                terminate_requested=self._terminate,
-            )
+        """A snapshot of the counters (``workerbooks``). Thread-safe."""
+        return self._books.snapshot()
+
+    def pollers_alive(self) -> bool:
+        """True while every poller thread runs (they end at the shutdown)."""
+        return all(t.is_alive() for t in self._threads if t.name.startswith("poll-"))
 
     def _executions(self) -> list[Execution]:
         with self._lock:
@@ -245,9 +251,15 @@ class Worker:
     def _serve(self, group: str) -> None:
         """A poller's thread body: reserve a slot, poll, hand a task over with its
         slot, until the shutdown begins."""
-        stop = self._shutdown.requested
+        stop, liveness = self._shutdown.requested, self._liveness
+        if liveness is not None:
+            policy = self._client.policies.poll
+            bound_s = self._client.poll_read_timeout_s + policy.wait_max_s
+            liveness.enter(f"poll-{group}", bound_s)
         try:
             while not stop.is_set():
+                if liveness is not None:
+                    liveness.tick()
                 if not self._slots.acquire(timeout=POLL_FLOOR_S):
                     continue
                 task = self._poll(group)
@@ -258,20 +270,25 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - thread top: log, keep, never die silently
             self._log.exception("poller_crashed", worker_group=group)
             self.error = exc
+            return  # still watched: a dead poller goes overdue
+        if liveness is not None:
+            liveness.leave()
 
     def _poll(self, group: str) -> dict[str, Any] | None:
         """One poll (the client retries errors until the shutdown), then the floor
         wait after an empty answer that came at once. None: no task to run."""
         stop = self._shutdown.requested
         began = time.monotonic()
-        with self._lock:
-            self._polls += 1
+        self._books.polling()
         try:
-            task = self._client.poll_for_task(group, self._hostname)
+            task = self._client.poll_for_task(
+                group, self._hostname, self.instance_identity
+            )
         except Exception:  # noqa: BLE001 - one catch per loop iteration: a bug
             self._log.exception("poll_failed", worker_group=group)
             stop.wait(POLL_BUG_BACKOFF_S)
             return None
+        self._books.polled()
         if task is not None and stop.is_set():
             # Abandoned: never acknowledged, so the service re-offers it.
             self._log.info(
@@ -302,6 +319,7 @@ class Worker:
         own_name = thread.name
         key = object()  # the task id may be what is broken
         result: ExecutionResult | None = None
+        began = time.monotonic()
         try:
             if not isinstance(raw_task.get("taskId"), str) or not raw_task["taskId"]:
                 # Nothing can be reported without it; the service re-offers it
@@ -335,15 +353,17 @@ class Worker:
             thread.name = f"task-{execution.digest}"
             with self._lock:
                 self._running[key] = execution
-                self._started += 1
+            self._books.started()
             result = execution.run()
         except Exception:  # noqa: BLE001 - the task's top: log, record, go on
             self._log.exception("task_run_crashed")
         finally:
             with self._lock:
-                if self._running.pop(key, None) is not None:
-                    label = result.outcome if result else "crashed"
-                    self._outcomes[label] = self._outcomes.get(label, 0) + 1
+                ran = self._running.pop(key, None) is not None
+            if ran:
+                label = result.outcome if result else "crashed"
+                reason = result.reason.value if result and result.reason else None
+                self._books.ended(label, reason, time.monotonic() - began)
             self._slots.release()
             thread.name = own_name
             if self._shutdown.requested.is_set():
@@ -354,10 +374,10 @@ class Worker:
     def _beat_runner(self) -> None:
         for group in self._groups:
             terminate = self._client.report_task_runner_heartbeat(
-                self._taskrunner_id, group, self._hostname
+                self.taskrunner_id, group, self._hostname
             )
-            if terminate and not self._terminate:
-                self._terminate = True
+            if terminate and not self._books.terminate_requested:
+                self._books.terminate_requested = True
                 self._log.info("runner_terminate_requested", worker_group=group)
                 self._requests.put(TERMINATE)
 

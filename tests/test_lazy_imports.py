@@ -14,8 +14,16 @@ import sys
 
 from tests.conftest import REPO
 
-#: Loaded only by ``run --local`` and ``dp-runner local``.
-LOCAL_ONLY = ("runner.localservice", "http.server", "socketserver")
+#: Loaded only by ``run --local`` and ``dp-runner local``, and (the HTTP server and
+#: prometheus-client) by a runner with ``http_address``.
+LOCAL_ONLY = (
+    "runner.localservice",
+    "http.server",
+    "socketserver",
+    "prometheus_client",
+    "runner.health",
+    "runner.metrics",
+)
 
 
 def loaded_after(statement: str) -> set[str]:
@@ -38,6 +46,12 @@ def loaded_after(statement: str) -> set[str]:
 
 def test_the_cli_does_not_import_the_local_service() -> None:
     assert loaded_after("import runner.cli") == set()
+
+
+def test_the_daemon_does_not_import_prometheus_client_until_asked() -> None:
+    assert loaded_after("from runner import daemon, probes") == set()
+    asked = loaded_after("from runner import health, metrics")
+    assert {"prometheus_client", "http.server"} <= asked
 
 
 def test_the_embedded_service_is_imported_when_started() -> None:

@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 
 from runner import systemd
+from runner.aws.client import POLL_READ_TIMEOUT_S
+from runner.aws.retries import RetryPolicies
 from runner.config import Settings
 from runner.drain import STATUS_BUDGET_S
+from runner.liveness import SLACK_S
 
 
 @pytest.fixture
@@ -115,3 +118,14 @@ def test_writable_paths_are_listed_only_under_a_read_only_root() -> None:
         systemd.writable_paths("22 27 0:21 / / rw,relatime - ext4 /dev/vda rw") is None
     )
     assert systemd.writable_paths() is None  # this test process: a writable root
+
+
+def test_the_unit_watchdog_outlasts_a_poll_and_its_longest_backoff() -> None:
+    """A poller ticks before and after every try: at worst a read timeout plus a
+    backoff apart. The unit's WatchdogSec leaves room for that and the slack."""
+    unit = (Path(__file__).parent.parent / "systemd" / "dp-runner.service").read_text()
+    (line,) = [x for x in unit.splitlines() if x.startswith("WatchdogSec=")]
+    poller_bound_s = (
+        POLL_READ_TIMEOUT_S + RetryPolicies.default().poll.wait_max_s + SLACK_S
+    )
+    assert poller_bound_s < float(line.partition("=")[2]) == 300

@@ -22,15 +22,16 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
 import botocore.exceptions
+from botocore import xform_name  # PutPipelineDefinition -> put_pipeline_definition
 from structlog.typing import FilteringBoundLogger
 
+from runner.aws.callstats import CallStats
+from runner.aws.callstats import ClientStatistics as ClientStatistics  # noqa: PLC0414 - re-export
 from runner.aws.pollanswer import MALFORMED
 from runner.aws.retries import RetryPolicies as RetryPolicies  # noqa: PLC0414 - re-export
 from runner.aws.retries import RetryPolicy as RetryPolicy  # noqa: PLC0414 - re-export
@@ -49,6 +50,7 @@ from runner.errors import (
     TaskNotFoundError,
     TransientServiceError,
 )
+from runner.liveness import Liveness
 from runner.taskmodel import FinalStatus, digest
 
 T = TypeVar("T")
@@ -57,16 +59,9 @@ POLL_READ_TIMEOUT_S = 100.0  # above the service's 90 s long-poll hold
 POLL_CONNECT_TIMEOUT_S = 10.0
 SHORT_READ_TIMEOUT_S = 20.0
 SHORT_CONNECT_TIMEOUT_S = 5.0
+#: The longest one try of any call but the poll can take.
+CALL_TIMEOUT_S = SHORT_CONNECT_TIMEOUT_S + SHORT_READ_TIMEOUT_S
 DESCRIBE_BATCH = 25  # DescribeObjects takes at most 25 ids per call
-
-
-@dataclass(frozen=True, slots=True)
-class ClientStatistics:
-    """A snapshot: tries per operation, retries scheduled, errors by code."""
-
-    calls: Mapping[str, int]
-    retries: int
-    errors: Mapping[str, int]
 
 
 class Client:
@@ -81,6 +76,8 @@ class Client:
     Region: ``region``, else ``AWS_REGION``, else boto3's chain (AWS_DEFAULT_REGION,
     the profile); none and no ``endpoint_url`` raises ``ConfigError``. Credentials
     are boto3's chain, untouched. ``poll_read_timeout_s`` exists for tests.
+    ``liveness``: the calling thread's watch is ticked before and after every try
+    (``runner.liveness``), so errors and backoffs count as iterations.
     """
 
     def __init__(
@@ -94,15 +91,17 @@ class Client:
         log: FilteringBoundLogger,
         session: Any = None,
         poll_read_timeout_s: float = POLL_READ_TIMEOUT_S,
+        liveness: Liveness | None = None,
     ) -> None:
         self._abort = abort
         self._both = (stop, abort)  # what cuts short the poll and the runner heartbeat
-        self._policies = policies or RetryPolicies.default()
+        self.policies = self._policies = policies or RetryPolicies.default()
         self._log = log
-        self._lock = threading.Lock()
-        self._calls: Counter[str] = Counter()
-        self._errors: Counter[str] = Counter()
-        self._retries = 0
+        self._stats = CallStats()
+        self.liveness = liveness
+        #: A watched poller's bound is this plus the poll's longest backoff: the
+        #: liveness ticks before and after each try, so the two never add up.
+        self.poll_read_timeout_s = poll_read_timeout_s
         try:
             # boto3 ignores AWS_REGION (boto/boto3#3620); the CLI and the other SDKs
             # read it first, and design.md promises it works, so it comes first here
@@ -121,17 +120,27 @@ class Client:
             #: The secret key and session token this client signs with, for the
             #: log's mask (``logs.mask_values``); the session itself is dropped.
             self.secrets = credential_secrets(session)
+            #: Where the calls go: ``endpoint_url``, or the one botocore resolved.
+            self.endpoint_url: str = self._short.meta.endpoint_url
         except botocore.exceptions.BotoCoreError as exc:  # a bad profile, a bad region
             raise ConfigError(f"Data Pipeline client: {exc}") from exc
 
     # -- the worker's operations ------------------------------------------------
 
-    def poll_for_task(self, worker_group: str, hostname: str) -> dict[str, Any] | None:
+    def poll_for_task(
+        self,
+        worker_group: str,
+        hostname: str,
+        instance_identity: Mapping[str, str] | None = None,
+    ) -> dict[str, Any] | None:
         """Long-poll (up to ~90 s) for a task; the raw ``taskObject`` or ``None``.
+        ``instance_identity``: the EC2 document and signature, sent when known.
         A read timeout on the long poll means no task, not an error. A task whose
         shape botocore could not parse comes without objects, and with the problem
         under ``pollanswer.MALFORMED``."""
-        request = {"workerGroup": worker_group, "hostname": hostname}
+        request: dict[str, Any] = {"workerGroup": worker_group, "hostname": hostname}
+        if instance_identity is not None:
+            request["instanceIdentity"] = dict(instance_identity)
 
         def poll() -> dict[str, Any] | None:
             try:
@@ -249,11 +258,7 @@ class Client:
         return found
 
     def statistics(self) -> ClientStatistics:
-        """A consistent snapshot of the counters. Thread-safe."""
-        with self._lock:
-            return ClientStatistics(
-                dict(self._calls), self._retries, dict(self._errors)
-            )
+        return self._stats.snapshot()  # a consistent snapshot; thread-safe
 
     # -- machinery ---------------------------------------------------------------
 
@@ -295,7 +300,7 @@ class Client:
     ) -> dict[str, Any]:
         """One operation on the short client, retried; the answer sans metadata.
         For operations without a method here (``management.py``)."""
-        method = getattr(self._short, _snake(operation))
+        method = getattr(self._short, xform_name(operation))
         answer = self._retry(
             operation,
             lambda: self._try(operation, method, request),
@@ -327,16 +332,20 @@ class Client:
         method: Callable[..., dict[str, Any]],
         request: Mapping[str, Any],
     ) -> dict[str, Any]:
-        """One counted try; a foreign error leaves as ours, ``from`` the original."""
-        with self._lock:
-            self._calls[operation] += 1
+        """One counted and timed try; a foreign error leaves as ours, ``from`` the
+        original. The calling thread's liveness watch is ticked before and after."""
+        if liveness := self.liveness:
+            liveness.tick()
+        began = time.monotonic()
         try:
-            return method(**request)
+            answer = method(**request)
         except FOREIGN_ERRORS as exc:
             error = translate(operation, exc)
             code = error.code if isinstance(error, ServiceError) else type(exc).__name__
-            with self._lock:
-                self._errors[code] += 1
+            answered = not isinstance(error, TransientServiceError)
+            self._stats.tried(operation, began, code, answered=answered)
+            if liveness:
+                liveness.tick()
             if isinstance(error, RejectedRequestError):  # never retried
                 self._log.error(
                     "service_credentials_rejected"  # an operator's problem
@@ -347,6 +356,10 @@ class Client:
                     message=error.message[:500],
                 )
             raise error from exc
+        self._stats.tried(operation, began, None, answered=True)
+        if liveness:
+            liveness.tick()
+        return answer
 
     def _retry(
         self,
@@ -363,8 +376,7 @@ class Client:
         context = {"task_id": digest(task)} if task is not None else {}
 
         def on_retry(attempt_number: int, wait_s: float, error: BaseException) -> None:
-            with self._lock:
-                self._retries += 1
+            self._stats.retried()
             self._log.warning(
                 "client_retry_scheduled",
                 operation=operation,
@@ -374,16 +386,15 @@ class Client:
                 **context,
             )
 
-        return call_with_retries(
-            attempt,
-            policy,
-            retry_on=retry_on,
-            interrupt=interrupt,
-            on_retry=on_retry,
-            deadline_s=deadline_s,
-        )
-
-
-def _snake(operation: str) -> str:
-    """``PutPipelineDefinition`` -> ``put_pipeline_definition`` (boto3's names)."""
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in operation).lstrip("_")
+        try:
+            return call_with_retries(
+                attempt,
+                policy,
+                retry_on=retry_on,
+                interrupt=interrupt,
+                on_retry=on_retry,
+                deadline_s=deadline_s,
+            )
+        except ServiceError:
+            self._stats.failed(operation)
+            raise

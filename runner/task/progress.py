@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from structlog.typing import FilteringBoundLogger
 
-from runner.aws.client import Client
+from runner.aws.client import CALL_TIMEOUT_S, Client
 from runner.errors import ServiceError, TaskNotFoundError
 from runner.heartbeat import Heartbeat
 from runner.taskmodel import StopReason
@@ -95,7 +95,12 @@ class Progress:
         self._on_stop = on_stop
         self._acked_at = time.monotonic()
         self._heartbeat = Heartbeat(
-            self._beat, interval_s=interval_s, name=name, log=log
+            self._beat,
+            interval_s=interval_s,
+            name=name,
+            log=log,
+            liveness=client.liveness,
+            call_timeout_s=CALL_TIMEOUT_S,
         )
 
     def start(self) -> None:

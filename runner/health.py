@@ -1,0 +1,139 @@
+"""The runner's HTTP listener: ``/healthz``, ``/readyz`` and ``/metrics``.
+
+Owns: the listening socket (``http_address``), its ``http`` thread, and the mapping
+of the three paths to answers: 200 or 503 with a one-line reason for the probes,
+the Prometheus text for ``/metrics``; 404 for anything else. What the answers say
+is decided elsewhere (``probes.py``, ``metrics.py``), handed in as callables.
+
+Must not: be imported unless ``http_address`` is set (``http.server`` and
+``socketserver`` cost the idle daemon RSS: ``tests/test_lazy_imports.py``), block
+the dispatcher, or let a slow client hold a thread for long (a socket timeout).
+
+Why the stdlib server and not prometheus-client's ``start_http_server``: the
+probes need paths of their own, and a ``ThreadingHTTPServer`` with daemon threads
+is what that function builds anyway. Each request is answered from snapshots, so a
+scrape never waits on a poll or a task.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from runner.errors import ConfigError
+
+#: A probe's verdict: healthy or not, and a line that says why.
+Verdict = tuple[bool, str]
+#: How long a client may take to send its request.
+REQUEST_TIMEOUT_S = 5.0
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    routes: dict[str, Callable[[], tuple[int, bytes, str]]]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    timeout = REQUEST_TIMEOUT_S
+    server_version = "dp-runner"
+
+    def do_GET(self) -> None:
+        route = self.server.routes.get(self.path.split("?", 1)[0])
+        if route is None:
+            status, body, kind = 404, b"not found\n", "text/plain; charset=utf-8"
+        else:
+            status, body, kind = route()
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """No access log: a scrape every 15 s would fill the runner's own log."""
+
+
+def _probe(verdict: Callable[[], Verdict]) -> Callable[[], tuple[int, bytes, str]]:
+    def answer() -> tuple[int, bytes, str]:
+        ok, why = verdict()
+        return (200 if ok else 503), (why + "\n").encode(), "text/plain; charset=utf-8"
+
+    return answer
+
+
+class HealthServer:
+    """Serves the three paths on its own thread from ``start`` to ``close``."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        live: Callable[[], Verdict],
+        ready: Callable[[], Verdict],
+        metrics: Callable[[], tuple[bytes, str]],
+    ) -> None:
+        self._bind = (host, port)
+
+        def scrape() -> tuple[int, bytes, str]:
+            body, kind = metrics()
+            return 200, body, kind
+
+        self._routes = {"/healthz": _probe(live), "/readyz": _probe(ready)}
+        self._routes["/metrics"] = scrape
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> str:
+        """Listen and serve; the address listened on (``HOST:PORT``, the port the
+        OS chose for port 0). ``ConfigError`` (exit 78) when it cannot listen."""
+        host, port = self._bind
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        server_class = type("_Bound", (_Server,), {"address_family": family})
+        try:
+            server = server_class((host, port), _Handler)
+        except OSError as exc:
+            raise ConfigError(
+                f"http_address={_join(host, port)}: cannot listen: "
+                f"{exc.strerror or exc}"
+            ) from None
+        server.routes = self._routes
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="http", daemon=True
+        )
+        self._thread.start()
+        return _join(host, server.server_address[1])
+
+    def close(self) -> None:
+        """Stop listening; blocks until the serving loop has ended (≤ 0.5 s)."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+def _join(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def check(host: str, port: int, path: str, timeout_s: float = 5.0) -> Verdict:
+    """``dp-runner healthcheck``: GET ``path`` from a runner's listener, never
+    through a proxy; healthy on a 200. A listener on every address (``0.0.0.0``,
+    ``::``) is asked on loopback."""
+    import http.client  # noqa: PLC0415 - only the healthcheck command asks
+
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104 - matched, not bound
+    connection = http.client.HTTPConnection(host, port, timeout=timeout_s)
+    try:
+        connection.request("GET", path)
+        answer = connection.getresponse()
+        text = answer.read(4096).decode("utf-8", "replace").strip()
+    except (OSError, http.client.HTTPException) as exc:
+        return False, f"{_join(host, port)}{path}: {exc}"
+    finally:
+        connection.close()
+    return answer.status == 200, f"{answer.status} {text}"
