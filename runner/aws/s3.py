@@ -34,17 +34,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from boto3.exceptions import Boto3Error
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from s3transfer.exceptions import (
-    RetriesExceededError,
-    S3DownloadFailedError,
-    S3UploadFailedError,
-)
 from s3transfer.subscribers import BaseSubscriber
 
+from runner.aws import s3errors
 from runner.aws.retries import RetryPolicy, call_with_retries
 from runner.aws.session import new_session
 from runner.errors import StagingError, TransientStagingError
@@ -61,35 +56,6 @@ READ_TIMEOUT_S = 60.0
 DEFAULT_POLICY = RetryPolicy(
     attempts=5, budget_s=60.0, wait_initial_s=0.5, wait_max_s=10
 )
-#: Error codes S3 answers for a passing condition (worth another try).
-_TRANSIENT_CODES = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "RequestTimeout",
-        "RequestTimeTooSkewed",
-        "InternalError",
-        "ServiceUnavailable",
-        "503",
-        "500",
-    }
-)
-
-_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
-#: What botocore, boto3's wrappers (``S3UploadFailedError`` keeps the ``ClientError``
-#: as its context), s3transfer and the disk raise during a transfer.
-_TRANSFER_ERRORS = (
-    ClientError,
-    BotoCoreError,
-    Boto3Error,
-    RetriesExceededError,
-    S3DownloadFailedError,
-    S3UploadFailedError,
-    OSError,
-)
-_NO_BUCKET = _NOT_FOUND | {"NoSuchBucket"}
-_ACCESS_DENIED = frozenset({"403", "AccessDenied", "AllAccessDisabled", "Forbidden"})
 #: Waited on when a caller gives no stop event: never set.
 _NEVER = threading.Event()
 
@@ -124,20 +90,6 @@ def relative_key_path(bucket: str, key: str, prefix: str) -> PurePosixPath | Non
 
 def _safe_parts(parts: list[str]) -> bool:
     return all(p not in ("", ".", "..") and "\0" not in p for p in parts)
-
-
-def _client_error_code(exc: BaseException) -> tuple[str, str] | None:
-    """The (code, message) of the ``ClientError`` in ``exc``'s chain, if any.
-    boto3 wraps upload errors in ``S3UploadFailedError`` raised inside ``except``."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ClientError):
-            error = current.response.get("Error", {})
-            return str(error.get("Code", "")), str(error.get("Message", ""))
-        current = current.__cause__ or current.__context__
-    return None
 
 
 class S3:
@@ -289,8 +241,8 @@ class S3:
         try:
             self.client.head_object(Bucket=bucket, Key=key)
         except ClientError as exc:
-            code = (_client_error_code(exc) or ("", ""))[0]
-            if code in _NOT_FOUND and not self._no_bucket(bucket):
+            code = s3errors.code_of(exc)
+            if code in s3errors.NOT_FOUND and not self._no_bucket(bucket):
                 return False
             raise
         return True
@@ -372,31 +324,12 @@ class S3:
             return fn()
         except StagingError:
             raise
-        except _TRANSFER_ERRORS as exc:
+        except s3errors.TRANSFER_ERRORS as exc:
             raise self._translate(uri, exc) from exc
 
-    def _translate(  # noqa: PLR0911 - one return per class of S3 error
-        self, uri: str, exc: BaseException
-    ) -> StagingError:
-        found = _client_error_code(exc)
-        if found is None:
-            if isinstance(exc, OSError) and not isinstance(exc, BotoCoreError):
-                return StagingError("StagingIOError", f"{uri}: local file error: {exc}")
-            # a broken connection, a timeout, a streaming error: worth another try
-            return TransientStagingError("S3Error", f"{uri}: {exc}")
-        code, message = found
+    def _translate(self, uri: str, exc: BaseException) -> StagingError:
         bucket, _ = parse_s3_uri(uri)
-        if code in _TRANSIENT_CODES:
-            return TransientStagingError("S3Error", f"{uri}: {code}: {message}")
-        if code == "NoSuchBucket" or (code in _NOT_FOUND and self._no_bucket(bucket)):
-            return StagingError(
-                "S3NoSuchBucket", f"{uri}: bucket {bucket!r} does not exist"
-            )
-        if code in _NOT_FOUND:
-            return StagingError("S3NoSuchKey", f"{uri}: no such key")
-        if code in _ACCESS_DENIED:
-            return StagingError("S3AccessDenied", f"{uri}: access denied ({message})")
-        return StagingError("S3Error", f"{uri}: {code}: {message or exc}")
+        return s3errors.translate(uri, bucket, exc, lambda: self._no_bucket(bucket))
 
     def _no_bucket(self, bucket: str) -> bool:
         """A HEAD answers a bare 404 for a missing key and a missing bucket alike;
@@ -404,7 +337,7 @@ class S3:
         try:
             self.client.head_bucket(Bucket=bucket)
         except ClientError as exc:
-            return (_client_error_code(exc) or ("", ""))[0] in _NO_BUCKET
+            return s3errors.code_of(exc) in s3errors.NO_BUCKET
         except BotoCoreError:
             return False
         return False
