@@ -365,11 +365,12 @@ def kind_of(type_name: str) -> str:
     return found.kind if found is not None else ""
 
 
-_USER_FIELD = re.compile(r"\*?my[A-Z_]")
+_USER_FIELD = re.compile(r"\*?my")
 
 
 def is_user_field(key: str) -> bool:
-    """A user-defined field: "prefixed with the word "my" in all lower-case
-    letters, followed by a capital letter or underscore" (DG
-    dp-writing-pipeline-definition); `*` in front marks it encrypted."""
+    """A user-defined field: one that starts with "my" (`*` in front marks it
+    encrypted). The DG (dp-writing-pipeline-definition) asks for "my" and then a
+    capital letter or underscore; a field that only starts with "my" is the user's
+    all the same, and never warned about (issue 13: no warning for `my` fields)."""
     return _USER_FIELD.match(key) is not None

@@ -332,16 +332,23 @@ def test_fields_of_default_are_checked_against_every_type(dp: Any) -> None:
     ]
 
 
-def test_a_user_field_is_my_then_a_capital_or_underscore(dp: Any) -> None:
-    """DG dp-writing-pipeline-definition: "prefixed with the word "my" in all
-    lower-case letters, followed by a capital letter or underscore"."""
+def test_any_field_starting_with_my_is_a_user_field(dp: Any) -> None:
+    """No warning for a field of the user's own: it starts with "my" (the DG's
+    "my" and a capital letter or underscore included)."""
     answer = validate(
         dp,
-        {"id": "A", "type": "ShellCommandActivity", "command": "true", "myfield": "x"},
+        {
+            "id": "A",
+            "type": "ShellCommandActivity",
+            "command": "true",
+            "myfield": "x",
+            "myOther": "y",
+            "*mySecret": "z",
+            "mistyped": "w",
+        },
     )
     assert warnings(answer)["A"] == [
-        "Unknown field 'myfield' on ShellCommandActivity; a field of your own starts "
-        "with 'my' and a capital letter or '_' (DG dp-writing-pipeline-definition)"
+        "Unknown field 'mistyped' on ShellCommandActivity; did you mean 'type'?"
     ]
 
 
