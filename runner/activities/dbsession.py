@@ -220,15 +220,16 @@ class PgSession(Session):
             copy_sql = f"COPY ({query}) TO STDOUT ({_pg_format(dialect)})"
             with self.conn.cursor() as cur, cur.copy(copy_sql) as copy:
                 buffer: list[bytes] = []
-                size = 0
-                for data in copy:
+                size = count = 0
+                for data in copy:  # one row each
                     buffer.append(bytes(data))
                     size += len(data)
+                    count += 1
                     if size >= EXPORT_BUFFER_BYTES:
                         yield translate(b"".join(buffer))
                         buffer, size = [], 0
                 yield translate(b"".join(buffer)) + translate.leftover()
-            rows.append(cur.rowcount)
+            rows.append(count)
         except psycopg.Error as exc:
             raise _pg_failure(exc) from exc
 
