@@ -110,11 +110,12 @@ def _wait_ready(connect: Any, process: subprocess.Popen[bytes], log: Path) -> No
     while True:
         try:
             connect().close()
-            return
         except Exception as exc:  # noqa: BLE001 - not up yet, whatever it says
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"database server did not start ({exc}):\n{_tail(log)}")
             time.sleep(0.1)
+        else:
+            return
 
 
 class _Probe:
@@ -171,8 +172,11 @@ def postgres_server() -> Iterator[DbServer]:
     subprocess.run(
         _as_user(
             "postgres",
-            [initdb, "-D", str(data), "-U", "postgres", "--pwfile", str(folder / "pw")]
-            + ["--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8"],
+            [
+                *(initdb, "-D", str(data), "-U", "postgres"),
+                *("--pwfile", str(folder / "pw"), "-E", "UTF8"),
+                *("--auth-host=scram-sha-256", "--auth-local=trust"),
+            ],
         ),
         check=True,
         capture_output=True,
@@ -219,8 +223,10 @@ def mariadb_server() -> Iterator[DbServer]:
     data, log, sock = folder / "data", folder / "server.log", folder / "sock"
     user = ["--user=mysql"] if _as_root() else []
     subprocess.run(
-        [install, "--no-defaults", f"--datadir={data}", *user]
-        + ["--auth-root-authentication-method=normal", "--skip-test-db"],
+        [
+            *(install, "--no-defaults", f"--datadir={data}", *user),
+            *("--auth-root-authentication-method=normal", "--skip-test-db"),
+        ],
         check=True,
         capture_output=True,
         timeout=180,

@@ -36,10 +36,8 @@ def encode(value: str | None, separator: str = ",") -> str:
     """The DG dialect, written out independently of runner/activities/dialect.py."""
     if value is None:
         return "\\N"
-    out = []
-    for char in value:
-        out.append("\\" + char if char in ("\\", separator, "\n") else char)
-    return "".join(out)
+    specials = ("\\", separator, "\n")
+    return "".join("\\" + c if c in specials else c for c in value)
 
 
 def lines(rows: list[tuple[int, str | None, str | None]], separator: str = ",") -> str:

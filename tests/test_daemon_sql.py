@@ -61,11 +61,8 @@ def sql_activity(script: str, *args: str, **fields: Any) -> dict[str, Any]:
 
 def everything_written(runner: RunnerProcess) -> str:
     """The runner's log and every file of its work dir, as text."""
-    texts = [runner.log_path.read_text(errors="replace")]
-    for path in runner.work_dir.rglob("*"):
-        if path.is_file() and path.suffix != ".db":
-            texts.append(path.read_text(errors="replace"))
-    return "\n".join(texts)
+    paths = [runner.log_path, *(p for p in runner.work_dir.rglob("*") if p.is_file())]
+    return "\n".join(p.read_bytes().decode(errors="replace") for p in paths)
 
 
 def assert_no_password(

@@ -77,10 +77,13 @@ REGISTRY: Mapping[str, Activity] = {
     CopyActivity.type_name: CopyActivity(),
 }
 
-_ON_EMR = "runs on an EmrCluster (runsOn), where AWS installs its own runner"
+_ON_EMR = (
+    "not supported by dp-runner: it runs on an EmrCluster (runsOn), where AWS "
+    "installs its own runner"
+)
 #: Data Pipeline types dp-runner does not run, and why (the README's table).
 NOT_RUN: Mapping[str, str] = {
-    "RedshiftCopyActivity": "is not yet supported by dp-runner",
+    "RedshiftCopyActivity": "not yet supported by dp-runner",
     "EmrActivity": _ON_EMR,
     "HadoopActivity": _ON_EMR,
     "HiveActivity": _ON_EMR,
@@ -105,10 +108,10 @@ def activity_for(task: Task) -> Activity:
     activity = REGISTRY.get(type_name)
     if activity is None:
         supported = ", ".join(sorted(REGISTRY))
-        why = NOT_RUN.get(type_name, "is not supported by dp-runner")
+        why = NOT_RUN.get(type_name, "not supported by dp-runner")
         raise ActivityError(
             "UnsupportedActivity",
-            f"activity type {type_name!r:.200} {why}; supported: {supported}",
+            f"activity type {type_name!r:.200} is {why}; supported: {supported}",
         )
     return activity
 

@@ -237,7 +237,8 @@ def parse_jdbc_url(text: str) -> tuple[str, str, int, str | None, dict[str, str]
     host, port (the engine's default when absent), database and the parameters
     (keys lower-cased). Raises ``ActivityError(InvalidField)``; the message never
     quotes the URL (it may carry a password)."""
-    engine = _SCHEMES.get(_scheme(text))
+    jdbc = text.strip().lower().startswith("jdbc:")
+    engine = _SCHEMES.get(_scheme(text)) if jdbc else None
     if engine is None:
         raise ActivityError(
             "InvalidField",
