@@ -162,6 +162,13 @@ def _pg_binary(name: str) -> str:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[DbServer]:
     """A private PostgreSQL for the session, with a login ``dp``."""
+    with running_postgres() as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running_postgres() -> Iterator[DbServer]:
+    """A private PostgreSQL until the ``with`` ends (the benchmark uses it too)."""
     initdb, postgres = _pg_binary("initdb"), _pg_binary("postgres")
     folder = _folder("postgres")
     data, log = folder / "data", folder / "server.log"

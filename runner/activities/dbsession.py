@@ -219,10 +219,11 @@ class PgSession(Session):
             translate = pg_to_dialect(dialect)
             copy_sql = f"COPY ({query}) TO STDOUT ({_pg_format(dialect)})"
             with self.conn.cursor() as cur, cur.copy(copy_sql) as copy:
-                buffer: list[bytes] = []
+                buffer: list[memoryview] = []
                 size = count = 0
-                for data in copy:  # one row each
-                    buffer.append(bytes(data))
+                # read() hands one row at a time (libpq does): keep the loop bare
+                while data := copy.read():
+                    buffer.append(data)
                     size += len(data)
                     count += 1
                     if size >= EXPORT_BUFFER_BYTES:

@@ -22,17 +22,36 @@ import contextlib
 import threading
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
+
+from botocore.config import Config
 
 from runner.aws.s3 import S3, parse_s3_uri, relative_key_path
 
 CHUNK_BYTES = 1024 * 1024
-PART_BYTES = 16 * 1024 * 1024
+PART_BYTES = 8 * 1024 * 1024
+#: Parts uploading at once (as ``aws s3 cp`` does): about that many parts of memory.
+UPLOADS_IN_FLIGHT = 4
 
 
 class S3Streams(S3):
     """``S3`` plus streaming reads and multipart writes (same client, timeouts,
     retries and error translation). Blocking; thread-safe like ``S3``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # A part's body stays one bytes object, sent by one sendall that releases
+        # the GIL once: botocore's default (a CRC32 trailer, "aws-chunked") wraps
+        # it in a reader sent 8 KB at a time, and each block then waits for the
+        # GIL held by the thread that reads the database (the convoy effect).
+        # S3 still checks each part's Content-Length, and TLS its bytes.
+        self._botocore_config = self._botocore_config.merge(
+            Config(
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            )
+        )
 
     def keys(self, uri: str, *, stop: threading.Event | None = None) -> list[str]:
         """The objects a data node names: ``uri`` itself, or for a folder (a URI
@@ -94,9 +113,11 @@ def _gunzip(chunks: Iterator[bytes]) -> Iterator[bytes]:
 
 
 class MultipartWriter:
-    """Writes one object in parts. ``write`` blocks while a full part uploads;
-    ``close`` uploads the rest and completes it (a small object is one PutObject);
-    ``abort`` drops what was uploaded. Not thread-safe: one writer, one thread."""
+    """Writes one object in parts. A full part goes to a small pool of uploads
+    (``UPLOADS_IN_FLIGHT`` at most; ``write`` blocks when they are all busy, so
+    memory holds a few parts, whatever the size); ``close`` uploads the rest and
+    completes it (a small object is one PutObject); ``abort`` drops what was
+    uploaded. One writer, one thread."""
 
     def __init__(
         self,
@@ -115,7 +136,9 @@ class MultipartWriter:
         self._part_size = part_size_bytes
         self._buffer = bytearray()
         self._upload_id: str | None = None
-        self._parts: list[dict[str, Any]] = []
+        self._pool: ThreadPoolExecutor | None = None
+        self._slots = threading.BoundedSemaphore(UPLOADS_IN_FLIGHT)
+        self._parts: list[Future[dict[str, Any]]] = []
         self.bytes_written = 0
 
     def write(self, data: bytes) -> None:
@@ -124,7 +147,29 @@ class MultipartWriter:
         while len(self._buffer) >= self._part_size:
             part = bytes(self._buffer[: self._part_size])
             del self._buffer[: self._part_size]
-            self._upload_part(part)
+            self._send(part)
+
+    def _send(self, part: bytes) -> None:
+        """Start uploading a part (blocks while every upload slot is busy); the
+        producer (a COPY, a cursor) goes on meanwhile. Raises the error of a part
+        that failed already."""
+        if self._pool is None:
+            self._upload_id = self._create()
+            self._pool = ThreadPoolExecutor(UPLOADS_IN_FLIGHT, "s3-part")
+        for done in self._parts:
+            if done.done() and done.exception() is not None:
+                raise done.exception()  # type: ignore[misc]  # checked: not None
+        self._slots.acquire()
+        number = len(self._parts) + 1
+        future = self._pool.submit(self._upload_part, number, part)
+        future.add_done_callback(lambda _: self._slots.release())
+        self._parts.append(future)
+
+    def _finish_uploads(self) -> list[dict[str, Any]]:
+        """Wait for every part; their numbers and ETags, or the first error."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        return [future.result() for future in self._parts]
 
     def close(self) -> None:
         if self._deflate is not None:
@@ -132,7 +177,7 @@ class MultipartWriter:
         rest = bytes(self._buffer)
         self._buffer.clear()
         client = self._s3.client
-        if self._upload_id is None:
+        if self._pool is None:
             self._s3._call(
                 self.uri,
                 lambda: client.put_object(
@@ -143,8 +188,8 @@ class MultipartWriter:
             )
             return
         if rest:
-            self._upload_part(rest)
-        parts = {"Parts": self._parts}
+            self._send(rest)
+        parts = {"Parts": self._finish_uploads()}
         self._s3._call(
             self.uri,
             lambda: client.complete_multipart_upload(
@@ -159,6 +204,8 @@ class MultipartWriter:
 
     def abort(self) -> None:
         """Drop the upload; never raises (the copy has failed already)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
         if self._upload_id is None:
             return
         # best effort: the copy has failed already, and S3 expires what is left
@@ -167,18 +214,19 @@ class MultipartWriter:
                 Bucket=self._bucket, Key=self._key, UploadId=self._upload_id
             )
 
-    def _upload_part(self, data: bytes) -> None:
+    def _create(self) -> str:
         client = self._s3.client
-        if self._upload_id is None:
-            started = self._s3._call(
-                self.uri,
-                lambda: client.create_multipart_upload(
-                    Bucket=self._bucket, Key=self._key, **self._extra
-                ),
-                None,
-            )
-            self._upload_id = str(started["UploadId"])
-        number = len(self._parts) + 1
+        started = self._s3._call(
+            self.uri,
+            lambda: client.create_multipart_upload(
+                Bucket=self._bucket, Key=self._key, **self._extra
+            ),
+            None,
+        )
+        return str(started["UploadId"])
+
+    def _upload_part(self, number: int, data: bytes) -> dict[str, Any]:
+        client = self._s3.client
         answer = self._s3._call(
             self.uri,
             lambda: client.upload_part(
@@ -190,4 +238,4 @@ class MultipartWriter:
             ),
             None,
         )
-        self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+        return {"PartNumber": number, "ETag": answer["ETag"]}
