@@ -175,3 +175,20 @@ def test_cancel_ends_the_statement_on_the_server_and_sends_no_status(
     wait_for(lambda: not running_sleeps(any_db), 5, "the sleep to be gone")
     assert statuses_sent(service) == []
     assert_no_password(any_db, runner, service)
+
+
+def test_attempt_timeout_cancels_the_statement_and_fails(
+    service: LocalService, dp: Any, spawn_runner: Spawn, any_db: DbServer
+) -> None:
+    sleep = (
+        "SELECT pg_sleep(60)" if any_db.engine == "postgresql" else "SELECT SLEEP(60)"
+    )
+    activity = sql_activity(sleep, attemptTimeout="3 seconds")
+    pipeline_id = submit(dp, [default_object(), database_object(any_db), activity])
+    runner = spawn_runner()
+    wait_for(lambda: running_sleeps(any_db), 15, "the sleep on the server")
+    runner.wait_event("task_finished", timeout=20, outcome="failed")
+    wait_for(lambda: not running_sleeps(any_db), 5, "the sleep to be gone")
+    wait_instances(dp, pipeline_id, {"FAILED"})
+    (sent,) = statuses_sent(service)
+    assert sent["errorId"] == "AttemptTimeout"

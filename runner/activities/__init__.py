@@ -7,7 +7,7 @@ entry points ``activity_for`` and ``plan``. Each type lives in its own module
 ``staging.py`` (the S3 side), ``periods.py`` (timeouts) and ``ids.py`` (safe folder
 names). The database types read their objects in ``database.py`` and run
 ``dbjob.py`` as a child (``dbprocess.py``); only that child imports ``dbsession``,
-``copyjob`` and the drivers.
+``dbrows``, ``copyjob`` and the drivers.
 
 Must not: run a step, start a process or call the Data Pipeline API. The only I/O
 while planning is writing files into the attempt's folder (a script); the transfers

@@ -23,27 +23,17 @@ multi-row INSERTs (``redshiftsql.py``), and MySQL PyMySQL's batched INSERTs.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
 import pymysql  # type: ignore[import-untyped]  # PyMySQL ships no stubs
 
 from runner.activities import redshiftsql
-from runner.activities.dialect import (
-    Dialect,
-    RecordReader,
-    dialect_to_pg,
-    encode_record,
-    pg_to_dialect,
-)
+from runner.activities.dbrows import BATCH_ROWS, Param, encode_batches, insert_batches
+from runner.activities.dialect import Dialect, dialect_to_pg, pg_to_dialect
 
-Row = Sequence[bytes | None]
-Param = str | None
-BATCH_ROWS = 1000
-BATCH_BYTES = 4 * 1024 * 1024  # under Redshift's 16 MB statement, MySQL's packet
 EXPORT_BUFFER_BYTES = 1024 * 1024
 
 
@@ -62,24 +52,6 @@ def connect(job: Mapping[str, Any], queue: str | None = None) -> Session:
     if job["engine"] == "mysql":
         return MySqlSession(job)
     return PgSession(job, queue=queue)
-
-
-def _text(value: bytes | None) -> Param:
-    return None if value is None else value.decode("utf-8")
-
-
-def field_bytes(value: object) -> bytes | None:
-    """A fetched value as dialect bytes (None stays None; booleans as t/f, as
-    PostgreSQL's COPY writes them; times in ISO form with a space)."""
-    if value is None:
-        return None
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    if isinstance(value, bool):
-        return b"t" if value else b"f"
-    if isinstance(value, dt.datetime):
-        return value.isoformat(sep=" ").encode()
-    return str(value).encode()
 
 
 class Session:
@@ -177,7 +149,15 @@ class PgSession(Session):
         self.conn.close()
 
     def table_exists(self, table: str) -> bool:
-        found = self.conn.execute("SELECT to_regclass(%s) IS NOT NULL", [table])
+        if self.engine == "redshift":  # no to_regclass there
+            schema, _, name = table.rpartition(".")
+            found = self.conn.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = %s"
+                " AND table_schema = COALESCE(NULLIF(%s, ''), current_schema())",
+                [name, schema],
+            )
+        else:  # the search_path decides, as it will for the load
+            found = self.conn.execute("SELECT to_regclass(%s) IS NOT NULL", [table])
         row = found.fetchone()
         return bool(row and row[0])
 
@@ -187,7 +167,7 @@ class PgSession(Session):
         try:
             with self.conn.transaction(), self.conn.cursor() as cur:
                 if insert is not None or self.engine == "redshift":
-                    return _insert_batches(
+                    return insert_batches(
                         lambda sql, rows: self._insert(cur, sql, rows),
                         table,
                         insert,
@@ -219,7 +199,7 @@ class PgSession(Session):
             translate = pg_to_dialect(dialect)
             copy_sql = f"COPY ({query}) TO STDOUT ({_pg_format(dialect)})"
             with self.conn.cursor() as cur, cur.copy(copy_sql) as copy:
-                buffer: list[memoryview] = []
+                buffer: list[bytes | bytearray | memoryview] = []
                 size = count = 0
                 # read() hands one row at a time (libpq does): keep the loop bare
                 while data := copy.read():
@@ -241,7 +221,7 @@ class PgSession(Session):
         with self.conn.transaction(), self.conn.cursor(name="dp_runner_export") as cur:
             cur.itersize = BATCH_ROWS
             cur.execute(query)
-            yield from _encode_batches(cur, dialect, rows)
+            yield from encode_batches(cur, dialect, rows)
 
 
 def _pg_format(dialect: Dialect) -> str:
@@ -335,7 +315,7 @@ class MySqlSession(Session):
         try:
             self.conn.begin()
             with self.conn.cursor() as cur:
-                count = _insert_batches(cur.executemany, table, insert, chunks, dialect)
+                count = insert_batches(cur.executemany, table, insert, chunks, dialect)
             self.conn.commit()
         except pymysql.err.MySQLError as exc:
             raise _mysql_failure(exc) from exc
@@ -345,58 +325,6 @@ class MySqlSession(Session):
         try:
             with self.conn.cursor(pymysql.cursors.SSCursor) as cur:
                 cur.execute(query)
-                yield from _encode_batches(cur, dialect, rows)
+                yield from encode_batches(cur, dialect, rows)
         except pymysql.err.MySQLError as exc:
             raise _mysql_failure(exc) from exc
-
-
-# ------------------------------------------------------------------ shared
-
-
-def _insert_batches(
-    run: Callable[[str, list[list[Param]]], object],
-    table: str,
-    insert: str | None,
-    chunks: Iterable[bytes],
-    dialect: Dialect,
-) -> int:
-    """Decode records and insert them a batch at a time (``BATCH_ROWS`` rows or
-    ``BATCH_BYTES``, whichever comes first); the row count."""
-    reader = RecordReader(dialect)
-    sql: str | None = insert
-    batch: list[list[Param]] = []
-    count = size = 0
-    for records in _records(reader, chunks):
-        for record in records:
-            if sql is None:
-                sql = redshiftsql.insert_for_table(table, len(record))
-            batch.append([_text(v) for v in record])
-            size += sum(len(v) for v in record if v is not None)
-            if len(batch) >= BATCH_ROWS or size >= BATCH_BYTES:
-                run(sql, batch)
-                count, batch, size = count + len(batch), [], 0
-    if batch and sql is not None:
-        run(sql, batch)
-        count += len(batch)
-    return count
-
-
-def _records(
-    reader: RecordReader, chunks: Iterable[bytes]
-) -> Iterator[list[list[bytes | None]]]:
-    for chunk in chunks:
-        yield reader.feed(chunk)
-    yield reader.finish()
-
-
-def _encode_batches(cur: Any, dialect: Dialect, rows: list[int]) -> Iterator[bytes]:
-    count = 0
-    while True:
-        batch = cur.fetchmany(BATCH_ROWS)
-        if not batch:
-            break
-        count += len(batch)
-        yield b"".join(
-            encode_record([field_bytes(v) for v in row], dialect) for row in batch
-        )
-    rows.append(count)
