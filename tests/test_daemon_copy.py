@@ -15,7 +15,14 @@ from collections.abc import Callable
 from typing import Any
 
 from runner.localservice import LocalService
-from tests.conftest import RunnerProcess, default_object, submit, wait_instances
+from tests.conftest import (
+    RunnerProcess,
+    default_object,
+    instances,
+    submit,
+    wait_for,
+    wait_instances,
+)
 from tests.dbservers import DbServer
 from tests.test_daemon import statuses_sent
 from tests.test_daemon_sql import assert_no_password, database_object
@@ -206,3 +213,43 @@ def test_custom_format_on_s3_input_is_refused_before_any_connection(
     (sent,) = statuses_sent(service)
     assert sent["errorId"] == "UnsupportedDataFormat"
     assert "dp-object-s3datanode" in sent["errorMessage"]
+
+
+def exports_running(db: DbServer) -> list[Any]:
+    if db.engine == "postgresql":
+        return db.query(
+            "SELECT pid FROM pg_stat_activity WHERE query LIKE 'COPY (SELECT pg_sl%%'"
+        )
+    return db.query(
+        "SELECT id FROM information_schema.processlist WHERE info LIKE 'SELECT SL%%'"
+    )
+
+
+def test_cancel_mid_export_ends_the_query_and_leaves_no_object(
+    service: LocalService,
+    dp: Any,
+    spawn_runner: Spawn,
+    s3_admin: Any,
+    s3_bucket: str,
+    any_db: DbServer,
+) -> None:
+    slow = (
+        "SELECT pg_sleep(60)" if any_db.engine == "postgresql" else "SELECT SLEEP(60)"
+    )
+    objects = [
+        default_object(),
+        database_object(any_db),
+        table_node(selectQuery=slow),
+        s3_node("Out", filePath=f"s3://{s3_bucket}/out/never.csv"),
+        copy("Export", "Items", "Out"),
+    ]
+    pipeline_id = submit(dp, objects)
+    runner = spawn_runner()
+    wait_for(lambda: exports_running(any_db), 15, "the export on the server")
+    (instance_id,) = instances(dp, pipeline_id)
+    dp.set_status(pipelineId=pipeline_id, objectIds=[instance_id], status="TRY_CANCEL")
+    runner.wait_event("task_finished", outcome="canceled")
+    wait_for(lambda: not exports_running(any_db), 5, "the export to be gone")
+    assert statuses_sent(service) == []
+    listing = s3_admin.list_objects_v2(Bucket=s3_bucket)
+    assert listing.get("KeyCount", 0) == 0

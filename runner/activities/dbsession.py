@@ -30,11 +30,9 @@ from typing import Any
 import psycopg
 import pymysql  # type: ignore[import-untyped]  # PyMySQL ships no stubs
 
-from runner.activities import redshiftsql
+from runner.activities import pgcopy, redshiftsql
 from runner.activities.dbrows import BATCH_ROWS, Param, encode_batches, insert_batches
 from runner.activities.dialect import Dialect, dialect_to_pg, pg_to_dialect
-
-EXPORT_BUFFER_BYTES = 1024 * 1024
 
 
 class SqlError(Exception):
@@ -198,19 +196,14 @@ class PgSession(Session):
                 return
             translate = pg_to_dialect(dialect)
             copy_sql = f"COPY ({query}) TO STDOUT ({_pg_format(dialect)})"
-            with self.conn.cursor() as cur, cur.copy(copy_sql) as copy:
-                buffer: list[bytes | bytearray | memoryview] = []
-                size = count = 0
-                # read() hands one row at a time (libpq does): keep the loop bare
-                while data := copy.read():
-                    buffer.append(data)
-                    size += len(data)
-                    count += 1
-                    if size >= EXPORT_BUFFER_BYTES:
-                        yield translate(b"".join(buffer))
-                        buffer, size = [], 0
-                yield translate(b"".join(buffer)) + translate.leftover()
+            count = 0
+            for batch in pgcopy.copy_out(self.conn.pgconn, copy_sql):
+                count += len(batch)
+                yield translate(b"".join(batch))
+            yield translate.leftover()
             rows.append(count)
+        except pgcopy.CopyFailed as exc:
+            raise SqlError(exc.sqlstate, exc.message) from exc
         except psycopg.Error as exc:
             raise _pg_failure(exc) from exc
 

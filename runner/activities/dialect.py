@@ -161,8 +161,9 @@ class _Carry:
 # digit after a backslash, ``\.``), an escaped LF/CR (kept as ``\n``/``\r``, the
 # spelling PostgreSQL promises to keep accepting), and a bare CR (PostgreSQL would
 # take it for the end of the line).
-# Every escape pair is matched, so that the scan stays aligned on pairs.
-_TO_PG = re.compile(rb"\\(.)|\r", re.DOTALL)
+# An escaped backslash is matched as a pair (kept as it is), so the scan stays
+# aligned on pairs; ``\,`` and ``\N`` mean the same to both and are not matched.
+_TO_PG = re.compile(rb"\\([\\\n\rbfnrtvx0-7.])|\r")
 _TO_PG_MAP = {b"\n": b"\\n", b"\r": b"\\r"}
 _TO_PG_BARE = frozenset(b"bfnrtvx01234567.")
 
@@ -171,9 +172,11 @@ def _to_pg(match: re.Match[bytes]) -> bytes:
     escaped = match.group(1)
     if escaped is None:
         return b"\\r"
+    if escaped == _BACKSLASH:
+        return match.group()
     if escaped[0] in _TO_PG_BARE:
         return escaped
-    return _TO_PG_MAP.get(escaped, match.group())
+    return _TO_PG_MAP[escaped]
 
 
 def dialect_to_pg(chunks: Iterable[bytes]) -> Iterator[bytes]:
@@ -191,7 +194,8 @@ def dialect_to_pg(chunks: Iterable[bytes]) -> Iterator[bytes]:
         raise ValueError("the data ends inside an escape sequence")
 
 
-_FROM_PG = re.compile(rb"\\(.)", re.DOTALL)
+# As above: ``\\`` is matched (and kept) so that ``\\n`` is never read as ``\n``.
+_FROM_PG = re.compile(rb"\\([\\nrtbfv])")
 
 
 def pg_to_dialect(dialect: Dialect) -> _PgToDialect:
@@ -210,6 +214,7 @@ class _PgToDialect:
             b"b": b"\b",
             b"f": b"\f",
             b"v": b"\v",
+            b"\\": b"\\\\",
         }
         self._carry = _Carry()
 
