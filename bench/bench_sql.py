@@ -24,6 +24,7 @@ Run: python bench/bench_sql.py [--mb 1000]
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -41,14 +42,17 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runner.localservice import LocalService  # noqa: E402 - after the path
-from runner.pipelinefile import definition_from_json  # noqa: E402
-from tests.dbservers import DbServer, running_postgres  # noqa: E402
-from tests.s3server import start_moto_server, stop_moto_server  # noqa: E402
+from runner.localservice import LocalService
+from runner.pipelinefile import definition_from_json
+from tests.dbservers import DbServer, running_postgres
+from tests.s3server import start_moto_server, stop_moto_server
 
 MB = 1_000_000
 #: About 250 bytes a record: an order line with a free-text note.
-NOTE = "order {:>12}: " + "delivered to the loading dock; signed for by the night shift " * 3
+NOTE = (
+    "order {:>12}: "
+    + "delivered to the loading dock; signed for by the night shift " * 3
+)
 BUCKET = "bench-sql"
 TABLE_SQL = "CREATE TABLE {name} (id BIGINT, name TEXT, amount NUMERIC, note TEXT)"
 
@@ -96,7 +100,13 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
 
 def baseline(db: DbServer, env: dict[str, str], scratch: Path) -> tuple[float, float]:
     aws = [str(Path(sys.executable).with_name("aws")), "s3", "cp", "--quiet"]
-    psql = [shutil.which("psql") or "/usr/bin/psql", "-q", "-X", "-v", "ON_ERROR_STOP=1"]
+    psql = [
+        shutil.which("psql") or "/usr/bin/psql",
+        "-q",
+        "-X",
+        "-v",
+        "ON_ERROR_STOP=1",
+    ]
     psql += ["-h", db.host, "-p", str(db.port), "-U", db.user, "-d", db.database]
     penv = {**env, "PGPASSWORD": db.password}
     local = scratch / "baseline-in.csv"
@@ -128,12 +138,34 @@ def pipeline(db: DbServer) -> list[dict[str, Any]]:
         "*password": db.password,
     }
     nodes = [
-        {"id": "In", "name": "In", "type": "S3DataNode", "filePath": f"s3://{BUCKET}/in/data.csv"},
-        {"id": "Out", "name": "Out", "type": "S3DataNode", "filePath": f"s3://{BUCKET}/out/data.csv"},
-        {"id": "T", "name": "T", "type": "SqlDataNode", "database": {"ref": "Db"}, "table": "runner_copy"},
+        {
+            "id": "In",
+            "name": "In",
+            "type": "S3DataNode",
+            "filePath": f"s3://{BUCKET}/in/data.csv",
+        },
+        {
+            "id": "Out",
+            "name": "Out",
+            "type": "S3DataNode",
+            "filePath": f"s3://{BUCKET}/out/data.csv",
+        },
+        {
+            "id": "T",
+            "name": "T",
+            "type": "SqlDataNode",
+            "database": {"ref": "Db"},
+            "table": "runner_copy",
+        },
     ]
     activities = [
-        {"id": "Load", "name": "Load", "type": "CopyActivity", "input": {"ref": "In"}, "output": {"ref": "T"}},
+        {
+            "id": "Load",
+            "name": "Load",
+            "type": "CopyActivity",
+            "input": {"ref": "In"},
+            "output": {"ref": "T"},
+        },
         {
             "id": "Export",
             "name": "Export",
@@ -143,28 +175,55 @@ def pipeline(db: DbServer) -> list[dict[str, Any]]:
             "dependsOn": {"ref": "Load"},
         },
     ]
-    default = {"id": "Default", "name": "Default", "scheduleType": "ondemand", "workerGroup": "bench"}
+    default = {
+        "id": "Default",
+        "name": "Default",
+        "scheduleType": "ondemand",
+        "workerGroup": "bench",
+    }
     return [default, database, *nodes, *activities]
 
 
 def run_runner(db: DbServer, env: dict[str, str], scratch: Path) -> dict[str, Any]:
     service = LocalService(
-        host="127.0.0.1", port=0, state_path=scratch / "svc.db", time_scale=0.01, poll_hold_s=0.5
+        host="127.0.0.1",
+        port=0,
+        state_path=scratch / "svc.db",
+        time_scale=0.01,
+        poll_hold_s=0.5,
     )
     service.start()
     log_path = scratch / "runner.log"
-    argv = [sys.executable, "-m", "runner", "run", "--endpoint-url", service.endpoint_url]
-    argv += ["--region", "us-east-1", "--work-dir", str(scratch / "work"), "--log-format", "json"]
+    argv = [
+        sys.executable,
+        "-m",
+        "runner",
+        "run",
+        "--endpoint-url",
+        service.endpoint_url,
+    ]
+    argv += [
+        "--region",
+        "us-east-1",
+        "--work-dir",
+        str(scratch / "work"),
+        "--log-format",
+        "json",
+    ]
     argv += ["--worker-group", "bench", "--heartbeat-interval", "5"]
     with log_path.open("wb") as log:
         runner = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         time.sleep(3)  # let it settle into its idle polling
-        dp = boto3.client("datapipeline", region_name="us-east-1", endpoint_url=service.endpoint_url)
+        dp = boto3.client(
+            "datapipeline", region_name="us-east-1", endpoint_url=service.endpoint_url
+        )
         with rss_sampler(runner.pid) as rss:
             pid = dp.create_pipeline(name="bench", uniqueId="bench-sql")["pipelineId"]
             defn = definition_from_json({"objects": pipeline(db)})
-            dp.put_pipeline_definition(pipelineId=pid, pipelineObjects=defn.pipeline_objects)
+            dp.put_pipeline_definition(
+                pipelineId=pid, pipelineObjects=defn.pipeline_objects
+            )
             dp.activate_pipeline(pipelineId=pid)
             finished = wait_tasks(log_path, 2)
         time.sleep(2)
@@ -177,13 +236,9 @@ def run_runner(db: DbServer, env: dict[str, str], scratch: Path) -> dict[str, An
 
 
 def wait_tasks(log_path: Path, count: int) -> list[dict[str, Any]]:
-    import json
-
     while True:
-        events = []
-        for line in log_path.read_text(errors="replace").splitlines():
-            if '"task_finished"' in line:
-                events.append(json.loads(line))
+        lines = log_path.read_text(errors="replace").splitlines()
+        events = [json.loads(line) for line in lines if '"task_finished"' in line]
         if len(events) >= count:
             return events
         time.sleep(0.2)
@@ -220,7 +275,9 @@ def report(server: DbServer, env: dict[str, str], scratch: Path, size_mb: int) -
     source = scratch / "data.csv"
     rows = make_csv(source, size_mb)
     size = source.stat().st_size
-    s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL_S3"], region_name="us-east-1")
+    s3 = boto3.client(
+        "s3", endpoint_url=env["AWS_ENDPOINT_URL_S3"], region_name="us-east-1"
+    )
     s3.create_bucket(Bucket=BUCKET)
     s3.upload_file(str(source), BUCKET, "in/data.csv")
     source.unlink()
@@ -229,17 +286,21 @@ def report(server: DbServer, env: dict[str, str], scratch: Path, size_mb: int) -
     ran = run_runner(server, env, scratch)
     load, export = (t["duration_s"] for t in ran["tasks"])
     counted = [t.get("rows") for t in ran["tasks"]]
-    for label, ours, theirs in (("S3 -> PostgreSQL", load, base_load), ("PostgreSQL -> S3", export, base_export)):
+    for label, ours, theirs in (
+        ("S3 -> PostgreSQL", load, base_load),
+        ("PostgreSQL -> S3", export, base_export),
+    ):
         print(
             f"{label}: runner {size / MB / ours:.0f} MB/s ({ours:.1f} s), "
             f"aws s3 cp + psql \\copy {size / MB / theirs:.0f} MB/s ({theirs:.1f} s): "
             f"{theirs / ours:.2f}x (target >= 0.7x)"
         )
     rss = ran["rss"]
+    grew, kept = rss["peak"] - rss["before"], rss["after"] - rss["before"]
     print(
         f"runner RSS: idle {rss['before']:.1f} MB, peak {rss['peak']:.1f} MB "
-        f"(+{rss['peak'] - rss['before']:.1f}, target <= +50), after {rss['after']:.1f} MB "
-        f"({rss['after'] - rss['before']:+.1f}, target within 10); rows {counted}"
+        f"(+{grew:.1f}, target <= +50), after {rss['after']:.1f} MB "
+        f"({kept:+.1f}, target within 10); rows {counted}"
     )
     exported = s3.head_object(Bucket=BUCKET, Key="out/data.csv")["ContentLength"]
     print(f"exported object: {exported / MB:.0f} MB")

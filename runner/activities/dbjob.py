@@ -28,6 +28,7 @@ runner, and the runner never imports a driver.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -40,7 +41,7 @@ import structlog
 from runner.activities import copyjob, dbprocess, dbsession, sqlscript
 from runner.aws.s3stream import S3Streams
 from runner.errors import ActivityError
-from runner.taskmodel import redact
+from runner.masking import redact
 
 SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 EXIT_STOPPED = 143
@@ -168,6 +169,10 @@ def main() -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)  # threads inherit the mask
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     job = json.loads(sys.stdin.buffer.read())
+    # the job (and its password) is no longer reachable through /proc/<pid>/fd/0
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
     secrets = secrets_of(job)
     result_path = str(job["result_path"])
     watch = StopWatch()

@@ -137,8 +137,7 @@ class Execution:
         self._attempt_log: attemptlogs.AttemptLog | None = None
         self._steps: StepRunner | None = None
         self.outcome: Outcome | None = None
-        #: What the process reported about its work, for ``task_finished``.
-        self._facts: dict[str, int | str] = {}
+        self._facts: dict[str, int | str] = {}  # the process's, for task_finished
         self.supervisor: Supervisor | None = None
         #: The attempt's folder, once opened (pruning keeps it).
         self.paths: AttemptPaths | None = None
