@@ -16,7 +16,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from runner.activities import ActivityContext, Plan, Process, plan
+from runner.activities import ActivityContext, Plan, Process, database, plan
 from runner.aws.s3 import S3
 from runner.errors import ActivityError
 from runner.supervisor import Supervisor
@@ -292,3 +292,30 @@ def test_the_runner_never_imports_a_driver() -> None:
         "psycopg",
         "pymysql",
     ]
+
+
+def test_script_uri_is_fetched_first_and_run_as_fetched(
+    tmp_path: Path, s3_admin: Any, s3_bucket: str
+) -> None:
+    script = "INSERT INTO t VALUES ('#{not.evaluated}', ?);\n"
+    s3_admin.put_object(Bucket=s3_bucket, Key="sql/load.sql", Body=script.encode())
+    task = sql_task(
+        JDBC,
+        ("scriptUri", f"s3://{s3_bucket}/sql/load.sql"),
+        ("scriptArgument", "x"),
+    )
+    ctx = context(tmp_path)
+    made = plan(task, ActivityContext(paths=ctx.paths, s3=S3(region=None, log=ctx.log)))
+    assert [step.name for step in made.before] == ["fetch_script"]
+    run_before(made)
+    job = job_of(made)
+    assert (job["script"], job["arguments"]) == (script, ["x"])
+
+
+def test_java_driver_fields_are_noted_once(tmp_path: Path) -> None:
+    database._noted_java_fields.clear()
+    with capture_logs() as logs:
+        plan(sql_task(JDBC), context(tmp_path / "first"))
+        plan(sql_task(JDBC), context(tmp_path / "second"))
+    notes = [e for e in logs if e["event"] == "jdbc_driver_fields_ignored"]
+    assert [n["fields"] for n in notes] == [["jdbcDriverClass"]]
