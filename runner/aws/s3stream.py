@@ -30,7 +30,8 @@ from botocore.config import Config
 from runner.aws.s3 import S3, parse_s3_uri, relative_key_path
 
 CHUNK_BYTES = 1024 * 1024
-PART_BYTES = 8 * 1024 * 1024
+PART_BYTES = 8 * 1024 * 1024  # as the AWS CLI's, and the minimum S3 takes is 5 MiB
+PARTS_PER_STEP = 1000
 #: Parts uploading at once (as ``aws s3 cp`` does): about that many parts of memory.
 UPLOADS_IN_FLIGHT = 4
 
@@ -127,6 +128,7 @@ class MultipartWriter:
         gzip: bool,
         sse: bool,
         part_size_bytes: int = PART_BYTES,
+        parts_per_step: int = PARTS_PER_STEP,
     ) -> None:
         self._s3 = streams
         self.uri = uri
@@ -134,6 +136,7 @@ class MultipartWriter:
         self._extra: dict[str, Any] = {"ServerSideEncryption": "AES256"} if sse else {}
         self._deflate = zlib.compressobj(wbits=31) if gzip else None
         self._part_size = part_size_bytes
+        self._parts_per_step = parts_per_step
         self._buffer = bytearray()
         self._upload_id: str | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -144,10 +147,17 @@ class MultipartWriter:
     def write(self, data: bytes) -> None:
         self.bytes_written += len(data)
         self._buffer += self._deflate.compress(data) if self._deflate else data
-        while len(self._buffer) >= self._part_size:
-            part = bytes(self._buffer[: self._part_size])
-            del self._buffer[: self._part_size]
+        while len(self._buffer) >= (size := self.next_part_size()):
+            part = bytes(self._buffer[:size])
+            del self._buffer[:size]
             self._send(part)
+
+    def next_part_size(self) -> int:
+        """The size of the next part: ``part_size_bytes`` for the first
+        ``parts_per_step`` parts, twice that for the next as many, and so on. The
+        size of a stream is not known ahead, and S3 takes at most 10,000 parts: 8
+        MB parts alone would stop an export at 80 GB; growing ones reach 400 GB."""
+        return self._part_size * (1 + len(self._parts) // self._parts_per_step)
 
     def _send(self, part: bytes) -> None:
         """Start uploading a part (blocks while every upload slot is busy); the
