@@ -46,11 +46,6 @@ from runner.masking import redact
 SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 EXIT_STOPPED = 143
 CANCEL_EVERY_S = 0.2
-#: The GIL's switch interval in the child (CPython's default is 5 ms). An export
-#: reads rows on the main thread while a thread uploads parts; each of its socket
-#: writes gives the GIL up and waits up to a whole interval to get it back, so a
-#: 16 MB part would take thousands of intervals (the convoy effect).
-SWITCH_INTERVAL_S = 0.0002
 
 
 class Stopped(Exception):  # noqa: N818 - control flow: the stop signal came
@@ -167,7 +162,6 @@ def secrets_of(job: Mapping[str, Any]) -> list[str]:
 
 def main() -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)  # threads inherit the mask
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     job = json.loads(sys.stdin.buffer.read())
     # the job (and its password) is no longer reachable through /proc/<pid>/fd/0
     null = os.open(os.devnull, os.O_RDONLY)
