@@ -117,9 +117,9 @@ def _sql_to_s3(
     streams: S3Streams,
     check: Check,
 ) -> int:
-    # the pipeline's own SQL, as the Java runner runs it
-    query = source.get("select") or f"SELECT * FROM {source.get('table')}"  # noqa: S608
-    query = query.strip().rstrip(";").strip()
+    # the pipeline's own SQL, as the Java runner runs it; a bare table is read whole
+    select = (source.get("select") or "").strip().rstrip(";").strip()
+    query = select or f"SELECT * FROM {source.get('table')}"  # noqa: S608
     dialect = _dialect(target)
     writer = streams.writer(
         _target_uri(target, dialect, "part-00000"),
@@ -128,7 +128,8 @@ def _sql_to_s3(
     )
     rows: list[int] = []
     try:
-        for data in session.export(query, dialect, rows):
+        whole = None if select else source.get("table")
+        for data in session.export(query, dialect, rows, table=whole):
             check()
             writer.write(data)
         writer.close()

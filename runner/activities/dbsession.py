@@ -78,7 +78,11 @@ class Session:
     ) -> int:
         raise NotImplementedError
 
-    def export(self, query: str, dialect: Dialect, rows: list[int]) -> Iterator[bytes]:
+    def export(
+        self, query: str, dialect: Dialect, rows: list[int], table: str | None = None
+    ) -> Iterator[bytes]:
+        """``query``'s rows as dialect bytes; ``rows`` gets their count at the end.
+        ``table``: the query reads that table whole (PostgreSQL copies it as such)."""
         raise NotImplementedError
 
 
@@ -189,13 +193,16 @@ class PgSession(Session):
         else:
             cur.executemany(sql, rows)
 
-    def export(self, query: str, dialect: Dialect, rows: list[int]) -> Iterator[bytes]:
+    def export(
+        self, query: str, dialect: Dialect, rows: list[int], table: str | None = None
+    ) -> Iterator[bytes]:
         try:
             if self.engine == "redshift":
                 yield from self._export_cursor(query, dialect, rows)
                 return
             translate = pg_to_dialect(dialect)
-            copy_sql = f"COPY ({query}) TO STDOUT ({_pg_format(dialect)})"
+            source = table or f"({query})"
+            copy_sql = f"COPY {source} TO STDOUT ({_pg_format(dialect)})"
             count = 0
             for batch in pgcopy.copy_out(self.conn.pgconn, copy_sql):
                 count += len(batch)
@@ -314,7 +321,9 @@ class MySqlSession(Session):
             raise _mysql_failure(exc) from exc
         return count
 
-    def export(self, query: str, dialect: Dialect, rows: list[int]) -> Iterator[bytes]:
+    def export(
+        self, query: str, dialect: Dialect, rows: list[int], table: str | None = None
+    ) -> Iterator[bytes]:
         try:
             with self.conn.cursor(pymysql.cursors.SSCursor) as cur:
                 cur.execute(query)
