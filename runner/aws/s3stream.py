@@ -137,7 +137,8 @@ class MultipartWriter:
         self._deflate = zlib.compressobj(wbits=31) if gzip else None
         self._part_size = part_size_bytes
         self._parts_per_step = parts_per_step
-        self._buffer = bytearray()
+        self._held: list[bytes] = []
+        self._held_bytes = 0
         self._upload_id: str | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._slots = threading.BoundedSemaphore(UPLOADS_IN_FLIGHT)
@@ -145,12 +146,22 @@ class MultipartWriter:
         self.bytes_written = 0
 
     def write(self, data: bytes) -> None:
+        """Add ``data``; once the held bytes reach the next part's size they go
+        out as one part (parts may differ in size: S3 asks only that all but the
+        last be at least 5 MiB), joined once, never sliced."""
         self.bytes_written += len(data)
-        self._buffer += self._deflate.compress(data) if self._deflate else data
-        while len(self._buffer) >= (size := self.next_part_size()):
-            part = bytes(self._buffer[:size])
-            del self._buffer[:size]
-            self._send(part)
+        if self._deflate is not None:
+            data = self._deflate.compress(data)
+        if data:
+            self._held.append(data)
+            self._held_bytes += len(data)
+        if self._held_bytes >= self.next_part_size():
+            self._send(self._take())
+
+    def _take(self) -> bytes:
+        part = b"".join(self._held)
+        self._held, self._held_bytes = [], 0
+        return part
 
     def next_part_size(self) -> int:
         """The size of the next part: ``part_size_bytes`` for the first
@@ -183,9 +194,8 @@ class MultipartWriter:
 
     def close(self) -> None:
         if self._deflate is not None:
-            self._buffer += self._deflate.flush()
-        rest = bytes(self._buffer)
-        self._buffer.clear()
+            self._held.append(self._deflate.flush())
+        rest = self._take()
         client = self._s3.client
         if self._pool is None:
             self._s3._call(
