@@ -24,7 +24,6 @@ from collections.abc import Iterator
 
 from psycopg import pq
 
-BATCH_ROWS = 8192
 WAIT_S = 0.5
 
 
@@ -38,8 +37,9 @@ class CopyFailed(Exception):  # noqa: N818 - the server's answer, not our error
 
 
 def copy_out(pgconn: pq.abc.PGconn, sql: str) -> Iterator[list[memoryview]]:
-    """Run ``sql`` (a ``COPY ... TO STDOUT``) and yield its rows in batches of
-    ``BATCH_ROWS`` (each row as libpq gave it, LF included). Raises
+    """Run ``sql`` (a ``COPY ... TO STDOUT``) and yield its rows in batches (each
+    row as libpq gave it, LF included): what libpq's input buffer held, so a batch
+    is at most one socket read, a few hundred KB. Raises
     ``CopyFailed``, or psycopg's ``OperationalError`` when the connection breaks.
     Closing the generator early leaves the rest unread: close the connection."""
     pgconn.send_query(sql.encode())
@@ -54,13 +54,13 @@ def copy_out(pgconn: pq.abc.PGconn, sql: str) -> Iterator[list[memoryview]]:
     append = batch.append
     while True:
         nbytes, data = get(1)
-        if nbytes > 0:
+        if nbytes > 0:  # the per-row path: kept to one call and one append
             append(data)
-            if len(batch) >= BATCH_ROWS:
+        elif nbytes == 0:  # libpq's buffer is spent: hand over what it held
+            if batch:
                 yield batch
                 batch = []
                 append = batch.append
-        elif nbytes == 0:
             _wait(pgconn)
         else:  # -1: the COPY is over (or failed: its result says)
             break
