@@ -75,6 +75,14 @@ class Process:
     stdin: Callable[[], bytes] | None = None
     report: Callable[[Outcome], ChildReport] | None = None
 
+    def input(self) -> bytes | None:
+        """The bytes for the child's stdin (None: /dev/null); call at the spawn."""
+        return self.stdin() if self.stdin is not None else None
+
+    def explain(self, outcome: Outcome) -> ChildReport:
+        """What the process reported about its work (empty without ``report``)."""
+        return self.report(outcome) if self.report is not None else ChildReport()
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:

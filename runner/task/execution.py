@@ -311,10 +311,8 @@ class Execution:
     def _run_process(
         self, main: activities.Process, paths: AttemptPaths, steps: StepRunner
     ) -> Outcome:
-        """Spawn the one process (unless a stop came first) and supervise it; its
-        ``report`` may name the cause of a failed exit (``SqlError:...``)."""
-        argv, run_as = main.argv(), self._work_dir.run_as
-        stdin = main.stdin() if main.stdin is not None else None
+        """Spawn the process (unless a stop came first); supervise; read its report."""
+        argv, run_as, stdin = main.argv(), self._work_dir.run_as, main.input()
         if self._flag.is_set():
             raise Stopped
         self._work_dir.hand_over(paths)  # under run_as: work/ and staging/ are its
@@ -333,8 +331,8 @@ class Execution:
         self._journal.process_started(self.task_id, child.pid, child.pid, start)
         self._log.info("task_started", pid=child.pid)
         self.outcome = outcome = steps.supervise(child)
-        if main.report is not None and not self._flag.is_set():
-            report = main.report(outcome)
+        if not self._flag.is_set():
+            report = main.explain(outcome)
             self._facts.update(report.facts)
             if report.error is not None and not outcome.succeeded:
                 raise report.error
