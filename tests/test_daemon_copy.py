@@ -18,14 +18,19 @@ from runner.localservice import LocalService
 from tests.conftest import (
     RunnerProcess,
     default_object,
-    instances,
     submit,
     wait_for,
     wait_instances,
 )
 from tests.dbservers import DbServer
 from tests.test_daemon import statuses_sent
-from tests.test_daemon_sql import assert_no_password, database_object
+from tests.test_daemon_sql import (
+    STOP_GRACE,
+    activity_instance,
+    assert_no_password,
+    database_object,
+    wait_activity,
+)
 
 Spawn = Callable[..., RunnerProcess]
 
@@ -220,7 +225,7 @@ def test_custom_format_on_s3_input_is_refused_before_any_connection(
     ]
     pipeline_id = submit(dp, objects)
     spawn_runner()
-    wait_instances(dp, pipeline_id, {"FAILED"})
+    wait_activity(dp, pipeline_id, "Load", "FAILED")
     (sent,) = statuses_sent(service)
     assert sent["errorId"] == "UnsupportedDataFormat"
     assert "dp-object-s3datanode" in sent["errorMessage"]
@@ -255,9 +260,9 @@ def test_cancel_mid_export_ends_the_query_and_leaves_no_object(
         copy("Export", "Items", "Out"),
     ]
     pipeline_id = submit(dp, objects)
-    runner = spawn_runner()
+    runner = spawn_runner(*STOP_GRACE)
     wait_for(lambda: exports_running(any_db), 15, "the export on the server")
-    (instance_id,) = instances(dp, pipeline_id)
+    instance_id = activity_instance(dp, pipeline_id, "Export")
     dp.set_status(pipelineId=pipeline_id, objectIds=[instance_id], status="TRY_CANCEL")
     runner.wait_event("task_finished", outcome="canceled")
     wait_for(lambda: not exports_running(any_db), 5, "the export to be gone")
