@@ -59,7 +59,7 @@ floors: $(STAMP)
 	rm -rf $(LOWEST)
 	$(BIN)/uv venv --quiet --python $(PY) $(LOWEST)
 	VIRTUAL_ENV=$(LOWEST) $(BIN)/uv pip install --quiet --resolution lowest-direct .
-	VIRTUAL_ENV=$(LOWEST) $(BIN)/uv pip list | grep -iE '^(boto3|botocore|s3transfer|click|structlog|tenacity|pydantic|psutil|prometheus.client) '
+	VIRTUAL_ENV=$(LOWEST) $(BIN)/uv pip list | grep -iE '^(boto3|botocore|s3transfer|click|structlog|tenacity|pydantic|psutil|prometheus.client|psycopg|psycopg-binary|pymysql) '
 	$(LOWEST)/bin/dp-runner run --local examples/hello.json --http-address 127.0.0.1:0
 	$(LOWEST)/bin/dp-runner run --local examples/retry-and-depend.json
 	$(LOWEST)/bin/dp-runner run --local examples/greeting.json --parameter-values-uri file://examples/greeting-values.json

@@ -30,7 +30,7 @@ from hypothesis import settings as hypothesis_settings
 from runner.localservice import LocalService
 from runner.pipelinefile import definition_from_json
 
-pytest_plugins = ["tests.imds", "tests.s3server", "tests.users"]
+pytest_plugins = ["tests.imds", "tests.s3server", "tests.users", "tests.dbservers"]
 
 #: Fuzzing (tests/test_fuzz.py) the same way on every run and machine: no example
 #: database, no deadline on a noisy host, 200 examples a target.

@@ -2,9 +2,12 @@
 
 Owns: the registry of activity types (by the task's ``type`` field) and the public
 entry points ``activity_for`` and ``plan``. Each type lives in its own module
-(``shell.py``, ``exists.py``); shared pieces live in ``plan.py`` (the step types),
-``context.py`` (protocol, context, task variables), ``staging.py`` (the S3 side),
-``periods.py`` (timeouts) and ``ids.py`` (safe folder names).
+(``shell.py``, ``exists.py``, ``sql.py``, ``copy.py``); shared pieces live in
+``plan.py`` (the step types), ``context.py`` (protocol, context, task variables),
+``staging.py`` (the S3 side), ``periods.py`` (timeouts) and ``ids.py`` (safe folder
+names). The database types read their objects in ``database.py`` and run
+``dbjob.py`` as a child (``dbprocess.py``); only that child imports ``dbsession``,
+``dbrows``, ``copyjob`` and the drivers.
 
 Must not: run a step, start a process or call the Data Pipeline API. The only I/O
 while planning is writing files into the attempt's folder (a script); the transfers
@@ -26,6 +29,7 @@ from runner.activities.context import (
     activity_env,
     task_variables,
 )
+from runner.activities.copy import CopyActivity
 from runner.activities.exists import ExistsPrecondition
 from runner.activities.ids import component_ids, raw_component_ids, safe_path_part
 from runner.activities.periods import (
@@ -35,6 +39,7 @@ from runner.activities.periods import (
 )
 from runner.activities.plan import Check, Plan, Process, Transfer
 from runner.activities.shell import ShellCommandActivity, ShellCommandPrecondition
+from runner.activities.sql import SqlActivity
 from runner.errors import ActivityError
 from runner.taskmodel import Task
 
@@ -43,11 +48,13 @@ __all__ = [
     "Activity",
     "ActivityContext",
     "Check",
+    "CopyActivity",
     "ExistsPrecondition",
     "Plan",
     "Process",
     "ShellCommandActivity",
     "ShellCommandPrecondition",
+    "SqlActivity",
     "Transfer",
     "activity_env",
     "activity_for",
@@ -66,6 +73,22 @@ REGISTRY: Mapping[str, Activity] = {
     ShellCommandActivity.type_name: ShellCommandActivity(),
     ShellCommandPrecondition.type_name: ShellCommandPrecondition(),
     ExistsPrecondition.type_name: ExistsPrecondition(),
+    SqlActivity.type_name: SqlActivity(),
+    CopyActivity.type_name: CopyActivity(),
+}
+
+_ON_EMR = (
+    "not supported by dp-runner: it runs on an EmrCluster (runsOn), where AWS "
+    "installs its own runner"
+)
+#: Data Pipeline types dp-runner does not run, and why (the README's table).
+NOT_RUN: Mapping[str, str] = {
+    "RedshiftCopyActivity": "not yet supported by dp-runner",
+    "EmrActivity": _ON_EMR,
+    "HadoopActivity": _ON_EMR,
+    "HiveActivity": _ON_EMR,
+    "HiveCopyActivity": _ON_EMR,
+    "PigActivity": _ON_EMR,
 }
 
 
@@ -85,10 +108,10 @@ def activity_for(task: Task) -> Activity:
     activity = REGISTRY.get(type_name)
     if activity is None:
         supported = ", ".join(sorted(REGISTRY))
+        why = NOT_RUN.get(type_name, "not supported by dp-runner")
         raise ActivityError(
             "UnsupportedActivity",
-            f"activity type {type_name!r:.200} is not supported by dp-runner; "
-            f"supported: {supported}",
+            f"activity type {type_name!r:.200} is {why}; supported: {supported}",
         )
     return activity
 

@@ -35,6 +35,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import structlog
+from structlog.typing import FilteringBoundLogger
+
 from runner.activities.ids import raw_component_ids
 from runner.activities.plan import Plan
 from runner.aws.s3 import S3
@@ -51,7 +54,8 @@ class ActivityContext:
     the attempt's stop event, which they pass to it (a retry backoff ends at once;
     wait on it, never set it). ``region`` goes into ``AWS_REGION`` and
     ``AWS_DEFAULT_REGION`` when set. ``run_as``: the user the process will run as
-    (the runner is root), if any.
+    (the runner is root), if any. ``log`` is the attempt's logger, for what a
+    transfer finds out (``database_resolved``).
     """
 
     paths: AttemptPaths
@@ -59,6 +63,7 @@ class ActivityContext:
     stop: threading.Event = field(default_factory=threading.Event)
     region: str | None = None
     run_as: RunAs | None = None
+    log: FilteringBoundLogger = field(default_factory=structlog.get_logger)
 
 
 class Activity(Protocol):

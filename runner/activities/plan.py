@@ -17,12 +17,17 @@ Why: the activity knows what its task needs and the execution knows how to stop
 anything, so neither has optional flags for the other's cases. A process may do its
 own S3 or database I/O inside the child (the database activities will); what the
 runner does in-process is a ``Transfer`` or a ``Check``, so every wait is stoppable.
+A process that needs a job with secrets in it gets it on stdin (``Process.stdin``)
+and may explain its own failure (``Process.report``, ``ChildReport``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+from runner.errors import ActivityError
+from runner.taskmodel import Outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +49,39 @@ class Check:
 
 
 @dataclass(frozen=True, slots=True)
+class ChildReport:
+    """What a process said about its own work, read once it has ended: an
+    ``error`` that names the failure better than its exit code (a SQL error), and
+    ``facts`` for the task's ``task_finished`` line (a row count)."""
+
+    error: ActivityError | None = None
+    facts: Mapping[str, int | str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Process:
     """The attempt's one process. ``argv`` is called at the spawn, after the
     ``before`` steps (a fetched script decides its interpreter by its first bytes);
-    ``env`` holds only what the activity adds to the task's environment."""
+    ``env`` holds only what the activity adds to the task's environment.
+
+    ``stdin``, when set, is called at the spawn too and its bytes become the
+    child's standard input (a job that holds a password: never argv, never the
+    environment). ``report``, when set, is called with the outcome of a process
+    that ended by itself (not one a stop killed), and may say more than its exit
+    code (``ChildReport``)."""
 
     argv: Callable[[], Sequence[str]]
     env: Mapping[str, str] = field(default_factory=dict)
+    stdin: Callable[[], bytes] | None = None
+    report: Callable[[Outcome], ChildReport] | None = None
+
+    def input(self) -> bytes | None:
+        """The bytes for the child's stdin (None: /dev/null); call at the spawn."""
+        return self.stdin() if self.stdin is not None else None
+
+    def explain(self, outcome: Outcome) -> ChildReport:
+        """What the process reported about its work (empty without ``report``)."""
+        return self.report(outcome) if self.report is not None else ChildReport()
 
 
 @dataclass(frozen=True, slots=True)

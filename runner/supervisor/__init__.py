@@ -42,6 +42,7 @@ import dataclasses
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -134,18 +135,27 @@ class Supervisor:
         marker: str,
         log: structlog.typing.FilteringBoundLogger,
         run_as: RunAs | None = None,
+        stdin: bytes | None = None,
     ) -> Supervisor:
         """Start ``argv`` in a new session, in ``cwd``, with ``env`` plus the marker,
-        stdin from /dev/null, stdout and stderr appended to the files (mode 0600,
-        never through a symlink), umask 077; as ``run_as`` (uid, gid and groups)
-        when given. Raises ``SpawnError`` when the files cannot be opened or the
-        program cannot be started."""
+        stdin from /dev/null (or ``stdin``'s bytes, see ``_open_input``), stdout and
+        stderr appended to the files (mode 0600, never through a symlink), umask 077;
+        as ``run_as`` (uid, gid and groups) when given. Raises ``SpawnError`` when
+        the files cannot be opened or the program cannot be started."""
         if not argv:
             raise SpawnError("cannot start a task with an empty command line")
         # Two O_APPEND descriptors on one file interleave safely: no special case.
-        with _open_output(stdout) as out_fd, _open_output(stderr) as err_fd:
+        with (
+            _open_output(stdout) as out_fd,
+            _open_output(stderr) as err_fd,
+            _open_input(stdin) as in_fd,
+        ):
             popen = _popen(
-                argv, cwd, {**env, MARKER_ENV: marker}, out_fd, err_fd, run_as=run_as
+                argv,
+                cwd,
+                {**env, MARKER_ENV: marker},
+                (in_fd, out_fd, err_fd),
+                run_as=run_as,
             )
         log.debug("child_started", pid=popen.pid)
         return cls(popen, marker=marker, log=log)
@@ -299,25 +309,57 @@ def _open_output(path: Path) -> Iterator[int]:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def _open_input(data: bytes | None) -> Iterator[int | None]:
+    """The child's stdin holding ``data`` (None: /dev/null), closed in the parent.
+
+    An anonymous file in memory (``memfd_create``; an unlinked temporary file where
+    there is none), written whole and rewound before the spawn: the child reads it
+    like a pipe, but no thread feeds it and no pipe buffer can fill, whatever the
+    size; it has no name, so nothing else can open it; and it is gone once the
+    child closes it. Used for jobs that carry a password."""
+    if data is None:
+        yield None
+        return
+    try:
+        fd = os.memfd_create("dp-runner-stdin", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):  # not Linux, or an old kernel
+        with tempfile.TemporaryFile() as spill:
+            fd = os.dup(spill.fileno())
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+    except OSError as exc:
+        os.close(fd)
+        raise SpawnError(f"cannot prepare the task's input: {exc.strerror}") from exc
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
 def _popen(
     argv: Sequence[str],
     cwd: Path,
     env: Mapping[str, str],
-    out_fd: int,
-    err_fd: int,
+    fds: tuple[int | None, int, int],
     *,
     run_as: RunAs | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start the child (as ``run_as`` when given: ``Popen`` sets the groups, the
     gid and the uid in the child, after ``cwd`` and before the exec) and register
-    its pid, both under the registry lock."""
+    its pid, both under the registry lock. ``fds``: stdin (None: /dev/null),
+    stdout, stderr."""
+    in_fd, out_fd, err_fd = fds
     try:
         with proctable.OWNED_LOCK:
             popen = subprocess.Popen(  # noqa: S603 - running the task's command is our job
                 list(argv),
                 cwd=cwd,
                 env=dict(env),
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL if in_fd is None else in_fd,
                 stdout=out_fd,
                 stderr=err_fd,
                 start_new_session=True,

@@ -137,6 +137,7 @@ class Execution:
         self._attempt_log: attemptlogs.AttemptLog | None = None
         self._steps: StepRunner | None = None
         self.outcome: Outcome | None = None
+        self._facts: dict[str, int | str] = {}  # the process's, for task_finished
         self.supervisor: Supervisor | None = None
         #: The attempt's folder, once opened (pruning keeps it).
         self.paths: AttemptPaths | None = None
@@ -203,6 +204,7 @@ class Execution:
                 stop=self._flag.event,
                 region=self._settings.region,
                 run_as=self._work_dir.run_as,
+                log=self._log,
             )
             task, plan = references.plan(
                 task,
@@ -309,8 +311,8 @@ class Execution:
     def _run_process(
         self, main: activities.Process, paths: AttemptPaths, steps: StepRunner
     ) -> Outcome:
-        """Spawn the one process (unless a stop came first) and supervise it."""
-        argv, run_as = main.argv(), self._work_dir.run_as
+        """Spawn the process (unless a stop came first); supervise; read its report."""
+        argv, run_as, stdin = main.argv(), self._work_dir.run_as, main.input()
         if self._flag.is_set():
             raise Stopped
         self._work_dir.hand_over(paths)  # under run_as: work/ and staging/ are its
@@ -323,11 +325,18 @@ class Execution:
             marker=self.marker,
             log=self._log,
             run_as=run_as,
+            stdin=stdin,
         )
         start = supervisor.start_time(child.pid) or time.time()
         self._journal.process_started(self.task_id, child.pid, child.pid, start)
         self._log.info("task_started", pid=child.pid)
-        return steps.supervise(child)
+        self.outcome = outcome = steps.supervise(child)
+        if not self._flag.is_set():
+            report = main.explain(outcome)
+            self._facts.update(report.facts)
+            if report.error is not None and not outcome.succeeded:
+                raise report.error
+        return outcome
 
     def _wind_down(
         self, task: Task, plan: activities.Plan | None, paths: AttemptPaths
@@ -386,5 +395,6 @@ class Execution:
             signal=outcome.signal if outcome else None,
             duration_s=round(time.monotonic() - started, 3),
             detail=self._flag.detail or None,
+            **self._facts,
         )
         return ExecutionResult(outcome=label, status=status, reason=reason)

@@ -1,0 +1,261 @@
+"""S3 as byte streams, for the database child: read objects chunk by chunk, write
+one object as a multipart upload.
+
+Owns: ``S3Streams`` (``S3`` with streaming reads and writes), ``MultipartWriter``,
+and the gzip framing of both (``compression: gzip`` on an S3DataNode).
+
+Must not: know about records, dialects or databases (``activities/copyjob.py``
+does), or hold more than a part in memory.
+
+Why this way: a CopyActivity moves gigabytes between S3 and a database; staging a
+file on disk first would double the I/O and need the space. GetObject's body is
+read in chunks, and an upload goes out in parts of ``part_size_bytes`` as soon as
+each is full (the last part may be small), so memory stays flat. Errors are
+translated the way ``S3`` translates them (``StagingError`` with an errorId) and the
+first call of each is retried by its policy; a stream that breaks half-way fails
+the copy (the upload is aborted), which the service retries as an attempt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from botocore.config import Config
+
+from runner.aws.s3 import S3, parse_s3_uri, relative_key_path
+
+CHUNK_BYTES = 1024 * 1024
+PART_BYTES = 8 * 1024 * 1024  # as the AWS CLI's, and the minimum S3 takes is 5 MiB
+PARTS_PER_STEP = 1000
+#: Parts uploading at once (as ``aws s3 cp`` does): about that many parts of memory.
+UPLOADS_IN_FLIGHT = 4
+
+
+class S3Streams(S3):
+    """``S3`` plus streaming reads and multipart writes (same client, timeouts,
+    retries and error translation). Blocking; thread-safe like ``S3``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # A part's body stays one bytes object, sent by one sendall that releases
+        # the GIL once: botocore's default (a CRC32 trailer, "aws-chunked") wraps
+        # it in a reader sent 8 KB at a time, and each block then waits for the
+        # GIL held by the thread that reads the database (the convoy effect).
+        # S3 still checks each part's Content-Length, and TLS its bytes.
+        self._botocore_config = self._botocore_config.merge(
+            Config(
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            )
+        )
+
+    def keys(self, uri: str, *, stop: threading.Event | None = None) -> list[str]:
+        """The objects a data node names: ``uri`` itself, or for a folder (a URI
+        ending in ``/``) every object under it, in key order, folder markers
+        skipped."""
+        bucket, key = parse_s3_uri(uri)
+        if key and not key.endswith("/"):
+            return [uri]
+        paginator = self.client.get_paginator("list_objects_v2")
+        pages = self._call(
+            uri, lambda: list(paginator.paginate(Bucket=bucket, Prefix=key)), stop
+        )
+        found = []
+        for page in pages:
+            for item in page.get("Contents", []):
+                name = str(item["Key"])
+                if relative_key_path(bucket, name, key) is not None:
+                    found.append(f"s3://{bucket}/{name}")
+        return sorted(found)
+
+    def read(
+        self,
+        uri: str,
+        *,
+        gzip: bool = False,
+        stop: threading.Event | None = None,
+    ) -> Iterator[bytes]:
+        """The bytes of one object, in chunks, gunzipped when ``gzip``."""
+        bucket, key = parse_s3_uri(uri)
+        answer = self._call(
+            uri, lambda: self.client.get_object(Bucket=bucket, Key=key), stop
+        )
+        body = answer["Body"]
+        try:
+            chunks = iter(lambda: self._try(uri, lambda: body.read(CHUNK_BYTES)), b"")
+            yield from (_gunzip(chunks) if gzip else chunks)
+        finally:
+            body.close()
+
+    def writer(
+        self, uri: str, *, gzip: bool = False, sse: bool = True
+    ) -> MultipartWriter:
+        """A multipart upload to ``uri`` (started by the first full part)."""
+        return MultipartWriter(self, uri, gzip=gzip, sse=sse)
+
+
+def _gunzip(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Inflate gzip data, members after members (``cat a.gz b.gz`` is valid)."""
+    inflate = zlib.decompressobj(wbits=47)  # gzip or zlib header
+    for chunk in chunks:
+        data = chunk
+        while data:
+            yield inflate.decompress(data)
+            if not inflate.eof:
+                break
+            data = inflate.unused_data
+            inflate = zlib.decompressobj(wbits=47)
+    yield inflate.flush()
+
+
+class MultipartWriter:
+    """Writes one object in parts. A full part goes to a small pool of uploads
+    (``UPLOADS_IN_FLIGHT`` at most; ``write`` blocks when they are all busy, so
+    memory holds a few parts, whatever the size); ``close`` uploads the rest and
+    completes it (a small object is one PutObject); ``abort`` drops what was
+    uploaded. One writer, one thread."""
+
+    def __init__(
+        self,
+        streams: S3Streams,
+        uri: str,
+        *,
+        gzip: bool,
+        sse: bool,
+        part_size_bytes: int = PART_BYTES,
+        parts_per_step: int = PARTS_PER_STEP,
+    ) -> None:
+        self._s3 = streams
+        self.uri = uri
+        self._bucket, self._key = parse_s3_uri(uri)
+        self._extra: dict[str, Any] = {"ServerSideEncryption": "AES256"} if sse else {}
+        self._deflate = zlib.compressobj(wbits=31) if gzip else None
+        self._part_size = part_size_bytes
+        self._parts_per_step = parts_per_step
+        self._held: list[bytes] = []
+        self._held_bytes = 0
+        self._upload_id: str | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._slots = threading.BoundedSemaphore(UPLOADS_IN_FLIGHT)
+        self._parts: list[Future[dict[str, Any]]] = []
+        self.bytes_written = 0
+
+    def write(self, data: bytes) -> None:
+        """Add ``data``; once the held bytes reach the next part's size they go
+        out as one part (parts may differ in size: S3 asks only that all but the
+        last be at least 5 MiB), joined once, never sliced."""
+        self.bytes_written += len(data)
+        if self._deflate is not None:
+            data = self._deflate.compress(data)
+        if data:
+            self._held.append(data)
+            self._held_bytes += len(data)
+        if self._held_bytes >= self.next_part_size():
+            self._send(self._take())
+
+    def _take(self) -> bytes:
+        part = b"".join(self._held)
+        self._held, self._held_bytes = [], 0
+        return part
+
+    def next_part_size(self) -> int:
+        """The size of the next part: ``part_size_bytes`` for the first
+        ``parts_per_step`` parts, twice that for the next as many, and so on. The
+        size of a stream is not known ahead, and S3 takes at most 10,000 parts: 8
+        MB parts alone would stop an export at 80 GB; growing ones reach 400 GB."""
+        return self._part_size * (1 + len(self._parts) // self._parts_per_step)
+
+    def _send(self, part: bytes) -> None:
+        """Start uploading a part (blocks while every upload slot is busy); the
+        producer (a COPY, a cursor) goes on meanwhile. Raises the error of a part
+        that failed already."""
+        if self._pool is None:
+            self._upload_id = self._create()
+            self._pool = ThreadPoolExecutor(UPLOADS_IN_FLIGHT, "s3-part")
+        for done in self._parts:
+            if done.done() and done.exception() is not None:
+                raise done.exception()  # type: ignore[misc]  # checked: not None
+        self._slots.acquire()
+        number = len(self._parts) + 1
+        future = self._pool.submit(self._upload_part, number, part)
+        future.add_done_callback(lambda _: self._slots.release())
+        self._parts.append(future)
+
+    def _finish_uploads(self) -> list[dict[str, Any]]:
+        """Wait for every part; their numbers and ETags, or the first error."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        return [future.result() for future in self._parts]
+
+    def close(self) -> None:
+        if self._deflate is not None:
+            self._held.append(self._deflate.flush())
+        rest = self._take()
+        client = self._s3.client
+        if self._pool is None:
+            self._s3._call(
+                self.uri,
+                lambda: client.put_object(
+                    Bucket=self._bucket, Key=self._key, Body=rest, **self._extra
+                ),
+                None,
+                op="upload",
+            )
+            return
+        if rest:
+            self._send(rest)
+        parts = {"Parts": self._finish_uploads()}
+        self._s3._call(
+            self.uri,
+            lambda: client.complete_multipart_upload(
+                Bucket=self._bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                MultipartUpload=parts,
+            ),
+            None,
+            op="upload",
+        )
+
+    def abort(self) -> None:
+        """Drop the upload; never raises (the copy has failed already)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._upload_id is None:
+            return
+        # best effort: the copy has failed already, and S3 expires what is left
+        with contextlib.suppress(Exception):
+            self._s3.client.abort_multipart_upload(
+                Bucket=self._bucket, Key=self._key, UploadId=self._upload_id
+            )
+
+    def _create(self) -> str:
+        client = self._s3.client
+        started = self._s3._call(
+            self.uri,
+            lambda: client.create_multipart_upload(
+                Bucket=self._bucket, Key=self._key, **self._extra
+            ),
+            None,
+        )
+        return str(started["UploadId"])
+
+    def _upload_part(self, number: int, data: bytes) -> dict[str, Any]:
+        client = self._s3.client
+        answer = self._s3._call(
+            self.uri,
+            lambda: client.upload_part(
+                Bucket=self._bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=data,
+            ),
+            None,
+        )
+        return {"PartNumber": number, "ETag": answer["ETag"]}

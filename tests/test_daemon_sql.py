@@ -1,0 +1,218 @@
+"""End to end, SqlActivity: the real runner process, the local service, and real
+PostgreSQL and MariaDB servers (``tests/dbservers.py``).
+
+Every test runs once per server (``any_db``) and asserts what the database holds,
+what the service received and, where the password could leak, that it did not:
+not in the runner's log, the attempt's files, the status sent, nor the child's
+``/proc/<pid>/cmdline`` and ``environ``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from runner.localservice import LocalService
+from tests.conftest import (
+    RunnerProcess,
+    default_object,
+    instances,
+    submit,
+    wait_for,
+    wait_instances,
+)
+from tests.dbservers import DbServer
+from tests.test_daemon import statuses_sent
+
+Spawn = Callable[..., RunnerProcess]
+#: The stop tests give the child the grace a real runner gives it (kill_grace, 10 s
+#: by default) rather than the suite's 0.5 s: cancelling on the server takes a new
+#: connection (MySQL's KILL QUERY, PostgreSQL's cancel request), which on a loaded
+#: host can take longer than half a second; the 5 s the checks allow still hold.
+STOP_GRACE = ("--kill-grace", "5")
+
+
+def database_object(db: DbServer, **fields: Any) -> dict[str, Any]:
+    driver = (
+        "org.postgresql.Driver" if db.engine == "postgresql" else "com.mysql.Driver"
+    )
+    return {
+        "id": "Db",
+        "name": "Db",
+        "type": "JdbcDatabase",
+        "connectionString": db.url,
+        "jdbcDriverClass": driver,
+        "username": db.user,
+        "*password": db.password,
+        **fields,
+    }
+
+
+def sql_activity(script: str, *args: str, **fields: Any) -> dict[str, Any]:
+    activity: dict[str, Any] = {
+        "id": "Sql",
+        "name": "Sql",
+        "type": "SqlActivity",
+        "database": {"ref": "Db"},
+        "script": script,
+        "maximumRetries": "0",
+        **fields,
+    }
+    if args:
+        activity["scriptArgument"] = list(args)
+    return activity
+
+
+def wait_activity(dp: Any, pipeline_id: str, activity: str, status: str) -> None:
+    """Wait until the instance of ``activity`` has ``status`` (data nodes have
+    instances of their own, which end otherwise)."""
+
+    def ended() -> bool:
+        found = instances(dp, pipeline_id)
+        return any(
+            key.startswith(f"@{activity}_") and fields.get("@status") == status
+            for key, fields in found.items()
+        )
+
+    wait_for(ended, 20, f"{activity} {status}")
+
+
+def activity_instance(dp: Any, pipeline_id: str, activity: str) -> str:
+    (found,) = [i for i in instances(dp, pipeline_id) if i.startswith(f"@{activity}_")]
+    return found
+
+
+def everything_written(runner: RunnerProcess) -> str:
+    """The runner's log and every file of its work dir, as text."""
+    paths = [runner.log_path, *(p for p in runner.work_dir.rglob("*") if p.is_file())]
+    return "\n".join(p.read_bytes().decode(errors="replace") for p in paths)
+
+
+def assert_no_password(
+    db: DbServer, runner: RunnerProcess, service: LocalService
+) -> None:
+    assert db.password not in everything_written(runner)
+    assert db.password not in repr(statuses_sent(service))
+
+
+def test_script_with_bound_arguments_runs_statement_by_statement(
+    service: LocalService, dp: Any, spawn_runner: Spawn, any_db: DbServer
+) -> None:
+    script = (
+        "CREATE TABLE notes (id INT, body VARCHAR(200));\n"
+        "INSERT INTO notes VALUES (?, ?); -- the first two arguments\n"
+        "INSERT INTO notes VALUES (?, '50% of ?');"
+    )
+    hostile = "x'); DROP TABLE notes; --"
+    activity = sql_activity(script, "1", hostile, "2")
+    pipeline_id = submit(dp, [default_object(), database_object(any_db), activity])
+    runner = spawn_runner()
+    wait_instances(dp, pipeline_id, {"FINISHED"})
+    rows = any_db.query("SELECT id, body FROM notes ORDER BY id")
+    assert [tuple(r) for r in rows] == [(1, hostile), (2, "50% of ?")]
+    finished = runner.wait_event("task_finished", outcome="finished")
+    assert finished["rows"] == 2
+    assert_no_password(any_db, runner, service)
+
+
+def test_failing_statement_leaves_the_ones_before_and_skips_the_rest(
+    service: LocalService, dp: Any, spawn_runner: Spawn, any_db: DbServer
+) -> None:
+    script = (
+        "CREATE TABLE first_one (x INT);\n"
+        "INSERT INTO no_such_table VALUES (1);\n"
+        "CREATE TABLE never_made (x INT);"
+    )
+    objects = [default_object(), database_object(any_db), sql_activity(script)]
+    pipeline_id = submit(dp, objects)
+    runner = spawn_runner()
+    wait_instances(dp, pipeline_id, {"FAILED"})
+    (sent,) = statuses_sent(service)
+    code = "42P01" if any_db.engine == "postgresql" else "1146"
+    assert sent["errorId"] == f"SqlError:{code}"
+    assert "no_such_table" in sent["errorMessage"]
+    assert "(statement 2 of 3)" in sent["errorMessage"]
+    tables = any_db.query(
+        "SELECT table_name FROM information_schema.tables WHERE table_name IN "
+        "('first_one', 'never_made')"
+    )
+    assert [t[0] for t in tables] == ["first_one"]
+    assert_no_password(any_db, runner, service)
+
+
+def test_failed_transaction_is_rolled_back(
+    service: LocalService, dp: Any, spawn_runner: Spawn, any_db: DbServer
+) -> None:
+    any_db.query("CREATE TABLE ledger (x INT)")
+    if any_db.engine == "mysql":
+        any_db.query(f"GRANT ALL ON {any_db.database}.* TO 'dp'@'%'")
+    else:
+        any_db.query("ALTER TABLE ledger OWNER TO dp")
+    script = (
+        "BEGIN;\n"
+        "INSERT INTO ledger VALUES (1);\n"
+        "INSERT INTO ledger VALUES ('not a number');\n"
+        "COMMIT;"
+    )
+    objects = [default_object(), database_object(any_db), sql_activity(script)]
+    pipeline_id = submit(dp, objects)
+    spawn_runner()
+    wait_instances(dp, pipeline_id, {"FAILED"})
+    (sent,) = statuses_sent(service)
+    assert sent["errorId"].startswith("SqlError:")
+    assert any_db.query("SELECT count(*) FROM ledger")[0][0] == 0
+
+
+def running_sleeps(db: DbServer) -> list[Any]:
+    if db.engine == "postgresql":
+        return db.query(
+            "SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%%'"
+        )
+    return db.query(
+        "SELECT id FROM information_schema.processlist WHERE info LIKE 'SELECT SLEEP%%'"
+    )
+
+
+def proc_text(pid: int, name: str) -> bytes:
+    return Path(f"/proc/{pid}/{name}").read_bytes()
+
+
+def test_cancel_ends_the_statement_on_the_server_and_sends_no_status(
+    service: LocalService, dp: Any, spawn_runner: Spawn, any_db: DbServer
+) -> None:
+    sleep = (
+        "SELECT pg_sleep(60)" if any_db.engine == "postgresql" else "SELECT SLEEP(60)"
+    )
+    objects = [default_object(), database_object(any_db), sql_activity(sleep)]
+    pipeline_id = submit(dp, objects)
+    runner = spawn_runner(*STOP_GRACE)
+    started = runner.wait_event("task_started")
+    wait_for(lambda: running_sleeps(any_db), 15, "the sleep on the server")
+    child = started["pid"]
+    secret = any_db.password.encode()
+    assert secret not in proc_text(child, "cmdline")
+    assert secret not in proc_text(child, "environ")
+    instance_id = activity_instance(dp, pipeline_id, "Sql")
+    dp.set_status(pipelineId=pipeline_id, objectIds=[instance_id], status="TRY_CANCEL")
+    runner.wait_event("task_finished", outcome="canceled")
+    wait_for(lambda: not running_sleeps(any_db), 5, "the sleep to be gone")
+    assert statuses_sent(service) == []
+    assert_no_password(any_db, runner, service)
+
+
+def test_attempt_timeout_cancels_the_statement_and_fails(
+    service: LocalService, dp: Any, spawn_runner: Spawn, any_db: DbServer
+) -> None:
+    sleep = (
+        "SELECT pg_sleep(60)" if any_db.engine == "postgresql" else "SELECT SLEEP(60)"
+    )
+    activity = sql_activity(sleep, attemptTimeout="3 seconds")
+    pipeline_id = submit(dp, [default_object(), database_object(any_db), activity])
+    runner = spawn_runner(*STOP_GRACE)
+    wait_for(lambda: running_sleeps(any_db), 15, "the sleep on the server")
+    runner.wait_event("task_finished", timeout=20, outcome="failed")
+    wait_for(lambda: not running_sleeps(any_db), 5, "the sleep to be gone")
+    wait_instances(dp, pipeline_id, {"FAILED"})
+    (sent,) = statuses_sent(service)
+    assert sent["errorId"] == "AttemptTimeout"
