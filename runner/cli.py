@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from runner import daemon, localrun, logs
+from runner import daemon, localrun, localwatch, logs
 from runner.config import load_settings, split_http_address
 from runner.errors import ConfigError, RunnerError
 from runner.pipelinefile import Definition
@@ -118,6 +118,11 @@ def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
             metavar="file://FILE",
             help='With --local: a {"values": {...}} file, instead of the file\'s.',
         ),
+        click.option(
+            "--keep",
+            is_flag=True,
+            help="With --local: keep the work dir it made, even when all finished.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -139,6 +144,8 @@ def run(
     time_scale: float,
     parameter_values: tuple[str, ...],
     parameter_values_uri: str | None,
+    *,
+    keep: bool,
     **flags: Any,
 ) -> None:
     """Serve worker groups: poll, run tasks, report (README: Configuration)."""
@@ -147,6 +154,8 @@ def run(
         raise click.UsageError("--parameter-values-uri excludes --parameter-values")
     if (values or values_uri is not None) and local_definition is None:
         raise click.UsageError("parameter values go with --local")
+    if keep and local_definition is None:
+        raise click.UsageError("--keep goes with --local")
     overrides = {k: v for k, v in flags.items() if v not in (None, ())}
     if "worker_groups" in overrides:
         overrides["worker_groups"] = list(overrides["worker_groups"])
@@ -154,7 +163,7 @@ def run(
         if local_definition is not None:
             defn = localrun.load(local_definition, pairs=values, values_uri=values_uri)
             code = _run_local(
-                config_file, overrides, local_definition, defn, time_scale
+                config_file, overrides, local_definition, defn, time_scale, keep=keep
             )
         else:
             settings = load_settings(config_file=config_file, overrides=overrides)
@@ -171,13 +180,20 @@ def _run_local(
     definition: Path,
     defn: Definition,
     time_scale: float,
+    *,
+    keep: bool,
 ) -> int:
-    """``run --local``: the closing table, and 0 when every instance FINISHED."""
-    rows, work_dir = localrun.run(config_file, overrides, definition, defn, time_scale)
-    click.echo(localrun.render_table(rows))
-    click.echo(f"attempt folders: {work_dir / 'attempts'}")
-    ok = bool(rows) and all(row.status == "FINISHED" for row in rows)
-    return 0 if ok else EXIT_UNFINISHED
+    """``run --local``: the closing table, the work dir removed when every
+    instance FINISHED (unless ``keep``), and 0 when every instance FINISHED."""
+    outcome = localrun.run(
+        config_file, overrides, definition, defn, time_scale, say=click.echo
+    )
+    click.echo(localwatch.render_table(outcome.rows))
+    if localrun.clean_up(outcome, keep=keep):
+        click.echo(f"work dir {outcome.made_dir} removed (--keep keeps it)")
+    else:
+        click.echo(f"attempt folders: {outcome.work_dir / 'attempts'}")
+    return 0 if outcome.finished else EXIT_UNFINISHED
 
 
 @main.command()

@@ -31,6 +31,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +78,8 @@ class Runner:
     worker: Worker
     liveness: Liveness
     http: HealthServer | None = None
+    #: ``run --local`` on a terminal: writes a line for the person at it.
+    say: Callable[[str], None] | None = None
 
 
 def build(settings: Settings, signals: Signals, session: Any = None) -> Runner:
@@ -290,9 +293,13 @@ def _act(runner: Runner, request: Request, *, second_signal: bool) -> None:
     elif second_signal and not runner.shutdown.fast.is_set():
         runner.shutdown.hurry(_name(request))
         runner.worker.hurry()
+        if runner.say is not None:
+            runner.say("stopping now: running tasks are killed, then reported")
     elif runner.shutdown.begin(_name(request)):
         systemd.stopping()
         runner.worker.drain()
+        if runner.say is not None and request in STOP_SIGNALS:
+            runner.say("draining — Ctrl-C again to stop now")
 
 
 def _name(request: Request) -> str:

@@ -28,17 +28,14 @@ for its constants and ``run`` without ``--local`` must not pay for the service.
 from __future__ import annotations
 
 import dataclasses
-import queue
+import shutil
+import sys
 import tempfile
-import threading
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import structlog
 
 from runner import daemon, logs, supervisor
 from runner.aws import management
@@ -46,61 +43,71 @@ from runner.aws.client import Client
 from runner.aws.session import new_session
 from runner.config import Settings, load_settings
 from runner.errors import ConfigError
+from runner.localwatch import InstanceRow, instance_rows, start_watch
 from runner.pipelinefile import (
     Definition,
+    inherited_field,
     load_definition,
     load_values,
     secret_values,
     values_from_pairs,
     worker_groups,
 )
-from runner.signals import LOCAL_RUN_ENDED, Request, Signals
+from runner.signals import Signals
 
 if TYPE_CHECKING:
     from runner.localservice import LocalService
 
-#: Instance statuses after which the service will do nothing more on its own.
-TERMINAL = frozenset(
-    {
-        "FINISHED",
-        "FAILED",
-        "CASCADE_FAILED",
-        "CANCELED",
-        "SKIPPED",
-        "MARK_FINISHED",
-        "TIMEDOUT",
-    }
-)
 RUNS_ON_GROUP = "dp-runner-local"
 #: What the runner signs its calls to the embedded service with. The service does not
 #: check signatures, so the demo needs no AWS account, and real credentials from
 #: boto3's chain are never sent to it. S3 (staging) still uses the chain.
 LOCAL_CREDENTIALS = ("dp-runner-local", "the-local-service-checks-no-signature")
 DEFAULT_TIME_SCALE = 0.01
-POLL_STATUS_S = 0.2
 #: How long ``run --local`` waits for its pipeline, in real seconds.
 LOCAL_RUN_LIMIT_S = 3600.0
 VALUES_FLAG = "--parameter-values"
 
 
-def run(
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a local run ended: the closing table's rows, the root of the attempts'
+    folders, and the work dir this run made for itself (None when ``--work-dir``
+    named one: that one is yours, never removed)."""
+
+    rows: list[InstanceRow]
+    work_dir: Path
+    made_dir: Path | None
+
+    @property
+    def finished(self) -> bool:
+        """Every instance FINISHED."""
+        return bool(self.rows) and all(row.status == "FINISHED" for row in self.rows)
+
+
+def run(  # noqa: PLR0917 - the CLI's options, passed on
     config_file: Path | None,
     overrides: dict[str, Any],
     definition: Path,
     defn: Definition,
     time_scale: float,
-) -> tuple[list[InstanceRow], Path]:
-    """The embedded service, one pipeline, served to its end: the instances' rows
-    and the work dir. Raises ``ConfigError``."""
+    say: Callable[[str], None] | None = None,
+) -> Outcome:
+    """The embedded service, one pipeline, served to its end. ``say`` writes a
+    line for a person: used when the output is for people (``for_people``),
+    where the runner's own lines drop to warnings. Raises ``ConfigError``."""
     service = start_service(time_scale)
     try:
         settings = local_settings(
             config_file, overrides, service.endpoint_url, defn, time_scale
         )
+        if not for_people(settings):
+            say = None
         signals = Signals()
         signals.install()
         session = new_session(settings.region, LOCAL_CREDENTIALS)
         runner = daemon.build(settings, signals, session)
+        runner.say = say
         supervisor.enable_subreaper()
         pipeline_id = submit(runner.client, defn, definition.stem)
         runner.log.info(
@@ -109,6 +116,11 @@ def run(
             definition=str(definition),
             work_dir=str(settings.work_dir),
         )
+        if say is not None:
+            say(
+                f"{definition}: pipeline {pipeline_id} on a local service at "
+                f"{service.endpoint_url}, its clock x{time_scale:g}; Ctrl-C drains"
+            )
         daemon.start(runner)
         start_watch(
             runner.client,
@@ -116,12 +128,44 @@ def run(
             runner.shutdown.requested,
             signals.inbox,
             runner.log,
+            say,
+            time_scale,
+            LOCAL_RUN_LIMIT_S,
+            retry_delays(defn),
         )
         daemon.dispatch(runner)
         rows = instance_rows(runner.client, pipeline_id)
     finally:
         service.stop()
-    return rows, runner.work_dir.root  # dp-runner-<uid> in a folder of another user
+    made = None if "work_dir" in overrides else settings.work_dir
+    # the root: dp-runner-<uid> when the work dir is a folder of another user
+    return Outcome(rows, runner.work_dir.root, made)
+
+
+def retry_delays(defn: Definition) -> dict[str, str]:
+    """Each object's ``retryDelay``, as the definition sets it or inherits it."""
+    delays = {
+        obj["id"]: inherited_field(defn, obj["id"], "retryDelay")
+        for obj in defn.pipeline_objects
+    }
+    return {obj_id: delay for obj_id, delay in delays.items() if delay is not None}
+
+
+def for_people(settings: Settings) -> bool:
+    """Whether ``run --local`` talks to a person: console logs, asked for or
+    chosen by ``auto`` because stdout is a terminal."""
+    if settings.log_format == "auto":
+        return sys.stdout.isatty()
+    return settings.log_format == "console"
+
+
+def clean_up(outcome: Outcome, *, keep: bool) -> bool:
+    """Remove the work dir the run made, unless ``keep`` or an instance did not
+    finish (its attempts' folders are what you look at next); True if removed."""
+    if keep or outcome.made_dir is None or not outcome.finished:
+        return False
+    shutil.rmtree(outcome.made_dir, ignore_errors=True)
+    return not outcome.made_dir.exists()
 
 
 def local_settings(
@@ -134,6 +178,7 @@ def local_settings(
     """Settings for the demo: the embedded endpoint, the definition's groups, and
     runner clocks scaled like the service's."""
     base = load_settings(config_file=config_file, overrides=overrides)
+    quiet = for_people(base) and "log_level" not in base.model_fields_set
     local: dict[str, Any] = {
         "endpoint_url": endpoint_url,
         "region": base.region or "us-east-1",
@@ -145,20 +190,12 @@ def local_settings(
         ),
         "drain_timeout": min(base.drain_timeout, 10.0),
     }
+    if quiet:  # the watch's lines tell a person what happens; warnings remain
+        local["log_level"] = "warning"
     if "work_dir" not in overrides:
         local["work_dir"] = Path(tempfile.mkdtemp(prefix="dp-runner-local-"))
     # validated again, but the file is read once (it may be a pipe)
     return Settings.model_validate({**base.model_dump(), **local})
-
-
-@dataclass(frozen=True, slots=True)
-class InstanceRow:
-    """One line of the closing table."""
-
-    instance_id: str
-    status: str
-    attempts: str
-    error: str
 
 
 def start_service(time_scale: float) -> LocalService:
@@ -216,63 +253,6 @@ def submit(client: Client, defn: Definition, name: str) -> str:
     return pipeline_id
 
 
-def instance_rows(client: Client, pipeline_id: str) -> list[InstanceRow]:
-    """Every instance of the pipeline, with its status, attempts and last error."""
-    ids = management.query_objects(client, pipeline_id, "INSTANCE")
-    rows = []
-    for obj in client.describe_objects(pipeline_id, ids) if ids else []:
-        fields = {
-            f["key"]: f.get("stringValue", f.get("refValue", ""))
-            for f in obj.get("fields", [])
-        }
-        rows.append(
-            InstanceRow(
-                instance_id=str(obj["id"]),
-                status=str(fields.get("@status", "?")),
-                attempts=str(fields.get("@attemptCount", "0")),
-                error=str(fields.get("errorId", "") or fields.get("errorMessage", ""))[
-                    :60
-                ],
-            )
-        )
-    return sorted(rows, key=lambda row: row.instance_id)
-
-
-def wait_all_ended(
-    client: Client,
-    pipeline_id: str,
-    stop: threading.Event,
-    timeout_s: float,
-    on_change: Callable[[list[InstanceRow]], None],
-) -> list[InstanceRow]:
-    """Watch the instances until all are terminal, ``stop`` is set or time runs
-    out; returns the last rows seen."""
-    deadline = time.monotonic() + timeout_s
-    rows: list[InstanceRow] = []
-    last: list[tuple[str, str]] = []
-    while not stop.is_set() and time.monotonic() < deadline:
-        rows = instance_rows(client, pipeline_id)
-        seen = [(row.instance_id, row.status) for row in rows]
-        if seen != last:
-            on_change(rows)
-            last = seen
-        if rows and all(row.status in TERMINAL for row in rows):
-            break
-        stop.wait(POLL_STATUS_S)
-    return rows
-
-
-def render_table(rows: list[InstanceRow]) -> str:
-    """The closing table, fixed-width for a terminal."""
-    header = InstanceRow("INSTANCE", "STATUS", "ATTEMPTS", "ERROR")
-    width = max([len(r.instance_id) for r in [header, *rows]])
-    lines = [
-        f"{r.instance_id:<{width}}  {r.status:<16}  {r.attempts:>8}  {r.error}"
-        for r in [header, *rows]
-    ]
-    return "\n".join(lines)
-
-
 def load(
     path: Path, *, pairs: Sequence[str] = (), values_uri: str | None = None
 ) -> Definition:
@@ -319,47 +299,3 @@ def spread_values(args: list[str]) -> list[str]:
             state = "more" if arg.startswith(f"{VALUES_FLAG}=") else ""
         out.append(arg)
     return out
-
-
-def start_watch(
-    client: Client,
-    pipeline_id: str,
-    stop: threading.Event,
-    inbox: queue.SimpleQueue[Request],
-    log: structlog.typing.FilteringBoundLogger,
-) -> None:
-    """Watch the pipeline on a ``local-watch`` thread, logging each instance's new
-    status; ``LOCAL_RUN_ENDED`` goes to ``inbox`` once every instance has ended,
-    ``stop`` is set, time runs out, or the watch failed (logged)."""
-
-    def watch() -> None:
-        try:
-            wait_all_ended(
-                client, pipeline_id, stop, LOCAL_RUN_LIMIT_S, log_progress(log)
-            )
-        except Exception:
-            log.exception("local_watch_failed")
-        finally:
-            inbox.put(LOCAL_RUN_ENDED)
-
-    threading.Thread(target=watch, name="local-watch", daemon=True).start()
-
-
-def log_progress(
-    log: structlog.typing.FilteringBoundLogger,
-) -> Callable[[list[InstanceRow]], None]:
-    """A change callback that logs each instance's new status once."""
-    known: dict[str, str] = {}
-
-    def on_change(rows: list[InstanceRow]) -> None:
-        for row in rows:
-            if known.get(row.instance_id) != row.status:
-                known[row.instance_id] = row.status
-                log.info(
-                    "instance_status",
-                    instance_id=row.instance_id,
-                    status=row.status,
-                    attempts=row.attempts,
-                )
-
-    return on_change

@@ -178,6 +178,29 @@ def worker_groups(defn: Definition) -> list[str]:
     return sorted(groups)
 
 
+def inherited_field(defn: Definition, obj_id: str, key: str) -> str | None:
+    """``key``'s string value on the object, else on its ``parent`` chain, else
+    on ``Default`` (how the service resolves a field); a plain ``#{myParam}`` is
+    replaced with its value. None when no object in the chain sets it."""
+    objects = {obj["id"]: obj["fields"] for obj in defn.pipeline_objects}
+    params = _parameter_map(defn)
+    seen: set[str] = set()
+    owner: str | None = obj_id
+    while owner is not None and owner in objects and owner not in seen:
+        seen.add(owner)
+        fields = objects[owner]
+        found = [
+            f["stringValue"] for f in fields if f["key"] == key and "stringValue" in f
+        ]
+        if found:
+            return _PARAMETER_REF.sub(
+                lambda m: (params.get(m.group(1)) or [m.group(0)])[0], found[0]
+            )
+        parents = [f["refValue"] for f in fields if f["key"] == "parent"]
+        owner = parents[0] if parents else ("Default" if owner != "Default" else None)
+    return None
+
+
 # ---- file -> API ---------------------------------------------------------------------
 def _read_json(path: Path) -> Any:
     try:

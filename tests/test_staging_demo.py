@@ -13,9 +13,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from runner import localrun
 from tests.conftest import REPO, run_local
 
 EXAMPLE = REPO / "examples" / "staging.json"
@@ -72,11 +69,6 @@ def test_staging_example_runs_end_to_end(
     assert re.search(r"@RawLinesReady_\S+\s+FINISHED\s+1\b", done.stdout), done.stdout
 
 
-@pytest.mark.skipif(
-    "TIMEDOUT" not in localrun.TERMINAL,
-    reason="run --local waits for TIMEDOUT instances until its 1-hour limit "
-    "(localrun.TERMINAL lacks TIMEDOUT)",
-)
 def test_staging_example_stops_when_the_input_never_arrives(
     tmp_path: Path, s3_admin: Any, s3_bucket: str
 ) -> None:
