@@ -149,7 +149,7 @@ class Worker:
         once with a clear message (``ConfigError``, exit 78) instead of a log of
         failed polls. A transient failure only warns: the service may come back."""
         try:
-            self._beat_runner()
+            self._beat_runner(once=True)
         except RejectedRequestError as exc:
             said = exc.message or "(the service gave no message)"
             raise ConfigError(
@@ -285,8 +285,9 @@ class Worker:
                 group, self._hostname, self.instance_identity
             )
         except Exception:  # noqa: BLE001 - one catch per loop iteration: a bug
-            self._log.exception("poll_failed", worker_group=group)
-            stop.wait(POLL_BUG_BACKOFF_S)
+            if not stop.is_set():  # else the shutdown cut the retries short
+                self._log.exception("poll_failed", worker_group=group)
+                stop.wait(POLL_BUG_BACKOFF_S)
             return None
         self._books.polled()
         if task is not None and stop.is_set():
@@ -371,10 +372,10 @@ class Worker:
 
     # --------------------------------------------------------------- heartbeat
 
-    def _beat_runner(self) -> None:
+    def _beat_runner(self, *, once: bool = False) -> None:
         for group in self._groups:
             terminate = self._client.report_task_runner_heartbeat(
-                self.taskrunner_id, group, self._hostname
+                self.taskrunner_id, group, self._hostname, once=once
             )
             if terminate and not self._books.terminate_requested:
                 self._books.terminate_requested = True

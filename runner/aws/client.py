@@ -32,10 +32,11 @@ from structlog.typing import FilteringBoundLogger
 
 from runner.aws.callstats import CallStats
 from runner.aws.callstats import ClientStatistics as ClientStatistics  # noqa: PLC0414 - re-export
+from runner.aws.outage import OutageLog
 from runner.aws.pollanswer import MALFORMED
 from runner.aws.retries import RetryPolicies as RetryPolicies  # noqa: PLC0414 - re-export
 from runner.aws.retries import RetryPolicy as RetryPolicy  # noqa: PLC0414 - re-export
-from runner.aws.retries import call_with_retries
+from runner.aws.retries import call_with_retries, retry_until
 from runner.aws.session import credential_secrets, datapipeline_client, new_session
 from runner.aws.translate import (
     FOREIGN_ERRORS,
@@ -62,6 +63,7 @@ SHORT_CONNECT_TIMEOUT_S = 5.0
 #: The longest one try of any call but the poll can take.
 CALL_TIMEOUT_S = SHORT_CONNECT_TIMEOUT_S + SHORT_READ_TIMEOUT_S
 DESCRIBE_BATCH = 25  # DescribeObjects takes at most 25 ids per call
+ONE_TRY = RetryPolicy(1, CALL_TIMEOUT_S, 0.0, 0.0)
 
 
 class Client:
@@ -97,7 +99,7 @@ class Client:
         self._both = (stop, abort)  # what cuts short the poll and the runner heartbeat
         self.policies = self._policies = policies or RetryPolicies.default()
         self._log = log
-        self._stats = CallStats()
+        self._stats, self._outages = CallStats(), OutageLog(log)
         self.liveness = liveness
         #: A watched poller's bound is this plus the poll's longest backoff: the
         #: liveness ticks before and after each try, so the two never add up.
@@ -223,15 +225,16 @@ class Client:
             )
 
     def report_task_runner_heartbeat(
-        self, taskrunner_id: str, worker_group: str, hostname: str
+        self, taskrunner_id: str, group: str, hostname: str, *, once: bool = False
     ) -> bool:
-        """Tell the service this runner is alive; returns ``terminate``."""
+        """Tell the service this runner is alive; returns ``terminate``. ``once``:
+        one try, no retry (the start-up check, before signals are read)."""
         request = {
             "taskrunnerId": taskrunner_id,
-            "workerGroup": worker_group,
+            "workerGroup": group,
             "hostname": hostname,
         }
-        policy = self._policies.runner_heartbeat
+        policy = ONE_TRY if once else self._policies.runner_heartbeat
         answer = self.call("ReportTaskRunnerHeartbeat", request, policy, self._both)
         return bool(answer.get("terminate", False))
 
@@ -273,20 +276,14 @@ class Client:
         """``attempt`` under the status policy, never past ``until()``; when an
         event of ``wake`` is set, the retries go on under the new deadline."""
         policy = self._policies.status
-        ends = time.monotonic() + policy.budget_s
-        while True:
-            deadline = until()
-            left_s = ends - time.monotonic()
-            if deadline is not None:
-                left_s = min(left_s, deadline - time.monotonic())
-            pending = tuple(event for event in wake if not event.is_set())
-            try:
-                return self._retry(
-                    operation, attempt, policy, pending, deadline_s=left_s, task=task
-                )
-            except TransientServiceError:
-                if not any(event.is_set() for event in pending) or left_s <= 0:
-                    raise
+        return retry_until(
+            lambda pending, left_s: self._retry(
+                operation, attempt, policy, pending, deadline_s=left_s, task=task
+            ),
+            policy.budget_s,
+            until,
+            wake,
+        )
 
     def call(
         self,
@@ -353,10 +350,11 @@ class Client:
                     else "service_rejected_request",  # our bug
                     operation=operation,
                     code=code,
-                    message=error.message[:500],
+                    message=error.message[:500] or "(the service gave no message)",
                 )
             raise error from exc
         self._stats.tried(operation, began, None, answered=True)
+        self._outages.answered(operation)
         if liveness:
             liveness.tick()
         return answer
@@ -377,14 +375,8 @@ class Client:
 
         def on_retry(attempt_number: int, wait_s: float, error: BaseException) -> None:
             self._stats.retried()
-            self._log.warning(
-                "client_retry_scheduled",
-                operation=operation,
-                attempt=attempt_number,
-                wait_s=round(wait_s, 3),
-                error=getattr(error, "code", type(error).__name__),
-                **context,
-            )
+            code = getattr(error, "code", type(error).__name__)
+            self._outages.retrying(operation, attempt_number, wait_s, code, **context)
 
         try:
             return call_with_retries(

@@ -26,6 +26,8 @@ from typing import TypeVar
 
 import tenacity
 
+from runner.errors import TransientServiceError
+
 T = TypeVar("T")
 
 #: How often a wait on two events looks at the ones after the first.
@@ -151,6 +153,33 @@ def call_with_retries(
     except _Interrupted:
         pass
     raise errors[-1]
+
+
+def retry_until(
+    retry: Callable[[tuple[threading.Event, ...], float], T],
+    budget_s: float,
+    until: Callable[[], float | None],
+    wake: Sequence[threading.Event],
+) -> T:
+    """``retry(pending, left_s)``: one retry loop (``call_with_retries``) that the
+    events ``pending`` cut short and that ends within ``left_s``. Runs it within
+    ``budget_s`` and never past ``until()`` (a monotonic deadline, or None), which
+    may move: when an event of ``wake`` cuts a loop short, the loop starts again
+    under the new deadline (SetTaskStatus during a shutdown: each stage of the
+    shutdown brings its deadline closer). The last ``TransientServiceError``
+    leaves once no event woke it or no time is left."""
+    ends = time.monotonic() + budget_s
+    while True:
+        deadline = until()
+        left_s = ends - time.monotonic()
+        if deadline is not None:
+            left_s = min(left_s, deadline - time.monotonic())
+        pending = tuple(event for event in wake if not event.is_set())
+        try:
+            return retry(pending, left_s)
+        except TransientServiceError:
+            if not any(event.is_set() for event in pending) or left_s <= 0:
+                raise
 
 
 def _stop(

@@ -8,6 +8,7 @@ client thinks it did.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -629,3 +630,18 @@ def test_an_event_set_before_the_call_still_allows_one_try() -> None:
             on_retry=lambda *_: None,
         )
     assert tries == [1]
+
+
+def test_an_outage_warns_once_then_says_when_the_service_answers_again(
+    new_client: Callable[..., Client], service: LocalService
+) -> None:
+    patient = RetryPolicy(10, 10.0, 0.01, 0.05)
+    client = new_client(dataclasses.replace(FAST, poll=patient))
+    service.faults.add("PollForTask", error="InternalServiceError", times=6)
+    with capture_logs() as logged:
+        assert client.poll_for_task(WORKER_GROUP, "host") is None
+    retries = [e for e in logged if e["event"] == "client_retry_scheduled"]
+    assert [e["log_level"] for e in retries] == ["warning"] + ["debug"] * 5
+    assert retries[0]["error"] == "InternalServiceError"
+    (again,) = [e for e in logged if e["event"] == "service_answers_again"]
+    assert (again["operation"], again["retries"]) == ("PollForTask", 6)
