@@ -1,0 +1,312 @@
+"""The container: the Dockerfile, the README's ECS and Kubernetes snippets, and the
+runner as PID 1 of its own namespaces with a read-only root.
+
+No Docker engine runs where these tests run, so the image is never built here.
+What the image changes for the runner is reproduced with ``unshare --mount --pid
+--fork --mount-proc``: a wrapper makes the mounts private, puts a tmpfs on the work
+dir and on ``TMPDIR``, remounts ``/`` read-only and ``exec``s the runner, so the
+runner is PID 1 as under an exec-form ``ENTRYPOINT``. The network namespace is
+shared: the runner reaches the local service of the test process on loopback. From
+outside, the runner is the one child of ``unshare``; its tmpfs is read through
+``/proc/<pid>/root``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import tomllib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from runner.cli import main as cli
+from runner.config import load_settings
+from runner.daemon import MAIN_LOOP_S
+from runner.localservice import LocalService
+from runner.signals import STOP_SIGNALS
+from runner.worker import REAP_EVERY_S
+from tests.conftest import (
+    REPO,
+    RunnerProcess,
+    default_object,
+    runner_command,
+    shell,
+    submit,
+    wait_for,
+    wait_instances,
+)
+
+# --- the Dockerfile ---------------------------------------------------------------
+
+
+def instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of each instruction, as Docker reads them: comment
+    lines dropped (also inside a continuation), ``\\`` at the end of a line joins
+    the next one."""
+    found: list[tuple[str, str]] = []
+    pending = ""
+    for line in text.splitlines():
+        if line.strip().startswith("#") or (not pending and not line.strip()):
+            continue
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        keyword, _, arguments = (pending + line).strip().partition(" ")
+        found.append((keyword.upper(), arguments.strip()))
+        pending = ""
+    assert not pending, "the Dockerfile ends inside a continuation"
+    return found
+
+
+def final_stage(text: str) -> list[tuple[str, str]]:
+    """The instructions from the last FROM on: the image that is shipped."""
+    parsed = instructions(text)
+    last = max(i for i, (keyword, _) in enumerate(parsed) if keyword == "FROM")
+    return parsed[last:]
+
+
+def exec_form(arguments: str) -> list[str]:
+    """The JSON array of an exec-form instruction; fails on the shell form."""
+    value = json.loads(arguments)
+    assert isinstance(value, list), arguments
+    assert all(isinstance(part, str) for part in value), arguments
+    return value
+
+
+def env_values(stage: list[tuple[str, str]]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for keyword, arguments in stage:
+        if keyword == "ENV":
+            pairs = shlex.split(arguments)
+            assert all("=" in pair for pair in pairs), f"ENV {arguments}: use KEY=VALUE"
+            env.update(pair.partition("=")[::2] for pair in pairs)
+    return env
+
+
+def test_the_image_runs_the_runner_as_pid_1_and_non_root() -> None:
+    """A numeric non-root USER (runAsNonRoot can verify only a number), dp-runner
+    itself as the exec-form ENTRYPOINT (a shell in between would be PID 1 and
+    swallow SIGTERM), and a stop signal the runner drains on."""
+    stage = final_stage((REPO / "Dockerfile").read_text())
+    single = {
+        k: a for k, a in stage if k in {"USER", "ENTRYPOINT", "CMD", "STOPSIGNAL"}
+    }
+    user, _, group = single["USER"].partition(":")
+    assert user.isdigit(), f"USER {single['USER']}: a numeric uid"
+    assert int(user) != 0
+    assert not group or int(group) != 0
+    entrypoint, command = exec_form(single["ENTRYPOINT"]), exec_form(single["CMD"])
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert entrypoint == ["dp-runner"]
+    assert entrypoint[0] in scripts["scripts"]
+    assert command == ["run"]
+    assert command[0] in cli.commands
+    assert signal.Signals[single["STOPSIGNAL"]] in STOP_SIGNALS
+
+
+def test_the_image_keeps_its_state_in_a_volume_and_checks_its_health() -> None:
+    """The ENV names are settings (config.py reads them), the work dir is the
+    VOLUME, and HEALTHCHECK asks ``dp-runner healthcheck``, which reads
+    DP_RUNNER_HTTP_ADDRESS from the same ENV."""
+    stage = final_stage((REPO / "Dockerfile").read_text())
+    env = env_values(stage)
+    assert env["DP_RUNNER_HTTP_ADDRESS"] == "127.0.0.1:9102"
+    assert env["DP_RUNNER_WORK_DIR"] == "/var/lib/dp-runner"
+    settings = load_settings(config_file=None, overrides={}, env=env)
+    assert settings.http_address == "127.0.0.1:9102"
+    assert settings.work_dir == Path("/var/lib/dp-runner")
+    (volume,) = [exec_form(a) for k, a in stage if k == "VOLUME"]
+    assert volume == [env["DP_RUNNER_WORK_DIR"]]
+    (check,) = [a for k, a in stage if k == "HEALTHCHECK"]
+    options, _, command = check.partition("CMD ")
+    assert exec_form(command) == ["dp-runner", "healthcheck"]
+    assert "healthcheck" in cli.commands
+    assert "--timeout=" in options
+
+
+# --- the runner as PID 1 with a read-only root --------------------------------------
+
+#: Run in the new namespaces, as PID 1 until it execs the runner: $1 the work dir,
+#: $2 TMPDIR (each a tmpfs), then the runner's argv. Private mounts first, so that
+#: nothing is propagated to the host's mount namespace.
+WRAPPER = """\
+set -eu
+mount --make-rprivate /
+mount -t tmpfs -o mode=0700 dp-runner-work "$1"
+mount -t tmpfs -o mode=1777 dp-runner-tmp "$2"
+mount -o remount,bind,ro /
+shift 2
+exec "$@"
+"""
+#: An adopted zombie is reaped by the dispatcher's housekeeping (worker.py).
+REAP_DEADLINE_S = REAP_EVERY_S + MAIN_LOOP_S + 3
+
+
+class Contained(RunnerProcess):
+    """``unshare`` and, as its one child, the runner: PID 1 inside."""
+
+    @property
+    def pid(self) -> int:
+        """The runner's pid outside its namespace."""
+        children = wait_for(
+            lambda: psutil.Process(self.process.pid).children(), 10, "the runner"
+        )
+        return int(children[0].pid)
+
+    def root(self, path: Path) -> Path:
+        """``path`` as the runner sees it (its tmpfs mounts are only there)."""
+        return Path(f"/proc/{self.pid}/root") / path.relative_to("/")
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        os.kill(self.pid, signum)
+
+
+def namespace_pids(pid: int) -> list[int]:
+    """The pid of ``pid`` in each PID namespace, outermost first."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    (line,) = [x for x in status.splitlines() if x.startswith("NSpid:")]
+    return [int(part) for part in line.split()[1:]]
+
+
+def exited_or_gone(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def zombies_of(pid: int) -> list[int]:
+    return [
+        child.pid
+        for child in psutil.Process(pid).children()
+        if exited_or_gone(child) and psutil.pid_exists(child.pid)
+    ]
+
+
+@pytest.fixture
+def contain(
+    service: LocalService, tmp_path: Path
+) -> Iterator[Callable[..., Contained]]:
+    if os.geteuid() != 0:
+        pytest.skip("unshare --mount needs root (CI runs the tests as root)")
+    started: list[Contained] = []
+
+    def spawn(*args: str) -> Contained:
+        work_dir, tmp_dir = tmp_path / "work", tmp_path / "tmp"
+        work_dir.mkdir()
+        tmp_dir.mkdir()
+        log_path = tmp_path / "runner.log"
+        argv = runner_command(
+            service.endpoint_url, work_dir, "--worker-group", "wg", *args
+        )
+        env = dict(os.environ, TMPDIR=str(tmp_dir), AWS_EC2_METADATA_DISABLED="true")
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                ["unshare", "--mount", "--pid", "--fork", "--mount-proc",
+                 "--kill-child", "sh", "-c", WRAPPER, "sh",
+                 str(work_dir), str(tmp_dir), *argv],
+                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=REPO, env=env,
+            )  # fmt: skip
+        runner = Contained(process, log_path, work_dir)
+        started.append(runner)
+        return runner
+
+    yield spawn
+    for runner in started:
+        if runner.process.poll() is None:
+            for child in psutil.Process(runner.process.pid).children():
+                child.kill()  # PID 1 gone: the kernel kills its whole namespace
+        runner.process.wait(10)
+
+
+def test_as_pid_1_under_a_read_only_root_a_task_finishes(
+    service: LocalService, dp: Any, contain: Callable[..., Contained]
+) -> None:
+    """The task may write only its attempt folder and TMPDIR; ``/`` refuses it."""
+    command = (
+        "if touch /probe 2>/dev/null; then echo '/ is writable' >&2; exit 3; fi\n"
+        'echo "parent $PPID" > written-here && echo scratch > "$TMPDIR/scratch"\n'
+        "cat written-here"
+    )
+    pipeline_id = submit(
+        dp, [default_object(), shell("ReadOnly", command, maximumRetries="0")]
+    )
+    runner = contain("--http-address", "127.0.0.1:0")
+    started = runner.wait_event("worker_started")
+    assert namespace_pids(runner.pid)[-1] == 1
+    writable = started["writable_paths"]
+    assert writable is not None, "the runner found / writable"
+    assert runner.work_dir.as_posix() in writable
+    done = wait_instances(dp, pipeline_id, {"FINISHED", "FAILED"})
+    assert {f["@status"] for f in done.values()} == {"FINISHED"}, done
+    outputs = list(runner.root(runner.work_dir).glob("attempts/*/*/*/*/StdOutput"))
+    assert [p.read_text() for p in outputs] == ["parent 1\n"]
+    # the image's HEALTHCHECK, as Docker runs it: in the container's namespaces
+    healthcheck = subprocess.run(
+        ["nsenter", f"--target={runner.pid}", "--mount", "--pid", f"--wd={REPO}",
+         sys.executable, "-m", "runner", "healthcheck"],
+        env=dict(os.environ, DP_RUNNER_HTTP_ADDRESS=started["http_address"]),
+        capture_output=True, text=True, timeout=30, check=False, cwd=REPO,
+    )  # fmt: skip
+    assert healthcheck.returncode == 0, healthcheck.stderr
+    runner.signal(signal.SIGTERM)
+    assert runner.wait_exit() == 0
+
+
+def test_as_pid_1_the_runner_reaps_the_orphans_it_adopts(
+    service: LocalService, dp: Any, contain: Callable[..., Contained]
+) -> None:
+    """An orphan in a session of its own, without the task's marker, outlives the
+    task: nothing ties it to the task, it is re-parented to PID 1, and it exits
+    later. Only PID 1 can reap it; a runner that does not leaves a zombie for the
+    life of the container."""
+    command = "(setsid env -i sleep 2 &)\n(sleep 0.2 &)\nsleep 0.5"
+    pipeline_id = submit(
+        dp, [default_object(), shell("Orphans", command, maximumRetries="0")]
+    )
+    runner = contain()
+
+    def adopted() -> psutil.Process | None:
+        for child in psutil.Process(runner.pid).children():
+            with contextlib.suppress(psutil.Error):  # (sleep 0.2 &) comes and goes
+                if child.cmdline() == ["sleep", "2"]:
+                    return child
+        return None
+
+    orphan = wait_for(adopted, 15, "the orphan, adopted by the runner")
+    inner_pid = namespace_pids(orphan.pid)[-1]
+    wait_instances(dp, pipeline_id, {"FINISHED"})
+    wait_for(lambda: exited_or_gone(orphan), 10, "the orphan to exit")
+    wait_for(lambda: not psutil.pid_exists(orphan.pid), REAP_DEADLINE_S, "a reap")
+    assert runner.process.poll() is None  # reaped by the runner, not at its exit
+    assert zombies_of(runner.pid) == []
+    runner.wait_event("orphan_reaped", pid=inner_pid)
+    runner.signal(signal.SIGTERM)
+    assert runner.wait_exit() == 0
+
+
+def test_as_pid_1_sigterm_drains_the_running_task_and_exits_zero(
+    service: LocalService, dp: Any, contain: Callable[..., Contained]
+) -> None:
+    """PID 1 gets no signal it has no handler for: SIGTERM from outside the
+    namespace (``docker stop``) reaches the runner only because it handles it."""
+    pipeline_id = submit(dp, [default_object(), shell("Nap", "sleep 1.5; echo done")])
+    runner = contain("--drain-timeout", "10")
+    runner.wait_event("task_started")
+    runner.signal(signal.SIGTERM)
+    assert runner.wait_exit(timeout=10) == 0  # unshare's status is the runner's
+    wait_instances(dp, pipeline_id, {"FINISHED"})
+    sent = [c.request for c in service.calls("SetTaskStatus") if c.error is None]
+    assert [s["taskStatus"] for s in sent] == ["FINISHED"]
+    assert runner.events("worker_draining")[0]["running"] == 1
+    assert runner.events("runner_stopped")
