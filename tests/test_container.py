@@ -177,6 +177,16 @@ def namespace_pids(pid: int) -> list[int]:
     return [int(part) for part in line.split()[1:]]
 
 
+def signal_masks(pid: int) -> dict[str, int]:
+    """The signal sets of ``pid`` (SigBlk, SigCgt...) from /proc, as bit masks."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return {
+        key: int(value, 16)
+        for key, _, value in (x.partition(":\t") for x in status.splitlines())
+        if key in {"SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"}
+    }
+
+
 def exited_or_gone(proc: psutil.Process) -> bool:
     try:
         return proc.status() == psutil.STATUS_ZOMBIE
@@ -310,3 +320,25 @@ def test_as_pid_1_sigterm_drains_the_running_task_and_exits_zero(
     assert [s["taskStatus"] for s in sent] == ["FINISHED"]
     assert runner.events("worker_draining")[0]["running"] == 1
     assert runner.events("runner_stopped")
+
+
+def test_as_pid_1_a_stop_during_start_up_is_kept_not_lost(
+    contain: Callable[..., Contained],
+) -> None:
+    """The kernel drops a signal sent to PID 1 while it has no handler for it. The
+    runner holds the stop signals from its first line until its handlers are in,
+    so a SIGTERM during its imports drains it at once instead of being lost."""
+    runner = contain()
+    sigterm = 1 << (signal.SIGTERM - 1)
+
+    def starting() -> bool:
+        if psutil.Process(runner.pid).cmdline()[1:3] != ["-m", "runner"]:
+            return False  # still the wrapper (sh blocks every signal around a fork)
+        masks = signal_masks(runner.pid)
+        return bool(masks["SigBlk"] & sigterm) and not masks["SigCgt"] & sigterm
+
+    wait_for(starting, 10, "a runner that holds SIGTERM and has no handler yet")
+    runner.signal(signal.SIGTERM)
+    assert runner.wait_exit() == 0
+    (draining,) = runner.events("worker_draining")
+    assert draining["reason"] == "SIGTERM"
