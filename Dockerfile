@@ -50,10 +50,13 @@ USER 10001:10001
 # then the final statuses get up to 30 s. Give `docker stop` (ECS stopTimeout,
 # Kubernetes terminationGracePeriodSeconds) 110 s.
 STOPSIGNAL SIGTERM
-HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+# /healthz answers once the runner has started: its first runner heartbeat and the
+# journal's recovery may take up to 180 s (the systemd unit's TimeoutStartSec).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=180s --retries=3 \
     CMD ["dp-runner", "healthcheck"]
-# Exec form: dp-runner is PID 1 and gets the signal itself; it handles SIGTERM,
-# SIGINT and SIGHUP, and reaps the orphans of its tasks. Worker groups come from
+# Exec form: dp-runner is PID 1 and gets the signal itself. It handles SIGTERM,
+# SIGINT and SIGHUP (held from its first line, so a stop during start-up is not
+# lost) and reaps the orphans of its tasks. Worker groups come from
 # DP_RUNNER_WORKER_GROUPS (or `docker run IMAGE run --worker-group NAME`).
 ENTRYPOINT ["dp-runner"]
 CMD ["run"]
