@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -27,10 +28,12 @@ from typing import Any
 
 import psutil
 import pytest
+import yaml  # PyYAML comes with awscli, a dev extra
 
 from runner.cli import main as cli
 from runner.config import load_settings
 from runner.daemon import MAIN_LOOP_S
+from runner.drain import STATUS_BUDGET_S
 from runner.localservice import LocalService
 from runner.signals import STOP_SIGNALS
 from runner.worker import REAP_EVERY_S
@@ -44,6 +47,8 @@ from tests.conftest import (
     wait_for,
     wait_instances,
 )
+
+DOCKERFILE = REPO / "Dockerfile"
 
 # --- the Dockerfile ---------------------------------------------------------------
 
@@ -96,7 +101,7 @@ def test_the_image_runs_the_runner_as_pid_1_and_non_root() -> None:
     """A numeric non-root USER (runAsNonRoot can verify only a number), dp-runner
     itself as the exec-form ENTRYPOINT (a shell in between would be PID 1 and
     swallow SIGTERM), and a stop signal the runner drains on."""
-    stage = final_stage((REPO / "Dockerfile").read_text())
+    stage = final_stage(DOCKERFILE.read_text())
     single = {
         k: a for k, a in stage if k in {"USER", "ENTRYPOINT", "CMD", "STOPSIGNAL"}
     }
@@ -117,7 +122,7 @@ def test_the_image_keeps_its_state_in_a_volume_and_checks_its_health() -> None:
     """The ENV names are settings (config.py reads them), the work dir is the
     VOLUME, and HEALTHCHECK asks ``dp-runner healthcheck``, which reads
     DP_RUNNER_HTTP_ADDRESS from the same ENV."""
-    stage = final_stage((REPO / "Dockerfile").read_text())
+    stage = final_stage(DOCKERFILE.read_text())
     env = env_values(stage)
     assert env["DP_RUNNER_HTTP_ADDRESS"] == "127.0.0.1:9102"
     assert env["DP_RUNNER_WORK_DIR"] == "/var/lib/dp-runner"
@@ -131,6 +136,69 @@ def test_the_image_keeps_its_state_in_a_volume_and_checks_its_health() -> None:
     assert exec_form(command) == ["dp-runner", "healthcheck"]
     assert "healthcheck" in cli.commands
     assert "--timeout=" in options
+
+
+# --- the README's snippets ----------------------------------------------------------
+
+
+def containers_section() -> str:
+    text = (REPO / "README.md").read_text()
+    match = re.search(r"^## Containers\n(.*?)(?=^## )", text, re.MULTILINE | re.DOTALL)
+    assert match, "README has no Containers section"
+    return match.group(1)
+
+
+def snippets(language: str) -> list[str]:
+    """The ```language blocks of the README's Containers section."""
+    pattern = rf"^```{language}\n(.*?)^```"
+    return re.findall(pattern, containers_section(), re.MULTILINE | re.DOTALL)
+
+
+def stop_bound_s(env: dict[str, str]) -> float:
+    """The runner's own bound on its exit after SIGTERM (drain.py), with the
+    settings that ``env`` gives and the defaults of config.py for the rest."""
+    settings = load_settings(config_file=None, overrides={}, env=env)
+    return settings.drain_timeout + settings.kill_grace + STATUS_BUDGET_S
+
+
+def image_uid() -> int:
+    (user,) = [a for k, a in final_stage(DOCKERFILE.read_text()) if k == "USER"]
+    return int(user.partition(":")[0])
+
+
+def test_the_ecs_task_waits_longer_than_the_runner_bounds_its_exit() -> None:
+    (task,) = [json.loads(text) for text in snippets("json")]
+    (container,) = task["containerDefinitions"]
+    env = {e["name"]: e["value"] for e in container["environment"]}
+    assert stop_bound_s(env) < container["stopTimeout"] <= 120  # ECS's maximum
+    assert container["user"] == str(image_uid())
+    assert container["readonlyRootFilesystem"] is True
+    mounts = {m["containerPath"]: m["sourceVolume"] for m in container["mountPoints"]}
+    assert mounts["/var/lib/dp-runner"] in {v["name"] for v in task["volumes"]}
+    check = container["healthCheck"]
+    assert check["command"] == ["CMD", "dp-runner", "healthcheck"]
+    assert check["startPeriod"] <= 300  # ECS's maximum
+
+
+def test_the_kubernetes_pod_waits_longer_than_the_runner_bounds_its_exit() -> None:
+    (deployment,) = [yaml.safe_load(text) for text in snippets("yaml")]
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = [c for c in spec["containers"] if c["name"] == "dp-runner"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert stop_bound_s(env) < spec["terminationGracePeriodSeconds"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] == image_uid()
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    probes = {
+        "startupProbe": ["dp-runner", "healthcheck"],
+        "livenessProbe": ["dp-runner", "healthcheck"],
+        "readinessProbe": ["dp-runner", "healthcheck", "--ready"],
+    }
+    for probe, command in probes.items():
+        assert container[probe]["exec"]["command"] == command  # 127.0.0.1: exec
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    empty_dirs = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
+    assert mounts["/var/lib/dp-runner"] in empty_dirs
 
 
 # --- the runner as PID 1 with a read-only root --------------------------------------
@@ -170,36 +238,22 @@ class Contained(RunnerProcess):
         os.kill(self.pid, signum)
 
 
-def namespace_pids(pid: int) -> list[int]:
-    """The pid of ``pid`` in each PID namespace, outermost first."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    (line,) = [x for x in status.splitlines() if x.startswith("NSpid:")]
-    return [int(part) for part in line.split()[1:]]
+def proc_status(pid: int) -> dict[str, str]:
+    """``/proc/<pid>/status``: ``NSpid`` is its pid in each PID namespace, outermost
+    first; ``SigBlk`` and ``SigCgt`` are the signals it blocks and catches (hex)."""
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {key: value for key, _, value in (x.partition(":\t") for x in lines)}
 
 
-def signal_masks(pid: int) -> dict[str, int]:
-    """The signal sets of ``pid`` (SigBlk, SigCgt...) from /proc, as bit masks."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    return {
-        key: int(value, 16)
-        for key, _, value in (x.partition(":\t") for x in status.splitlines())
-        if key in {"SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"}
-    }
+def inner_pid(pid: int) -> int:
+    return int(proc_status(pid)["NSpid"].split()[-1])
 
 
-def exited_or_gone(proc: psutil.Process) -> bool:
+def is_zombie(proc: psutil.Process) -> bool:
     try:
         return proc.status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
-        return True
-
-
-def zombies_of(pid: int) -> list[int]:
-    return [
-        child.pid
-        for child in psutil.Process(pid).children()
-        if exited_or_gone(child) and psutil.pid_exists(child.pid)
-    ]
+        return False
 
 
 @pytest.fixture
@@ -253,7 +307,7 @@ def test_as_pid_1_under_a_read_only_root_a_task_finishes(
     )
     runner = contain("--http-address", "127.0.0.1:0")
     started = runner.wait_event("worker_started")
-    assert namespace_pids(runner.pid)[-1] == 1
+    assert inner_pid(runner.pid) == 1
     writable = started["writable_paths"]
     assert writable is not None, "the runner found / writable"
     assert runner.work_dir.as_posix() in writable
@@ -294,13 +348,13 @@ def test_as_pid_1_the_runner_reaps_the_orphans_it_adopts(
         return None
 
     orphan = wait_for(adopted, 15, "the orphan, adopted by the runner")
-    inner_pid = namespace_pids(orphan.pid)[-1]
+    orphan_pid = inner_pid(orphan.pid)
     wait_instances(dp, pipeline_id, {"FINISHED"})
-    wait_for(lambda: exited_or_gone(orphan), 10, "the orphan to exit")
+    wait_for(lambda: is_zombie(orphan) or not orphan.is_running(), 10, "its exit")
     wait_for(lambda: not psutil.pid_exists(orphan.pid), REAP_DEADLINE_S, "a reap")
     assert runner.process.poll() is None  # reaped by the runner, not at its exit
-    assert zombies_of(runner.pid) == []
-    runner.wait_event("orphan_reaped", pid=inner_pid)
+    assert not [c for c in psutil.Process(runner.pid).children() if is_zombie(c)]
+    runner.wait_event("orphan_reaped", pid=orphan_pid)
     runner.signal(signal.SIGTERM)
     assert runner.wait_exit() == 0
 
@@ -334,8 +388,9 @@ def test_as_pid_1_a_stop_during_start_up_is_kept_not_lost(
     def starting() -> bool:
         if psutil.Process(runner.pid).cmdline()[1:3] != ["-m", "runner"]:
             return False  # still the wrapper (sh blocks every signal around a fork)
-        masks = signal_masks(runner.pid)
-        return bool(masks["SigBlk"] & sigterm) and not masks["SigCgt"] & sigterm
+        status = proc_status(runner.pid)
+        blocked, caught = int(status["SigBlk"], 16), int(status["SigCgt"], 16)
+        return bool(blocked & sigterm) and not caught & sigterm
 
     wait_for(starting, 10, "a runner that holds SIGTERM and has no handler yet")
     runner.signal(signal.SIGTERM)
