@@ -15,6 +15,15 @@ LOGGING"): a handler runs between two bytecodes of whatever the main thread was
 doing. ``queue.SimpleQueue.put`` is documented reentrant, safe in a handler, and a
 ``get`` blocked on the main thread is woken by it at once.
 
+Why the stop signals are held until the handlers are in: the kernel drops a signal
+sent to a PID 1 that has no handler for it (a container's exec-form ENTRYPOINT, or
+``unshare --pid``), where any other process would die of it. The runner takes most
+of a second to import, so a ``docker stop`` soon after the start would be lost and
+the runner SIGKILLed at the stop timeout, tasks and all. A blocked signal is never
+dropped, only kept pending: ``hold_stop_signals`` (the entry point's first call,
+as PID 1) blocks them, and ``install`` unblocks them once the handlers are in, so
+the held signal is queued then like any other.
+
 Why SIGHUP stops the runner like SIGTERM: there is no configuration reload; HUP's
 default action would kill the runner without a drain and orphan the running tasks;
 and ignoring it would leave a runner started from a closed terminal running blind.
@@ -23,6 +32,7 @@ and ignoring it would leave a runner started from a closed terminal running blin
 from __future__ import annotations
 
 import faulthandler
+import os
 import queue
 import signal
 import sys
@@ -41,6 +51,17 @@ Request = int | str
 _Handler = Any  # what signal.signal returns: a callable, an int, or None
 
 
+def hold_stop_signals() -> bool:
+    """As PID 1 only: block the stop signals of the calling thread until
+    ``Signals.install`` unblocks them, so that one sent before is kept pending
+    rather than dropped. Call it first thing, on the main thread, before any
+    thread or child exists (both inherit the mask). True when it blocked them."""
+    if os.getpid() != 1:
+        return False
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    return True
+
+
 class Signals:
     """Install with ``install()`` from the main thread; ``restore()`` puts the
     previous handlers back. ``inbox`` is read by the dispatcher only."""
@@ -50,9 +71,12 @@ class Signals:
         self._previous: dict[signal.Signals, _Handler] = {}
 
     def install(self) -> None:
-        """Install the handlers. Main thread only (``ValueError`` otherwise)."""
+        """Install the handlers, then unblock the stop signals (``hold_stop_signals``):
+        one held since the start is queued now. Main thread only (``ValueError``
+        otherwise)."""
         for signum in (*STOP_SIGNALS, DUMP_SIGNAL):
             self._previous[signum] = signal.signal(signum, self._queue)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
     def restore(self) -> None:
         """Put back the handlers that ``install`` replaced. Main thread only."""

@@ -7,6 +7,8 @@ gone afterwards. A block that is not run carries, on the line above it, one of:
 
     <!-- needs: aws -->            a real AWS account
     <!-- needs: systemd -->        a host whose PID 1 is systemd, as root
+    <!-- needs: docker -->         a Docker engine (none runs where the tests run;
+                                   tests/test_container.py stands in for it)
     <!-- is: the test suite -->    the suite this test is part of
     <!-- is: bench -->             a benchmark (minutes, and figures, not checks)
 
@@ -32,6 +34,7 @@ README = REPO / "README.md"
 MARKERS = {
     "<!-- needs: aws -->",
     "<!-- needs: systemd -->",
+    "<!-- needs: docker -->",
     "<!-- is: the test suite -->",
     "<!-- is: bench -->",
 }

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from runner.drain import FAST_STATUS_BUDGET_S, STATUS_BUDGET_S, Shutdown
-from runner.signals import LOCAL_RUN_ENDED, Signals
+from runner.signals import LOCAL_RUN_ENDED, STOP_SIGNALS, Signals, hold_stop_signals
 
 
 @pytest.fixture
@@ -69,6 +69,25 @@ def test_restore_puts_back_the_previous_handlers() -> None:
     handlers.restore()
     assert signal.getsignal(signal.SIGTERM) == before
     assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+
+
+def test_a_stop_signal_held_since_the_start_is_queued_by_install() -> None:
+    """As PID 1 the entry point blocks the stop signals (the kernel would drop
+    them, unhandled); one sent before ``install`` stays pending, and ``install``
+    unblocks it into the inbox. tests/test_container.py does it as a real PID 1."""
+    assert not hold_stop_signals()  # the test process is not PID 1
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # what it does as PID 1
+    handlers = Signals()
+    try:
+        # to this thread: other threads of the test process do not hold it (as PID 1
+        # the runner holds it before any other thread exists)
+        signal.pthread_kill(threading.get_ident(), signal.SIGHUP)
+        handlers.install()
+        assert handlers.next(2) == signal.SIGHUP
+        assert not STOP_SIGNALS & signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # while handled
+        handlers.restore()
 
 
 def test_the_first_stop_wins_and_starts_the_drain_clock() -> None:
