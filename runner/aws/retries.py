@@ -125,8 +125,8 @@ def call_with_retries(
     Blocks; thread-safe (a fresh ``Retrying`` per call).
 
     The first try is made here, before any ``Retrying``: nearly every call succeeds
-    at once, and tenacity's machinery cost about a third of a call's own Python
-    (instructions measured under callgrind). A first try that fails with
+    at once, and tenacity's machinery cost about 0.13 M instructions a call, 3 % of
+    a no-op task's in the runner (callgrind). A first try that fails with
     ``retry_on`` is handed to tenacity as its first attempt (raised again, not
     made again), with the budget counted from before it: the retries that follow
     are exactly the ones a tenacity loop over every try would make.
