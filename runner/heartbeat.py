@@ -20,10 +20,17 @@ Why it is built this way:
   a beat, or inside the beat each try of its calls, which the client ticks) within
   the interval plus ``call_timeout_s``. It leaves the watch only when it ends
   cleanly; one that dies of a bug goes overdue.
+- Heartbeats that come and go with their tasks run on ``BeatThreads``: threads kept
+  from one heartbeat to the next. ``Thread.start`` blocks until the new thread has
+  run, and a thread made and ended per task cost about a tenth of a no-op task's
+  overhead (README, "About the per-task overhead"). A heartbeat still starts at
+  once, on a thread of its own: an idle one, or a new one when none is idle, never
+  one that is still busy with another heartbeat's call.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -60,6 +67,7 @@ class Heartbeat:
         first_delay_s: float | None = None,
         liveness: Liveness | None = None,
         call_timeout_s: float = 0.0,
+        threads: BeatThreads | None = None,
     ) -> None:
         self._fn = fn
         self._liveness = liveness
@@ -76,13 +84,21 @@ class Heartbeat:
         self._failures = 0
         self.error: BaseException | None = None
         self.last_success: float | None = None
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._threads = threads
+        self._started = False
+        self._ended = threading.Event()
 
     def start(self) -> None:
-        """Start the thread; a call after the first does nothing."""
+        """Start beating at once: on a thread of ``threads`` when given, else on a
+        new thread named ``name``. A call after the first does nothing."""
         with self._beats:
-            if self._thread.ident is None:
-                self._thread.start()
+            if self._started:
+                return
+            self._started = True
+        if self._threads is not None:
+            self._threads.run(self)
+        else:
+            threading.Thread(target=self._run, name=self.name, daemon=True).start()
 
     def stop(self) -> None:
         """Ask the thread to end; it does after the call in progress, if any.
@@ -91,12 +107,11 @@ class Heartbeat:
         self._wake.set()
 
     def join(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` for the thread to end; True when it has (or was
+        """Wait up to ``timeout`` for the beating to end; True when it has (or was
         never started)."""
-        if self._thread.ident is None:
+        if not self._started:
             return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        return self._ended.wait(timeout)
 
     def set_interval(self, interval_s: float) -> None:
         """Change the interval; the next call is rescheduled from the start of
@@ -127,7 +142,16 @@ class Heartbeat:
     def _bound_s(self) -> float:
         return max(self._interval_s, self._first_delay_s or 0.0) + self._call_timeout_s
 
-    def _run(self) -> None:
+    def _run(self) -> bool:
+        """The beating, on the calling thread, until ``stop``. True when it ended
+        cleanly; False when it died of a bug (logged, kept in ``error``, and its
+        watch left to go overdue)."""
+        try:
+            return self._beat_until_stopped()
+        finally:
+            self._ended.set()
+
+    def _beat_until_stopped(self) -> bool:
         liveness = self._liveness
         try:
             if liveness is not None:
@@ -153,9 +177,10 @@ class Heartbeat:
         except Exception as exc:  # noqa: BLE001 - thread top: log, keep, never die silently
             self._log.exception("heartbeat_crashed", heartbeat=self.name)
             self.error = exc
-            return  # watched still: a dead heartbeat goes overdue
+            return False  # watched still: a dead heartbeat goes overdue
         if liveness is not None:
             liveness.leave()
+        return True
 
     def _beat(self) -> None:
         error: Exception | None = None
@@ -177,3 +202,53 @@ class Heartbeat:
                 self._failures += 1
                 self.error = error
             self._beats.notify_all()
+
+
+class BeatThreads:
+    """Threads for heartbeats that come and go, kept when their heartbeat ends and
+    given the next one. ``run`` hands a heartbeat to an idle thread, or to a new one
+    when every thread is busy, so it starts at once and never waits behind another
+    heartbeat. A thread bears its heartbeat's name while it runs it, and
+    ``<name>-idle-<n>`` between heartbeats. Thread-safe; the threads are daemons.
+    A thread whose heartbeat died of a bug ends with it (its watch goes overdue)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._idle: list[queue.SimpleQueue[Heartbeat]] = []
+        self._made = 0
+
+    def run(self, heartbeat: Heartbeat) -> None:
+        """Run ``heartbeat`` on an idle thread, or on a new one. Does not block
+        beyond a new thread's start."""
+        with self._lock:
+            inbox = self._idle.pop() if self._idle else None
+            if inbox is None:
+                self._made += 1
+                made = self._made
+        if inbox is None:
+            inbox = queue.SimpleQueue()
+            name = f"{self._name}-idle-{made}"
+            threading.Thread(
+                target=self._serve, args=(inbox,), name=name, daemon=True
+            ).start()
+        inbox.put(heartbeat)
+
+    def idle(self) -> int:
+        """How many threads wait for a heartbeat now."""
+        with self._lock:
+            return len(self._idle)
+
+    def _serve(self, inbox: queue.SimpleQueue[Heartbeat]) -> None:
+        """A thread's body: each heartbeat handed over, until one dies of a bug
+        (``Heartbeat._run`` catches, logs and keeps the error)."""
+        thread = threading.current_thread()
+        idle_name = thread.name
+        while True:
+            heartbeat = inbox.get()
+            thread.name = heartbeat.name
+            if not heartbeat._run():  # its own body, run on this thread
+                return
+            thread.name = idle_name
+            with self._lock:
+                self._idle.append(inbox)

@@ -37,6 +37,7 @@ files past ``FILE_LOG_BACKUPS`` itself.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -98,7 +99,10 @@ _FILE_LOG_SUFFIX_MATCH = re.compile(r"^\d{4}-\d{2}-\d{2}-\d{2}(\.\w+)?$", re.ASC
 FILE_LOG_BACKUPS = 168
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_secret_key(key: str) -> bool:
+    """Cached: lines use a few key names, and this ran on every key of every line
+    (a tenth of a line's instructions)."""
     lowered = key.lower()
     return key.startswith("*") or any(part in lowered for part in SECRET_KEY_PARTS)
 

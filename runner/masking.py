@@ -48,7 +48,9 @@ def secret_values(value: Any) -> list[str]:
     stack = [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, Mapping):
+        if isinstance(item, str):
+            continue  # a leaf, and most items are: spare it the ABC check below
+        if isinstance(item, dict | Mapping):  # a dict passes without the ABC check
             key, text = item.get("key"), item.get("stringValue")
             if isinstance(key, str) and key.startswith("*") and text:
                 found.append(str(text))

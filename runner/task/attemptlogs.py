@@ -24,7 +24,7 @@ import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
@@ -43,13 +43,15 @@ _APPEND_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CL
 
 class AttemptLog:
     """Writes the runner's log lines about one attempt into its folder. Thread-safe
-    (the progress heartbeat logs from its own thread)."""
+    (the progress heartbeat logs from its own thread). Each line is one ``write``
+    on the file's descriptor (``O_APPEND``), as a flushed line was before, without
+    a text and a buffer layer on top."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
         # Opened by the first line, so that an attempt that logs nothing costs no file.
-        self._file: TextIO | None = None
+        self._fd: int | None = None
         self._closed = False
 
     def bind(self, log: FilteringBoundLogger) -> FilteringBoundLogger:
@@ -59,28 +61,29 @@ class AttemptLog:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            if self._file is not None:
-                self._file.close()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def write(self, event_dict: Mapping[str, Any]) -> None:
         """Append one line; after ``close``, or when the folder is gone, nothing."""
-        line = json.dumps(
-            {k: v for k, v in event_dict.items() if not k.startswith("_")},
-            default=str,
-        )
         with self._lock:
             if self._closed:
                 return
-            if self._file is None:
+            line = json.dumps(
+                {k: v for k, v in event_dict.items() if not k.startswith("_")},
+                default=str,
+            )
+            data = (line + "\n").encode()  # ASCII: json.dumps escapes the rest
+            if self._fd is None:
                 try:
-                    fd = os.open(self.path, _APPEND_FLAGS, 0o600)
-                    self._file = os.fdopen(fd, "a", encoding="utf-8")
+                    self._fd = os.open(self.path, _APPEND_FLAGS, 0o600)
                 except OSError:
                     # the folder is gone, or a symlink was planted: stdout has it
                     self._closed = True
                     return
-            self._file.write(line + "\n")
-            self._file.flush()
+            while data:  # a regular file takes it whole, short of a full disk
+                data = data[os.write(self._fd, data) :]
 
 
 def log_uri(task: Task, log: FilteringBoundLogger) -> str | None:

@@ -38,8 +38,9 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
@@ -49,10 +50,7 @@ from runner.aws.client import Client
 from runner.aws.pollanswer import MALFORMED
 from runner.aws.s3 import S3
 from runner.drain import Shutdown
-from runner.errors import (
-    ActivityError,
-    SpawnError,
-)
+from runner.errors import ActivityError, SpawnError
 from runner.masking import secret_values
 from runner.supervisor import Supervisor, task_environment
 from runner.task import attemptlogs, commit, references
@@ -71,8 +69,6 @@ from runner.taskmodel import (
 )
 from runner.workdir import WorkDir
 
-T = TypeVar("T")
-
 
 @dataclass(frozen=True, slots=True)
 class ExecutionSettings:
@@ -85,6 +81,9 @@ class ExecutionSettings:
     #: How long a stopped attempt may still spend delivering its output and
     #: uploading its logs (``cli``: one S3 read timeout, max(1 s, kill_grace)).
     wind_down_s: float = 1.0
+    #: The runner's environment as the settings are made (at the start), which each
+    #: task's is made from: ``os.environ`` decodes every variable at every read.
+    environment: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,7 +318,7 @@ class Execution:
         self.supervisor = child = Supervisor.spawn(
             argv,
             cwd=paths.workdir,
-            env=task_environment(os.environ, main.env, run_as=run_as),
+            env=task_environment(self._settings.environment, main.env, run_as=run_as),
             stdout=paths.stdout,
             stderr=paths.stderr,
             marker=self.marker,
