@@ -67,17 +67,8 @@ def describe_db_instance(
         what=f"RDS instance {instance_id!r}",
         stop=stop,
     )
-    found = answer.get("DBInstances") or []
-    where = found[0].get("Endpoint") if found else None
-    if not where or not where.get("Address"):
-        raise ActivityError(
-            LOOKUP_ERROR, f"RDS instance {instance_id!r} has no endpoint (yet)"
-        )
-    return Endpoint(
-        host=str(where["Address"]),
-        port=int(where.get("Port") or 0),
-        engine=str(found[0].get("Engine") or ""),
-        database=found[0].get("DBName"),
+    return _endpoint(
+        answer.get("DBInstances") or [], f"RDS instance {instance_id!r}", 0, None
     )
 
 
@@ -94,16 +85,27 @@ def describe_cluster(
         what=f"Redshift cluster {cluster_id!r}",
         stop=stop,
     )
-    found = answer.get("Clusters") or []
+    return _endpoint(
+        answer.get("Clusters") or [],
+        f"Redshift cluster {cluster_id!r}",
+        5439,
+        "redshift",
+    )
+
+
+def _endpoint(
+    found: list[Any], what: str, default_port: int, engine: str | None
+) -> Endpoint:
+    """The ``Endpoint`` of the first of ``found`` (DescribeDBInstances'
+    ``DBInstances`` or DescribeClusters' ``Clusters``: the same shape);
+    ``engine`` None: its own ``Engine``."""
     where = found[0].get("Endpoint") if found else None
     if not where or not where.get("Address"):
-        raise ActivityError(
-            LOOKUP_ERROR, f"Redshift cluster {cluster_id!r} has no endpoint (yet)"
-        )
+        raise ActivityError(LOOKUP_ERROR, f"{what} has no endpoint (yet)")
     return Endpoint(
         host=str(where["Address"]),
-        port=int(where.get("Port") or 5439),
-        engine="redshift",
+        port=int(where.get("Port") or default_port),
+        engine=engine if engine is not None else str(found[0].get("Engine") or ""),
         database=found[0].get("DBName"),
     )
 
