@@ -229,28 +229,35 @@ def _ending(attempt: AttemptRow) -> Event:
 # ---- reading the service --------------------------------------------------------
 
 
-def _fields(obj: dict[str, Any]) -> dict[str, str]:
-    return {
-        f["key"]: str(f.get("stringValue", f.get("refValue", "")))
-        for f in obj.get("fields", [])
-    }
+def _described(
+    client: Client, pipeline_id: str, ids: Sequence[str]
+) -> list[tuple[str, dict[str, str]]]:
+    """Each object of ``ids`` as its id and its fields (a ref as its id)."""
+    return [
+        (
+            str(obj["id"]),
+            {
+                f["key"]: str(f.get("stringValue", f.get("refValue", "")))
+                for f in obj.get("fields", [])
+            },
+        )
+        for obj in (client.describe_objects(pipeline_id, ids) if ids else [])
+    ]
 
 
 def instance_rows(client: Client, pipeline_id: str) -> list[InstanceRow]:
     """Every instance of the pipeline, with its status, attempts and last error."""
     ids = management.query_objects(client, pipeline_id, "INSTANCE")
     rows = []
-    for obj in client.describe_objects(pipeline_id, ids) if ids else []:
-        fields = _fields(obj)
+    for instance_id, fields in _described(client, pipeline_id, ids):
         tries = fields.get("@triesLeft", "0")
+        error = fields.get("errorId", "") or fields.get("errorMessage", "")
         rows.append(
             InstanceRow(
-                instance_id=str(obj["id"]),
+                instance_id=instance_id,
                 status=fields.get("@status", "?"),
                 attempts=fields.get("@attemptCount", "0"),
-                error=(fields.get("errorId", "") or fields.get("errorMessage", ""))[
-                    :60
-                ],
+                error=error[:60],
                 tries_left=int(tries) if tries.isdigit() else 0,
                 component=fields.get("@componentParent", ""),
             )
@@ -261,21 +268,18 @@ def instance_rows(client: Client, pipeline_id: str) -> list[InstanceRow]:
 def attempt_rows(client: Client, pipeline_id: str, watch: Watch) -> list[AttemptRow]:
     """The attempts ``watch`` has not yet seen end."""
     ids = watch.unfinished(management.query_objects(client, pipeline_id, "ATTEMPT"))
-    rows = []
-    for obj in client.describe_objects(pipeline_id, ids) if ids else []:
-        fields = _fields(obj)
-        rows.append(
-            AttemptRow(
-                attempt_id=str(obj["id"]),
-                instance_id=fields.get("@instanceParent", ""),
-                number=fields.get("@attemptCount", "?"),
-                status=fields.get("@status", "?"),
-                error_id=fields.get("errorId", ""),
-                error_message=fields.get("errorMessage", ""),
-                stack=fields.get("errorStackTrace", ""),
-            )
+    return [
+        AttemptRow(
+            attempt_id=attempt_id,
+            instance_id=fields.get("@instanceParent", ""),
+            number=fields.get("@attemptCount", "?"),
+            status=fields.get("@status", "?"),
+            error_id=fields.get("errorId", ""),
+            error_message=fields.get("errorMessage", ""),
+            stack=fields.get("errorStackTrace", ""),
         )
-    return rows
+        for attempt_id, fields in _described(client, pipeline_id, ids)
+    ]
 
 
 def wait_all_ended(

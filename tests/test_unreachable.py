@@ -12,17 +12,15 @@ from pathlib import Path
 from tests.conftest import REPO, RunnerProcess, runner_command, wait_for
 
 
-def closed_port() -> int:
-    """A loopback port nobody listens on: connections are refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_an_unreachable_endpoint_warns_once_and_a_sigterm_ends_it_at_once(
     tmp_path: Path,
 ) -> None:
-    endpoint = f"http://127.0.0.1:{closed_port()}"
+    with socket.socket() as sock:  # bound, never listening: refused, and kept ours
+        sock.bind(("127.0.0.1", 0))
+        run_against_a_closed_port(f"http://127.0.0.1:{sock.getsockname()[1]}", tmp_path)
+
+
+def run_against_a_closed_port(endpoint: str, tmp_path: Path) -> None:
     log_path = tmp_path / "runner.log"
     command = runner_command(endpoint, tmp_path / "work", "--worker-group", "wg")
     env = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true"}
