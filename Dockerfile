@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # dp-runner as a container: the runner is PID 1 (exec-form ENTRYPOINT, no shell and
 # no init in between), runs as a non-root user, and keeps its state in a volume, so
-# the root file system can be read-only. README "Containers" shows it under Docker,
+# the root file system can be read-only. docs/containers.md shows it under Docker,
 # ECS and Kubernetes.
 #
 #   docker build -t dp-runner .

@@ -148,7 +148,7 @@ def run(
     keep: bool,
     **flags: Any,
 ) -> None:
-    """Serve worker groups: poll, run tasks, report (README: Configuration)."""
+    """Serve worker groups: poll, run tasks, report (docs/configuration.md)."""
     values, values_uri = parameter_values, parameter_values_uri
     if values and values_uri is not None:
         raise click.UsageError("--parameter-values-uri excludes --parameter-values")

@@ -23,9 +23,9 @@ Why it is built this way:
 - Heartbeats that come and go with their tasks run on ``BeatThreads``: threads kept
   from one heartbeat to the next. ``Thread.start`` blocks until the new thread has
   run, and a thread made and ended per task cost about a tenth of a no-op task's
-  overhead (README, "About the per-task overhead"). A heartbeat still starts at
-  once, on a thread of its own: an idle one, or a new one when none is idle, never
-  one that is still busy with another heartbeat's call.
+  overhead (docs/development.md, "About the per-task overhead"). A heartbeat still
+  starts at once, on a thread of its own: an idle one, or a new one when none is
+  idle, never one that is still busy with another heartbeat's call.
 """
 
 from __future__ import annotations

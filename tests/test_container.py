@@ -1,5 +1,6 @@
-"""The container: the Dockerfile, the README's ECS and Kubernetes snippets, and the
-runner as PID 1 of its own namespaces with a read-only root.
+"""The container: the Dockerfile, the ECS and Kubernetes snippets of
+docs/containers.md, and the runner as PID 1 of its own namespaces with a read-only
+root.
 
 No Docker engine runs where these tests run, so the image is never built here.
 What the image changes for the runner is reproduced with ``unshare --mount --pid
@@ -138,20 +139,17 @@ def test_the_image_keeps_its_state_in_a_volume_and_checks_its_health() -> None:
     assert "--timeout=" in options
 
 
-# --- the README's snippets ----------------------------------------------------------
+# --- the docs' snippets --------------------------------------------------------------
 
 
-def containers_section() -> str:
-    text = (REPO / "README.md").read_text()
-    match = re.search(r"^## Containers\n(.*?)(?=^## )", text, re.MULTILINE | re.DOTALL)
-    assert match, "README has no Containers section"
-    return match.group(1)
+def containers_page() -> str:
+    return (REPO / "docs" / "containers.md").read_text()
 
 
 def snippets(language: str) -> list[str]:
-    """The ```language blocks of the README's Containers section."""
+    """The ```language blocks of the Containers page of the docs."""
     pattern = rf"^```{language}\n(.*?)^```"
-    return re.findall(pattern, containers_section(), re.MULTILINE | re.DOTALL)
+    return re.findall(pattern, containers_page(), re.MULTILINE | re.DOTALL)
 
 
 def stop_bound_s(env: dict[str, str]) -> float:

@@ -112,7 +112,7 @@ def test_parameter_values_after_one_flag(tmp_path: Path) -> None:
 
 
 def test_parameter_values_from_a_values_file(tmp_path: Path) -> None:
-    """As the README shows it, from the repository's root."""
+    """As the docs show it (docs/local-service.md), from the repository's root."""
     values = "file://examples/greeting-values.json"
     result = run_local(
         EXAMPLES / "greeting.json", tmp_path, "--parameter-values-uri", values

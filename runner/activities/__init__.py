@@ -81,7 +81,7 @@ _ON_EMR = (
     "not supported by dp-runner: it runs on an EmrCluster (runsOn), where AWS "
     "installs its own runner"
 )
-#: Data Pipeline types dp-runner does not run, and why (the README's table).
+#: Data Pipeline types dp-runner does not run, and why (docs/activities.md's table).
 NOT_RUN: Mapping[str, str] = {
     "RedshiftCopyActivity": "not yet supported by dp-runner",
     "EmrActivity": _ON_EMR,
