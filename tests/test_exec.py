@@ -93,9 +93,8 @@ def test_finished_activity_sees_the_given_scheduled_time(tmp_path: Path) -> None
 
 
 def test_a_time_with_an_offset_is_the_same_slot_in_utc(tmp_path: Path) -> None:
-    done = run_exec(
-        DAILY, tmp_path, "--object", "Say", "--scheduled-start", "2026-06-01T02:30+02:00"
-    )
+    start = "2026-06-01T02:30+02:00"
+    done = run_exec(DAILY, tmp_path, "--object", "Say", "--scheduled-start", start)
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert outputs(tmp_path, "Say") == [
         "start=2026-06-01T00:30:00 end=2026-06-02T00:30:00 day=2026-06-01\n"
