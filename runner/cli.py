@@ -4,7 +4,8 @@ It loads ``Settings``, sets up logs and signals, builds the objects and wires th
 together; it is the only module that reads ``Settings``, imports click, echoes or
 exits. ``RunnerError`` becomes a message and an exit code here and nowhere else
 (click style): 0 clean stop, 1 crash, 2 usage, 4 ``run --local`` ended with instances
-that did not finish, 78 configuration.
+that did not finish, 78 configuration; ``exec`` adds 3 (a precondition FALSE), 4 (the
+activity FAILED) and 5 (stopped by a signal).
 
 The daemon itself is put together and dispatched by ``daemon.py`` (and ``run
 --local`` by ``localrun.py``): they are the rest of the composition root.
