@@ -117,6 +117,41 @@ def test_failed_activity_exits_4_with_its_error_on_stderr(tmp_path: Path) -> Non
     assert time.monotonic() - started < 60  # not its 10-minute retryDelay
 
 
+def test_attempt_timeout_applies(tmp_path: Path) -> None:
+    """Slow sleeps 120 s under an attemptTimeout of 2 s: FAILED AttemptTimeout."""
+    started = time.monotonic()
+    done = run_exec(
+        DAILY, tmp_path, "--object", "Slow", "--scheduled-start", f"{slot(1)}"
+    )
+    assert done.returncode == 4, done.stdout + done.stderr[-3000:]
+    assert "FAILED: AttemptTimeout: " in done.stderr
+    assert time.monotonic() - started < 60
+
+
+def test_help_lists_the_settings_it_takes_from_run() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "runner", "exec", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=REPO,
+    )
+    for option in (
+        "--object",
+        "--scheduled-start",
+        "--parameter-values",
+        "--parameter-values-uri",
+        "--config",
+        "--work-dir",
+        "--kill-grace",
+        "--run-as",
+        "--log-format",
+        "--log-level",
+    ):
+        assert option in done.stdout
+
+
 def test_false_precondition_exits_3_at_its_first_check(tmp_path: Path) -> None:
     """Never's retryDelay is 10 minutes and its preconditionTimeout an hour:
     exec answers after the first check."""
