@@ -363,3 +363,17 @@ def test_sql_activity_against_postgresql(tmp_path: Path, pg_db: DbServer) -> Non
     assert pg_db.password not in done.stdout + done.stderr
     written = [p for p in (tmp_path / "work").rglob("*") if p.is_file()]
     assert all(pg_db.password.encode() not in p.read_bytes() for p in written)
+
+
+def test_a_precondition_the_service_checks(
+    tmp_path: Path, s3_admin: Any, s3_bucket: str
+) -> None:
+    """S3KeyExists is checked by the (embedded) service itself, against moto:
+    FALSE (exit 3) before the key exists, then 0."""
+    args = ["--object", "NeverThere", "--scheduled-start", f"{slot(1)}"]
+    values = ["--parameter-values", f"myBucket={s3_bucket}"]
+    done = run_exec(DEFINITIONS / "staging.json", tmp_path, *args, *values)
+    assert done.returncode == 3, done.stdout + done.stderr[-3000:]
+    s3_admin.put_object(Bucket=s3_bucket, Key="never/_SUCCESS", Body=b"")
+    done = run_exec(DEFINITIONS / "staging.json", tmp_path, *args, *values)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
