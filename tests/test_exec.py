@@ -2,8 +2,9 @@
 
 Every test runs the CLI as a real process on a small definition of ``tests/exec/``,
 with its embedded local service over real HTTP, and checks the exit code and what
-the task did (its output in the attempt folder, the rows in a database, the
-objects in moto's S3, the processes that are gone).
+the task did (its output in the attempt folder, the processes that are gone, what
+its lines and files hold). The cases with S3 and a database are in
+tests/test_exec_services.py.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
 from tests.conftest import REPO, SCRIPTS, wait_for
-from tests.dbservers import DbServer
 
 DEFINITIONS = REPO / "tests" / "exec"
 DAILY = DEFINITIONS / "daily.json"
@@ -199,20 +200,24 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
         assert done.returncode == 2, (args, done.stderr)
 
 
-def test_masked_value_comes_from_the_environment_only(tmp_path: Path) -> None:
+@pytest.mark.parametrize("source", ["environment", "values file"])
+def test_masked_value_never_on_argv_nor_in_any_output(
+    tmp_path: Path, source: str
+) -> None:
     """The value reaches the command (it checks its hash), never exec's argv,
     the task's environment (the command checks), or any line or log file."""
     secret = "hunter2-exec-" + os.urandom(6).hex()
     digest = hashlib.sha256(secret.encode()).hexdigest()
-    argv = [
-        "--object",
-        "Secret",
-        "--scheduled-start",
-        f"{slot(2)}",
-        "--parameter-values",
-        f"myPasswordSha256={digest}",
-    ]
-    env = {**os.environ, "DP_PARAMETER_myPassword": secret}
+    argv = ["--object", "Secret", "--scheduled-start", f"{slot(2)}"]
+    env = dict(os.environ)
+    if source == "environment":
+        env["DP_PARAMETER_myPassword"] = secret
+        argv += ["--parameter-values", f"myPasswordSha256={digest}"]
+    else:
+        values = tmp_path / "values.json"
+        doc = {"values": {"*myPassword": secret, "myPasswordSha256": digest}}
+        values.write_text(json.dumps(doc))
+        argv += ["--parameter-values-uri", f"file://{values}"]
     done = run_exec(DAILY, tmp_path, *argv, env=env)
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert outputs(tmp_path, "Secret") == ["the password matches\n"]
@@ -295,85 +300,3 @@ def _gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
-
-
-def test_staging_in_and_out_against_s3(
-    tmp_path: Path, s3_admin: Any, s3_bucket: str
-) -> None:
-    """The slot's folders come from ``@scheduledStartTime``; Raw's precondition
-    (a key that never comes) is stripped: the scheduler checks preconditions."""
-    start = slot(30).replace(minute=0, second=0)
-    hour = f"{start:%Y-%m-%d-%H}"
-    s3_admin.put_object(Bucket=s3_bucket, Key=f"raw/{hour}/a.txt", Body=b"abc\n")
-    s3_admin.put_object(Bucket=s3_bucket, Key="raw/other/b.txt", Body=b"no\n")
-    done = run_exec(
-        DEFINITIONS / "staging.json",
-        tmp_path,
-        "--object",
-        "Uppercase",
-        "--scheduled-start",
-        f"{start}",
-        "--parameter-values",
-        f"myBucket={s3_bucket}",
-    )
-    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
-    listed = s3_admin.list_objects_v2(Bucket=s3_bucket, Prefix="upper/")
-    assert sorted(o["Key"] for o in listed["Contents"]) == [
-        f"upper/{hour}/a.txt",
-        f"upper/{hour}/slot.txt",
-    ]
-    got = s3_admin.get_object(Bucket=s3_bucket, Key=f"upper/{hour}/a.txt")
-    assert got["Body"].read() == b"ABC\n"
-    end = start + dt.timedelta(hours=1)
-    got = s3_admin.get_object(Bucket=s3_bucket, Key=f"upper/{hour}/slot.txt")
-    assert got["Body"].read() == f"until {end:%Y-%m-%dT%H:%M:%S}\n".encode()
-
-
-def test_sql_activity_against_postgresql(tmp_path: Path, pg_db: DbServer) -> None:
-    """A SqlActivity of the slot; the masked password comes from the values file
-    and reaches no output."""
-    values = tmp_path / "values.json"
-    values.write_text(
-        json.dumps(
-            {
-                "values": {
-                    "myConnectionString": pg_db.url,
-                    "myUsername": pg_db.user,
-                    "*myPassword": pg_db.password,
-                }
-            }
-        )
-    )
-    start = slot(50)
-    done = run_exec(
-        DEFINITIONS / "sql.json",
-        tmp_path,
-        "--object",
-        "Record",
-        "--scheduled-start",
-        f"{start}",
-        "--parameter-values-uri",
-        f"file://{values}",
-    )
-    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
-    end = start + dt.timedelta(days=1)
-    assert pg_db.query("SELECT slot_start, slot_end FROM exec_slots") == [
-        (f"{start:%Y-%m-%dT%H:%M:%S}", f"{end:%Y-%m-%dT%H:%M:%S}")
-    ]
-    assert pg_db.password not in done.stdout + done.stderr
-    written = [p for p in (tmp_path / "work").rglob("*") if p.is_file()]
-    assert all(pg_db.password.encode() not in p.read_bytes() for p in written)
-
-
-def test_a_precondition_the_service_checks(
-    tmp_path: Path, s3_admin: Any, s3_bucket: str
-) -> None:
-    """S3KeyExists is checked by the (embedded) service itself, against moto:
-    FALSE (exit 3) before the key exists, then 0."""
-    args = ["--object", "NeverThere", "--scheduled-start", f"{slot(1)}"]
-    values = ["--parameter-values", f"myBucket={s3_bucket}"]
-    done = run_exec(DEFINITIONS / "staging.json", tmp_path, *args, *values)
-    assert done.returncode == 3, done.stdout + done.stderr[-3000:]
-    s3_admin.put_object(Bucket=s3_bucket, Key="never/_SUCCESS", Body=b"")
-    done = run_exec(DEFINITIONS / "staging.json", tmp_path, *args, *values)
-    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
