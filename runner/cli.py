@@ -4,7 +4,8 @@ It loads ``Settings``, sets up logs and signals, builds the objects and wires th
 together; it is the only module that reads ``Settings``, imports click, echoes or
 exits. ``RunnerError`` becomes a message and an exit code here and nowhere else
 (click style): 0 clean stop, 1 crash, 2 usage, 4 ``run --local`` ended with instances
-that did not finish, 78 configuration.
+that did not finish, 78 configuration; ``exec`` adds 3 (a precondition FALSE), 4 (the
+activity FAILED) and 5 (stopped by a signal).
 
 The daemon itself is put together and dispatched by ``daemon.py`` (and ``run
 --local`` by ``localrun.py``): they are the rest of the composition root.
@@ -19,9 +20,10 @@ from typing import Any
 
 import click
 
-from runner import daemon, localrun, localwatch, logs
+from runner import daemon, execone, localrun, localwatch, logs
 from runner.config import load_settings, split_http_address
 from runner.errors import ConfigError, RunnerError
+from runner.execslot import ExecUsageError
 from runner.pipelinefile import Definition
 from runner.signals import STOP_SIGNALS, Signals
 
@@ -194,6 +196,94 @@ def _run_local(
     else:
         click.echo(f"attempt folders: {outcome.work_dir / 'attempts'}")
     return 0 if outcome.finished else EXIT_UNFINISHED
+
+
+class _ExecCommand(click.Command):
+    """``exec``, whose ``--parameter-values`` takes several values after one flag."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, execone.spread_values(args))
+
+
+@main.command(name="exec", cls=_ExecCommand)
+@click.argument(
+    "definition", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--object", "target", required=True, help="Activity or precondition id.")
+@click.option(
+    "--scheduled-start",
+    required=True,
+    metavar="TIME",
+    help="The slot's @scheduledStartTime, ISO 8601 (UTC unless an offset is given).",
+)
+@click.option(
+    localrun.VALUES_FLAG,
+    "parameter_values",
+    multiple=True,
+    metavar="ID=VALUE...",
+    help="Parameter values, instead of the file's (masked *my... never here).",
+)
+@click.option(
+    "--parameter-values-uri",
+    metavar="file://FILE",
+    help='A {"values": {...}} file, instead of the file\'s.',
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    envvar="DP_RUNNER_CONFIG",
+    help="TOML file (config.example.toml).",
+)
+@click.option(
+    "--work-dir",
+    type=click.Path(path_type=Path),
+    help="Attempt folders, logs and state (default: a temporary one).",
+)
+@click.option("--kill-grace", type=float, help="SIGTERM to SIGKILL (10).")
+@click.option("--run-as", help="When root: run the task as this user.")
+@click.option("--log-format", type=click.Choice(["auto", "json", "console"]))
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--keep", is_flag=True, help="Keep the work dir it made, even on exit 0.")
+def exec_(  # noqa: PLR0917 - click passes each option
+    definition: Path,
+    target: str,
+    scheduled_start: str,
+    parameter_values: tuple[str, ...],
+    parameter_values_uri: str | None,
+    config_file: Path | None,
+    *,
+    keep: bool,
+    **flags: Any,
+) -> None:
+    """Run one instance of one activity or precondition of DEFINITION, here.
+
+    Masked *my... values come from DP_PARAMETER_<name> (for *myPassword:
+    DP_PARAMETER_myPassword) or the values file. Exit 0 FINISHED, 3 the
+    precondition is FALSE, 4 FAILED, 5 stopped by a signal, 78 a definition or
+    configuration error, 2 usage (docs/install.md)."""
+    if parameter_values and parameter_values_uri is not None:
+        raise click.UsageError("--parameter-values-uri excludes --parameter-values")
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    try:
+        defn = execone.load(
+            definition, pairs=parameter_values, values_uri=parameter_values_uri
+        )
+        slot = execone.slot_of(defn, target, scheduled_start)
+        outcome = execone.run(
+            config_file, overrides, definition, defn, slot, say=click.echo
+        )
+    except ExecUsageError as exc:
+        raise click.UsageError(str(exc)) from exc
+    except RunnerError as exc:
+        click.echo(f"dp-runner exec: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    verdict = outcome.verdict
+    if verdict.code != 0:
+        click.echo(f"dp-runner exec: {slot.instance_id} {verdict.line()}", err=True)
+    if not execone.clean_up(outcome, keep=keep):
+        click.echo(f"attempt folders: {outcome.work_dir / 'attempts'}", err=True)
+    sys.exit(verdict.code)
 
 
 @main.command()

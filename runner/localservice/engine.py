@@ -52,6 +52,8 @@ class Engine:
         self.store = store
         self.time_scale = time_scale
         self.runs_on_worker_group = runs_on_worker_group
+        #: AWS refuses a schedule that starts over a day ago; `exec` lifts that.
+        self.refuse_old_starts = True
         self.cond = threading.Condition(threading.Lock())
         self.stopping = False
         self.pipelines: dict[str, Pipeline] = {}

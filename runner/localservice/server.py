@@ -69,9 +69,12 @@ class LocalService:
         request_timeout_s: float = 10.0,
         idle_timeout_s: float = 120.0,
         max_body_bytes: int = MAX_BODY_BYTES,
+        refuse_old_starts: bool = True,
     ) -> None:
         """Open the state (raises StartupError); `start()` binds. `throttle`
-        "aws" enforces AWS's call rates (`throttle`), in real time."""
+        "aws" enforces AWS's call rates (`throttle`), in real time.
+        `refuse_old_starts` False lifts AWS's refusal to activate a schedule
+        that starts more than a day ago: `dp-runner exec` runs a past slot."""
         if throttle not in THROTTLES:
             raise ValueError(f"throttle must be one of {THROTTLES}, not {throttle!r}")
         self.host, self.port = host, port
@@ -86,6 +89,7 @@ class LocalService:
         self._log = CallLog()
         self._store = Store(state_path)
         self.engine = self._open_engine(time_scale, runs_on_worker_group)
+        self.engine.refuse_old_starts = refuse_old_starts
         self._checker = Checker(self.engine, endpoint_url=s3_endpoint_url)
         self._tasks = TaskApi(self.engine, poll_hold_s=poll_hold_s)
         self.operations = self._operations()
