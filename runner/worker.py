@@ -218,8 +218,8 @@ class Worker:
         self._runner_heartbeat.join(POLLER_JOIN_S)
         for thread in self._threads:
             thread.join(POLLER_JOIN_S if thread.name.startswith("poll-") else None)
-            if thread.is_alive():
-                self._log.info("thread_left_behind", thread=thread.name)
+            if thread.is_alive():  # a poller in its long poll: normal, said at debug
+                self._log.debug("thread_left_behind", thread=thread.name)
 
     def housekeeping(self) -> None:
         """Called by the dispatcher: reap adopted orphans, prune old attempts."""
