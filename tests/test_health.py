@@ -3,17 +3,25 @@ against the real runner process and the local service."""
 
 from __future__ import annotations
 
+import io
+import json
 import socket
+import struct
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
+from runner import logs
+from runner.health import HealthServer
 from runner.localservice import LocalService
 from tests.conftest import (
     REPO,
@@ -225,3 +233,108 @@ def test_a_taken_address_exits_78(spawn_runner: Spawn) -> None:
     assert (
         f"http_address=127.0.0.1:{port}: cannot listen" in runner.log_path.read_text()
     )
+
+
+@pytest.fixture
+def listener(tmp_path: Path) -> Iterator[tuple[HealthServer, str, io.StringIO]]:
+    """A ``HealthServer`` in this process, its log going to a string; ``/metrics``
+    fails when the file ``tmp_path/broken`` exists."""
+    stream = io.StringIO()
+    logs.configure(log_format="json", stream=stream)
+
+    def metrics() -> tuple[bytes, str]:
+        if (tmp_path / "broken").exists():
+            raise RuntimeError("the metrics broke")
+        return b"x 1\n", "text/plain"
+
+    server = HealthServer(
+        "127.0.0.1",
+        0,
+        live=lambda: (True, "ok"),
+        ready=lambda: (True, "ok"),
+        metrics=metrics,
+    )
+    address = server.start()
+    yield server, address, stream
+    server.close()
+    structlog.reset_defaults()
+
+
+def handlers() -> int:
+    return sum(t.name == "http-handler" for t in threading.enumerate())
+
+
+def connect(address: str) -> socket.socket:
+    host, port = address.rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def test_the_listener_keeps_a_backlog_of_128(
+    listener: tuple[HealthServer, str, io.StringIO],
+) -> None:
+    port = listener[1].rsplit(":", 1)[1]
+    shown = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{port}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert shown[0] == "LISTEN"
+    assert int(shown[2]) >= 128  # Send-Q of a listening socket: its backlog
+
+
+def test_the_seventeenth_slow_client_waits_for_a_handler(
+    listener: tuple[HealthServer, str, io.StringIO],
+) -> None:
+    _, address, stream = listener
+    slow = [connect(address) for _ in range(16)]
+    wait_for(lambda: handlers() == 16, 10, "16 handlers")
+    with connect(address) as waiting:
+        waiting.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        waiting.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            waiting.recv(100)  # every handler is taken by a slow client
+        assert handlers() == 16
+        slow.pop().close()
+        waiting.settimeout(10)
+        assert waiting.recv(100).startswith(b"HTTP/1.0 200")
+    for client in slow:
+        client.close()
+    wait_for(lambda: handlers() == 0, 10, "handlers to end")
+    assert stream.getvalue() == ""
+
+
+def test_clients_that_reset_early_add_no_line(
+    listener: tuple[HealthServer, str, io.StringIO],
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    _, address, stream = listener
+    for n in range(100):
+        client = connect(address)
+        if n % 2:
+            client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()  # linger 0: a reset, not a FIN
+    assert get(address, "/metrics")[0] == 200
+    wait_for(lambda: handlers() == 0, 10, "handlers to end")
+    assert stream.getvalue() == ""
+    assert capfd.readouterr().err == ""
+
+
+def test_a_failing_request_is_one_json_line(
+    listener: tuple[HealthServer, str, io.StringIO],
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    _, address, stream = listener
+    (tmp_path / "broken").touch()
+    with connect(address) as client:
+        client.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        client.settimeout(10)
+        assert client.recv(100) == b""  # closed without an answer
+    wait_for(lambda: handlers() == 0, 10, "handlers to end")
+    (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert line["event"] == "http_request_failed"
+    assert line["level"] == "error"
+    assert "the metrics broke" in line["exception"]
+    assert capfd.readouterr().err == ""
