@@ -179,22 +179,3 @@ class HealthServer:
 
 def _join(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def check(host: str, port: int, path: str, timeout_s: float = 5.0) -> Verdict:
-    """``dp-runner healthcheck``: GET ``path`` from a runner's listener, never
-    through a proxy; healthy on a 200. A listener on every address (``0.0.0.0``,
-    ``::``) is asked on loopback."""
-    import http.client  # noqa: PLC0415 - only the healthcheck command asks
-
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104 - matched, not bound
-    connection = http.client.HTTPConnection(host, port, timeout=timeout_s)
-    try:
-        connection.request("GET", path)
-        answer = connection.getresponse()
-        text = answer.read(4096).decode("utf-8", "replace").strip()
-    except (OSError, http.client.HTTPException) as exc:
-        return False, f"{_join(host, port)}{path}: {exc}"
-    finally:
-        connection.close()
-    return answer.status == 200, f"{answer.status} {text}"
