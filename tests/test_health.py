@@ -79,7 +79,12 @@ def start(spawn_runner: Spawn, *args: str) -> tuple[RunnerProcess, str]:
 def test_metrics_count_the_tasks_run(
     service: LocalService, dp: Any, spawn_runner: Spawn
 ) -> None:
-    pipeline_id = submit(
+    """Tasks on two worker groups: every task series carries its group, outcomes
+    their activity type and error class, and every labelled counter is there at
+    0 from the first scrape."""
+    _, address = start(spawn_runner, "--worker-group", "wg2")
+    at_start = samples(address)  # before any task
+    first = submit(
         dp,
         [
             default_object(),
@@ -88,35 +93,95 @@ def test_metrics_count_the_tasks_run(
             shell("Bad", "exit 3", maximumRetries="0"),
         ],
     )
-    _, address = start(spawn_runner)
-    wait_instances(dp, pipeline_id, {"FINISHED", "FAILED"})
+    second = submit(
+        dp,
+        [
+            default_object("wg2"),
+            shell("Killed", "kill -9 $$", maximumRetries="0"),
+        ],
+    )
+    wait_instances(dp, first, {"FINISHED", "FAILED"})
+    wait_instances(dp, second, {"FAILED"})
 
     def settled() -> dict[Any, float] | None:
         found = samples(address)
-        done = found.get(("dp_runner_task_duration_seconds_count", ()), 0)
-        return found if done == 3 else None
+        done = sum(
+            v
+            for (name, _), v in found.items()
+            if name == "dp_runner_task_duration_seconds_count"
+        )
+        return found if done == 4 else None
 
-    found = wait_for(settled, 15, "three tasks in the metrics")
-    assert found["dp_runner_tasks_total", (("outcome", "finished"),)] == 2
-    assert found["dp_runner_tasks_total", (("outcome", "failed"),)] == 1
-    assert found["dp_runner_tasks_in_progress", ()] == 0
+    found = wait_for(settled, 15, "four tasks in the metrics")
+    shell_type = ("activity_type", "ShellCommandActivity")
+
+    def tasks(group: str, outcome: str, kind: tuple[str, str] = shell_type) -> float:
+        labels = (kind, ("outcome", outcome), ("worker_group", group))
+        return found["dp_runner_tasks_total", labels]
+
+    def errors(group: str, error_class: str) -> float:
+        labels = (shell_type, ("error_class", error_class), ("worker_group", group))
+        return found["dp_runner_task_errors_total", labels]
+
+    assert (tasks("wg", "finished"), tasks("wg", "failed")) == (2, 1)
+    assert (tasks("wg2", "finished"), tasks("wg2", "failed")) == (0, 1)
+    assert (errors("wg", "ExitCode"), errors("wg", "Signal")) == (1, 0)
+    assert (errors("wg2", "ExitCode"), errors("wg2", "Signal")) == (0, 1)
+    for group in ("wg", "wg2"):
+        duration = ("dp_runner_task_duration_seconds_count", (("worker_group", group),))
+        assert found[duration] == (3 if group == "wg" else 1)
+        wait = ("dp_runner_task_queue_wait_seconds_count", (("worker_group", group),))
+        assert found[wait] == (3 if group == "wg" else 1)
+        assert found["dp_runner_tasks_in_progress", (("worker_group", group),)] == 0
     assert found["dp_runner_free_slots", ()] == 2
+
+    # every labelled counter had its series at 0 before any task ended
+    zeros = {
+        key: value
+        for key, value in at_start.items()
+        if (key[0].startswith("dp_runner_task") and key[0].endswith("_total"))
+        or (
+            key[0] == "dp_runner_api_calls_total"
+            and key[1] == (("operation", "SetTaskStatus"),)
+        )
+    }
+    assert len(zeros) > 50
+    assert set(zeros.values()) == {0.0}
+    groups = {dict(k[1]).get("worker_group") for k in zeros}
+    assert {"wg", "wg2"} <= groups
+    for kind in ("CopyActivity", "SqlActivity", "unsupported"):
+        assert tasks("wg2", "failed", ("activity_type", kind)) == 0
+    kill = (
+        "dp_runner_task_kills_total",
+        (("reason", "timeout"), ("worker_group", "wg")),
+    )
+    assert at_start[kill] == 0
+    assert found["dp_runner_task_errors_total", (
+        ("activity_type", "SqlActivity"), ("error_class", "SqlError"),
+        ("worker_group", "wg2"),
+    )] == 0  # fmt: skip
+
     sent = service.calls("SetTaskStatus")
     assert found["dp_runner_api_calls_total", (("operation", "SetTaskStatus"),)] == len(
         sent
     )
     polls = found["dp_runner_api_calls_total", (("operation", "PollForTask"),)]
-    assert polls >= 3
-    latency = ("dp_runner_api_latency_seconds_count", (("operation", "PollForTask"),))
-    assert found[latency] == polls
-    assert found["dp_runner_last_poll_timestamp_seconds", ()] > 1.7e9
-    assert (
-        found[
-            "dp_runner_heartbeat_failures_total",
-            (("operation", "ReportTaskProgress"),),
-        ]
-        == 0
+    assert polls >= 4
+    assert found["dp_runner_poll_duration_seconds_count", ()] == polls
+    poll_latency = (
+        "dp_runner_api_latency_seconds_count",
+        (("operation", "PollForTask"),),
     )
+    assert poll_latency not in found  # the long poll is a series of its own
+    progress = (
+        "dp_runner_api_latency_seconds_count",
+        (("operation", "ReportTaskProgress"),),
+    )
+    assert found[progress] >= 4
+    assert found["dp_runner_last_poll_timestamp_seconds", ()] > 1.7e9
+    for operation in ("ReportTaskProgress", "ReportTaskRunnerHeartbeat"):
+        failures = ("dp_runner_heartbeat_failures_total", (("operation", operation),))
+        assert at_start[failures] == 0
     build = [k for k in found if k[0] == "dp_runner_build_info"]
     assert len(build) == 1
     assert ("version", "0.1.0") in build[0][1]
@@ -179,7 +244,7 @@ def test_readiness_ends_with_the_drain(
     runner, address = start(spawn_runner)
     wait_for(flag.exists, 15, "the task")
     found = samples(address)
-    assert found["dp_runner_tasks_in_progress", ()] == 1
+    assert found["dp_runner_tasks_in_progress", (("worker_group", "wg"),)] == 1
     assert found["dp_runner_free_slots", ()] == 1
     runner.signal()
     wait_for(lambda: get(address, "/readyz") == (503, "draining (SIGTERM)\n"), 10)
@@ -197,7 +262,10 @@ def test_kills_are_counted_by_reason(dp: Any, spawn_runner: Spawn) -> None:
     )
     _, address = start(spawn_runner)
     wait_instances(dp, pipeline_id, {"FAILED", "TIMEDOUT"})
-    key = ("dp_runner_task_kills_total", (("reason", "timeout"),))
+    key = (
+        "dp_runner_task_kills_total",
+        (("reason", "timeout"), ("worker_group", "wg")),
+    )
     assert wait_for(lambda: samples(address).get(key), 15, "the kill") == 1
 
 
