@@ -321,8 +321,9 @@ class Worker:
         key = object()  # the task id may be what is broken
         result: ExecutionResult | None = None
         began = time.monotonic()
-        arrived = tasklabels.arrival(group, raw_task, time.time())  # metrics' labels
         try:
+            # metrics' labels; ``ran`` below is True only once they are read
+            arrived = tasklabels.arrival(group, raw_task, time.time())
             if not isinstance(raw_task.get("taskId"), str) or not raw_task["taskId"]:
                 # Nothing can be reported without it; the service re-offers it
                 # after its ack window, which is all that can be done.
