@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -384,3 +385,20 @@ def test_priorities_prefix_lines_when_stdout_is_the_journal_stream(
     assert [line[:3] for line in lines[:4]] == ["<3>", "<4>", "<6>", "<4>"]
     assert json.loads(lines[2][3:])["event"] == "i"
     assert json.loads(lines[4])["event"] == "plain"
+
+
+def test_an_open_masking_covers_lines_from_every_thread() -> None:
+    stream = io.StringIO()
+    logs.configure(stream=stream)
+    secret = "attempt-secret-4471"  # noqa: S105 - the value the test looks for
+    with logs.mask_values([secret]):
+        worker = threading.Thread(
+            target=lambda: logs.get_logger("other").info("beat", text=secret)
+        )
+        worker.start()
+        worker.join(10)
+        logging.getLogger("botocore.hooks").warning("body %s", secret)
+    assert [line["text" if "text" in line else "event"] for line in _lines(stream)] == [
+        "***",
+        "body ***",
+    ]
