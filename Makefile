@@ -55,7 +55,9 @@ bench: $(STAMP)
 	$(RUNTIME)/bin/python -m pip install --quiet --no-deps --force-reinstall .
 	for b in bench/bench_*.py; do \
 		echo "== $$b"; \
-		if [ $$b = bench/bench_worker.py ]; then \
+		if [ $$b = bench/bench_healthcheck.py ]; then \
+			$(PY) $$b --python $(RUNTIME)/bin/python || exit 1; \
+		elif [ $$b = bench/bench_worker.py ]; then \
 			$(PY) $$b --python $(RUNTIME)/bin/python || exit 1; \
 			echo "== $$b, work dirs on disk (figures only)"; \
 			mkdir -p .bench-disk && $(PY) $$b --python $(RUNTIME)/bin/python \

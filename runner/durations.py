@@ -1,7 +1,8 @@
 """``Durations``: a tally of how long things took, in fixed buckets.
 
-Owns: the bucket bounds of the runner's two histograms (a Data Pipeline call, a
-task) and ``Durations``, which counts observations into them and keeps their sum.
+Owns: the bucket bounds of the runner's histograms (a Data Pipeline call, a task,
+a task's queue wait) and ``Durations``, which counts observations into them and
+keeps their sum.
 A snapshot (``DurationsSnapshot``) is what ``/metrics`` renders as a Prometheus
 histogram.
 
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 
 #: A Data Pipeline call: milliseconds on a good day, up to the long poll's 100 s.
 CALL_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 100)
+#: A task's queue wait: seconds when the fleet keeps up, hours when it is too small.
+QUEUE_WAIT_BUCKETS_S = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 #: A task: a no-op in milliseconds, an ETL step in hours.
 TASK_BUCKETS_S = (0.1, 1, 5, 10, 30, 60, 300, 600, 1800, 3600, 7200, 21600, 86400)
 

@@ -1,9 +1,11 @@
 """structlog setup: one pipeline for the runner's own lines and for stdlib loggers.
 
 Owns: how a log line looks (JSON lines when the stream is not a TTY, the console
-renderer on a TTY), the level filter, the secret-key redaction, the masking of
-known secret values (``mask_values``), and routing the stdlib loggers of
-boto3/botocore/urllib3 through the same processors.
+renderer on a TTY, short: no null fields and the task's facts first), the level
+filter, the secret-key redaction, and routing the stdlib loggers of
+boto3/botocore/urllib3 through the same processors. The masking of known secret
+values is ``logmasks.py``'s, the stdout handler (journald priorities, a closed
+stdout) ``logstream.py``'s: this module puts them in the chain.
 
 Must not: decide *what* is logged, read ``Settings`` (``cli.py`` passes the values),
 or write anywhere but the stream it is given (stdout by default: journald keeps it,
@@ -21,9 +23,9 @@ defence in depth: the rule is still never to log a secret at all.
 A key name cannot reveal every secret: the values of Data Pipeline's masked
 ``*my…`` parameters travel in request bodies, which botocore logs at debug level,
 and in task fields. ``mask_values`` registers such values (GitHub Actions'
-``add-mask``): from then on they are blanked out of every event's values, before
-the attempt log's tee sees them, and out of every rendered line (tracebacks
-included), in stdout and in the file log alike.
+``add-mask``); they are blanked out of every event's string values once its
+traceback is rendered into it and before the attempt log's tee or any renderer
+sees it, so every line stays valid JSON whatever the secret.
 
 The file log (``add_file_log``) is a second handler on the same root logger with
 its own ``ProcessorFormatter``, always JSON whatever the stdout format: the file is
@@ -37,22 +39,35 @@ files past ``FILE_LOG_BACKUPS`` itself.
 
 from __future__ import annotations
 
-import functools
 import io
-import json
 import logging
 import logging.handlers
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
 from runner.errors import ConfigError
+from runner.logmasks import (
+    REDACTED,
+    mask_known_values,
+    mask_values,
+    redact_secrets,
+)
+from runner.logstream import StdoutHandler, is_journal_stream
+
+__all__ = [
+    "REDACTED",
+    "configure",
+    "get_logger",
+    "mask_known_values",
+    "mask_values",
+]
 
 LEVELS: Mapping[str, int] = {
     "debug": logging.DEBUG,
@@ -66,17 +81,17 @@ FORMATS = ("auto", "json", "console")
 #: Chatty libraries: WARNING, or INFO when the runner logs at debug; never DEBUG.
 NOISY_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer")
 
-#: A key is secret when its lower-cased name contains one of these, or starts with '*'
-#: (Data Pipeline's convention for secret fields such as ``*password``).
-SECRET_KEY_PARTS = (
-    "secret",
-    "password",
-    "passwd",
-    "token",
-    "credential",
-    "authorization",
+#: On a terminal, these come first (after the time, level and event), in this order.
+CONSOLE_FACTS = (
+    "task_id",
+    "worker_group",
+    "activity_type",
+    "outcome",
+    "error_id",
+    "returncode",
+    "signal",
+    "duration_s",
 )
-REDACTED = "***"
 #: A key bound to a logger whose value, a callable, gets each line of that logger
 #: once it is final (``task/attemptlogs``: the attempt's ``TaskRunner.log``). The
 #: key is removed before rendering, and the logger keeps its own name.
@@ -99,37 +114,6 @@ _FILE_LOG_SUFFIX_MATCH = re.compile(r"^\d{4}-\d{2}-\d{2}-\d{2}(\.\w+)?$", re.ASC
 FILE_LOG_BACKUPS = 168
 
 
-@functools.lru_cache(maxsize=1024)
-def _is_secret_key(key: str) -> bool:
-    """Cached: lines use a few key names, and this ran on every key of every line
-    (a tenth of a line's instructions)."""
-    lowered = key.lower()
-    return key.startswith("*") or any(part in lowered for part in SECRET_KEY_PARTS)
-
-
-def _redact_value(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {
-            k: REDACTED
-            if isinstance(k, str) and _is_secret_key(k)
-            else _redact_value(v)
-            for k, v in value.items()
-        }
-    return value
-
-
-def redact_secrets(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    """Mask the values of keys that look secret, also one mapping deep and more."""
-    for key in list(event_dict):
-        if key == "event" or key.startswith("_"):
-            continue  # the message itself and the formatter's private keys
-        if _is_secret_key(key):
-            event_dict[key] = REDACTED
-        else:
-            event_dict[key] = _redact_value(event_dict[key])
-    return event_dict
-
-
 def tee(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     """Hand the finished line to the callable bound under ``TEE_KEY``, if any."""
     target = event_dict.pop(TEE_KEY, None)
@@ -138,76 +122,17 @@ def tee(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     return event_dict
 
 
-_ESCAPES: tuple[Callable[[str], str], ...] = (
-    lambda text: json.dumps(text)[1:-1],
-    lambda text: repr(text)[1:-1],
-    lambda text: repr(text.encode())[2:-1],
-)
-
-
-class _Masks:
-    """The secret values registered with ``mask_values``, in every form a line
-    may show them in. Added to from the main thread; read from any thread (one
-    attribute holding a tuple, replaced whole)."""
-
-    def __init__(self) -> None:
-        self.forms: tuple[str, ...] = ()
-
-    def add(self, values: Iterable[str]) -> None:
-        forms = set(self.forms)
-        for value in values:
-            # as written, and escaped once or twice: botocore logs the repr of a
-            # JSON body (bytes), and a JSON line escapes a traceback again
-            once = {value, *(escape(value) for escape in _ESCAPES)}
-            forms.update(once, (escape(form) for form in once for escape in _ESCAPES))
-        forms.discard("")
-        self.forms = tuple(sorted(forms, key=len, reverse=True))
-
-    def apply(self, text: str) -> str:
-        for form in self.forms:
-            text = text.replace(form, REDACTED)
-        return text
-
-    def apply_any(self, value: Any) -> Any:
-        if isinstance(value, str):
-            return self.apply(value)
-        if isinstance(value, Mapping):
-            return {k: self.apply_any(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.apply_any(v) for v in value]
-        if isinstance(value, tuple):  # exc_info among them: keep it a tuple
-            return tuple(self.apply_any(v) for v in value)
-        return value
-
-
-_MASKS = _Masks()
-
-
-def mask_values(values: Iterable[str]) -> None:
-    """From now on, show each of ``values`` as ``***`` wherever it appears in a
-    log line, whatever the key or logger. Process-wide and for good; call it from
-    the main thread before anything could log the values. Empty strings are
-    ignored."""
-    _MASKS.add(values)
-
-
-def mask_known_values(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    """Blank the ``mask_values`` values out of every value of the event."""
-    if not _MASKS.forms:
-        return event_dict
-    for key in list(event_dict):
-        if not key.startswith("_"):
-            event_dict[key] = _MASKS.apply_any(event_dict[key])
-    return event_dict
-
-
 def _shared_processors() -> list[Processor]:
-    """What every line gets, structlog or stdlib: context, logger, level, time."""
+    """What every line gets, structlog or stdlib: context, logger, level, time, its
+    traceback rendered into ``exception``, then the secrets out of its values (so
+    that every renderer, and the attempt log's tee, sees them masked)."""
     return [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
         redact_secrets,
         mask_known_values,
     ]
@@ -216,21 +141,14 @@ def _shared_processors() -> list[Processor]:
 def _formatter(log_format: str, stream: TextIO | None) -> logging.Formatter:
     processors = _renderer_chain(log_format, stream)
     formatter = (
-        _JSONFormatter if processors[-1] is _JSON_RENDERER else _MaskingFormatter
+        _JSONFormatter
+        if processors[-1] is _JSON_RENDERER
+        else structlog.stdlib.ProcessorFormatter
     )
     return formatter(foreign_pre_chain=_shared_processors(), processors=processors)
 
 
-class _MaskingFormatter(structlog.stdlib.ProcessorFormatter):
-    """Masks the ``mask_values`` values in the rendered line too: a traceback is
-    rendered after the processors that mask the event's values."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        return _MASKS.apply(line) if _MASKS.forms else line
-
-
-class _JSONFormatter(_MaskingFormatter):
+class _JSONFormatter(structlog.stdlib.ProcessorFormatter):
     """The JSON formatter of every handler: a record is rendered once, then the
     same line goes to stdout and to the file log (the chains are identical)."""
 
@@ -249,13 +167,22 @@ def _renderer_chain(log_format: str, stream: TextIO | None) -> list[Processor]:
     if log_format == "console":
         return [
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.dev.ConsoleRenderer(colors=is_tty),
+            facts_first,
+            structlog.dev.ConsoleRenderer(colors=is_tty, sort_keys=False),
         ]
     return [
         structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-        structlog.processors.format_exc_info,
         _JSON_RENDERER,
     ]
+
+
+def facts_first(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """For a person at a terminal: no field whose value is None, the task's key
+    facts (``CONSOLE_FACTS``) first, the rest sorted by name. JSON lines keep
+    every field: a machine wants stable keys."""
+    present = {k: v for k, v in event_dict.items() if v is not None}
+    first = {k: present.pop(k) for k in CONSOLE_FACTS if k in present}
+    return first | dict(sorted(present.items()))
 
 
 def configure(
@@ -278,7 +205,6 @@ def configure(
     structlog.configure(
         processors=[
             *_shared_processors(),
-            structlog.processors.StackInfoRenderer(),
             tee,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
@@ -291,7 +217,7 @@ def configure(
 
 def _install_handler(out: TextIO, log_format: str, level_no: int) -> None:
     """One handler on the root logger, replacing the one a former call put there."""
-    handler = logging.StreamHandler(out)
+    handler = StdoutHandler(out, priorities=is_journal_stream(out))
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(_formatter(log_format, out))
     root = logging.getLogger()

@@ -40,7 +40,7 @@ from typing import Any
 
 import structlog
 
-from runner import supervisor
+from runner import supervisor, tasklabels
 from runner.aws.client import CALL_TIMEOUT_S, Client
 from runner.aws.s3 import S3
 from runner.drain import Shutdown
@@ -117,7 +117,7 @@ class Worker:
         self._running: dict[object, Execution] = {}
         self._tasks: queue.SimpleQueue[tuple[str, dict[str, Any]] | None]
         self._tasks = queue.SimpleQueue()
-        self._books = WorkerBooks(max_tasks)
+        self._books = WorkerBooks(max_tasks, tuple(worker_groups))
         self._liveness = liveness
         self._last_prune = 0.0
         self._last_reap = 0.0
@@ -218,8 +218,8 @@ class Worker:
         self._runner_heartbeat.join(POLLER_JOIN_S)
         for thread in self._threads:
             thread.join(POLLER_JOIN_S if thread.name.startswith("poll-") else None)
-            if thread.is_alive():
-                self._log.info("thread_left_behind", thread=thread.name)
+            if thread.is_alive():  # a poller in its long poll: normal, said at debug
+                self._log.debug("thread_left_behind", thread=thread.name)
 
     def housekeeping(self) -> None:
         """Called by the dispatcher: reap adopted orphans, prune old attempts."""
@@ -322,6 +322,8 @@ class Worker:
         result: ExecutionResult | None = None
         began = time.monotonic()
         try:
+            # metrics' labels; ``ran`` below is True only once they are read
+            arrived = tasklabels.arrival(group, raw_task, time.time())
             if not isinstance(raw_task.get("taskId"), str) or not raw_task["taskId"]:
                 # Nothing can be reported without it; the service re-offers it
                 # after its ack window, which is all that can be done.
@@ -354,7 +356,7 @@ class Worker:
             thread.name = f"task-{execution.digest}"
             with self._lock:
                 self._running[key] = execution
-            self._books.started()
+            self._books.started(group, arrived.queue_wait_s)
             result = execution.run()
         except Exception:  # noqa: BLE001 - the task's top: log, record, go on
             self._log.exception("task_run_crashed")
@@ -362,9 +364,15 @@ class Worker:
             with self._lock:
                 ran = self._running.pop(key, None) is not None
             if ran:
-                label = result.outcome if result else "crashed"
-                reason = result.reason.value if result and result.reason else None
-                self._books.ended(label, reason, time.monotonic() - began)
+                end = tasklabels.ending(result)
+                self._books.ended(
+                    group,
+                    arrived.activity_type,
+                    outcome=end.outcome,
+                    error_class=end.error_class,
+                    stop_reason=end.stop_reason,
+                    duration_s=time.monotonic() - began,
+                )
             self._slots.release()
             thread.name = own_name
             if self._shutdown.requested.is_set():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import REPO
 
@@ -61,3 +62,28 @@ def test_the_embedded_service_is_imported_when_started() -> None:
         "service.stop()"
     )
     assert "runner.localservice" in started
+
+
+def test_the_healthcheck_probe_imports_neither_pydantic_nor_boto3(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('worker_groups = ["wg"]\nhttp_address = "127.0.0.1:1"\n')
+    heavy = ("pydantic", "boto3", "botocore", "click", "structlog", "runner.config")
+    probe = (
+        "import json, sys\n"
+        f"sys.argv = ['dp-runner', 'healthcheck', '--config', {str(config)!r}]\n"
+        "from runner.__main__ import main\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code\n"
+        f"print(json.dumps([code, [m for m in {heavy!r} if m in sys.modules]]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert json.loads(done.stdout.splitlines()[-1]) == [1, []]
+    assert "127.0.0.1:1/healthz: [Errno 111] Connection refused" in done.stderr

@@ -6,7 +6,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -313,3 +315,90 @@ def test_file_log_in_an_unusable_dir_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "taken").write_text("a file, not a folder")
     with pytest.raises(ConfigError, match="cannot open"):
         logs.add_file_log(tmp_path / "taken" / "logs")
+
+
+def test_a_short_secret_is_masked_only_where_a_whole_value_equals_it() -> None:
+    stream = io.StringIO()
+    logs.configure(stream=stream)
+    with capture_logs() as warnings:
+        masking = logs.mask_values(["e", '"'])
+        logs.mask_values(["x"]).close()  # a second short one: no second warning
+    log = logs.get_logger()
+    log.info("event_e", value="e", other='"', text='say "e"', nested={"e": ["e"]})
+    masking.close()
+    log.info("after", value="e")
+    first, after = _lines(stream)
+    assert first == first | {"event": "event_e", "value": "***", "other": "***"}
+    assert first["text"] == 'say "e"'
+    assert first["nested"] == {"e": ["***"]}  # keys are never masked
+    assert after["value"] == "e"  # closed: no longer masked
+    assert [w["event"] for w in warnings] == ["secret_too_short_to_mask"]
+
+
+def test_a_long_secret_is_masked_inside_values_until_closed() -> None:
+    stream = io.StringIO()
+    logs.configure(stream=stream)
+    secret = "long-secret-value"  # noqa: S105 - the value the test looks for
+    with logs.mask_values([secret]), logs.mask_values([secret]) as twice:
+        twice.close()  # another registration of the same value keeps it masked
+        logs.get_logger().info("x", text=f"a {secret} b", n=1, flag=True)
+    logs.get_logger().info("y", text=secret)
+    masked, after = _lines(stream)
+    assert masked["text"] == "a *** b"
+    assert (masked["n"], masked["flag"]) == (1, True)
+    assert after["text"] == secret
+
+
+def test_console_lines_drop_null_fields_and_put_the_task_first() -> None:
+    stream = FakeTTY()
+    logs.configure(log_format="console", stream=stream)
+    logs.get_logger().info(
+        "task_finished",
+        zeta=1,
+        detail=None,
+        outcome="failed",
+        signal=None,
+        task_id="abc123",
+    )
+    line = re.sub(r"\x1b\[[0-9;]*m", "", stream.getvalue())
+    assert "None" not in line
+    assert line.index("task_id=abc123") < line.index("outcome=failed")
+    assert line.index("outcome=failed") < line.index("zeta=1")
+
+
+def test_priorities_prefix_lines_when_stdout_is_the_journal_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with (tmp_path / "journal").open("w") as journal:
+        stat = os.fstat(journal.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{stat.st_dev}:{stat.st_ino}")
+        logs.configure(stream=journal)
+        log = logs.get_logger()
+        log.error("e")
+        log.warning("w")
+        log.info("i")
+        logging.getLogger("somelib").warning("stdlib")
+        monkeypatch.setenv("JOURNAL_STREAM", f"{stat.st_dev}:{stat.st_ino + 1}")
+        logs.configure(stream=journal)  # another stream's: no prefix
+        log.info("plain")
+    lines = (tmp_path / "journal").read_text().splitlines()
+    assert [line[:3] for line in lines[:4]] == ["<3>", "<4>", "<6>", "<4>"]
+    assert json.loads(lines[2][3:])["event"] == "i"
+    assert json.loads(lines[4])["event"] == "plain"
+
+
+def test_an_open_masking_covers_lines_from_every_thread() -> None:
+    stream = io.StringIO()
+    logs.configure(stream=stream)
+    secret = "attempt-secret-4471"  # noqa: S105 - the value the test looks for
+    with logs.mask_values([secret]):
+        worker = threading.Thread(
+            target=lambda: logs.get_logger("other").info("beat", text=secret)
+        )
+        worker.start()
+        worker.join(10)
+        logging.getLogger("botocore.hooks").warning("body %s", secret)
+    assert [line["text" if "text" in line else "event"] for line in _lines(stream)] == [
+        "***",
+        "body ***",
+    ]

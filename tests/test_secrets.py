@@ -124,3 +124,54 @@ def test_a_poll_answer_botocore_cannot_parse_fails_the_task_and_polling_goes_on(
     assert not [e for e in runner.events() if "exception" in e]
     assert PASSWORD not in everything(runner, service)
     assert wait_for(lambda: runner.events("poll_answer_malformed"))
+
+
+#: Secrets that a substring mask would turn into broken JSON or mangled keys.
+SHORT_SECRETS = ("e", '"', "0", "true")
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """Every line of ``text`` parsed as JSON (a line that is not fails the test)."""
+    return [json.loads(line) for line in text.splitlines() if line]
+
+
+@pytest.mark.parametrize("own_secret", SHORT_SECRETS)
+def test_short_secrets_leave_every_line_valid_json_with_its_keys(
+    service: LocalService,
+    dp: Any,
+    spawn_runner: Spawn,
+    monkeypatch: pytest.MonkeyPatch,
+    own_secret: str,
+) -> None:
+    """``e``, ``"``, ``0`` and ``true`` as ``*``-fields and as the runner's own
+    secret key: stdout, the file log and TaskRunner.log stay JSON, keys intact."""
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", own_secret)
+    secrets = {f"*s{n}": value for n, value in enumerate(SHORT_SECRETS)}
+    pipeline_id = submit(
+        dp,
+        [
+            default_object(**secrets),
+            shell("Good", "echo true e 0", myField="e"),
+            shell("Bad", 'echo "e" >&2; exit 3', maximumRetries="0"),
+        ],
+    )
+    runner = spawn_runner()
+    wait_instances(dp, pipeline_id, {"FINISHED", "FAILED"})
+    wait_for(lambda: len(runner.events("task_finished")) == 2, 15, "two tasks")
+    runner.signal()
+    assert runner.wait_exit() == 0
+    stdout = json_lines(runner.log_path.read_text())
+    files = [runner.work_dir.rglob(name) for name in ("dp-runner.log*", "*.log")]
+    others = [json_lines(p.read_text()) for found in files for p in found]
+    attempt_logs = list(runner.work_dir.rglob("TaskRunner.log"))
+    assert len(attempt_logs) == 2
+    for line in stdout + [line for lines in others for line in lines]:
+        assert {"event", "level", "timestamp"} <= line.keys(), line
+        assert "***" not in "".join(line.keys())
+    events = [line["event"] for line in stdout]
+    assert "worker_started" in events
+    assert events.count("secret_too_short_to_mask") == 1
+    started = next(line for line in stdout if line["event"] == "worker_started")
+    assert "***" not in started["hostname"]  # a short secret is never a substring
+    finished = [line for line in stdout if line["event"] == "task_finished"]
+    assert {line["level"] for line in finished} == {"info", "warning"}

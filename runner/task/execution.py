@@ -36,6 +36,7 @@ only once, at the top of ``run``, so a bug fails one task loudly, not the runner
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Mapping
@@ -118,8 +119,8 @@ class Execution:
         self._s3 = s3
         self._work_dir = work_dir
         self._settings = settings
-        # first of all: from here on, no log line shows the task's *-field values
-        logs.mask_values(secret_values(raw_task))
+        # first of all: until _finish, no log line shows the task's *-field values
+        self._masking = logs.mask_values(secret_values(raw_task))
         self.task_id = str(raw_task["taskId"])
         self.digest = digest(self.task_id)
         self.attempt_id = str(raw_task.get("attemptId") or "")
@@ -386,7 +387,8 @@ class Execution:
         else:
             label = reason.value if reason else "dropped"
         outcome = self.outcome
-        self._log.info(
+        self._log.log(
+            logging.WARNING if label == "failed" else logging.INFO,
             "task_finished",
             outcome=label,
             error_id=status.error_id if status else None,
@@ -396,4 +398,5 @@ class Execution:
             detail=self._flag.detail or None,
             **self._facts,
         )
+        self._masking.close()  # the attempt is over: its secrets are no longer masked
         return ExecutionResult(outcome=label, status=status, reason=reason)
