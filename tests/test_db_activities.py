@@ -80,7 +80,7 @@ def test_sql_job_goes_on_stdin_and_never_in_argv_or_env(tmp_path: Path) -> None:
         "options": {"ssl": "require", "connect_timeout_s": "4.0"},
     }
     assert (job["script"], job["arguments"], job["queue"]) == ("SELECT ?", ["1"], None)
-    assert list(process.argv())[1:] == ["-m", "runner.activities.dbjob"]
+    assert list(process.argv())[1:] == ["-m", "runner.dbchild"]
 
 
 @pytest.mark.parametrize(
@@ -288,7 +288,7 @@ def imported_after(statement: str) -> list[str]:
 
 def test_the_runner_never_imports_a_driver() -> None:
     assert imported_after("import runner.cli, runner.activities, runner.worker") == []
-    assert imported_after("import runner.activities.dbsession") == [
+    assert imported_after("import runner.dbchild.dbsession") == [
         "psycopg",
         "pymysql",
     ]

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from runner.activities import dialect, redshiftsql, sqlscript
 from runner.activities.jdbcurl import driver_options, parse_jdbc_url
+from runner.dbchild import dialect, redshiftsql, sqlscript
 from runner.errors import ActivityError
 
 RECORDS: list[list[bytes | None]] = [

@@ -5,9 +5,9 @@ entry points ``activity_for`` and ``plan``. Each type lives in its own module
 (``shell.py``, ``exists.py``, ``sql.py``, ``copy.py``); shared pieces live in
 ``plan.py`` (the step types), ``context.py`` (protocol, context, task variables),
 ``staging.py`` (the S3 side), ``periods.py`` (timeouts) and ``ids.py`` (safe folder
-names). The database types read their objects in ``database.py`` and run
-``dbjob.py`` as a child (``dbprocess.py``); only that child imports ``dbsession``,
-``dbrows``, ``copyjob`` and the drivers.
+names). The database types read their objects in ``database.py`` and run the
+database child (``runner/dbchild/``, a package of its own) as a process
+(``dbprocess.py``); only that child imports the drivers.
 
 Must not: run a step, start a process or call the Data Pipeline API. The only I/O
 while planning is writing files into the attempt's folder (a script); the transfers

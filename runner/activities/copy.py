@@ -3,7 +3,7 @@
 Owns: reading the one ``input`` and the one ``output`` (DG: dp-object-copyactivity,
 dp-object-s3datanode, dp-object-sqldatanode) into the copy job, refusing what the
 DG does not allow, and the plan: look up the databases, then the database child
-with the job on its stdin (``copyjob.py`` does the work there).
+with the job on its stdin (``dbchild/copyjob.py`` does the work there).
 
     S3DataNode   ``filePath`` or ``directoryPath``; ``compression`` none or gzip;
                  ``dataFormat`` CSV or TSV (the DG's Unix variant; see

@@ -30,9 +30,9 @@ from typing import Any
 import psycopg
 import pymysql  # type: ignore[import-untyped]  # PyMySQL ships no stubs
 
-from runner.activities import pgcopy, redshiftsql
-from runner.activities.dbrows import BATCH_ROWS, Param, encode_batches, insert_batches
-from runner.activities.dialect import Dialect, dialect_to_pg, pg_to_dialect
+from runner.dbchild import pgcopy, redshiftsql
+from runner.dbchild.dbrows import BATCH_ROWS, Param, encode_batches, insert_batches
+from runner.dbchild.dialect import Dialect, dialect_to_pg, pg_to_dialect
 
 
 class SqlError(Exception):

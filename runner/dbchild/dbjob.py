@@ -1,9 +1,9 @@
-"""The database child program: ``python -m runner.activities.dbjob``.
+"""The database child program: ``python -m runner.dbchild``.
 
 Owns: reading the job (JSON on stdin: connection, password, SQL, data nodes),
 running it (a SqlActivity script statement by statement, or a copy through
 ``copyjob``), stopping it on SIGTERM, and reporting through the result file
-(``dbprocess.write_result``) and the exit code:
+(``write_result``, read by ``activities/dbprocess.py``) and the exit code:
 
     0     done; the result holds the row count
     1     failed; the result holds the errorId (``SqlError:<SQLSTATE>``...) and
@@ -38,8 +38,8 @@ from typing import Any
 
 import structlog
 
-from runner.activities import copyjob, dbprocess, dbsession, sqlscript
 from runner.aws.s3stream import S3Streams
+from runner.dbchild import copyjob, dbsession, sqlscript
 from runner.errors import ActivityError
 from runner.masking import redact
 
@@ -150,6 +150,15 @@ def run(job: Mapping[str, Any], watch: StopWatch, sessions: _Sessions) -> int:
     return copyjob.run_copy(job, streams, watch.check, sessions.add, _say)
 
 
+def write_result(path: str, **fields: Any) -> None:
+    """Write the result the runner reads (``activities/dbprocess.read_report``),
+    never through a symlink."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        json.dump(fields, file)
+
+
 def secrets_of(job: Mapping[str, Any]) -> list[str]:
     """Every password the job carries, to redact from what the child writes."""
     found = []
@@ -181,7 +190,7 @@ def main() -> int:
         if watch.stopped.is_set():
             return EXIT_STOPPED
         message = redact(exc.message, secrets)
-        dbprocess.write_result(result_path, error_id=exc.error_id, message=message)
+        write_result(result_path, error_id=exc.error_id, message=message)
         _say("job_failed", error_id=exc.error_id, message=message)
         return 1
     except Exception:  # noqa: BLE001 - the child's top: a bug, told without secrets
@@ -190,10 +199,6 @@ def main() -> int:
     finally:
         watch.done.set()
         sessions.close()
-    dbprocess.write_result(result_path, rows=rows)
+    write_result(result_path, rows=rows)
     _say("job_finished", rows=rows)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
