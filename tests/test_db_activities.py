@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -251,9 +253,17 @@ def test_unknown_rds_instance_fails_the_lookup(
 # --- the child's stdin, and what the runner imports -------------------------------
 
 
-def test_a_large_job_reaches_the_child_whole_on_stdin(tmp_path: Path) -> None:
-    job = b"x" * (3 * 1024 * 1024)  # far past a pipe's buffer
-    counter = "import sys; print(len(sys.stdin.buffer.read()))"
+HANDSHAKE_COUNTER = (
+    "from runner.dbchild import handshake; handshake.make_undumpable();"
+    " print(len(handshake.receive_job()))"
+)
+
+
+def test_a_large_job_reaches_the_child_whole_after_its_handshake(
+    tmp_path: Path,
+) -> None:
+    job = b"x" * (3 * 1024 * 1024)  # far past a socket's buffer
+    counter = HANDSHAKE_COUNTER
     child = Supervisor.spawn(
         [sys.executable, "-c", counter],
         cwd=tmp_path,
@@ -268,6 +278,35 @@ def test_a_large_job_reaches_the_child_whole_on_stdin(tmp_path: Path) -> None:
     assert outcome is not None
     assert outcome.returncode == 0, (tmp_path / "err").read_text()
     assert (tmp_path / "out").read_text() == f"{len(job)}\n"
+
+
+def test_a_child_that_never_says_ready_gets_nothing_and_ends(tmp_path: Path) -> None:
+    """fd 0 is a socket that holds nothing until the handshake: read without it,
+    the child waits, and a stop ends the child and the hand-off's thread."""
+    peek = (
+        "import socket, select; s = socket.socket(fileno=0);"
+        " print(select.select([s], [], [], 0.5)[0] == [])"
+    )
+    child = Supervisor.spawn(
+        [sys.executable, "-c", peek],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin"},
+        stdout=tmp_path / "out",
+        stderr=tmp_path / "err",
+        marker="test-nohandshake",
+        log=structlog.get_logger(),
+        stdin=b"secret job",
+    )
+    outcome = child.wait_exit(30)
+    assert outcome is not None
+    assert outcome.returncode == 0, (tmp_path / "err").read_text()
+    assert (tmp_path / "out").read_text() == "True\n"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(
+        t.name == f"handoff-{child.pid}" for t in threading.enumerate()
+    ):
+        threading.Event().wait(0.02)
+    assert not [t for t in threading.enumerate() if t.name == f"handoff-{child.pid}"]
 
 
 def imported_after(statement: str) -> list[str]:

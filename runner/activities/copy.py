@@ -11,7 +11,8 @@ with the job on its stdin (``dbchild/copyjob.py`` does the work there).
     SqlDataNode  (or MySqlDataNode) ``table``, ``selectQuery`` (input),
                  ``insertQuery`` and ``createTableSql`` (output), ``schemaName``;
                  ``database`` or the inline ``connectionString``/``username``/
-                 ``*password``
+                 ``*password``; ``table`` and ``schemaName`` are names, checked
+                 (``sqlnames.py``) and used as written
 
 Must not: connect, import a driver or move a byte: the child does.
 
@@ -30,6 +31,7 @@ from runner.activities.database import Resolving, database_of
 from runner.activities.dbprocess import db_process
 from runner.activities.periods import attempt_timeout_s
 from runner.activities.plan import Plan, Transfer
+from runner.activities.sqlnames import sql_name
 from runner.aws.s3 import parse_s3_uri
 from runner.errors import ActivityError
 from runner.taskmodel import PipelineObject, Ref, Task
@@ -120,7 +122,12 @@ def _sql_node(
     insert = (task.get_str("insertQuery", node) or "").strip() or None
     if not table and not (select if role == "input" else insert):
         raise ActivityError("MissingField", f"{role} {node.id!r} needs 'table'")
+    where = f"{role} {node.id!r}"
+    if table:
+        sql_name(table, "table", where)
     schema = (task.get_str("schemaName", node) or "").strip()
+    if schema:
+        sql_name(schema, "schemaName", where)
     if schema and table and "." not in table:
         table = f"{schema}.{table}"
     found = {

@@ -1,7 +1,7 @@
 """The database child as a plan's ``Process``, and the small file it reports in.
 
 Owns: ``db_process``, the ``Process`` that runs ``python -m runner.dbchild``
-(this interpreter) with its job as JSON on stdin, and the runner's side of the
+(this interpreter) with its job as JSON on fd 0, and the runner's side of the
 result protocol: the child writes ``work/dbjob-result.json`` (``runner.dbchild``'s
 ``write_result``), the runner reads it once the child has ended (``read_report``)
 and turns it into a ``ChildReport``.
@@ -17,8 +17,10 @@ Why this way: the exit code alone cannot carry a SQLSTATE and the server's messa
 and a pipe or fd 3 would need a reader thread in the runner; a small file in the
 attempt's work folder is read once, after the exit, when nothing else writes it.
 No result (a crash, a kill) leaves the exit code to speak: ``ExitCode:n`` with the
-stderr tail, as for any process. The job travels on stdin (``Process.stdin``): it
-holds the password, which must never reach argv or the environment.
+stderr tail, as for any process. The job travels on fd 0 (``Process.stdin``), a
+socket the runner writes only once the child is non-dumpable
+(``supervisor/handoff.py``): it holds the password, which must never reach argv,
+the environment or a file.
 """
 
 from __future__ import annotations

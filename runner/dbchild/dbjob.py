@@ -1,6 +1,7 @@
 """The database child program: ``python -m runner.dbchild``.
 
-Owns: reading the job (JSON on stdin: connection, password, SQL, data nodes),
+Owns: reading the job (JSON, handed over on fd 0 once the child is non-dumpable:
+``handshake.py``; connection, password, SQL, data nodes),
 running it (a SqlActivity script statement by statement, or a copy through
 ``copyjob``), stopping it on SIGTERM, and reporting through the result file
 (``write_result``, read by ``activities/dbprocess.py``) and the exit code:
@@ -40,6 +41,7 @@ import structlog
 
 from runner.aws.s3stream import S3Streams
 from runner.dbchild import copyjob, dbsession, sqlscript
+from runner.dbchild.handshake import make_undumpable, receive_job
 from runner.errors import ActivityError
 from runner.masking import redact
 
@@ -171,11 +173,8 @@ def secrets_of(job: Mapping[str, Any]) -> list[str]:
 
 def main() -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)  # threads inherit the mask
-    job = json.loads(sys.stdin.buffer.read())
-    # the job (and its password) is no longer reachable through /proc/<pid>/fd/0
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
+    make_undumpable()  # again, in case main() is called without __main__
+    job = json.loads(receive_job())
     secrets = secrets_of(job)
     result_path = str(job["result_path"])
     watch = StopWatch()
