@@ -118,11 +118,121 @@ def test_bad_sql_definitions_fail_with_a_named_error(
     assert words in caught.value.message
 
 
-def test_redshift_copy_activity_is_not_yet_supported(tmp_path: Path) -> None:
+REDSHIFT_DB = [
+    ("type", "RedshiftDatabase"),
+    ("connectionString", "jdbc:redshift://cluster.internal:5439/dev"),
+    ("username", "etl"),
+    ("*password", PASSWORD),
+]
+REDSHIFT_NODE = [
+    ("type", "RedshiftDataNode"),
+    ("database", "ref", "Db"),
+    ("schemaName", "sales"),
+    ("tableName", "orders"),
+    ("primaryKeys", "id"),
+    ("primaryKeys", "region"),
+]
+TSV_IN = [
+    ("type", "S3DataNode"),
+    ("filePath", "s3://b/in.tsv"),
+    ("dataFormat", "ref", "Tsv"),
+]
+
+
+def redshift_task(
+    source: list[tuple[str, ...]],
+    target: list[tuple[str, ...]],
+    *fields: tuple[str, ...],
+) -> Task:
+    return make_task(
+        [
+            ("type", "RedshiftCopyActivity"),
+            ("input", "ref", "In"),
+            ("output", "ref", "Out"),
+            *(fields or [("insertMode", "KEEP_EXISTING")]),
+        ],
+        extra={
+            "In": source,
+            "Out": target,
+            "Db": REDSHIFT_DB,
+            "Tsv": [("type", "TSV")],
+        },
+    )
+
+
+def test_redshift_copy_plans_a_load_with_its_fields(tmp_path: Path) -> None:
+    task = redshift_task(
+        TSV_IN,
+        REDSHIFT_NODE,
+        ("insertMode", "overwrite_existing"),
+        ("transformSql", "SELECT * FROM staging"),
+        ("commandOptions", "IGNOREHEADER 1"),
+        ("queue", "etl"),
+    )
+    job = job_of(plan(task, context(tmp_path)))
+    assert job["kind"] == "redshift_copy"
+    assert job["direction"] == "load"
+    assert job["insert_mode"] == "OVERWRITE_EXISTING"
+    assert job["table"] == "sales.orders"
+    assert job["primary_keys"] == ["id", "region"]
+    assert job["source"] == {
+        "kind": "s3",
+        "uri": "s3://b/in.tsv",
+        "gzip": False,
+        "format": "TSV",
+    }
+    assert job["command_options"] == ["IGNOREHEADER 1"]
+    assert job["queue"] == "etl"
+    assert job["connection"]["engine"] == "redshift"
+
+
+def test_redshift_copy_plans_an_unload(tmp_path: Path) -> None:
+    out = [("type", "S3DataNode"), ("directoryPath", "s3://b/out/")]
+    job = job_of(plan(redshift_task(REDSHIFT_NODE, out), context(tmp_path)))
+    assert job["direction"] == "unload"
+    assert job["target"]["uri"] == "s3://b/out/"
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "fields", "error_id", "words"),
+    [
+        (
+            TSV_IN,
+            REDSHIFT_NODE,
+            [("insertMode", "MERGE")],
+            "InvalidField",
+            "insertMode",
+        ),
+        (TSV_IN, REDSHIFT_NODE, [("queue", "q")], "MissingField", "insertMode"),
+        (TSV_IN, TSV_IN, [], "UnsupportedCopy", "S3DataNode to S3DataNode"),
+        (
+            TSV_IN,
+            [*REDSHIFT_NODE[:3], ("tableName", "t; DROP TABLE x")],
+            [],
+            "InvalidField",
+            "tableName",
+        ),
+        (
+            TSV_IN,
+            [*REDSHIFT_NODE, ("primaryKeys", "a b")],
+            [],
+            "InvalidField",
+            "primaryKeys",
+        ),
+    ],
+)
+def test_redshift_copy_refuses_what_the_dg_does_not_allow(
+    tmp_path: Path,
+    source: list[tuple[str, ...]],
+    target: list[tuple[str, ...]],
+    fields: list[tuple[str, ...]],
+    error_id: str,
+    words: str,
+) -> None:
     with pytest.raises(ActivityError) as caught:
-        plan(make_task([("type", "RedshiftCopyActivity")]), context(tmp_path))
-    assert caught.value.error_id == "UnsupportedActivity"
-    assert "'RedshiftCopyActivity' is not yet supported" in caught.value.message
+        plan(redshift_task(source, target, *fields), context(tmp_path))
+    assert caught.value.error_id == error_id
+    assert words in caught.value.message
 
 
 def copy_task(source: list[tuple[str, ...]], target: list[tuple[str, ...]]) -> Task:

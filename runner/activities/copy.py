@@ -59,7 +59,7 @@ def _one(task: Task, key: str) -> PipelineObject:
     return obj
 
 
-def _data_format(task: Task, node: PipelineObject, role: str) -> str:
+def data_format(task: Task, node: PipelineObject, role: str) -> str:
     value = task.get("dataFormat", node)
     if value is None:
         return "CSV"
@@ -109,7 +109,7 @@ def _s3_node(task: Task, node: PipelineObject, role: str) -> dict[str, Any]:
         "kind": "s3",
         "uri": uri,
         "gzip": compression == "gzip",
-        "format": _data_format(task, node, role),
+        "format": data_format(task, node, role),
         "sse": encryption != "NONE",
     }
 

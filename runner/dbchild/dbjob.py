@@ -40,7 +40,7 @@ from typing import Any
 import structlog
 
 from runner.aws.s3stream import S3Streams
-from runner.dbchild import copyjob, dbsession, sqlscript
+from runner.dbchild import copyjob, dbsession, redshiftcopy, sqlscript
 from runner.dbchild.handshake import make_undumpable, receive_job
 from runner.errors import ActivityError
 from runner.masking import redact
@@ -147,6 +147,8 @@ class _Sessions:
 def run(job: Mapping[str, Any], watch: StopWatch, sessions: _Sessions) -> int:
     if job["kind"] == "sql":
         return run_script(job, watch, sessions.add)
+    if job["kind"] == "redshift_copy":
+        return redshiftcopy.run_redshift_copy(job, watch.check, sessions.add, _say)
     log = structlog.get_logger("dbjob")
     streams = S3Streams(region=job.get("region"), log=log)
     return copyjob.run_copy(job, streams, watch.check, sessions.add, _say)
@@ -162,12 +164,16 @@ def write_result(path: str, **fields: Any) -> None:
 
 
 def secrets_of(job: Mapping[str, Any]) -> list[str]:
-    """Every password the job carries, to redact from what the child writes."""
+    """Every password the job carries, and the AWS credentials of a Redshift
+    COPY or UNLOAD, to redact from what the child writes."""
     found = []
     for node in (job, job.get("input") or {}, job.get("output") or {}):
         conn = node.get("connection") or {}
         if conn.get("password"):
             found.append(str(conn["password"]))
+    credentials = redshiftcopy.credentials_of(job)
+    if credentials is not None:
+        found.extend(credentials.secrets())
     return found
 
 

@@ -73,6 +73,10 @@ class Session:
     def table_exists(self, table: str) -> bool:
         raise NotImplementedError
 
+    def column(self, sql: str, params: Sequence[Param]) -> list[str]:
+        """The first column of ``sql``'s rows, as text (PostgreSQL, Redshift)."""
+        raise NotImplementedError
+
     def load(
         self, table: str, insert: str | None, chunks: Iterable[bytes], dialect: Dialect
     ) -> int:
@@ -92,6 +96,8 @@ class Session:
 def _pg_failure(exc: psycopg.Error) -> SqlError:
     state = exc.sqlstate or "08001"  # no SQLSTATE: the server was never reached
     message = exc.diag.message_primary or str(exc).strip()
+    if exc.diag.statement_position:  # where in the statement, as the server says
+        message = f"{message} (at character {exc.diag.statement_position})"
     return SqlError(state, message)
 
 
@@ -149,6 +155,12 @@ class PgSession(Session):
 
     def close(self) -> None:
         self.conn.close()
+
+    def column(self, sql: str, params: Sequence[Param]) -> list[str]:
+        try:
+            return [str(row[0]) for row in self.conn.execute(sql, params).fetchall()]
+        except psycopg.Error as exc:
+            raise _pg_failure(exc) from exc
 
     def table_exists(self, table: str) -> bool:
         if self.engine == "redshift":  # no to_regclass there
