@@ -89,7 +89,7 @@ def run_redshift_copy(
         query = f"SELECT * FROM {table}"  # noqa: S608 - a checked name
         text = redshifttext.unload_statement(query, job["target"], credentials)
         return max(steps.run("UNLOAD", text), 0)
-    return _load(job, session, steps, credentials)
+    return _load(job, session, steps, credentials, say)
 
 
 def _load(
@@ -97,6 +97,7 @@ def _load(
     session: dbsession.Session,
     steps: _Steps,
     credentials: Credentials | None,
+    say: Say,
 ) -> int:
     table, mode = str(job["table"]), str(job["insert_mode"])
     steps.run("BEGIN", "BEGIN")
@@ -109,6 +110,7 @@ def _load(
         credentials,
         job.get("command_options") or [],
     )
+    say("redshift_copy_prepared", made=redshifttext.masked(copy, credentials))
     steps.run("COPY", copy)
     source = redshifttext.STAGING
     if job.get("transform"):
