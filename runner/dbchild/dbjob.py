@@ -180,7 +180,11 @@ def secrets_of(job: Mapping[str, Any]) -> list[str]:
 def main() -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)  # threads inherit the mask
     make_undumpable()  # again, in case main() is called without __main__
-    job = json.loads(receive_job())
+    received = receive_job()
+    if not received:  # the runner withholds the job from a dumpable child
+        sys.stderr.write("dbjob: no job received on fd 0\n")
+        return 1
+    job = json.loads(received)
     secrets = secrets_of(job)
     result_path = str(job["result_path"])
     watch = StopWatch()
