@@ -25,6 +25,9 @@ import structlog
 
 from runner.runas import resolve
 from runner.supervisor import Supervisor
+from tests.conftest import wait_for
+from tests.dbservers import DbServer
+from tests.test_daemon_sql import running_sleeps
 from tests.users import NOBODY
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -219,3 +222,47 @@ def test_the_probe_finds_a_password_in_a_dumpable_process(
         child.terminate(5)
     assert "mem" in found["hits"], found  # type: ignore[operator]
     assert found["reads"].get("cwd", 0) > 0, found  # type: ignore[union-attr]
+
+
+def test_the_real_child_as_nobody_keeps_its_password_while_it_works(
+    nobody_python: str, folder: Path, pg_db: DbServer
+) -> None:
+    """``python -m runner.dbchild`` itself, as nobody, connected and running a
+    statement (the password in its memory and in libpq's): the probe reads no
+    password, and the statement ends on the server when the child is stopped."""
+    job = {
+        "kind": "sql",
+        "connection": {
+            "engine": "postgresql",
+            "host": pg_db.host,
+            "port": pg_db.port,
+            "database": pg_db.database,
+            "user": pg_db.user,
+            "password": pg_db.password,
+            "options": {},
+        },
+        "script": "SELECT pg_sleep(60)",
+        "result_path": str(folder / "result.json"),
+    }
+    child = Supervisor.spawn(
+        [nobody_python, "-m", "runner.dbchild"],
+        cwd=folder,
+        env={"PATH": "/usr/bin:/bin"},
+        stdout=folder / "out",
+        stderr=folder / "err",
+        marker="test-secret-dbchild",
+        log=structlog.get_logger(),
+        run_as=resolve("nobody"),
+        stdin=json.dumps(job).encode(),
+    )
+    try:
+        wait_for(lambda: running_sleeps(pg_db), 30, "the statement on the server")
+        probe = start_probe(nobody_python, child.pid, pg_db.password, folder / "end")
+        probed_again(folder, child)
+        (folder / "end").touch()
+        found = finish_probe(probe)
+    finally:
+        child.terminate(5)
+    wait_for(lambda: not running_sleeps(pg_db), 5, "the statement to be gone")
+    assert found["hits"] == [], found
+    assert pg_db.password not in (folder / "out").read_text()
