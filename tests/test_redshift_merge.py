@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from runner.dbchild import redshifttext
+from runner.dbchild import dbsession, redshifttext
 from tests.dbservers import DbServer
 
 EXISTING = [(1, "old one"), (2, "old two")]
@@ -116,3 +116,30 @@ def test_a_failed_merge_leaves_the_target_as_it_was(pg_db: DbServer) -> None:
             transform="SELECT id, v FROM staging_missing",
         )
     assert rows(pg_db, "target") == EXISTING
+
+
+def test_a_redshift_session_finds_a_table_named_in_mixed_case(pg_db: DbServer) -> None:
+    """Redshift has no to_regclass: the catalog is asked with the name folded as
+    the server folds it (createTableSql runs only when this says no)."""
+    pg_db.query("CREATE SCHEMA app")
+    pg_db.query('CREATE TABLE app.orders (id INT); CREATE TABLE app."Quoted" (id INT)')
+    pg_db.query(
+        'ALTER TABLE app.orders OWNER TO dp; ALTER TABLE app."Quoted" OWNER TO dp'
+    )
+    session = dbsession.connect(
+        {
+            "engine": "redshift",
+            "host": pg_db.host,
+            "port": pg_db.port,
+            "database": pg_db.database,
+            "user": pg_db.user,
+            "password": pg_db.password,
+        }
+    )
+    try:
+        assert session.table_exists("App.Orders")
+        assert session.table_exists('app."Quoted"')
+        assert not session.table_exists("app.quoted")
+        assert not session.table_exists("app.missing")
+    finally:
+        session.close()

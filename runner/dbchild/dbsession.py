@@ -30,7 +30,7 @@ from typing import Any
 import psycopg
 import pymysql  # type: ignore[import-untyped]  # PyMySQL ships no stubs
 
-from runner.dbchild import pgcopy, redshiftsql
+from runner.dbchild import pgcopy, redshiftsql, redshifttext
 from runner.dbchild.dbrows import BATCH_ROWS, Param, encode_batches, insert_batches
 from runner.dbchild.dialect import Dialect, dialect_to_pg, pg_to_dialect
 
@@ -164,7 +164,7 @@ class PgSession(Session):
 
     def table_exists(self, table: str) -> bool:
         if self.engine == "redshift":  # no to_regclass there
-            schema, _, name = table.rpartition(".")
+            schema, name = redshifttext.catalog_parts(table)
             found = self.conn.execute(
                 "SELECT count(*) FROM information_schema.tables WHERE table_name = %s"
                 " AND table_schema = COALESCE(NULLIF(%s, ''), current_schema())",
