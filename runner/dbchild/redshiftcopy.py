@@ -48,12 +48,10 @@ class _Steps:
         check: Check,
         say: Say,
     ) -> None:
-        self.session, self.credentials, self.check, self.say = (
-            session,
-            credentials,
-            check,
-            say,
-        )
+        self.session = session
+        self.credentials = credentials
+        self.check = check
+        self.say = say
         self.count = 0
 
     def run(self, step: str, sql: str) -> int:

@@ -92,7 +92,11 @@ class _Feeder:
         uid: int,
         log: structlog.typing.FilteringBoundLogger,
     ) -> None:
-        self.sock, self.data, self.pid, self.uid, self.log = sock, data, pid, uid, log
+        self.sock = sock
+        self.data = data
+        self.pid = pid
+        self.uid = uid
+        self.log = log
         self.pidfd = -1
 
     def run(self) -> None:
