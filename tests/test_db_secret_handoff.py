@@ -266,3 +266,19 @@ def test_the_real_child_as_nobody_keeps_its_password_while_it_works(
     wait_for(lambda: not running_sleeps(pg_db), 5, "the statement to be gone")
     assert found["hits"] == [], found
     assert pg_db.password not in (folder / "out").read_text()
+
+
+def test_a_ready_byte_from_a_dumpable_child_gets_no_job(
+    nobody_python: str, folder: Path
+) -> None:
+    """The runner believes the kernel, not the byte: a child (or a process that
+    took its socket) that says ready while still dumpable gets nothing."""
+    code = "from runner.dbchild import handshake; print(len(handshake.receive_job()))"
+    child = spawn(nobody_python, code, [], folder, b'{"connection": {"password": "x"}}')
+    try:
+        outcome = child.wait_exit(60)
+    finally:
+        child.terminate(5)
+    assert outcome is not None
+    assert outcome.returncode == 0, (folder / "err").read_text()
+    assert (folder / "out").read_text() == "0\n"
