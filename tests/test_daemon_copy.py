@@ -45,7 +45,7 @@ ROWS: list[tuple[int, str | None, str | None]] = [
 
 
 def encode(value: str | None, separator: str = ",") -> str:
-    """The DG dialect, written out independently of runner/activities/dialect.py."""
+    """The DG dialect, written out independently of runner/dbchild/dialect.py."""
     if value is None:
         return "\\N"
     specials = ("\\", separator, "\n")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +82,7 @@ def test_sql_job_goes_on_stdin_and_never_in_argv_or_env(tmp_path: Path) -> None:
         "options": {"ssl": "require", "connect_timeout_s": "4.0"},
     }
     assert (job["script"], job["arguments"], job["queue"]) == ("SELECT ?", ["1"], None)
-    assert list(process.argv())[1:] == ["-m", "runner.activities.dbjob"]
+    assert list(process.argv())[1:] == ["-m", "runner.dbchild"]
 
 
 @pytest.mark.parametrize(
@@ -116,11 +118,121 @@ def test_bad_sql_definitions_fail_with_a_named_error(
     assert words in caught.value.message
 
 
-def test_redshift_copy_activity_is_not_yet_supported(tmp_path: Path) -> None:
+REDSHIFT_DB = [
+    ("type", "RedshiftDatabase"),
+    ("connectionString", "jdbc:redshift://cluster.internal:5439/dev"),
+    ("username", "etl"),
+    ("*password", PASSWORD),
+]
+REDSHIFT_NODE = [
+    ("type", "RedshiftDataNode"),
+    ("database", "ref", "Db"),
+    ("schemaName", "sales"),
+    ("tableName", "orders"),
+    ("primaryKeys", "id"),
+    ("primaryKeys", "region"),
+]
+TSV_IN = [
+    ("type", "S3DataNode"),
+    ("filePath", "s3://b/in.tsv"),
+    ("dataFormat", "ref", "Tsv"),
+]
+
+
+def redshift_task(
+    source: list[tuple[str, ...]],
+    target: list[tuple[str, ...]],
+    *fields: tuple[str, ...],
+) -> Task:
+    return make_task(
+        [
+            ("type", "RedshiftCopyActivity"),
+            ("input", "ref", "In"),
+            ("output", "ref", "Out"),
+            *(fields or [("insertMode", "KEEP_EXISTING")]),
+        ],
+        extra={
+            "In": source,
+            "Out": target,
+            "Db": REDSHIFT_DB,
+            "Tsv": [("type", "TSV")],
+        },
+    )
+
+
+def test_redshift_copy_plans_a_load_with_its_fields(tmp_path: Path) -> None:
+    task = redshift_task(
+        TSV_IN,
+        REDSHIFT_NODE,
+        ("insertMode", "overwrite_existing"),
+        ("transformSql", "SELECT * FROM staging"),
+        ("commandOptions", "IGNOREHEADER 1"),
+        ("queue", "etl"),
+    )
+    job = job_of(plan(task, context(tmp_path)))
+    assert job["kind"] == "redshift_copy"
+    assert job["direction"] == "load"
+    assert job["insert_mode"] == "OVERWRITE_EXISTING"
+    assert job["table"] == "sales.orders"
+    assert job["primary_keys"] == ["id", "region"]
+    assert job["source"] == {
+        "kind": "s3",
+        "uri": "s3://b/in.tsv",
+        "gzip": False,
+        "format": "TSV",
+    }
+    assert job["command_options"] == ["IGNOREHEADER 1"]
+    assert job["queue"] == "etl"
+    assert job["connection"]["engine"] == "redshift"
+
+
+def test_redshift_copy_plans_an_unload(tmp_path: Path) -> None:
+    out = [("type", "S3DataNode"), ("directoryPath", "s3://b/out/")]
+    job = job_of(plan(redshift_task(REDSHIFT_NODE, out), context(tmp_path)))
+    assert job["direction"] == "unload"
+    assert job["target"]["uri"] == "s3://b/out/"
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "fields", "error_id", "words"),
+    [
+        (
+            TSV_IN,
+            REDSHIFT_NODE,
+            [("insertMode", "MERGE")],
+            "InvalidField",
+            "insertMode",
+        ),
+        (TSV_IN, REDSHIFT_NODE, [("queue", "q")], "MissingField", "insertMode"),
+        (TSV_IN, TSV_IN, [], "UnsupportedCopy", "S3DataNode to S3DataNode"),
+        (
+            TSV_IN,
+            [*REDSHIFT_NODE[:3], ("tableName", "t; DROP TABLE x")],
+            [],
+            "InvalidField",
+            "tableName",
+        ),
+        (
+            TSV_IN,
+            [*REDSHIFT_NODE, ("primaryKeys", "a b")],
+            [],
+            "InvalidField",
+            "primaryKeys",
+        ),
+    ],
+)
+def test_redshift_copy_refuses_what_the_dg_does_not_allow(
+    tmp_path: Path,
+    source: list[tuple[str, ...]],
+    target: list[tuple[str, ...]],
+    fields: list[tuple[str, ...]],
+    error_id: str,
+    words: str,
+) -> None:
     with pytest.raises(ActivityError) as caught:
-        plan(make_task([("type", "RedshiftCopyActivity")]), context(tmp_path))
-    assert caught.value.error_id == "UnsupportedActivity"
-    assert "'RedshiftCopyActivity' is not yet supported" in caught.value.message
+        plan(redshift_task(source, target, *fields), context(tmp_path))
+    assert caught.value.error_id == error_id
+    assert words in caught.value.message
 
 
 def copy_task(source: list[tuple[str, ...]], target: list[tuple[str, ...]]) -> Task:
@@ -251,9 +363,17 @@ def test_unknown_rds_instance_fails_the_lookup(
 # --- the child's stdin, and what the runner imports -------------------------------
 
 
-def test_a_large_job_reaches_the_child_whole_on_stdin(tmp_path: Path) -> None:
-    job = b"x" * (3 * 1024 * 1024)  # far past a pipe's buffer
-    counter = "import sys; print(len(sys.stdin.buffer.read()))"
+HANDSHAKE_COUNTER = (
+    "from runner.dbchild import handshake; handshake.make_undumpable();"
+    " print(len(handshake.receive_job()))"
+)
+
+
+def test_a_large_job_reaches_the_child_whole_after_its_handshake(
+    tmp_path: Path,
+) -> None:
+    job = b"x" * (3 * 1024 * 1024)  # far past a socket's buffer
+    counter = HANDSHAKE_COUNTER
     child = Supervisor.spawn(
         [sys.executable, "-c", counter],
         cwd=tmp_path,
@@ -268,6 +388,35 @@ def test_a_large_job_reaches_the_child_whole_on_stdin(tmp_path: Path) -> None:
     assert outcome is not None
     assert outcome.returncode == 0, (tmp_path / "err").read_text()
     assert (tmp_path / "out").read_text() == f"{len(job)}\n"
+
+
+def test_a_child_that_never_says_ready_gets_nothing_and_ends(tmp_path: Path) -> None:
+    """fd 0 is a socket that holds nothing until the handshake: read without it,
+    the child waits, and a stop ends the child and the hand-off's thread."""
+    peek = (
+        "import socket, select; s = socket.socket(fileno=0);"
+        " print(select.select([s], [], [], 0.5)[0] == [])"
+    )
+    child = Supervisor.spawn(
+        [sys.executable, "-c", peek],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin"},
+        stdout=tmp_path / "out",
+        stderr=tmp_path / "err",
+        marker="test-nohandshake",
+        log=structlog.get_logger(),
+        stdin=b"secret job",
+    )
+    outcome = child.wait_exit(30)
+    assert outcome is not None
+    assert outcome.returncode == 0, (tmp_path / "err").read_text()
+    assert (tmp_path / "out").read_text() == "True\n"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(
+        t.name == f"handoff-{child.pid}" for t in threading.enumerate()
+    ):
+        threading.Event().wait(0.02)
+    assert not [t for t in threading.enumerate() if t.name == f"handoff-{child.pid}"]
 
 
 def imported_after(statement: str) -> list[str]:
@@ -288,7 +437,7 @@ def imported_after(statement: str) -> list[str]:
 
 def test_the_runner_never_imports_a_driver() -> None:
     assert imported_after("import runner.cli, runner.activities, runner.worker") == []
-    assert imported_after("import runner.activities.dbsession") == [
+    assert imported_after("import runner.dbchild.dbsession") == [
         "psycopg",
         "pymysql",
     ]

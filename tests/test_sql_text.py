@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from runner.activities import dialect, redshiftsql, sqlscript
+from runner.activities import sqlnames
 from runner.activities.jdbcurl import driver_options, parse_jdbc_url
+from runner.dbchild import dialect, redshiftsql, sqlscript
 from runner.errors import ActivityError
 
 RECORDS: list[list[bytes | None]] = [
@@ -175,3 +176,34 @@ def test_redshift_gets_one_multi_row_insert_per_batch() -> None:
         ["x", "y"],
     )
     assert redshiftsql.insert_batch("INSERT INTO t SELECT %s", [["x"]]) is None
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["items", "public.items", "_t$1", '"Odd ""Name"""', 'public."My.Table"', "a.b.c"],
+)
+def test_names_pass_as_written(name: str) -> None:
+    assert sqlnames.sql_name(name, "table", "output 'X'") == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "(SELECT 1) TO STDOUT; DROP TABLE victim; COPY (SELECT 1)",
+        "t; DROP TABLE x",
+        "1abc",
+        "a..b",
+        "a.",
+        '"unclosed',
+        '"a"b"',
+        "t--",
+        "t x",
+        "",
+    ],
+)
+def test_anything_else_is_invalid_field_naming_the_field(name: str) -> None:
+    with pytest.raises(ActivityError) as caught:
+        sqlnames.sql_name(name, "schemaName", "output 'X'")
+    assert caught.value.error_id == "InvalidField"
+    assert "schemaName" in caught.value.message
+    assert "output 'X'" in caught.value.message

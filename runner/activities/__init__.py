@@ -2,12 +2,13 @@
 
 Owns: the registry of activity types (by the task's ``type`` field) and the public
 entry points ``activity_for`` and ``plan``. Each type lives in its own module
-(``shell.py``, ``exists.py``, ``sql.py``, ``copy.py``); shared pieces live in
-``plan.py`` (the step types), ``context.py`` (protocol, context, task variables),
-``staging.py`` (the S3 side), ``periods.py`` (timeouts) and ``ids.py`` (safe folder
-names). The database types read their objects in ``database.py`` and run
-``dbjob.py`` as a child (``dbprocess.py``); only that child imports ``dbsession``,
-``dbrows``, ``copyjob`` and the drivers.
+(``shell.py``, ``exists.py``, ``sql.py``, ``copy.py``, ``redshiftcopy.py``); shared
+pieces live in ``plan.py`` (the step types), ``context.py`` (protocol, context,
+task variables), ``staging.py`` (the S3 side), ``periods.py`` (timeouts),
+``ids.py`` (safe folder names) and ``sqlnames.py`` (names put into SQL). The
+database types read their objects in ``database.py`` and run the database child
+(``runner/dbchild/``, a package of its own) as a process (``dbprocess.py``); only
+that child imports the drivers.
 
 Must not: run a step, start a process or call the Data Pipeline API. The only I/O
 while planning is writing files into the attempt's folder (a script); the transfers
@@ -38,6 +39,7 @@ from runner.activities.periods import (
     report_progress_timeout_s,
 )
 from runner.activities.plan import Check, Plan, Process, Transfer
+from runner.activities.redshiftcopy import RedshiftCopyActivity
 from runner.activities.shell import ShellCommandActivity, ShellCommandPrecondition
 from runner.activities.sql import SqlActivity
 from runner.errors import ActivityError
@@ -52,6 +54,7 @@ __all__ = [
     "ExistsPrecondition",
     "Plan",
     "Process",
+    "RedshiftCopyActivity",
     "ShellCommandActivity",
     "ShellCommandPrecondition",
     "SqlActivity",
@@ -75,6 +78,7 @@ REGISTRY: Mapping[str, Activity] = {
     ExistsPrecondition.type_name: ExistsPrecondition(),
     SqlActivity.type_name: SqlActivity(),
     CopyActivity.type_name: CopyActivity(),
+    RedshiftCopyActivity.type_name: RedshiftCopyActivity(),
 }
 
 _ON_EMR = (
@@ -83,7 +87,6 @@ _ON_EMR = (
 )
 #: Data Pipeline types dp-runner does not run, and why (docs/activities.md's table).
 NOT_RUN: Mapping[str, str] = {
-    "RedshiftCopyActivity": "not yet supported by dp-runner",
     "EmrActivity": _ON_EMR,
     "HadoopActivity": _ON_EMR,
     "HiveActivity": _ON_EMR,

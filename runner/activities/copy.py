@@ -3,7 +3,7 @@
 Owns: reading the one ``input`` and the one ``output`` (DG: dp-object-copyactivity,
 dp-object-s3datanode, dp-object-sqldatanode) into the copy job, refusing what the
 DG does not allow, and the plan: look up the databases, then the database child
-with the job on its stdin (``copyjob.py`` does the work there).
+with the job on its stdin (``dbchild/copyjob.py`` does the work there).
 
     S3DataNode   ``filePath`` or ``directoryPath``; ``compression`` none or gzip;
                  ``dataFormat`` CSV or TSV (the DG's Unix variant; see
@@ -11,7 +11,8 @@ with the job on its stdin (``copyjob.py`` does the work there).
     SqlDataNode  (or MySqlDataNode) ``table``, ``selectQuery`` (input),
                  ``insertQuery`` and ``createTableSql`` (output), ``schemaName``;
                  ``database`` or the inline ``connectionString``/``username``/
-                 ``*password``
+                 ``*password``; ``table`` and ``schemaName`` are names, checked
+                 (``sqlnames.py``) and used as written
 
 Must not: connect, import a driver or move a byte: the child does.
 
@@ -30,6 +31,7 @@ from runner.activities.database import Resolving, database_of
 from runner.activities.dbprocess import db_process
 from runner.activities.periods import attempt_timeout_s
 from runner.activities.plan import Plan, Transfer
+from runner.activities.sqlnames import sql_name
 from runner.aws.s3 import parse_s3_uri
 from runner.errors import ActivityError
 from runner.taskmodel import PipelineObject, Ref, Task
@@ -57,7 +59,7 @@ def _one(task: Task, key: str) -> PipelineObject:
     return obj
 
 
-def _data_format(task: Task, node: PipelineObject, role: str) -> str:
+def data_format(task: Task, node: PipelineObject, role: str) -> str:
     value = task.get("dataFormat", node)
     if value is None:
         return "CSV"
@@ -107,7 +109,7 @@ def _s3_node(task: Task, node: PipelineObject, role: str) -> dict[str, Any]:
         "kind": "s3",
         "uri": uri,
         "gzip": compression == "gzip",
-        "format": _data_format(task, node, role),
+        "format": data_format(task, node, role),
         "sse": encryption != "NONE",
     }
 
@@ -120,7 +122,12 @@ def _sql_node(
     insert = (task.get_str("insertQuery", node) or "").strip() or None
     if not table and not (select if role == "input" else insert):
         raise ActivityError("MissingField", f"{role} {node.id!r} needs 'table'")
+    where = f"{role} {node.id!r}"
+    if table:
+        sql_name(table, "table", where)
     schema = (task.get_str("schemaName", node) or "").strip()
+    if schema:
+        sql_name(schema, "schemaName", where)
     if schema and table and "." not in table:
         table = f"{schema}.{table}"
     found = {

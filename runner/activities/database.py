@@ -7,7 +7,7 @@ host, port, database, user, the ``*password``, and driver options mapped from th
 JDBC URL's parameters and ``jdbcProperties``; and ``resolve``, which fills in the
 host, port and engine of an RdsDatabase or RedshiftDatabase through ``aws/``.
 
-Must not: connect, or import a driver: the child program does (``dbjob.py``), so
+Must not: connect, or import a driver: the child program does (``runner/dbchild/``), so
 the runner's memory never holds one. Never log the password or a URL that may
 carry one.
 

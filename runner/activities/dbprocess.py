@@ -1,23 +1,26 @@
 """The database child as a plan's ``Process``, and the small file it reports in.
 
-Owns: ``db_process``, the ``Process`` that runs ``python -m runner.activities.dbjob``
-(this interpreter) with its job as JSON on stdin, and the result protocol between
-that child and the runner: the child writes ``work/dbjob-result.json``
-(``write_result``), the runner reads it once the child has ended (``read_report``)
+Owns: ``db_process``, the ``Process`` that runs ``python -m runner.dbchild``
+(this interpreter) with its job as JSON on fd 0, and the runner's side of the
+result protocol: the child writes ``work/dbjob-result.json`` (``runner.dbchild``'s
+``write_result``), the runner reads it once the child has ended (``read_report``)
 and turns it into a ``ChildReport``.
 
     {"rows": 3}                                            success: rows moved
     {"error_id": "SqlError:23505", "message": "...",       a failure that names
      "rows": 0}                                            its cause
 
-Must not: import a database driver (the runner imports this module).
+Must not: import a database driver or ``runner.dbchild`` (the runner imports this
+module; an import contract keeps the child's package out of the runner).
 
 Why this way: the exit code alone cannot carry a SQLSTATE and the server's message,
 and a pipe or fd 3 would need a reader thread in the runner; a small file in the
 attempt's work folder is read once, after the exit, when nothing else writes it.
 No result (a crash, a kill) leaves the exit code to speak: ``ExitCode:n`` with the
-stderr tail, as for any process. The job travels on stdin (``Process.stdin``): it
-holds the password, which must never reach argv or the environment.
+stderr tail, as for any process. The job travels on fd 0 (``Process.stdin``), a
+socket the runner writes only once the child is non-dumpable
+(``supervisor/handoff.py``): it holds the password, which must never reach argv,
+the environment or a file.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from runner.activities.plan import ChildReport, Process
 from runner.errors import ActivityError
 from runner.taskmodel import Outcome
 
-CHILD_MODULE = "runner.activities.dbjob"
+CHILD_MODULE = "runner.dbchild"
 RESULT_NAME = "dbjob-result.json"
 _RESULT_MAX_BYTES = 64 * 1024
 
@@ -78,11 +81,3 @@ def read_report(path: Path, outcome: Outcome) -> ChildReport:
         return ChildReport(facts=facts)
     message = str(found.get("message") or error_id)
     return ChildReport(error=ActivityError(error_id, message), facts=facts)
-
-
-def write_result(path: str, **fields: Any) -> None:
-    """The child's side: write the result (never through a symlink)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(path, flags, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as file:
-        json.dump(fields, file)

@@ -17,8 +17,9 @@ Why: the activity knows what its task needs and the execution knows how to stop
 anything, so neither has optional flags for the other's cases. A process may do its
 own S3 or database I/O inside the child (the database activities will); what the
 runner does in-process is a ``Transfer`` or a ``Check``, so every wait is stoppable.
-A process that needs a job with secrets in it gets it on stdin (``Process.stdin``)
-and may explain its own failure (``Process.report``, ``ChildReport``).
+A process that needs a job with secrets in it gets it on fd 0 after its handshake
+(``Process.stdin``; ``supervisor/handoff.py``) and may explain its own failure
+(``Process.report``, ``ChildReport``).
 """
 
 from __future__ import annotations
@@ -64,11 +65,12 @@ class Process:
     ``before`` steps (a fetched script decides its interpreter by its first bytes);
     ``env`` holds only what the activity adds to the task's environment.
 
-    ``stdin``, when set, is called at the spawn too and its bytes become the
-    child's standard input (a job that holds a password: never argv, never the
-    environment). ``report``, when set, is called with the outcome of a process
-    that ended by itself (not one a stop killed), and may say more than its exit
-    code (``ChildReport``)."""
+    ``stdin``, when set, is called at the spawn too and its bytes are handed to
+    the child on its fd 0, a socket, once the child has made itself non-dumpable
+    and said so (``supervisor/handoff.py``; a job that holds a password: never
+    argv, never the environment, never a file). ``report``, when set, is called
+    with the outcome of a process that ended by itself (not one a stop killed),
+    and may say more than its exit code (``ChildReport``)."""
 
     argv: Callable[[], Sequence[str]]
     env: Mapping[str, str] = field(default_factory=dict)

@@ -5,7 +5,7 @@ Owns: reading ``script`` / ``scriptUri`` / ``scriptArgument`` / ``queue`` /
 RedshiftDatabase, fetch ``scriptUri``, then the database child with the job on its
 stdin.
 
-Must not: connect or import a driver: the child does (``dbjob.py``).
+Must not: connect or import a driver: the child does (``runner/dbchild/``).
 
 Why this way: as the DG says, a ``scriptUri`` script is not evaluated: it is run as
 fetched. ``scriptArgument`` values are bound, in order, to the script's ``?``

@@ -143,3 +143,22 @@ def _call(
         )
     except RunnerError as exc:  # every way a lookup fails is one errorId
         raise ActivityError(LOOKUP_ERROR, f"{what}: {exc}") from exc
+
+
+def copy_credentials(region: str | None) -> dict[str, str] | None:
+    """The runner's own credentials from boto3's chain, frozen now, for Redshift's
+    COPY and UNLOAD: ``key_id``, ``secret`` and ``token`` (when temporary); None
+    when the chain has none. Never logged: the database child masks them."""
+    try:
+        found = new_session(region).get_credentials()
+        frozen = found.get_frozen_credentials() if found is not None else None
+    except FOREIGN_ERRORS as exc:
+        raise ActivityError(
+            "CredentialsUnavailable", f"no AWS credentials for COPY: {exc}"
+        ) from exc
+    if frozen is None or not frozen.access_key or not frozen.secret_key:
+        return None
+    made = {"key_id": frozen.access_key, "secret": frozen.secret_key}
+    if frozen.token:
+        made["token"] = frozen.token
+    return made

@@ -4,7 +4,7 @@ one object as a multipart upload.
 Owns: ``S3Streams`` (``S3`` with streaming reads and writes), ``MultipartWriter``,
 and the gzip framing of both (``compression: gzip`` on an S3DataNode).
 
-Must not: know about records, dialects or databases (``activities/copyjob.py``
+Must not: know about records, dialects or databases (``dbchild/copyjob.py``
 does), or hold more than a part in memory.
 
 Why this way: a CopyActivity moves gigabytes between S3 and a database; staging a

@@ -42,7 +42,6 @@ import dataclasses
 import os
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -55,6 +54,7 @@ from runner.errors import SpawnError
 from runner.runas import RunAs
 from runner.supervisor import kill, proctable
 from runner.supervisor.exitwatch import ExitWatch
+from runner.supervisor.handoff import HandOff
 from runner.supervisor.kill import Sweep, kill_marked
 from runner.supervisor.proctable import (
     MARKER_ENV,
@@ -138,7 +138,8 @@ class Supervisor:
         stdin: bytes | None = None,
     ) -> Supervisor:
         """Start ``argv`` in a new session, in ``cwd``, with ``env`` plus the marker,
-        stdin from /dev/null (or ``stdin``'s bytes, see ``_open_input``), stdout and
+        stdin from /dev/null (or a socket on which ``stdin``'s bytes are handed over
+        once the child is non-dumpable, see ``handoff.py``), stdout and
         stderr appended to the files (mode 0600, never through a symlink), umask 077;
         as ``run_as`` (uid, gid and groups) when given. Raises ``SpawnError`` when
         the files cannot be opened or the program cannot be started."""
@@ -148,15 +149,18 @@ class Supervisor:
         with (
             _open_output(stdout) as out_fd,
             _open_output(stderr) as err_fd,
-            _open_input(stdin) as in_fd,
+            HandOff.prepared(stdin) as hand,
         ):
             popen = _popen(
                 argv,
                 cwd,
                 {**env, MARKER_ENV: marker},
-                (in_fd, out_fd, err_fd),
+                (None if hand is None else hand.child_fd, out_fd, err_fd),
                 run_as=run_as,
             )
+            if hand is not None:
+                uid = os.getuid() if run_as is None else run_as.uid
+                hand.start(popen.pid, uid, log)
         log.debug("child_started", pid=popen.pid)
         return cls(popen, marker=marker, log=log)
 
@@ -303,37 +307,6 @@ def _open_output(path: Path) -> Iterator[int]:
         fd = os.open(path, flags, 0o600)
     except OSError as exc:
         raise SpawnError(f"cannot open the output file {path}: {exc.strerror}") from exc
-    try:
-        yield fd
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def _open_input(data: bytes | None) -> Iterator[int | None]:
-    """The child's stdin holding ``data`` (None: /dev/null), closed in the parent.
-
-    An anonymous file in memory (``memfd_create``; an unlinked temporary file where
-    there is none), written whole and rewound before the spawn: the child reads it
-    like a pipe, but no thread feeds it and no pipe buffer can fill, whatever the
-    size; it has no name, so nothing else can open it; and it is gone once the
-    child closes it. Used for jobs that carry a password."""
-    if data is None:
-        yield None
-        return
-    try:
-        fd = os.memfd_create("dp-runner-stdin", os.MFD_CLOEXEC)
-    except (AttributeError, OSError):  # not Linux, or an old kernel
-        with tempfile.TemporaryFile() as spill:
-            fd = os.dup(spill.fileno())
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.lseek(fd, 0, os.SEEK_SET)
-    except OSError as exc:
-        os.close(fd)
-        raise SpawnError(f"cannot prepare the task's input: {exc.strerror}") from exc
     try:
         yield fd
     finally:

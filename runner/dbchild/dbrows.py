@@ -17,8 +17,8 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from runner.activities import redshiftsql
-from runner.activities.dialect import Dialect, RecordReader, encode_record
+from runner.dbchild import redshiftsql
+from runner.dbchild.dialect import Dialect, RecordReader, encode_record
 
 Param = str | None
 BATCH_ROWS = 1000

@@ -27,9 +27,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from runner.activities import dbsession, sqlscript
-from runner.activities.dialect import DIALECTS, Dialect, RecordReader, encode_record
 from runner.aws.s3stream import S3Streams
+from runner.dbchild import dbsession, sqlscript
+from runner.dbchild.dialect import DIALECTS, Dialect, RecordReader, encode_record
 
 Check = Callable[[], None]
 Log = Callable[..., None]

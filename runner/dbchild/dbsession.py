@@ -30,9 +30,9 @@ from typing import Any
 import psycopg
 import pymysql  # type: ignore[import-untyped]  # PyMySQL ships no stubs
 
-from runner.activities import pgcopy, redshiftsql
-from runner.activities.dbrows import BATCH_ROWS, Param, encode_batches, insert_batches
-from runner.activities.dialect import Dialect, dialect_to_pg, pg_to_dialect
+from runner.dbchild import pgcopy, redshiftsql, redshifttext
+from runner.dbchild.dbrows import BATCH_ROWS, Param, encode_batches, insert_batches
+from runner.dbchild.dialect import Dialect, dialect_to_pg, pg_to_dialect
 
 
 class SqlError(Exception):
@@ -73,6 +73,10 @@ class Session:
     def table_exists(self, table: str) -> bool:
         raise NotImplementedError
 
+    def column(self, sql: str, params: Sequence[Param]) -> list[str]:
+        """The first column of ``sql``'s rows, as text (PostgreSQL, Redshift)."""
+        raise NotImplementedError
+
     def load(
         self, table: str, insert: str | None, chunks: Iterable[bytes], dialect: Dialect
     ) -> int:
@@ -92,6 +96,8 @@ class Session:
 def _pg_failure(exc: psycopg.Error) -> SqlError:
     state = exc.sqlstate or "08001"  # no SQLSTATE: the server was never reached
     message = exc.diag.message_primary or str(exc).strip()
+    if exc.diag.statement_position:  # where in the statement, as the server says
+        message = f"{message} (at character {exc.diag.statement_position})"
     return SqlError(state, message)
 
 
@@ -150,9 +156,15 @@ class PgSession(Session):
     def close(self) -> None:
         self.conn.close()
 
+    def column(self, sql: str, params: Sequence[Param]) -> list[str]:
+        try:
+            return [str(row[0]) for row in self.conn.execute(sql, params).fetchall()]
+        except psycopg.Error as exc:
+            raise _pg_failure(exc) from exc
+
     def table_exists(self, table: str) -> bool:
         if self.engine == "redshift":  # no to_regclass there
-            schema, _, name = table.rpartition(".")
+            schema, name = redshifttext.catalog_parts(table)
             found = self.conn.execute(
                 "SELECT count(*) FROM information_schema.tables WHERE table_name = %s"
                 " AND table_schema = COALESCE(NULLIF(%s, ''), current_schema())",

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from psycopg import pq
 
 WAIT_S = 0.5
+_COPY_STATES = (pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_BOTH)
 
 
 class CopyFailed(Exception):  # noqa: N818 - the server's answer, not our error
@@ -84,8 +85,16 @@ def _next_result(pgconn: pq.abc.PGconn) -> pq.abc.PGresult | None:
 
 
 def _drain(pgconn: pq.abc.PGconn) -> None:
-    while _next_result(pgconn) is not None:
-        pass
+    """Read the results left. A COPY among them (the text held more than one
+    statement) ends the copy with an error: libpq would hand out its result again
+    and again, and this loop would spin."""
+    while (result := _next_result(pgconn)) is not None:
+        if result.status in _COPY_STATES:
+            raise CopyFailed(
+                "0A000",
+                "the COPY ran more than one statement (a second COPY came back); "
+                "a selectQuery is one query",
+            )
 
 
 def _failure(result: pq.abc.PGresult | None, pgconn: pq.abc.PGconn) -> CopyFailed:

@@ -1,9 +1,10 @@
-"""The database child program: ``python -m runner.activities.dbjob``.
+"""The database child program: ``python -m runner.dbchild``.
 
-Owns: reading the job (JSON on stdin: connection, password, SQL, data nodes),
+Owns: reading the job (JSON, handed over on fd 0 once the child is non-dumpable:
+``handshake.py``; connection, password, SQL, data nodes),
 running it (a SqlActivity script statement by statement, or a copy through
 ``copyjob``), stopping it on SIGTERM, and reporting through the result file
-(``dbprocess.write_result``) and the exit code:
+(``write_result``, read by ``activities/dbprocess.py``) and the exit code:
 
     0     done; the result holds the row count
     1     failed; the result holds the errorId (``SqlError:<SQLSTATE>``...) and
@@ -38,8 +39,9 @@ from typing import Any
 
 import structlog
 
-from runner.activities import copyjob, dbprocess, dbsession, sqlscript
 from runner.aws.s3stream import S3Streams
+from runner.dbchild import copyjob, dbsession, redshiftcopy, sqlscript
+from runner.dbchild.handshake import make_undumpable, receive_job
 from runner.errors import ActivityError
 from runner.masking import redact
 
@@ -145,28 +147,44 @@ class _Sessions:
 def run(job: Mapping[str, Any], watch: StopWatch, sessions: _Sessions) -> int:
     if job["kind"] == "sql":
         return run_script(job, watch, sessions.add)
+    if job["kind"] == "redshift_copy":
+        return redshiftcopy.run_redshift_copy(job, watch.check, sessions.add, _say)
     log = structlog.get_logger("dbjob")
     streams = S3Streams(region=job.get("region"), log=log)
     return copyjob.run_copy(job, streams, watch.check, sessions.add, _say)
 
 
+def write_result(path: str, **fields: Any) -> None:
+    """Write the result the runner reads (``activities/dbprocess.read_report``),
+    never through a symlink."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        json.dump(fields, file)
+
+
 def secrets_of(job: Mapping[str, Any]) -> list[str]:
-    """Every password the job carries, to redact from what the child writes."""
+    """Every password the job carries, and the AWS credentials of a Redshift
+    COPY or UNLOAD, to redact from what the child writes."""
     found = []
     for node in (job, job.get("input") or {}, job.get("output") or {}):
         conn = node.get("connection") or {}
         if conn.get("password"):
             found.append(str(conn["password"]))
+    credentials = redshiftcopy.credentials_of(job)
+    if credentials is not None:
+        found.extend(credentials.secrets())
     return found
 
 
 def main() -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)  # threads inherit the mask
-    job = json.loads(sys.stdin.buffer.read())
-    # the job (and its password) is no longer reachable through /proc/<pid>/fd/0
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
+    make_undumpable()  # again, in case main() is called without __main__
+    received = receive_job()
+    if not received:  # the runner withholds the job from a dumpable child
+        sys.stderr.write("dbjob: no job received on fd 0\n")
+        return 1
+    job = json.loads(received)
     secrets = secrets_of(job)
     result_path = str(job["result_path"])
     watch = StopWatch()
@@ -181,7 +199,7 @@ def main() -> int:
         if watch.stopped.is_set():
             return EXIT_STOPPED
         message = redact(exc.message, secrets)
-        dbprocess.write_result(result_path, error_id=exc.error_id, message=message)
+        write_result(result_path, error_id=exc.error_id, message=message)
         _say("job_failed", error_id=exc.error_id, message=message)
         return 1
     except Exception:  # noqa: BLE001 - the child's top: a bug, told without secrets
@@ -190,10 +208,6 @@ def main() -> int:
     finally:
         watch.done.set()
         sessions.close()
-    dbprocess.write_result(result_path, rows=rows)
+    write_result(result_path, rows=rows)
     _say("job_finished", rows=rows)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
