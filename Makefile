@@ -87,7 +87,7 @@ package: $(STAMP)
 # $(PYTHON), at the locked versions: `install.sh --wheels wheelhouse` then needs no
 # index (a private subnet). Built in a venv of $(PYTHON), so the tags are its own.
 WHEELHOUSE ?= wheelhouse
-WHEELVENV := .venv-wheelhouse
+WHEELVENV ?= .venv-wheelhouse
 wheelhouse:
 	@test -n "$(PYTHON)" || systemd/find-python
 	rm -rf $(WHEELVENV) $(WHEELHOUSE)
