@@ -242,6 +242,8 @@ def doctor(config_file: Path | None, probe_poll: bool, **flags: Any) -> None:
         click.echo(f"{check.verdict:<5} {check.name:<26} {check.detail}")
         if check.fix:
             click.echo(f"{'':<5} {'':<26} fix: {check.fix}")
+        if check.expected:
+            click.echo(f"{'':<5} {'':<26} expected here: {check.expected}")
         failed += check.failed
     sys.exit(1 if failed else 0)
 

@@ -158,3 +158,22 @@ def test_exec_start_as_an_unprivileged_user_works_in_its_state_directory(
         if runner.poll() is None:
             runner.kill()
             runner.wait(10)
+
+
+def test_the_unit_reads_the_environment_file_and_lets_tasks_renice() -> None:
+    """``EnvironmentFile=-`` (optional) names the file install.sh installs; no
+    SystemCallFilter line denies @resources (nice, ionice, taskset, chrt), which
+    ``systemd-analyze syscall-filter`` shows holds setpriority and sched_setaffinity."""
+    lines = UNIT.read_text().splitlines()
+    assert "EnvironmentFile=-/etc/dp-runner/environment" in lines
+    filters = [x for x in lines if x.startswith("SystemCallFilter=")]
+    assert filters
+    assert not any("~" in x and "@resources" in x for x in filters)
+    listed = subprocess.run(
+        ["systemd-analyze", "syscall-filter", "@resources"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert "setpriority" in listed.stdout
+    assert "sched_setaffinity" in listed.stdout
+    denied = [x.split("=~", 1)[1].split() for x in filters if "=~" in x]
+    assert all("@resources" not in group for group in denied)
