@@ -18,7 +18,7 @@ LOCK := constraints.txt
 .PHONY: demo test lint types imports pytest bench floors package wheelhouse clean
 
 $(STAMP): pyproject.toml constraints-dev.txt $(LOCK)
-	@test -n "$(PYTHON)" || systemd/find-python
+	@test -n "$(PYTHON)" || { systemd/find-python; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]' -c constraints-dev.txt -c $(LOCK)
@@ -89,7 +89,7 @@ package: $(STAMP)
 WHEELHOUSE ?= wheelhouse
 WHEELVENV ?= .venv-wheelhouse
 wheelhouse:
-	@test -n "$(PYTHON)" || systemd/find-python
+	@test -n "$(PYTHON)" || { systemd/find-python; exit 1; }
 	rm -rf $(WHEELVENV) $(WHEELHOUSE)
 	$(PYTHON) -m venv $(WHEELVENV)
 	$(WHEELVENV)/bin/python -m pip wheel --quiet --wheel-dir $(WHEELHOUSE) -c $(LOCK) .
