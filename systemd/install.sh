@@ -100,7 +100,6 @@ install_venv() {
     version=$("$new/bin/dp-runner" --version)
     [ -z "$root" ] || relocate "$new"
     switch_to "$name"
-    trap - EXIT
     say "$version in $new"
 }
 
@@ -116,6 +115,7 @@ switch_to() {
     fi
     ln -sfn "$base.venvs/$1" "$link.new"
     mv -T "$link.new" "$link"
+    trap - EXIT  # NAME is the install now: nothing after this removes it
     if [ -n "$before" ] && [ "$before" != "$1" ]; then
         ln -sfn "$before" "$venvs/previous"
     fi

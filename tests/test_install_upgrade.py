@@ -205,3 +205,23 @@ def test_the_wheelhouse_installs_with_no_index_and_rolls_back(
     assert current(installed) == before
     assert os.readlink(venvs / "previous") == upgraded.split("/")[-1]
     assert "dp-runner" in runs_at_its_prefix(installed)
+
+
+def test_install_debris_stays_out_of_git() -> None:
+    """What ``make package``, ``make wheelhouse`` and install.sh leave in the
+    checkout is ignored, and ``.pipx/`` is no longer tracked: after ``.ci/run``,
+    ``git status --porcelain`` is empty."""
+    tracked = subprocess.run(
+        ["git", "ls-files", ".pipx"], capture_output=True, text=True, cwd=REPO,
+        check=True, timeout=60,
+    )  # fmt: skip
+    assert tracked.stdout == ""
+    debris = [
+        ".pipx/bin/dp-runner", "wheelhouse/x.whl", ".venv-wheelhouse/bin/python",
+        "dist/x.whl", "build/lib/x.py", "dp_runner.egg-info/PKG-INFO",
+    ]  # fmt: skip
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *debris], capture_output=True,
+        text=True, cwd=REPO, check=False, timeout=60,
+    )  # fmt: skip
+    assert ignored.stdout.split() == debris
