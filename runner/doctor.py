@@ -53,9 +53,9 @@ from runner.errors import (
 #: A clock this far from the endpoint's is refused by SigV4 (5 minutes), or near.
 SKEW_FAIL_S, SKEW_WARN_S = 240.0, 30.0
 #: Once the endpoint has not answered, the checks that need it share this much:
-#: with STS and the endpoint silent too (5 s, asked at once), the doctor ends
+#: with STS and the endpoint silent too (4 s, asked at once), the doctor ends
 #: within 15 s.
-DEPENDENT_DEADLINE_S = 3.0
+DEPENDENT_DEADLINE_S = 2.0
 POLICY_FIX = (
     "allow it to the runner's role (the managed policy "
     "AWSDataPipeline_PowerUser has it, or datapipeline:{op} alone)"
@@ -90,7 +90,7 @@ def checks(
 ) -> Iterator[Check]:
     """Every check, in order, each yielded as soon as it is done, and each whatever
     the ones before it found (none can end the doctor early). STS and the endpoint
-    are asked at once: each may take its whole timeout (5 s)."""
+    are asked at once: each may take its whole timeout (4 s)."""
     local = on_loopback(target.endpoint_url)
     with ThreadPoolExecutor(2, thread_name_prefix="doctor") as pool:
         credentials = pool.submit(

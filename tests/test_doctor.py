@@ -248,7 +248,7 @@ def silent_port() -> Iterator[str]:
 def test_an_endpoint_that_never_answers_ends_the_doctor_within_15_s(
     tmp_path: Path, silent_port: str
 ) -> None:
-    """STS and the endpoint both silent: 5 s each, asked at once, then one 3 s
+    """STS and the endpoint both silent: 4 s each, asked at once, then one 2 s
     deadline for the checks that need the endpoint; every line printed."""
     began = time.monotonic()
     code, lines, out = doctor(
@@ -260,7 +260,7 @@ def test_an_endpoint_that_never_answers_ends_the_doctor_within_15_s(
     assert list(lines) == EVERY_CHECK, out
     assert lines["endpoint"].startswith("FAIL")
     assert "timed out" in lines["endpoint"]
-    assert "no answer within the 3 s these checks share" in lines["worker groups"]
+    assert "no answer within the 2 s these checks share" in lines["worker groups"]
     assert lines["work dir"].startswith("ok")
 
 
