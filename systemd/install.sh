@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
         --wheels) wheels=${2:?--wheels needs a directory}; shift 2 ;;
         --no-start) start=no; shift ;;
         --rollback) action=rollback; shift ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "install.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
