@@ -13,21 +13,24 @@
 # a new PID namespace (unshare) with a read-only / and a tmpfs work dir.
 
 # Build the wheel from the project's own files (.dockerignore lets in only those).
-FROM python:3.12-slim AS build
+# Python 3.11: the version CI runs (.ci/run), with the locked dependencies.
+FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY runner ./runner
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
+    && cp constraints.txt /wheels/
 
-FROM python:3.12-slim
+FROM python:3.11-slim
 # JSON log lines reach `docker logs` as they are written. Bytecode is compiled at
 # install time; a read-only root could not take it later.
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 # The wheel comes in through a bind mount of the build stage: no layer keeps it.
+# Its dependencies at the versions of constraints.txt, the ones CI tested.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --compile /wheels/*.whl
+    pip install --no-cache-dir --compile -c /wheels/constraints.txt /wheels/*.whl
 
 # A numeric uid: Kubernetes' runAsNonRoot can only verify a numeric USER.
 RUN groupadd --system --gid 10001 dp-runner \

@@ -11,13 +11,21 @@ RUNTIME := .venv-runtime
 # awscli 1.x, a dev tool, holds docutils below 0.20, which Sphinx 8+ needs.
 DOCS_VENV  := .venv-docs
 DOCS_STAMP := $(DOCS_VENV)/.installed
+# The Python the venvs are made with: the first of python3.13, 3.12, 3.11, python3
+# that is 3.11 or newer (systemd/find-python, which install.sh asks too), or
+# `make PYTHON=/path/to/python3.12`.
+PYTHON ?= $(shell systemd/find-python)
+# The runtime dependencies, locked: install.sh, the wheelhouse, the image and the
+# dev venv all install these versions.
+LOCK := constraints.txt
 
-.PHONY: demo test lint types imports docs pytest bench floors package clean
+.PHONY: demo test lint types imports docs pytest bench floors package wheelhouse clean
 
-$(STAMP): pyproject.toml constraints-dev.txt
-	python3 -m venv $(VENV)
+$(STAMP): pyproject.toml constraints-dev.txt $(LOCK)
+	@test -n "$(PYTHON)" || { systemd/find-python; exit 1; }
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]' -c constraints-dev.txt
+	$(PY) -m pip install --quiet -e '.[dev]' -c constraints-dev.txt -c $(LOCK)
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -36,7 +44,8 @@ imports: $(STAMP)
 	$(BIN)/lint-imports
 
 $(DOCS_STAMP): pyproject.toml
-	python3 -m venv $(DOCS_VENV)
+	@test -n "$(PYTHON)" || { systemd/find-python; exit 1; }
+	$(PYTHON) -m venv $(DOCS_VENV)
 	$(DOCS_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(DOCS_VENV)/bin/python -m pip install --quiet -e '.[docs]'
 	touch $(DOCS_STAMP)
@@ -50,8 +59,8 @@ pytest: $(STAMP)
 	$(BIN)/pytest
 
 bench: $(STAMP)
-	test -x $(RUNTIME)/bin/python || python3 -m venv $(RUNTIME)
-	$(RUNTIME)/bin/python -m pip install --quiet .
+	test -x $(RUNTIME)/bin/python || $(PY) -m venv $(RUNTIME)
+	$(RUNTIME)/bin/python -m pip install --quiet -c $(LOCK) .
 	$(RUNTIME)/bin/python -m pip install --quiet --no-deps --force-reinstall .
 	for b in bench/bench_*.py; do \
 		echo "== $$b"; \
@@ -81,14 +90,29 @@ floors: $(STAMP)
 	$(LOWEST)/bin/dp-runner run --local examples/retry-and-depend.json
 	$(LOWEST)/bin/dp-runner run --local examples/greeting.json --parameter-values-uri file://examples/greeting-values.json
 
-# A wheel builds, and pipx installs the checkout (in a throwaway PIPX_HOME).
+# A wheel builds, and pipx installs the checkout with the locked dependencies (in a
+# throwaway PIPX_HOME, ignored by git: the tree stays clean).
 package: $(STAMP)
 	$(PY) -m pip install --quiet -c constraints-dev.txt pipx
 	rm -rf dist .pipx
 	$(PY) -m pip wheel --quiet --no-deps --wheel-dir dist .
 	ls dist/dp_runner-*.whl
-	PIPX_HOME=$(CURDIR)/.pipx PIPX_BIN_DIR=$(CURDIR)/.pipx/bin $(BIN)/pipx install --quiet .
+	PIPX_HOME=$(CURDIR)/.pipx PIPX_BIN_DIR=$(CURDIR)/.pipx/bin $(BIN)/pipx install \
+		--quiet --pip-args '-c $(CURDIR)/$(LOCK)' .
 	.pipx/bin/dp-runner --version
 
+# Every wheel the runtime needs, dp-runner's own included, for this platform and
+# $(PYTHON), at the locked versions: `install.sh --wheels wheelhouse` then needs no
+# index (a private subnet). Built in a venv of $(PYTHON), so the tags are its own.
+WHEELHOUSE ?= wheelhouse
+WHEELVENV ?= .venv-wheelhouse
+wheelhouse:
+	@test -n "$(PYTHON)" || { systemd/find-python; exit 1; }
+	rm -rf $(WHEELVENV) $(WHEELHOUSE)
+	$(PYTHON) -m venv $(WHEELVENV)
+	$(WHEELVENV)/bin/python -m pip wheel --quiet --wheel-dir $(WHEELHOUSE) -c $(LOCK) .
+	rm -rf $(WHEELVENV)
+	ls $(WHEELHOUSE)
+
 clean:
-	rm -rf $(VENV) $(RUNTIME) $(LOWEST) $(DOCS_VENV) dist .pipx docs/_build
+	rm -rf $(VENV) $(RUNTIME) $(LOWEST) $(DOCS_VENV) dist .pipx docs/_build $(WHEELVENV) wheelhouse

@@ -3,22 +3,24 @@
 Owns: every setting of ``dp-runner run``, its default, its bounds, and the order of
 precedence: flag > environment ``DP_RUNNER_<KEY>`` > ``--config`` TOML > default.
 ``load_settings`` is the only loader; every invalid value becomes a ``ConfigError``
-(exit 78) that names the setting and where its value came from.
+(exit 78) that names the setting, its value and where that value came from, and so
+does every ``DP_RUNNER_*`` variable that names no setting.
 
 Must not: log, exit, import click, or be read below ``cli.py`` (lower layers take
 explicit keyword arguments). It never clamps: a value out of bounds is an error, and
 an unknown key in the config file is an error, never ignored (an operator's typo).
 
-Why this way: the layers are plain dicts, one per source (flags, environment, TOML,
-and the one computed default, ``work_dir``), merged lowest first while recording
-which source set each key; the merged dict is validated once with
-``Settings.model_validate``, and each pydantic error is translated here, at the edge,
-into a message naming the setting and that recorded source. The TOML file is read
-once (``tomllib``), so a pipe such as ``--config <(...)`` works and errors name the
-file that was read. ``Settings`` is a plain pydantic model, not a pydantic-settings
-class: it has no sources of its own, so ``Settings(...)`` reads nothing but its
-arguments, and no class is built per call. The environment is an explicit mapping,
-so tests never depend on the machine.
+Why this way: ``Settings`` is a pydantic-settings class whose
+``settings_customise_sources`` returns, highest first, the flags (init settings),
+``EnvSettingsSource`` with the ``DP_RUNNER_`` prefix (``worker_groups`` is
+``NoDecode``: comma-separated, not JSON), ``TomlConfigSettingsSource`` (read once,
+so a pipe such as ``--config <(...)`` works) and the computed ``work_dir`` default.
+Those are ``configsources``' thin subclasses, which record the keys they supplied;
+the merged values are validated once, and each pydantic error is translated here,
+at the edge, into a message naming the setting and the source recorded for it.
+``load_settings`` hands the sources their inputs (the file, an explicit environment
+mapping, so tests never depend on the machine) through a context variable: outside
+it, ``Settings(...)`` reads nothing but its arguments.
 
 Bounds that are not obvious: ``heartbeat_interval`` < ``lease_timeout`` < 300 s (the
 service re-assigns a task after 5 minutes without a report); the runner heartbeat is
@@ -32,25 +34,28 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-)
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import ErrorDetails
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
+from runner import configsources
+from runner.configsources import DEFAULT, ENV_PREFIX
 from runner.errors import ConfigError
 
-ENV_PREFIX = "DP_RUNNER_"
 #: The service re-assigns a task after 5 minutes without ReportTaskProgress.
 SERVICE_LEASE_S = 300.0
 _ID_TEXT = re.compile(r"[^\x00-\x1f\x7f]{1,1024}")
@@ -86,14 +91,29 @@ def split_http_address(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-class Settings(BaseModel):
+@dataclass
+class _Load:
+    """What one ``load_settings`` call gives the sources, and the sources it made
+    (lowest precedence first), whose notes name each key's source."""
+
+    env: Mapping[str, str]
+    config_file: Path | None
+    sources: list[Any] = field(default_factory=list)
+
+
+_LOADING: ContextVar[_Load | None] = ContextVar("dp_runner_settings_load", default=None)
+
+
+class Settings(BaseSettings):
     """Every setting of ``dp-runner run`` (design.md §2). Frozen; seconds unless named
     otherwise. Build it with ``load_settings``; ``Settings(**kw)`` reads only ``kw``
-    (a plain model: it has no sources to read)."""
+    (outside ``load_settings`` its only source is its arguments)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    model_config = SettingsConfigDict(
+        frozen=True, extra="forbid", validate_default=True, env_prefix=ENV_PREFIX
+    )
 
-    worker_groups: tuple[str, ...] = ()
+    worker_groups: Annotated[tuple[str, ...], NoDecode] = ()
     region: str | None = None
     endpoint_url: str | None = None
     taskrunner_id: str | None = None
@@ -204,70 +224,28 @@ class Settings(BaseModel):
             )
         return self.worker_groups
 
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    """The file's table, read once: a pipe (``--config <(...)``) can only be read
-    once, and one read means one snapshot of a file that an operator is editing."""
-    try:
-        with path.open("rb") as file:
-            return tomllib.load(file)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read config file {path}: {exc.strerror or exc}"
-        ) from None
-    except tomllib.TOMLDecodeError as exc:  # its text names the line and column
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-
-
-def _toml_values(table: Mapping[str, Any], path: Path) -> dict[str, Any]:
-    """The file's keys matched to settings regardless of case, as they always were.
-    Unknown keys stay as written, so validation names them; a setting written twice
-    (``max_tasks`` and ``MAX_TASKS``) is an error rather than a silent pick."""
-    values: dict[str, Any] = {}
-    written: dict[str, str] = {}
-    for key, value in table.items():
-        name = key.lower() if key.lower() in Settings.model_fields else key
-        if name in written:
-            raise ConfigError(
-                f"{path}: setting {name!r} is written twice "
-                f"(as {written[name]!r} and {key!r})"
-            )
-        values[name], written[name] = value, key
-    return values
-
-
-def _env_var(name: str) -> str:
-    return ENV_PREFIX + name.upper()
-
-
-def _env_values(env: Mapping[str, str]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for name in Settings.model_fields:
-        value = env.get(_env_var(name), "")
-        if value.strip():
-            values[name] = value
-    return values
-
-
-def _flag(name: str) -> str:
-    if name == "worker_groups":
-        return "--worker-group"  # the repeatable flag is singular
-    return "--" + name.replace("_", "-")
-
-
-#: One source: its values, and the name error messages give the source of a key.
-_Layer = tuple[Mapping[str, Any], Callable[[str], str]]
-
-
-def _merge(layers: list[_Layer]) -> tuple[dict[str, Any], dict[str, str]]:
-    """Merge layers, lowest precedence first. Returns the merged values and, for
-    each key, the name of the source that set it."""
-    merged: dict[str, Any] = {}
-    origin: dict[str, str] = {}
-    for values, source_of in layers:
-        for key, value in values.items():
-            merged[key], origin[key] = value, source_of(key)
-    return merged, origin
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Highest precedence first: flags, environment, TOML, computed default."""
+        load = _LOADING.get()
+        if load is None:
+            return (init_settings,)
+        assert isinstance(init_settings, InitSettingsSource)  # noqa: S101 # the library's own
+        flags = configsources.FlagSource(settings_cls, init_settings.init_kwargs)
+        env = configsources.EnvSource(settings_cls, load.env)
+        work_dir = {"work_dir": default_work_dir(load.env)}
+        sources: list[Any] = [configsources.ComputedDefaults(settings_cls, work_dir)]
+        if load.config_file is not None:
+            sources.append(configsources.TomlSource(settings_cls, load.config_file))
+        load.sources = [*sources, env, flags]
+        return tuple(reversed(load.sources))
 
 
 def _reason(error: ErrorDetails) -> str:
@@ -296,12 +274,11 @@ def _reason(error: ErrorDetails) -> str:
 
 #: Cross-field rules: the other setting a failure depends on.
 _RELATED = {"lease_timeout": "heartbeat_interval"}
-_DEFAULT = "the default"
 
 
 def _describe(error: ErrorDetails, origin: Mapping[str, str]) -> str:
     name = str(error["loc"][0]) if error["loc"] else "settings"
-    source = origin.get(name, _DEFAULT)
+    source = origin.get(name, DEFAULT)
     if error["type"] == "extra_forbidden":
         return f"unknown setting {name!r} in {source}"
     value = error["input"]
@@ -310,7 +287,7 @@ def _describe(error: ErrorDetails, origin: Mapping[str, str]) -> str:
     text = f"{name}={str(value)[:200]} from {source}: {_reason(error)}"
     related = _RELATED.get(name)
     if related and error["type"] == "value_error":
-        text += f" (from {origin.get(related, _DEFAULT)})"
+        text += f" (from {origin.get(related, DEFAULT)})"
     return text
 
 
@@ -324,20 +301,28 @@ def load_settings(
     means not given), the environment (``env``, default ``os.environ``), the TOML
     ``config_file`` (read once) and the defaults, in that order of precedence.
 
-    Raises ``ConfigError`` (exit 78) naming each bad setting and its source, or the
+    Raises ``ConfigError`` (exit 78) naming each bad setting and its source, each
+    ``DP_RUNNER_*`` variable that names no setting (with the nearest one), or the
     config file and line when the file is unreadable or not TOML. Never clamps.
     """
     env = os.environ if env is None else env
-    layers: list[_Layer] = [({"work_dir": default_work_dir(env)}, lambda _: _DEFAULT)]
-    if config_file is not None:
-        toml = _toml_values(_read_toml(config_file), config_file)
-        layers.append((toml, lambda _: str(config_file)))
-    layers.append((_env_values(env), _env_var))
+    unknown = configsources.unknown_variables(env, Settings.model_fields)
+    if unknown:
+        raise ConfigError("invalid configuration: " + "; ".join(unknown))
     flags = {key: value for key, value in overrides.items() if value is not None}
-    layers.append((flags, _flag))
-    merged, origin = _merge(layers)
+    with _loading(_Load(env=env, config_file=config_file)) as load:
+        try:
+            return Settings(**flags)
+        except ValidationError as exc:
+            origin = configsources.origins(load.sources)
+            problems = [_describe(error, origin) for error in exc.errors()]
+            raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+@contextmanager
+def _loading(load: _Load) -> Iterator[_Load]:
+    token = _LOADING.set(load)
     try:
-        return Settings.model_validate(merged)
-    except ValidationError as exc:
-        problems = [_describe(error, origin) for error in exc.errors()]
-        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+        yield load
+    finally:
+        _LOADING.reset(token)

@@ -11,7 +11,12 @@ worker groups' spelling against the pipelines the account has, when ListPipeline
 is allowed; the instance metadata service; the work dir.
 
 Must not: run a task, touch a real task, or create the work dir. Its calls are
-never retried: a diagnosis says what it met.
+never retried: a diagnosis says what it met. Must not crash: each check is
+``doctorchecks.guarded`` (an error becomes its ``FAIL`` line), and once the endpoint
+has not answered, the checks that need it share one short deadline
+(``doctorchecks.within``). The worker-group check is ``doctorgroups``. Against an
+endpoint on loopback, as ``dp-runner local`` is, a failure expected there (no STS)
+says so and does not count.
 
 Why this order: each check explains the ones after it (no credentials explains
 every refusal; an unreachable endpoint every permission it could not probe).
@@ -19,53 +24,54 @@ every refusal; an unreachable endpoint every permission it could not probe).
 
 from __future__ import annotations
 
-import difflib
+import ipaddress
 import json
 import os
 import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import structlog
 
 from runner.aws import identity, imds
 from runner.aws.client import Client
-from runner.aws.retries import RetryPolicy
+from runner.doctorchecks import ONCE, Check, Named, guarded, said, within
+from runner.doctorgroups import worker_groups
 from runner.errors import (
     ConfigError,
-    RejectedRequestError,
     RunnerError,
     ServiceError,
     TaskNotFoundError,
     TransientServiceError,
 )
 
-#: One try, no backoff: what the endpoint answers now.
-ONCE = RetryPolicy(1, 30.0, 0.0, 0.0)
-#: The worker-group check looks at this many pipelines, one call a second.
-PIPELINES_LOOKED_AT = 25
-CALL_INTERVAL_S = 1.0
 #: A clock this far from the endpoint's is refused by SigV4 (5 minutes), or near.
 SKEW_FAIL_S, SKEW_WARN_S = 240.0, 30.0
+#: Once the endpoint has not answered, the checks that need it share this much:
+#: with STS and the endpoint silent too (4 s, asked at once), the doctor ends
+#: within 15 s.
+DEPENDENT_DEADLINE_S = 2.0
 POLICY_FIX = (
     "allow it to the runner's role (the managed policy "
     "AWSDataPipeline_PowerUser has it, or datapipeline:{op} alone)"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    name: str
-    verdict: str  # ok, warn, skip, FAIL
-    detail: str
-    fix: str = ""
-
-    @property
-    def failed(self) -> bool:
-        return self.verdict == "FAIL"
+#: The checks that call the endpoint (``_dependent``).
+DEPENDENT = (
+    "ReportTaskProgress",
+    "SetTaskStatus",
+    "ReportTaskRunnerHeartbeat",
+    "PollForTask",
+    "worker groups",
+)
+LOCAL_KEYS = (
+    "dp-runner local takes any keys: "
+    "AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,89 +88,148 @@ class Target:
 def checks(
     target: Target, log: structlog.typing.FilteringBoundLogger
 ) -> Iterator[Check]:
-    """Run the checks one after the other; each is yielded as soon as it is done."""
-    yield _credentials(target.region)
-    try:
-        client = Client(
-            region=target.region,
-            endpoint_url=target.endpoint_url,
-            stop=threading.Event(),
-            abort=threading.Event(),
-            log=log,
+    """Every check, in order, each yielded as soon as it is done, and each whatever
+    the ones before it found (none can end the doctor early). STS and the endpoint
+    are asked at once: each may take its whole timeout (4 s)."""
+    local = on_loopback(target.endpoint_url)
+    with ThreadPoolExecutor(2, thread_name_prefix="doctor") as pool:
+        credentials = pool.submit(
+            guarded, "credentials", lambda: _credentials(target.region, local=local)
         )
-    except ConfigError as exc:
-        yield Check("region", "FAIL", str(exc), "set --region or AWS_REGION")
-        return
-    yield Check("region", "ok", client.region)
-    yield from _endpoint(client.endpoint_url)
-    yield from _permissions(client, target)
-    yield _worker_groups(client, target.worker_groups)
-    yield _metadata()
-    yield _work_dir(target.work_dir)
+        try:
+            client = _client(target, log)
+        except ConfigError as exc:
+            yield credentials.result()
+            yield Check("region", "FAIL", str(exc), "set --region or AWS_REGION")
+            yield from (
+                Check(name, "skip", "not probed: no region") for name in DEPENDENT
+            )
+        else:
+            reached: list[identity.Reach] = []
+            endpoint = pool.submit(
+                guarded, "endpoint", lambda: _endpoint(client.endpoint_url, reached)
+            )
+            yield credentials.result()
+            yield Check("region", "ok", client.region)
+            yield endpoint.result()
+            yield guarded("clock", lambda: _clock(reached))
+            yield from _calling_the_endpoint(client, target, endpoint.result())
+    yield guarded("IMDS", _metadata)
+    yield guarded("work dir", lambda: _work_dir(target.work_dir))
 
 
-def _credentials(region: str | None) -> Check:
+def _calling_the_endpoint(
+    client: Client, target: Target, endpoint: Check
+) -> Iterator[Check]:
+    """The probes and the worker groups; under one short deadline once the
+    endpoint check has failed."""
+    dependent = _dependent(client, target)
+    if endpoint.verdict == "FAIL":
+        yield from within(DEPENDENT_DEADLINE_S, dependent, "the endpoint check failed")
+    else:
+        yield from (guarded(name, check) for name, check in dependent)
+
+
+def on_loopback(endpoint_url: str | None) -> bool:
+    """Whether the endpoint is on this host, as ``dp-runner local`` is."""
+    host = urlsplit(endpoint_url or "").hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _client(target: Target, log: structlog.typing.FilteringBoundLogger) -> Client:
+    return Client(
+        region=target.region,
+        endpoint_url=target.endpoint_url,
+        stop=threading.Event(),
+        abort=threading.Event(),
+        log=log,
+    )
+
+
+def _dependent(client: Client, target: Target) -> list[Named]:
+    """The checks that call the endpoint, in the order of ``DEPENDENT``."""
+    groups = target.worker_groups
+    return [
+        *_permissions(client, target),
+        ("worker groups", lambda: worker_groups(client, groups)),
+    ]
+
+
+def _credentials(region: str | None, *, local: bool) -> Check:
     try:
         arn = identity.caller_identity(region)
     except ConfigError as exc:
-        return Check(
-            "credentials",
-            "FAIL",
-            str(exc),
+        fix = (
             "attach an instance role, or "
-            "set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+            "set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
         )
+        return Check("credentials", "FAIL", str(exc), LOCAL_KEYS if local else fix)
     except TransientServiceError as exc:
         fix = "STS must be reachable (AWS_ENDPOINT_URL_STS names a VPC endpoint)"
-        return Check("credentials", "FAIL", _said(exc), fix)
+        expected = (
+            "an endpoint on loopback, as dp-runner local is: it serves no STS, "
+            "and takes any keys"
+            if local
+            else ""
+        )
+        return Check("credentials", "FAIL", said(exc), fix, expected)
     except ServiceError as exc:
-        return Check("credentials", "FAIL", _said(exc), _fix_for(exc, "sts"))
+        return Check("credentials", "FAIL", said(exc), _fix_for(exc, "sts"))
     return Check("credentials", "ok", arn)
 
 
-def _endpoint(url: str) -> Iterator[Check]:
+def _endpoint(url: str, reached: list[identity.Reach]) -> Check:
+    """One GET of the endpoint; what it answered goes into ``reached``."""
     proxy = identity.proxy_for(url)
     route = f"through the proxy {proxy}" if proxy else "direct"
     try:
-        reached = identity.reach(url)
+        reached.append(identity.reach(url))
     except OSError as exc:
-        yield Check(
+        return Check(
             "endpoint",
             "FAIL",
             f"{url} ({route}): cannot connect: {exc}",
             "check the network, HTTPS_PROXY/NO_PROXY, or endpoint_url",
         )
-        return
-    yield Check(
+    return Check(
         "endpoint",
         "ok",
-        f"{url} ({route}) answered HTTP {reached.status} "
-        f"in {reached.elapsed_s * 1000:.0f} ms",
+        f"{url} ({route}) answered HTTP {reached[0].status} "
+        f"in {reached[0].elapsed_s * 1000:.0f} ms",
     )
-    skew = reached.skew_s
+
+
+def _clock(reached: list[identity.Reach]) -> Check:
+    skew = reached[0].skew_s if reached else None
+    if not reached:
+        return Check("clock", "skip", "not compared: the endpoint did not answer")
     if skew is None:
-        yield Check("clock", "skip", "the endpoint sent no Date header")
-    elif abs(skew) > SKEW_FAIL_S:
-        yield Check(
+        return Check("clock", "skip", "the endpoint sent no Date header")
+    if abs(skew) > SKEW_FAIL_S:
+        return Check(
             "clock",
             "FAIL",
             f"{skew:+.0f} s off the endpoint's clock",
             "sync the clock (chrony, systemd-timesyncd): SigV4 allows 5 min",
         )
-    elif abs(skew) > SKEW_WARN_S:
-        yield Check(
+    if abs(skew) > SKEW_WARN_S:
+        return Check(
             "clock",
             "warn",
             f"{skew:+.0f} s off the endpoint's clock",
             "sync the clock (chrony, systemd-timesyncd)",
         )
-    else:
-        yield Check(
-            "clock", "ok", f"within {max(1, round(abs(skew)))} s of the endpoint's"
-        )
+    return Check(
+        "clock", "ok", f"within {max(1, round(abs(skew)))} s of the endpoint's"
+    )
 
 
-def _permissions(client: Client, target: Target) -> Iterator[Check]:
+def _permissions(client: Client, target: Target) -> list[Named]:
     fake_task = f"doctor-{uuid.uuid4().hex}"
     group = next(iter(target.worker_groups), f"doctor-{uuid.uuid4().hex[:12]}")
     probes: list[tuple[str, dict[str, object], bool]] = [
@@ -180,18 +245,29 @@ def _permissions(client: Client, target: Target) -> Iterator[Check]:
             False,
         ),
     ]
-    for operation, request, expects_not_found in probes:
-        yield _probe(_calling(client, operation, request), operation, expects_not_found)
-    if not target.probe_poll:
-        yield Check(
+    named: list[Named] = [
+        (operation, _probing(client, operation, request, expects_not_found))
+        for operation, request, expects_not_found in probes
+    ]
+    return [*named, ("PollForTask", lambda: _poll(client, probe=target.probe_poll))]
+
+
+def _probing(
+    client: Client, operation: str, request: dict[str, object], expects: bool
+) -> Callable[[], Check]:
+    return lambda: _probe(_calling(client, operation, request), operation, expects)
+
+
+def _poll(client: Client, *, probe: bool) -> Check:
+    if not probe:
+        return Check(
             "PollForTask",
             "skip",
             "not probed: --probe-poll tries it "
             "(on a worker group of its own; up to 90 s)",
         )
-        return
     random_group = f"doctor-{uuid.uuid4().hex[:12]}"
-    yield _probe(
+    return _probe(
         lambda: client.poll_for_task(random_group, "dp-runner-doctor"),
         "PollForTask",
         expects_not_found=False,
@@ -214,66 +290,10 @@ def _probe(
             return Check(operation, "ok", "allowed (a made-up task id: TaskNotFound)")
         return Check(operation, "ok", "allowed")
     except ServiceError as exc:
-        return Check(operation, "FAIL", _said(exc), _fix_for(exc, operation))
+        return Check(operation, "FAIL", said(exc), _fix_for(exc, operation))
     except RunnerError as exc:
         return Check(operation, "FAIL", str(exc))
     return Check(operation, "ok", "allowed")
-
-
-def _worker_groups(client: Client, groups: Sequence[str]) -> Check:
-    if not groups:
-        return Check("worker groups", "skip", "none configured (worker_groups)")
-    try:
-        listed = client.call("ListPipelines", {}, ONCE).get("pipelineIdList", [])
-    except RejectedRequestError as exc:
-        needs = "skipped: needs datapipeline:ListPipelines"
-        return Check("worker groups", "skip", f"{needs} ({exc.code})")
-    except ServiceError as exc:
-        return Check("worker groups", "skip", f"skipped: {_said(exc)}")
-    used: set[str] = set()
-    pause = threading.Event()
-    for n, item in enumerate(listed[:PIPELINES_LOOKED_AT]):
-        if n:
-            pause.wait(CALL_INTERVAL_S)  # AWS allows ListPipelines' kin 1 call/s
-        try:
-            answer = client.call(
-                "GetPipelineDefinition", {"pipelineId": item["id"]}, ONCE
-            )
-        except ServiceError as exc:
-            needs = "skipped: needs datapipeline:GetPipelineDefinition"
-            return Check("worker groups", "skip", f"{needs} ({exc.code})")
-        used |= _worker_groups_of(answer.get("pipelineObjects", []))
-    return _spelling(groups, used, min(len(listed), PIPELINES_LOOKED_AT))
-
-
-def _worker_groups_of(objects: list[dict[str, object]]) -> set[str]:
-    found = set()
-    for obj in objects:
-        fields = obj.get("fields", [])
-        for field in fields if isinstance(fields, list) else []:
-            if field.get("key") == "workerGroup" and field.get("stringValue"):
-                found.add(str(field["stringValue"]))
-    return found
-
-
-def _spelling(groups: Sequence[str], used: set[str], looked_at: int) -> Check:
-    missing = [g for g in groups if g not in used]
-    if not missing:
-        return Check(
-            "worker groups",
-            "ok",
-            f"{', '.join(groups)}: named by pipelines of the {looked_at} looked at",
-        )
-    notes, typo = [], False
-    for group in missing:
-        close = difflib.get_close_matches(group, sorted(used), n=1, cutoff=0.6)
-        if close:
-            typo = True
-            notes.append(f"{group!r}: no pipeline names it; did you mean {close[0]!r}?")
-        else:
-            notes.append(f"{group!r}: none of the {looked_at} pipelines names it")
-    fix = "worker_groups must be spelled as the activities' workerGroup"
-    return Check("worker groups", "FAIL" if typo else "warn", "; ".join(notes), fix)
 
 
 def _metadata() -> Check:
@@ -314,10 +334,6 @@ def _work_dir(path: Path) -> Check:
     if probe != path:
         return Check("work dir", "ok", f"{path} does not exist; {probe} is writable")
     return Check("work dir", "ok", f"{path} is writable")
-
-
-def _said(exc: ServiceError) -> str:
-    return f"{exc.code}: {exc.message or '(the service gave no message)'}"
 
 
 def _fix_for(exc: ServiceError, operation: str) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -369,3 +371,33 @@ def test_work_dir_is_made_absolute(tmp_path: Path) -> None:
     settings = load(env={"DP_RUNNER_WORK_DIR": str(tmp_path / "w")})
     assert settings.work_dir == tmp_path / "w"
     assert load(flags={"work_dir": Path("rel")}).work_dir.is_absolute()
+
+
+def test_settings_are_built_on_pydantic_settings() -> None:
+    from pydantic_settings import BaseSettings  # noqa: PLC0415 - only this test
+
+    assert issubclass(Settings, BaseSettings)
+
+
+def test_an_unknown_dp_runner_variable_names_the_nearest_setting() -> None:
+    message = config_error(env={"DP_RUNNER_MAXTASKS": "8"})
+
+    assert "unknown environment variable DP_RUNNER_MAXTASKS" in message
+    assert "did you mean DP_RUNNER_MAX_TASKS?" in message
+    message = config_error(env={"DP_RUNNER_WORKER_GROUP": "wg", "DP_RUNNER_X": ""})
+    assert "DP_RUNNER_WORKER_GROUP (no such setting; did you mean " in message
+    assert "DP_RUNNER_WORKER_GROUPS?" in message
+    assert "unknown environment variable DP_RUNNER_X " in message
+
+
+def test_an_unknown_variable_exits_78_from_the_command_line(tmp_path: Path) -> None:
+    env = {**os.environ, "DP_RUNNER_MAXTASKS": "8", "DP_RUNNER_WORKER_GROUPS": "wg"}
+    done = subprocess.run(
+        [sys.executable, "-m", "runner", "run", "--work-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, check=False, cwd=REPO, env=env,
+    )  # fmt: skip
+
+    assert done.returncode == 78
+    assert "DP_RUNNER_MAXTASKS" in done.stderr
+    assert "DP_RUNNER_MAX_TASKS" in done.stderr
+    assert not list(tmp_path.iterdir())  # nothing started

@@ -71,9 +71,11 @@ def test_the_run_as_drop_in_keeps_the_exposure_low(tmp_path: Path) -> None:
     assert "User=root" in drop_in
 
 
+@pytest.mark.timeout(600)
 def test_install_into_a_root_folder_builds_a_working_venv_and_keeps_the_config(
     tmp_path: Path,
 ) -> None:
+    """With the documented override, PYTHON, which install.sh uses as given."""
     root = tmp_path / "root"
     kept = root / "etc" / "dp-runner" / "config.toml"
     kept.parent.mkdir(parents=True)
@@ -84,16 +86,28 @@ def test_install_into_a_root_folder_builds_a_working_venv_and_keeps_the_config(
         env={**os.environ, "PYTHON": sys.executable},
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    dp_runner = root / "opt" / "dp-runner" / "bin" / "dp-runner"
+    # The scripts name /opt/dp-runner.venvs/... (tests/test_install_upgrade.py runs
+    # them there); the venv's python runs from anywhere.
+    python = root / "opt" / "dp-runner" / "bin" / "python"
     version = subprocess.run(
-        [str(dp_runner), "--version"], capture_output=True, text=True, check=True
+        [str(python), "-m", "runner", "--version"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "version 0.1" in version.stdout
+    assert (
+        f"executable = {Path(sys.executable).resolve()}"
+        in (python.parent.parent / "pyvenv.cfg").read_text()
     )
-    assert "dp-runner" in version.stdout
     link = root / "usr" / "local" / "bin" / "dp-runner"
     assert os.readlink(link) == "/opt/dp-runner/bin/dp-runner"
     assert kept.read_text() == 'worker_groups = ["mine"]\n'
     installed = root / "etc" / "systemd" / "system" / "dp-runner.service"
     assert installed.read_text() == UNIT.read_text()
+    environment = root / "etc" / "dp-runner" / "environment"
+    assert environment.stat().st_mode & 0o777 == 0o600
+    lines = environment.read_text().splitlines()
+    assert "#HTTPS_PROXY=http://proxy.example.internal:3128" in lines
+    assert all(not line or line.startswith("#") for line in lines)
 
 
 @pytest.fixture
@@ -144,3 +158,22 @@ def test_exec_start_as_an_unprivileged_user_works_in_its_state_directory(
         if runner.poll() is None:
             runner.kill()
             runner.wait(10)
+
+
+def test_the_unit_reads_the_environment_file_and_lets_tasks_renice() -> None:
+    """``EnvironmentFile=-`` (optional) names the file install.sh installs; no
+    SystemCallFilter line denies @resources (nice, ionice, taskset, chrt), which
+    ``systemd-analyze syscall-filter`` shows holds setpriority and sched_setaffinity."""
+    lines = UNIT.read_text().splitlines()
+    assert "EnvironmentFile=-/etc/dp-runner/environment" in lines
+    filters = [x for x in lines if x.startswith("SystemCallFilter=")]
+    assert filters
+    assert not any("~" in x and "@resources" in x for x in filters)
+    listed = subprocess.run(
+        ["systemd-analyze", "syscall-filter", "@resources"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert "setpriority" in listed.stdout
+    assert "sched_setaffinity" in listed.stdout
+    denied = [x.split("=~", 1)[1].split() for x in filters if "=~" in x]
+    assert all("@resources" not in group for group in denied)

@@ -27,8 +27,10 @@ import botocore.config
 from runner.aws.session import new_session
 from runner.aws.translate import FOREIGN_ERRORS, translate
 
-CONNECT_TIMEOUT_S = 5.0
-READ_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 4.0
+#: A diagnosis waits this long for one answer: the doctor as a whole ends within
+#: 15 s even when STS and the endpoint both accept and never answer.
+READ_TIMEOUT_S = 4.0
 
 
 def caller_identity(region: str | None) -> str:
