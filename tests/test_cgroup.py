@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -24,10 +25,12 @@ from typing import Any
 
 import psutil
 import pytest
+import structlog
 
 from runner.localservice import LocalService
 from runner.supervisor import kill, proctable
 from runner.supervisor.cgroup import AttemptCgroup
+from runner.task.journal import Journal
 from tests.conftest import (
     REPO,
     RunnerProcess,
@@ -358,3 +361,42 @@ def test_a_tree_that_obeys_sigterm_needs_no_kill(
     assert child.wait(5) == -15
     assert test_cgroup.remove()
     assert not test_cgroup.path.exists()
+
+
+# ------------------------------------------------------------ the journal
+
+
+OLD_SCHEMA = """
+CREATE TABLE attempts (
+    task_id TEXT PRIMARY KEY, attempt_id TEXT NOT NULL, folder TEXT, marker TEXT,
+    pid INTEGER, pgid INTEGER, proc_start REAL, boot_id TEXT NOT NULL,
+    run_id TEXT NOT NULL, opened_at REAL NOT NULL, status TEXT
+)
+"""
+
+
+def test_a_journal_from_before_cgroups_gains_the_column_and_keeps_its_rows(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    with sqlite3.connect(path) as db:
+        db.execute(OLD_SCHEMA)
+        db.execute("PRAGMA user_version = 1")
+        db.execute(
+            "INSERT INTO attempts (task_id, attempt_id, folder, marker, boot_id,"
+            " run_id, opened_at) VALUES ('old', 'a0', '/w/a0', 'm0', 'b', 'r', 1.0)"
+        )
+    db.close()
+    journal = Journal.open(path, log=structlog.get_logger())
+    (old,) = journal.leftovers()
+    assert (old.attempt_id, old.cgroup) == ("a0", None)
+    journal.attempt_opened("new", "a1", tmp_path / "a1", "m1")
+    journal.cgroup_opened("new", "/sys/fs/cgroup/unified/dp-runner-1-2/task-ab-1")
+    cgroups = {e.attempt_id: e.cgroup for e in journal.entries()}
+    assert cgroups == {
+        "a0": None,
+        "a1": "/sys/fs/cgroup/unified/dp-runner-1-2/task-ab-1",
+    }
+    with pytest.raises(LookupError):
+        journal.cgroup_opened("never-opened", "/x")
+    journal.close()
