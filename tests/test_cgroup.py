@@ -212,12 +212,14 @@ def test_the_orphan_dies_after_a_kill_9_of_the_runner_and_a_restart(
 
 
 def namespaced_runner(
-    service: LocalService, tmp_path: Path, setup: str
+    service: LocalService, tmp_path: Path, setup: str, *args: str
 ) -> RunnerProcess:
     """``dp-runner run`` in a mount namespace of its own (``unshare -m``, private
     propagation) where the shell ``setup`` ran first."""
     work_dir, log_path = tmp_path / "work", tmp_path / "runner.log"
-    command = runner_command(service.endpoint_url, work_dir, "--worker-group", "wg")
+    command = runner_command(
+        service.endpoint_url, work_dir, "--worker-group", "wg", *args
+    )
     script = f'{setup} && exec "$@"'
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
@@ -232,11 +234,11 @@ def namespaced_runner(
 @pytest.fixture
 def namespaced(
     service: LocalService, tmp_path: Path
-) -> Iterator[Callable[[str], RunnerProcess]]:
+) -> Iterator[Callable[..., RunnerProcess]]:
     started: list[RunnerProcess] = []
 
-    def spawn(setup: str) -> RunnerProcess:
-        runner = namespaced_runner(service, tmp_path, setup)
+    def spawn(setup: str, *args: str) -> RunnerProcess:
+        runner = namespaced_runner(service, tmp_path, setup, *args)
         started.append(runner)
         return runner
 
@@ -253,7 +255,7 @@ READ_ONLY_CGROUP2 = (
 
 
 def test_the_fallback_is_named_and_still_kills_the_orphan_at_the_tasks_end(
-    dp: Any, namespaced: Callable[[str], RunnerProcess], tmp_path: Path
+    dp: Any, namespaced: Callable[..., RunnerProcess], tmp_path: Path
 ) -> None:
     assert shutil.which("unshare") is not None
     go = tmp_path / "go"
@@ -272,8 +274,39 @@ def test_the_fallback_is_named_and_still_kills_the_orphan_at_the_tasks_end(
     wait_for(lambda: gone(left), 5, "the orphan's end")  # found as the adopted child
 
 
+def test_the_fallback_tells_two_attempts_orphans_apart_by_their_sessions(
+    dp: Any, namespaced: Callable[..., RunnerProcess], tmp_path: Path
+) -> None:
+    """Two attempts at once, each leaving ``env -i sleep 1000`` (no marker) in
+    its own session: at the end of one, only its orphan dies."""
+    files = {}
+    for name in ("a", "b"):
+        go, pid_file = tmp_path / f"go-{name}", tmp_path / f"{name}.pid"
+        command = (
+            f"env -i sleep 1000 & echo $! > {pid_file}.tmp; "
+            f"mv {pid_file}.tmp {pid_file}; {until(go)}"
+        )
+        submit(dp, [default_object(), shell("Orphan", command, maximumRetries="0")])
+        files[name] = (go, pid_file)
+    runner = namespaced(READ_ONLY_CGROUP2, "--max-tasks", "2")
+    assert runner.wait_event("worker_started")["containment"] == "process-tree"
+    orphans = {}
+    for name, (_, pid_file) in files.items():
+        pid = int(wait_for(lambda f=pid_file: f.exists() and f.read_text(), 15, name))
+        orphans[name] = psutil.Process(pid)
+        wait_for(lambda p=orphans[name]: p.cmdline() == ["sleep", "1000"], 10, "exec")
+        assert orphans[name].environ() == {}
+    files["a"][0].touch()
+    wait_for(lambda: len(runner.events("task_finished")) == 1, 15, "a's end")
+    assert gone(orphans["a"])
+    assert not gone(orphans["b"])
+    files["b"][0].touch()
+    wait_for(lambda: len(runner.events("task_finished")) == 2, 15, "b's end")
+    assert gone(orphans["b"])
+
+
 def test_under_a_systemd_that_owns_its_cgroup_the_runner_writes_nothing_there(
-    dp: Any, namespaced: Callable[[str], RunnerProcess]
+    dp: Any, namespaced: Callable[..., RunnerProcess]
 ) -> None:
     """PID 1 seems to be systemd (/run/systemd/system, in the namespace only) and
     the runner's cgroup carries no delegation mark: it falls back and says so."""
