@@ -3,7 +3,7 @@
 The ``supervisor`` package owns every contact with processes: the only code that
 imports ``subprocess`` or ``psutil``, calls ``os.killpg``/``os.waitpid``/``prctl``
 or writes a cgroup. This module spawns and waits; ``cgroup`` makes the runner's
-and each attempt's cgroup (``contain`` sets it up in ``run`` and ``exec``);
+and each attempt's cgroup (``contain`` sets it up in ``dp-runner run``);
 ``tree`` finds and kills an attempt's tree, by its cgroup or by the fallback
 walk; ``kill`` signals (the TERM/grace/KILL policy, shared with ``kill_marked``,
 which stops what a runner killed with ``kill -9`` left); ``proctable`` scans and
@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import os
 import subprocess
 import tempfile
@@ -58,6 +57,7 @@ from runner.errors import SpawnError
 from runner.runas import RunAs
 from runner.supervisor import cgroup, proctable
 from runner.supervisor.cgroup import AttemptCgroup, Containment
+from runner.supervisor.environment import task_environment
 from runner.supervisor.exitwatch import ExitWatch
 from runner.supervisor.kill import Sweep, kill_marked
 from runner.supervisor.proctable import (
@@ -85,16 +85,11 @@ __all__ = [
     "task_environment",
 ]
 
-#: The runner's own variables, never handed to a task (design.md §3, peers.md §3).
-_SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
-_SOCKET_VARIABLES = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
-_RUNNER_VARIABLES = frozenset(_SYSTEMD_VARIABLES + _SOCKET_VARIABLES)
-_RUNNER_PREFIX = "DP_RUNNER_"
 _TASK_UMASK = 0o077
 
 
 def contain() -> Containment:
-    """Set up how ``run`` and ``exec`` contain their tasks: make the runner a child
+    """Set up how ``dp-runner run`` contains its tasks: make the runner a child
     subreaper, and give it a cgroup of its own where it may (else the fallback,
     with the reason). Once per process, never in a library use or a test process.
     """
@@ -105,23 +100,6 @@ def contain() -> Containment:
 def containment() -> Containment:
     """What ``contain`` settled on, for the start-up line."""
     return cgroup.current()
-
-
-def task_environment(
-    base: Mapping[str, str], extra: Mapping[str, str], *, run_as: RunAs | None = None
-) -> dict[str, str]:
-    """``base`` without the runner's own variables (systemd's and ``DP_RUNNER_*``),
-    and under ``run_as`` without its AWS credentials and with the user's ``HOME``,
-    ``USER`` and ``LOGNAME`` (``RunAs.environment``); updated with ``extra``. Pure."""
-    env = {
-        key: value
-        for key, value in base.items()
-        if key not in _RUNNER_VARIABLES and not key.startswith(_RUNNER_PREFIX)
-    }
-    if run_as is not None:
-        env = run_as.environment(env)
-    env.update(extra)
-    return env
 
 
 class Supervisor:
@@ -177,7 +155,7 @@ class Supervisor:
             _open_output(stdout) as out_fd,
             _open_output(stderr) as err_fd,
             _open_input(stdin) as in_fd,
-            _attempt_cgroup(marker, on_cgroup) as group,
+            AttemptCgroup.made(marker, on_cgroup) as group,
         ):
             popen = _popen(
                 argv,
@@ -277,30 +255,6 @@ class Supervisor:
 
 
 # ------------------------------------------------------------------ module helpers
-
-
-@contextlib.contextmanager
-def _attempt_cgroup(
-    marker: str, on_cgroup: Callable[[str], None] | None
-) -> Iterator[AttemptCgroup | None]:
-    """A new cgroup for the attempt (None under the fallback), handed to
-    ``on_cgroup`` before anything runs in it; removed again when the spawn fails.
-    Raises ``SpawnError``."""
-    name = hashlib.sha256(marker.encode()).hexdigest()[:12]
-    try:
-        group = AttemptCgroup.create(name)
-    except OSError as exc:
-        raise SpawnError(f"cannot create the attempt's cgroup: {exc.strerror}") from exc
-    if group is None:
-        yield None
-        return
-    try:
-        if on_cgroup is not None:
-            on_cgroup(str(group.path))
-        yield group
-    except BaseException:
-        group.remove()
-        raise
 
 
 @contextlib.contextmanager

@@ -1,11 +1,12 @@
-"""The runner's cgroup (v2) and one cgroup per attempt: find out whether the runner
-may have them, make them, put a task's first process in one, and remove them.
+"""The runner's cgroup (v2) and one cgroup per attempt: make them, put a task's first
+process in one, tell what is in one, and remove them.
 
 It owns the runner's place in the cgroup2 hierarchy: ``setup`` (called once, by
-``contain``, in ``dp-runner run`` and ``exec`` only; never at import, never in the
-test process), the ``Containment`` it settled on (the start-up line says which and
-why), and ``AttemptCgroup``. It never signals a process: ``kill.kill_cgroup`` stops
-the members of an attempt's cgroup.
+``contain``, in ``dp-runner run`` and ``run --local`` only; never at import, nor in
+the test process), the ``Containment`` it settled on (the start-up line says which
+and why), and ``AttemptCgroup``. It never signals a process one by one:
+``kill.kill_cgroup`` stops the members of an attempt's cgroup, with
+``AttemptCgroup.kill_all`` (``cgroup.kill``) for the KILL.
 
 Why it is built this way:
 
@@ -14,12 +15,9 @@ Why it is built this way:
   ``cgroup.procs`` moves a process out, and that takes write access to the
   cgroups on both sides: a task that runs as ``run_as`` has none; a task that runs
   as the runner's own user has (the docs say so).
-- The runner writes only where the cgroup it was started in is its own: delegated
-  by systemd (``Delegate=yes``, which marks the cgroup with the ``trusted.delegate``
-  or ``user.delegate`` attribute), or on a host or in a container whose PID 1 is
-  not systemd (a cgroup namespace's root, or root on such a host) where it can
-  create a cgroup. Under systemd without the mark (a login session, a unit
-  without ``Delegate=yes``) it writes nothing: systemd owns those cgroups.
+- The runner writes only where the cgroup it was started in is its own:
+  ``delegation.locate`` says whether it is, and why (delegated by systemd, or PID
+  1 is not systemd), or why not.
 - cgroup v2 has no processes in inner nodes once controllers are on, so the
   runner makes a group of its own, ``dp-runner-<pid>-<start>`` (unique per runner
   process, so runners and tests on one host never collide), moves itself into its
@@ -38,20 +36,19 @@ import atexit
 import contextlib
 import dataclasses
 import errno
+import hashlib
 import itertools
 import os
 import re
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from runner.errors import SpawnError
+from runner.supervisor import delegation
 
 CGROUP = "cgroup"
 FALLBACK = "process-tree"
 
-_MOUNTINFO = Path("/proc/self/mountinfo")
-_OWN_CGROUP = Path("/proc/self/cgroup")
-_SYSTEMD_BOOTED = Path("/run/systemd/system")  # sd_booted(): PID 1 is systemd
-_DELEGATE_ATTRIBUTES = ("trusted.delegate", "user.delegate")
 _GROUP_NAME = re.compile(r"dp-runner-(\d+)-(\d+)")
 _LEAF = "runner"
 _ATTEMPT_PREFIX = "task-"
@@ -79,7 +76,7 @@ class Containment:
 
 
 _NOT_SET_UP = Containment(
-    FALLBACK, "not set up: only dp-runner run and exec put tasks in cgroups"
+    FALLBACK, "not set up: only dp-runner run puts its tasks in cgroups"
 )
 _current = _NOT_SET_UP
 
@@ -96,7 +93,7 @@ def setup() -> Containment:
     global _current  # noqa: PLW0603 - one runner process, one place in the hierarchy
     if _current is not _NOT_SET_UP:
         return _current
-    found = _locate()
+    found = delegation.locate()
     if isinstance(found, str):
         _current = Containment(FALLBACK, found)
         return _current
@@ -131,6 +128,8 @@ class AttemptCgroup:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        #: As /proc/PID/cgroup names it: what ``has`` compares with.
+        self._name = delegation.relative(path)
 
     @classmethod
     def create(cls, digest: str) -> AttemptCgroup | None:
@@ -143,6 +142,32 @@ class AttemptCgroup:
         path = state.group / name
         path.mkdir(mode=0o755)
         return cls(path)
+
+    @classmethod
+    @contextlib.contextmanager
+    def made(
+        cls, marker: str, on_cgroup: Callable[[str], None] | None
+    ) -> Iterator[AttemptCgroup | None]:
+        """For a spawn: a new cgroup for the attempt whose processes carry
+        ``marker`` (None under the fallback), handed to ``on_cgroup`` before
+        anything runs in it; removed again when the spawn fails. Raises
+        ``SpawnError``."""
+        digest = hashlib.sha256(marker.encode()).hexdigest()[:12]
+        try:
+            group = cls.create(digest)
+        except OSError as exc:
+            message = f"cannot create the attempt's cgroup: {exc.strerror}"
+            raise SpawnError(message) from exc
+        if group is None:
+            yield None
+            return
+        try:
+            if on_cgroup is not None:
+                on_cgroup(str(group.path))
+            yield group
+        except BaseException:
+            group.remove()
+            raise
 
     @classmethod
     def journaled(cls, path: str) -> AttemptCgroup | None:
@@ -198,7 +223,7 @@ class AttemptCgroup:
 
     def has(self, pid: int) -> bool:
         """Whether ``pid`` is in this cgroup now."""
-        return _cgroup_of(pid) == _relative(self.path)
+        return self._name is not None and delegation.cgroup_of(pid) == self._name
 
     def remove(self) -> bool:
         """Remove the cgroup and, when its runner is gone, that runner's empty
@@ -213,98 +238,6 @@ class AttemptCgroup:
         if _GROUP_NAME.fullmatch(group.name) and not _alive(group.name):
             _remove_group(group)
         return True
-
-
-# ------------------------------------------------------------------ the hierarchy
-
-
-def _locate() -> tuple[Path, str] | str:
-    """The runner's cgroup directory and why it may write there, or why not."""
-    found = _own_directory()
-    if isinstance(found, str):
-        return found
-    directory, own = found
-    if not _SYSTEMD_BOOTED.is_dir():
-        return directory, f"the runner's cgroup {own} is its own (PID 1 is not systemd)"
-    if _delegated(directory):
-        return directory, f"systemd delegated the runner's cgroup {own} (Delegate=yes)"
-    return (
-        f"systemd owns the runner's cgroup {own} (no Delegate=yes): the runner does"
-        " not write into it"
-    )
-
-
-def _own_directory() -> tuple[Path, str] | str:
-    """The runner's cgroup as a writable directory, and as the kernel names it;
-    or why there is none."""
-    if not sys.platform.startswith("linux"):
-        return "not Linux: no cgroups"
-    mount = _cgroup2_mount()
-    if mount is None:
-        return "no cgroup2 hierarchy is mounted"
-    mountpoint, root, read_only = mount
-    own = _cgroup_of(os.getpid())
-    if own is None:
-        return "the runner is in no cgroup2 group (/proc/self/cgroup)"
-    if read_only:
-        return f"cgroup2 is mounted read-only at {mountpoint}"
-    relative = os.path.relpath(own, root)
-    if relative.startswith(".."):
-        return f"the runner's cgroup {own} is outside the cgroup2 mount {mountpoint}"
-    return Path(os.path.normpath(mountpoint / relative)), own
-
-
-def _cgroup2_mount() -> tuple[Path, str, bool] | None:
-    """The cgroup2 mount that is visible (the last one listed: a later mount on
-    the same point hides an earlier one): its mount point, the cgroup it shows as
-    its root, and whether it is read-only."""
-    found = None
-    try:
-        lines = _MOUNTINFO.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        fields, _, rest = line.partition(" - ")
-        if rest.split(" ", 1)[0] != "cgroup2":
-            continue
-        parts = fields.split(" ")
-        options = parts[5].split(",")
-        found = (Path(_unescape(parts[4])), _unescape(parts[3]), "ro" in options)
-    return found
-
-
-def _unescape(text: str) -> str:
-    """mountinfo writes space, tab, newline and backslash as octal escapes."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
-
-
-def _cgroup_of(pid: int) -> str | None:
-    """``pid``'s cgroup2 path (the ``0::`` line of /proc/PID/cgroup)."""
-    try:
-        text = Path(f"/proc/{pid}/cgroup").read_text(encoding="utf-8")
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("0::"):
-            return line[3:]
-    return None
-
-
-def _relative(path: Path) -> str | None:
-    """``path`` (a directory on the cgroup2 mount) as /proc/PID/cgroup names it."""
-    mount = _cgroup2_mount()
-    if mount is None:
-        return None
-    mountpoint, root, _ = mount
-    return os.path.normpath(os.path.join(root, os.path.relpath(path, mountpoint)))
-
-
-def _delegated(directory: Path) -> bool:
-    for attribute in _DELEGATE_ATTRIBUTES:
-        with contextlib.suppress(OSError):
-            if os.getxattr(directory, attribute) == b"1":
-                return True
-    return False
 
 
 def _make_group(origin: Path) -> Path | str:
