@@ -19,6 +19,7 @@ import signal
 import sqlite3
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,7 @@ def started_in_cgroup(runner: RunnerProcess | HarnessedRunner) -> Path:
     assert "PID 1 is not systemd" in started["containment_reason"]
     group = Path(started["cgroup"])
     assert group.parent == UNIFIED  # the tests run in the root cgroup
-    runner_pid = group.name.split("-")[2]  # dp-runner-<pid>-<start>
+    runner_pid = group.name.split("-")[2]  # dp-runner-<pid>-<random>
     assert (group / "runner" / "cgroup.procs").read_text().split() == [runner_pid]
     return group
 
@@ -433,3 +434,46 @@ def test_a_journal_from_before_cgroups_gains_the_column_and_keeps_its_rows(
     with pytest.raises(LookupError):
         journal.cgroup_opened("never-opened", "/x")
     journal.close()
+
+
+# ------------------------------------------------------------ the sweep at start
+
+
+@pytest.fixture
+def dead_runners_group(owned: set[int]) -> Iterator[Path]:
+    """What a runner killed with ``kill -9`` leaves: its group, its empty leaf, an
+    empty attempt cgroup and one that a process still holds (the journal's to
+    recover). Named like a runner's, with a pid no runner has here."""
+    group = UNIFIED / f"dp-runner-4194305-{os.getpid() & 0xFFFFFFFF:08x}"
+    for name in ("runner", "task-0123456789ab-1", "task-0123456789ab-2"):
+        (group / name).mkdir(parents=True)
+    held = AttemptCgroup(group / "task-0123456789ab-2")
+    child = start_in(held, "exec sleep 1000", owned)
+    yield group
+    child.kill()
+    child.wait(5)
+    wait_for(lambda: not held.populated(), 5, "the held cgroup empty")
+    for path in (*group.glob("task-*"), group / "runner", group):
+        if path.exists():
+            path.rmdir()
+
+
+def test_a_start_removes_what_a_gone_runner_left_empty_and_nothing_else(
+    spawn_runner: Spawn, dead_runners_group: Path
+) -> None:
+    group = dead_runners_group
+    made = group.stat().st_ctime
+    # a group younger than a start takes could be a runner starting: left alone
+    young = spawn_runner()
+    young.wait_event("worker_started")
+    assert (group / "runner").exists()
+    young.signal()
+    assert young.wait_exit() == 0
+    wait_for(lambda: time.time() - made > 11, 15, "the group to age")
+    old = spawn_runner()
+    old.wait_event("worker_started")
+    old.signal()
+    assert old.wait_exit() == 0
+    assert sorted(p.name for p in group.iterdir() if p.is_dir()) == [
+        "task-0123456789ab-2"  # a process is still in it
+    ]

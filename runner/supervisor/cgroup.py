@@ -19,8 +19,9 @@ Why it is built this way:
   ``delegation.locate`` says whether it is, and why (delegated by systemd, or PID
   1 is not systemd), or why not.
 - cgroup v2 has no processes in inner nodes once controllers are on, so the
-  runner makes a group of its own, ``dp-runner-<pid>-<start>`` (unique per runner
-  process, so runners and tests on one host never collide), moves itself into its
+  runner makes a group of its own, ``dp-runner-<pid>-<random>`` (unique per runner
+  process, so runners and tests on one host never collide; the pid is the one the
+  runner sees, which may be another pid namespace's), moves itself into its
   leaf ``runner``, and makes each attempt's cgroup beside that leaf.
 - A child is started in its attempt's cgroup from its first instruction: the
   runner steps into the cgroup for the ``fork`` and back out right after
@@ -40,6 +41,8 @@ import hashlib
 import itertools
 import os
 import re
+import secrets
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -49,7 +52,10 @@ from runner.supervisor import delegation
 CGROUP = "cgroup"
 FALLBACK = "process-tree"
 
-_GROUP_NAME = re.compile(r"dp-runner-(\d+)-(\d+)")
+_GROUP_NAME = re.compile(r"dp-runner-\d+-[0-9a-f]{8}")
+#: A runner moves into its leaf milliseconds after making its group: a younger
+#: group with an empty leaf is starting, not abandoned.
+_STARTING_S = 10.0
 _LEAF = "runner"
 _ATTEMPT_PREFIX = "task-"
 _ATTEMPT_NAME = re.compile(r"task-[0-9a-f]{1,64}-\d{1,12}")
@@ -225,9 +231,10 @@ class AttemptCgroup:
         """Whether ``pid`` is in this cgroup now."""
         return self._name is not None and delegation.cgroup_of(pid) == self._name
 
-    def remove(self) -> bool:
-        """Remove the cgroup and, when its runner is gone, that runner's empty
-        group. False while a process is still in it."""
+    def remove(self, *, runner_gone: bool = False) -> bool:
+        """Remove the cgroup and, with ``runner_gone`` (a journal row of an
+        earlier run), that runner's group when it is empty. False while a process
+        is still in it."""
         try:
             self.path.rmdir()
         except FileNotFoundError:
@@ -235,14 +242,14 @@ class AttemptCgroup:
         except OSError:
             return False
         group = self.path.parent
-        if _GROUP_NAME.fullmatch(group.name) and not _alive(group.name):
+        if runner_gone and _GROUP_NAME.fullmatch(group.name):
             _remove_group(group)
         return True
 
 
 def _make_group(origin: Path) -> Path | str:
-    """``origin/dp-runner-<pid>-<start>`` with the runner in its leaf, or why not."""
-    group = origin / f"dp-runner-{os.getpid()}-{_start_ticks(os.getpid())}"
+    """``origin/dp-runner-<pid>-<random>`` with the runner in its leaf, or why not."""
+    group = origin / f"dp-runner-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         group.mkdir(mode=0o755)
     except OSError as exc:
@@ -266,7 +273,7 @@ def _sweep_stale(origin: Path) -> None:
     process in it stays (``rmdir`` refuses it) for the journal's recovery."""
     with contextlib.suppress(OSError):
         for entry in origin.iterdir():
-            if _GROUP_NAME.fullmatch(entry.name) and not _alive(entry.name):
+            if _GROUP_NAME.fullmatch(entry.name) and _abandoned(entry):
                 _remove_group(entry)
 
 
@@ -281,20 +288,16 @@ def _remove_group(group: Path) -> None:
         group.rmdir()
 
 
-def _alive(name: str) -> bool:
-    """Whether the runner that made the group ``name`` still runs."""
-    match = _GROUP_NAME.fullmatch(name)
-    if match is None:
-        return False
-    pid, ticks = int(match.group(1)), match.group(2)
-    return _start_ticks(pid) == ticks
-
-
-def _start_ticks(pid: int) -> str:
-    """``pid``'s start time in clock ticks since boot (/proc/PID/stat field 22),
-    or "" when it is gone: with the pid, unique for the boot."""
+def _abandoned(group: Path) -> bool:
+    """Whether the runner that made ``group`` is gone: the group is older than a
+    start takes, and its leaf holds no process (the kernel's word, whatever pid
+    namespace that runner was in) or was never made."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+        if time.time() - group.stat().st_ctime <= _STARTING_S:
+            return False
+        events = (group / _LEAF / "cgroup.events").read_text(encoding="ascii")
+    except FileNotFoundError:
+        return True  # the leaf was never made (or the group went meanwhile)
     except OSError:
-        return ""
-    return stat.rpartition(")")[2].split()[19]
+        return False
+    return "populated 0" in events.splitlines()

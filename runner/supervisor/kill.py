@@ -95,7 +95,7 @@ def kill_marked(
     group = AttemptCgroup.journaled(cgroup) if cgroup is not None else None
     if group is not None:
         found, _, survivors = kill_cgroup(group, grace)
-        group.remove()
+        group.remove(runner_gone=True)
     snapshot = functools.partial(
         proctable.marked_tree,
         marker,
