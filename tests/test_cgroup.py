@@ -43,6 +43,7 @@ from tests.conftest import (
 )
 from tests.test_crash import HarnessedRunner
 from tests.test_daemon_stops import instance_of
+from tests.users import NOBODY, folder_for
 
 UNIFIED = Path("/sys/fs/cgroup/unified")
 Spawn = Callable[..., RunnerProcess]
@@ -95,7 +96,7 @@ def started_in_cgroup(runner: RunnerProcess | HarnessedRunner) -> Path:
     group = Path(started["cgroup"])
     assert group.parent == UNIFIED  # the tests run in the root cgroup
     runner_pid = group.name.split("-")[2]  # dp-runner-<pid>-<random>
-    assert (group / "runner" / "cgroup.procs").read_text().split() == [runner_pid]
+    assert runner_pid in (group / "runner" / "cgroup.procs").read_text().split()
     return group
 
 
@@ -477,3 +478,37 @@ def test_a_start_removes_what_a_gone_runner_left_empty_and_nothing_else(
     assert sorted(p.name for p in group.iterdir() if p.is_dir()) == [
         "task-0123456789ab-2"  # a process is still in it
     ]
+
+
+# ------------------------------------------------------------ who can leave
+
+
+@pytest.mark.parametrize(
+    ("run_as", "expected"), [((), "moved"), (("--run-as", "nobody"), "stayed")]
+)
+def test_only_run_as_keeps_a_task_from_moving_itself_out_of_its_cgroup(
+    run_as: tuple[str, ...],
+    expected: str,
+    dp: Any,
+    spawn_runner_as: Callable[..., RunnerProcess],
+    tmp_folders: list[Path],
+) -> None:
+    """A task of the runner's own user can write its pid into the runner's leaf
+    (the docs say so); a ``run_as`` task cannot write the runner's cgroup files."""
+    out = folder_for(NOBODY, tmp_folders) / "moved"
+    command = (
+        "cg=$(sed -n 's/^0:://p' /proc/self/cgroup); "
+        f'if echo $$ > "{UNIFIED}${{cg%/*}}/runner/cgroup.procs"; '
+        f"then echo moved; else echo stayed; fi > {out}; "
+        f"sed -n 's/^0:://p' /proc/self/cgroup >> {out}"
+    )
+    submit(dp, [default_object(), shell("Escape", command, maximumRetries="0")])
+    runner = spawn_runner_as(0, *run_as)
+    group = started_in_cgroup(runner)
+    assert runner.wait_event("task_finished")["outcome"] == "finished"
+    answer, now_in = out.read_text().split()
+    assert answer == expected
+    left_to = "runner" if expected == "moved" else "task-"
+    assert Path(now_in).name.startswith(left_to)
+    assert Path(now_in).parent.name == group.name
+    stopped(runner, group)
