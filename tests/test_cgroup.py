@@ -186,15 +186,24 @@ def harnessed(service: LocalService, tmp_path: Path) -> Iterator[list[HarnessedR
         runner.stop()
 
 
+@pytest.mark.parametrize("run_as", [(), ("--run-as", "nobody")])
 def test_the_orphan_dies_after_a_kill_9_of_the_runner_and_a_restart(
-    service: LocalService, dp: Any, tmp_path: Path, harnessed: list[HarnessedRunner]
+    run_as: tuple[str, ...],
+    service: LocalService,
+    dp: Any,
+    tmp_path: Path,
+    harnessed: list[HarnessedRunner],
+    tmp_folders: list[Path],
 ) -> None:
-    command, pid_file, cgroup_file = orphan_task(tmp_path, then="sleep 1000")
+    files = folder_for(NOBODY, tmp_folders)  # a run_as task can write there too
+    command, pid_file, cgroup_file = orphan_task(files, then="sleep 1000")
     submit(dp, [default_object(), shell("Orphan", command, maximumRetries="0")])
-    runner = HarnessedRunner(service, tmp_path)
+    work = ("--work-dir", str(folder_for(0, tmp_folders))) if run_as else ()
+    runner = HarnessedRunner(service, tmp_path, *run_as, *work)
     harnessed.append(runner)
     old_group = started_in_cgroup(runner)
     left = orphan(pid_file)
+    assert left.uids().real == (NOBODY if run_as else 0)
     ran_in(cgroup_file, old_group)
 
     runner.kill9_and_restart()
