@@ -2,13 +2,14 @@
 
 The ``supervisor`` package owns every contact with processes: the only code that
 imports ``subprocess`` or ``psutil``, calls ``os.killpg``/``os.waitpid``/``prctl``
-or writes a cgroup. This module spawns and waits; ``cgroup`` makes the runner's
-and each attempt's cgroup (``contain`` sets it up in ``dp-runner run``);
-``tree`` finds and kills an attempt's tree, by its cgroup or by the fallback
-walk; ``kill`` signals (the TERM/grace/KILL policy, shared with ``kill_marked``,
-which stops what a runner killed with ``kill -9`` left); ``proctable`` scans and
-reaps. It knows nothing about the API, tasks or statuses: it turns an argv into
-an ``Outcome``.
+or writes a cgroup. This module spawns and waits; ``environment`` builds the
+task's environment; ``delegation`` says whether the runner's cgroup is its own;
+``cgroup`` makes the runner's and each attempt's cgroup (``contain`` sets it up in
+``dp-runner run``); ``tree`` finds and kills an attempt's tree, by its cgroup or
+by the fallback walk; ``kill`` signals (the TERM/grace/KILL policy, shared with
+``kill_marked``, which stops what a runner killed with ``kill -9`` left);
+``proctable`` scans and reaps. It knows nothing about the API, tasks or statuses:
+it turns an argv into an ``Outcome``.
 
 Why it is built this way:
 
