@@ -195,6 +195,7 @@ def start(runner: Runner, **details: Any) -> None:
         # under ProtectSystem=strict (or a read-only root), where tasks can write
         writable_paths=systemd.writable_paths(),
         http_address=http_address,
+        **supervisor.containment().fields(),
         **details,
     )
 
@@ -231,7 +232,7 @@ def serve(settings: Settings) -> int:
         runner_id=runner.worker.taskrunner_id,
         log=runner.log,
     )
-    supervisor.enable_subreaper()
+    supervisor.contain()
     metadata = ec2.metadata_service()
     identity = ec2.instance_identity(metadata, runner.log)
     runner.worker.preflight()

@@ -140,13 +140,14 @@ def run(  # noqa: PLR0917 - the CLI's options, passed on
 
 def _build(settings: Settings, say: Callable[[str], None] | None) -> daemon.Runner:
     """The runner, as ``run --local`` builds it: signals in, the subreaper on;
-    ``say`` kept only when the output is for people."""
+    ``say`` kept only when the output is for people. Contained as ``run``
+    contains its tasks: the subreaper, and a cgroup of its own where it may."""
     signals = Signals()
     signals.install()
     session = new_session(settings.region, localrun.LOCAL_CREDENTIALS)
     runner = daemon.build(settings, signals, session)
     runner.say = say if localrun.for_people(settings) else None
-    supervisor.enable_subreaper()
+    supervisor.contain()
     return runner
 
 

@@ -108,7 +108,7 @@ def run(  # noqa: PLR0917 - the CLI's options, passed on
         session = new_session(settings.region, LOCAL_CREDENTIALS)
         runner = daemon.build(settings, signals, session)
         runner.say = say
-        supervisor.enable_subreaper()
+        supervisor.contain()
         pipeline_id = submit(runner.client, defn, definition.stem)
         runner.log.info(
             "local_pipeline_submitted",

@@ -16,6 +16,8 @@ from runner.aws.retries import RetryPolicies
 from runner.config import Settings
 from runner.drain import STATUS_BUDGET_S
 from runner.liveness import SLACK_S
+from tests.conftest import REPO
+from tests.test_install import unit_with_exec_start, verified_exposure
 
 
 @pytest.fixture
@@ -129,3 +131,34 @@ def test_the_unit_watchdog_outlasts_a_poll_and_its_longest_backoff() -> None:
         POLL_READ_TIMEOUT_S + RetryPolicies.default().poll.wait_max_s + SLACK_S
     )
     assert poller_bound_s < float(line.partition("=")[2]) == 300
+
+
+def unit_lines(unit: str) -> list[str]:
+    return [x for x in unit.splitlines() if x and not x.startswith("#")]
+
+
+def test_the_unit_delegates_its_cgroup_and_leaves_it_writable() -> None:
+    """Delegate=yes gives the runner its cgroup (one per attempt below it);
+    ProtectControlGroups=yes would mount it read-only, and the run-as drop-in
+    changes neither."""
+    unit = (REPO / "systemd" / "dp-runner.service").read_text()
+    lines = unit_lines(unit)
+    assert "Delegate=yes" in lines
+    assert "ProtectControlGroups=no" in lines
+    assert "ProtectControlGroups=yes" not in lines
+    drop_in = unit_lines((REPO / "systemd" / "run-as.conf").read_text())
+    assert not [x for x in drop_in if x.startswith(("Delegate=", "ProtectControl"))]
+
+
+def test_the_delegating_unit_verifies_with_an_exposure_of_at_most_2(
+    tmp_path: Path,
+) -> None:
+    assert verified_exposure(unit_with_exec_start(tmp_path)) <= 2.0
+
+
+def test_with_the_run_as_drop_in_the_exposure_is_at_most_3(tmp_path: Path) -> None:
+    base = unit_with_exec_start(tmp_path).read_text().split("[Install]")[0]
+    merged = tmp_path / "merged" / "dp-runner.service"
+    merged.parent.mkdir()
+    merged.write_text(base + (REPO / "systemd" / "run-as.conf").read_text())
+    assert verified_exposure(merged) <= 3.0

@@ -1,9 +1,13 @@
 """One task's process tree: spawn it, watch it, kill all of it, reap it.
 
 The ``supervisor`` package owns every contact with processes: the only code that
-imports ``subprocess`` or ``psutil`` and calls ``os.killpg``/``os.waitpid``/``prctl``.
-This module spawns and waits; ``kill`` signals (the TERM/grace/KILL policy, shared
-with ``kill_marked``, which stops what a runner killed with ``kill -9`` left);
+imports ``subprocess`` or ``psutil``, calls ``os.killpg``/``os.waitpid``/``prctl``
+or writes a cgroup. This module spawns and waits; ``environment`` builds the
+task's environment; ``delegation`` says whether the runner's cgroup is its own;
+``cgroup`` makes the runner's and each attempt's cgroup (``contain`` sets it up in
+``dp-runner run``); ``tree`` finds and kills an attempt's tree, by its cgroup or
+by the fallback walk; ``kill`` signals (the TERM/grace/KILL policy, shared with
+``kill_marked``, which stops what a runner killed with ``kill -9`` left);
 ``proctable`` scans and reaps. It knows nothing about the API, tasks or statuses:
 it turns an argv into an ``Outcome``.
 
@@ -17,22 +21,23 @@ Why it is built this way:
   request from another thread ends the wait too. ``Popen.wait(timeout)`` would
   sleep-poll instead, adding milliseconds to every task. Without pidfds (other
   platforms) the wait falls back to ``Popen.wait``.
-- Killing follows trio (TERM, wait, KILL), made thorough: the tree is *snapshotted
-  before* the first signal, since a dead parent's children re-parent and drop out of
-  it. The snapshot is the child's descendants (parent links find ``setsid``
-  grandchildren), plus every process of our uid (any uid when the runner is root:
-  tasks may run as ``run_as``) whose environment carries
-  ``DP_RUNNER_ATTEMPT=<marker>`` (double-fork orphans, adopted by the runner when
-  ``run`` made it a subreaper, else by init), plus their descendants. An orphan that
-  wiped its environment cannot be told from another task's and is left to systemd
-  (``KillMode=mixed``). Single pids are signalled through psutil, which checks the
-  start time, so a reused pid is never hit.
+- Containment is a cgroup of the attempt's own where the runner has cgroups
+  (``cgroup.py``): the child is started in it, and the tree is whatever is in it.
+- Killing follows trio (TERM, wait, KILL), made thorough (``tree.py``): the
+  cgroup's members, ``cgroup.kill`` for the KILL; under the fallback, a snapshot
+  taken *before* the first signal of the child's descendants (parent links find
+  ``setsid`` grandchildren), every process of our uid (any uid when the runner is
+  root: tasks may run as ``run_as``) whose environment carries
+  ``DP_RUNNER_ATTEMPT=<marker>``, and the orphans the runner adopted as a
+  subreaper that the attempt's session or group claims, plus their descendants.
+  Single pids are signalled through psutil or a pidfd, which check that the
+  process is the same, so a reused pid is never hit.
 - Reaping is by pid, never ``waitpid(-1)``. Our child is reaped only by its
   ``Popen``, adopted orphans by ``waitpid(pid, WNOHANG)``; ``reap_orphans`` skips
   every pid a live Supervisor owns (a registry whose lock is held across the spawn).
 
 ``execution.py`` calls ``wait_exit`` until the child ends, then ``kill_leftovers`` to
-sweep what it left under the marker; or ``terminate`` to stop it early.
+sweep what it left; or ``terminate`` to stop it early.
 """
 
 from __future__ import annotations
@@ -40,19 +45,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-import psutil
 import structlog
 
 from runner.errors import SpawnError
 from runner.runas import RunAs
-from runner.supervisor import kill, proctable
+from runner.supervisor import cgroup, proctable
+from runner.supervisor.cgroup import AttemptCgroup, Containment
+from runner.supervisor.environment import task_environment
 from runner.supervisor.exitwatch import ExitWatch
 from runner.supervisor.handoff import HandOff
 from runner.supervisor.kill import Sweep, kill_marked
@@ -63,13 +68,17 @@ from runner.supervisor.proctable import (
     reap_orphans,
     start_time,
 )
+from runner.supervisor.tree import CgroupTree, ProcessTree
 from runner.taskmodel import Outcome
 
 __all__ = [
     "MARKER_ENV",
+    "Containment",
     "Supervisor",
     "Sweep",
     "boot_id",
+    "contain",
+    "containment",
     "enable_subreaper",
     "kill_marked",
     "reap_orphans",
@@ -77,29 +86,21 @@ __all__ = [
     "task_environment",
 ]
 
-#: The runner's own variables, never handed to a task (design.md §3, peers.md §3).
-_SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
-_SOCKET_VARIABLES = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
-_RUNNER_VARIABLES = frozenset(_SYSTEMD_VARIABLES + _SOCKET_VARIABLES)
-_RUNNER_PREFIX = "DP_RUNNER_"
 _TASK_UMASK = 0o077
 
 
-def task_environment(
-    base: Mapping[str, str], extra: Mapping[str, str], *, run_as: RunAs | None = None
-) -> dict[str, str]:
-    """``base`` without the runner's own variables (systemd's and ``DP_RUNNER_*``),
-    and under ``run_as`` without its AWS credentials and with the user's ``HOME``,
-    ``USER`` and ``LOGNAME`` (``RunAs.environment``); updated with ``extra``. Pure."""
-    env = {
-        key: value
-        for key, value in base.items()
-        if key not in _RUNNER_VARIABLES and not key.startswith(_RUNNER_PREFIX)
-    }
-    if run_as is not None:
-        env = run_as.environment(env)
-    env.update(extra)
-    return env
+def contain() -> Containment:
+    """Set up how ``dp-runner run`` contains its tasks: make the runner a child
+    subreaper, and give it a cgroup of its own where it may (else the fallback,
+    with the reason). Once per process, never in a library use or a test process.
+    """
+    enable_subreaper()
+    return cgroup.setup()
+
+
+def containment() -> Containment:
+    """What ``contain`` settled on, for the start-up line."""
+    return cgroup.current()
 
 
 class Supervisor:
@@ -112,10 +113,13 @@ class Supervisor:
         *,
         marker: str,
         log: structlog.typing.FilteringBoundLogger,
+        group: AttemptCgroup | None = None,
     ) -> None:
         self._popen = popen
         self.pid = popen.pid
-        self._marker = marker
+        self._tree: CgroupTree | ProcessTree = (
+            ProcessTree(popen, marker) if group is None else CgroupTree(popen, group)
+        )
         self._started = time.monotonic()
         self._log = log
         self._lock = threading.Lock()
@@ -136,13 +140,16 @@ class Supervisor:
         log: structlog.typing.FilteringBoundLogger,
         run_as: RunAs | None = None,
         stdin: bytes | None = None,
+        on_cgroup: Callable[[str], None] | None = None,
     ) -> Supervisor:
         """Start ``argv`` in a new session, in ``cwd``, with ``env`` plus the marker,
         stdin from /dev/null (or a socket on which ``stdin``'s bytes are handed over
         once the child is non-dumpable, see ``handoff.py``), stdout and
         stderr appended to the files (mode 0600, never through a symlink), umask 077;
-        as ``run_as`` (uid, gid and groups) when given. Raises ``SpawnError`` when
-        the files cannot be opened or the program cannot be started."""
+        as ``run_as`` (uid, gid and groups) when given; in a cgroup of its own when
+        the runner has cgroups, whose path ``on_cgroup`` is given before the spawn
+        (to journal it). Raises ``SpawnError`` when the files or the cgroup cannot
+        be made or the program cannot be started."""
         if not argv:
             raise SpawnError("cannot start a task with an empty command line")
         # Two O_APPEND descriptors on one file interleave safely: no special case.
@@ -150,6 +157,7 @@ class Supervisor:
             _open_output(stdout) as out_fd,
             _open_output(stderr) as err_fd,
             HandOff.prepared(stdin) as hand,
+            AttemptCgroup.made(marker, on_cgroup) as group,
         ):
             popen = _popen(
                 argv,
@@ -157,12 +165,13 @@ class Supervisor:
                 {**env, MARKER_ENV: marker},
                 (None if hand is None else hand.child_fd, out_fd, err_fd),
                 run_as=run_as,
+                group=group,
             )
             if hand is not None:
                 uid = os.getuid() if run_as is None else run_as.uid
                 hand.start(popen.pid, uid, log)
         log.debug("child_started", pid=popen.pid)
-        return cls(popen, marker=marker, log=log)
+        return cls(popen, marker=marker, log=log, group=group)
 
     def poll_nowait(self) -> Outcome | None:
         """The outcome if the child has ended (reaping it), else None."""
@@ -193,88 +202,43 @@ class Supervisor:
     def terminate(
         self, grace: float, cut_short: threading.Event | None = None
     ) -> Outcome:
-        """Kill the whole tree: snapshot, SIGTERM group and pids, wait ``grace``
-        (or until ``cut_short`` is set), SIGKILL the survivors, reap. Blocks about
-        ``grace`` at most when the tree ignores SIGTERM, far less when it obeys.
-        Returns ``killed=True`` when the child was still running; when it had already
-        ended, its own outcome (and the leftovers are swept all the same). Safe to
-        call twice."""
+        """Kill the whole tree: SIGTERM it, wait ``grace`` (or until ``cut_short``
+        is set), SIGKILL the survivors, reap; then remove the attempt's cgroup.
+        Blocks about ``grace`` at most when the tree ignores SIGTERM, far less when
+        it obeys. Returns ``killed=True`` when the child was still running; when
+        it had already ended, its own outcome (and the leftovers are swept all the
+        same). Safe to call twice."""
         with self._lock:
             if self._terminated is not None:
                 return self._terminated
             running = self._popen.poll() is None
-            signum, survivors = self._kill_tree(grace, cut_short=cut_short)
+            signum, survivors = self._tree.kill(grace, cut_short)
             outcome = dataclasses.replace(self._record(), killed=running)
             self._terminated = outcome
+            self._close_tree()
         self._log.info(
             "child_killed", pid=self.pid, signal=signum.name, survivors=survivors
         )
         return outcome
 
     def kill_leftovers(self, grace: float) -> int:
-        """After the child ended by itself: kill what it left behind (descendants
-        carrying the marker, such as a daemonised helper), with the same
-        TERM/grace/KILL policy. Returns how many processes were found. Costs
-        next to nothing when ``proctable.tree_may_remain`` rules leftovers out
-        (a subreaper with no stray child), else one scan of the process table."""
+        """After the child ended by itself: kill what it left behind (what is
+        still in its cgroup; or, under the fallback, descendants, marked and
+        adopted processes), with the same TERM/grace/KILL policy, and remove the
+        cgroup. Returns how many processes were found. Costs one read of the
+        cgroup's ``cgroup.events``, or under the fallback next to nothing when
+        ``proctable.tree_may_remain`` rules leftovers out, else one scan."""
         with self._lock:
-            if self._popen.returncode is not None and not proctable.tree_may_remain(
-                self.pid
-            ):
-                return 0
-            victims = self._snapshot()
-            if not victims:
-                return 0
-            self._kill_tree(grace, victims)
-        self._log.info("child_leftovers_killed", pid=self.pid, count=len(victims))
-        return len(victims)
+            found = self._tree.kill_leftovers(grace)
+            self._close_tree()
+        if found:
+            self._log.info("child_leftovers_killed", pid=self.pid, count=found)
+        return found
 
-    def _kill_tree(
-        self,
-        grace: float,
-        victims: dict[int, psutil.Process] | None = None,
-        cut_short: threading.Event | None = None,
-    ) -> tuple[signal.Signals, int]:
-        """TERM, wait ``grace`` (or until ``cut_short``), KILL, reap. Returns the
-        last signal sent and how many processes outlived the TERM."""
-        if victims is None:
-            victims = self._snapshot()
-        alive, _ = kill.term_then_kill(
-            victims,
-            grace,
-            signal_all=self._signal_all,
-            snapshot=self._snapshot,
-            alive=self._alive,
-            cut_short=cut_short,
-        )
-        # A victim that died while its parent lived re-parented to us (when we are
-        # a subreaper) once that parent died in turn: reap it by pid.
-        for pid in victims:
-            if pid != self.pid:
-                proctable.reap(pid)
-        return (signal.SIGKILL if alive else signal.SIGTERM), len(alive)
-
-    def _snapshot(self) -> dict[int, psutil.Process]:
-        """The tree as it is now: the child (while unreaped), its descendants,
-        processes of our uid (any, as root) that carry the marker, and their
-        descendants."""
-        return proctable.tree(
-            [self.pid] if self._popen.returncode is None else [], self._marker
-        )
-
-    def _signal_all(self, signum: signal.Signals, procs: list[psutil.Process]) -> None:
-        """The child's group id is its pid. Signal the group only while the child
-        is unreaped (its pid cannot be reused) or a snapshotted process is still
-        in the group (a live group id is never handed out again)."""
-        unreaped = self._popen.returncode is None
-        groups = [self.pid] if unreaped or kill.group_in(self.pid, procs) else []
-        kill.send(signum, procs, groups)
-
-    def _alive(self, proc: psutil.Process) -> bool:
-        """False once ``proc`` has ended. Our child is reaped through Popen."""
-        if proc.pid == self.pid:
-            return self._popen.poll() is None
-        return kill.adopted_alive(proc)
+    def _close_tree(self) -> None:
+        """Remove the attempt's cgroup (once empty); say so when it cannot be."""
+        if not self._tree.close() and isinstance(self._tree, CgroupTree):
+            self._log.warning("cgroup_not_removed", cgroup=str(self._tree.group.path))
 
     def _record(self) -> Outcome:
         """The outcome of the reaped child, measured once."""
@@ -320,14 +284,17 @@ def _popen(
     fds: tuple[int | None, int, int],
     *,
     run_as: RunAs | None = None,
+    group: AttemptCgroup | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start the child (as ``run_as`` when given: ``Popen`` sets the groups, the
-    gid and the uid in the child, after ``cwd`` and before the exec) and register
-    its pid, both under the registry lock. ``fds``: stdin (None: /dev/null),
-    stdout, stderr."""
+    gid and the uid in the child, after ``cwd`` and before the exec; in ``group``
+    when given, the runner stepping into it for the fork) and register its pid,
+    all under the registry lock, which every spawn holds. ``fds``: stdin (None:
+    /dev/null), stdout, stderr."""
     in_fd, out_fd, err_fd = fds
+    inside = contextlib.nullcontext() if group is None else group.entered()
     try:
-        with proctable.OWNED_LOCK:
+        with proctable.OWNED_LOCK, inside:
             popen = subprocess.Popen(  # noqa: S603 - running the task's command is our job
                 list(argv),
                 cwd=cwd,

@@ -1,11 +1,13 @@
-"""The kill policy for snapshotted processes, and ``kill_marked``, which applies it
-to what an earlier run of the runner left behind.
+"""The kill policy for snapshotted processes and for an attempt's cgroup, and
+``kill_marked``, which applies them to what an earlier run of the runner left behind.
 
 It owns signalling: each process through psutil (which checks the start time, so a
 pid reused since the snapshot is never hit), the process groups that may still
 hold some of them, and the wait for all of them to go. ``Supervisor`` (in
 ``__init__``) uses it for its child's tree; ``kill_marked`` for a tree that only
-its marker ties to an attempt, after the runner was killed with ``kill -9``.
+its marker ties to an attempt, after the runner was killed with ``kill -9``;
+``kill_cgroup`` for the members of an attempt's cgroup (``cgroup.py``), the tree
+that nothing the task does can leave.
 
 It must not scan ``/proc`` (``proctable`` finds the victims), reap with
 ``waitpid(-1)`` (that steals a task's exit status), or sleep with ``time.sleep``.
@@ -26,6 +28,12 @@ Why it is built this way:
   is never hit; with it, a process that dropped the marker is found too. A clock
   stepped back by more than the slack hides the tree: it is then left alone,
   never a stranger killed.
+- ``kill_cgroup`` keeps the TERM, so that a task can clean up within
+  ``kill_grace``, then lets the kernel KILL: ``cgroup.kill`` takes every member at
+  once, forks in flight included. Without it (Linux < 5.14) each member is
+  SIGKILLed, again on each look, until the cgroup is empty or the bound passes.
+  A member is signalled through a pidfd, after checking that the process the
+  pidfd holds is in the cgroup, so a pid reused meanwhile is never hit.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ import psutil
 import structlog
 
 from runner.supervisor import proctable
+from runner.supervisor.cgroup import AttemptCgroup
 
 #: After SIGKILL the kernel needs only a moment; this bounds the wait for the reap.
 REAP_TIMEOUT_S = 2.0
@@ -69,17 +78,24 @@ def kill_marked(
     log: structlog.typing.FilteringBoundLogger,
     pid: int | None = None,
     proc_start: float | None = None,
+    cgroup: str | None = None,
 ) -> Sweep:
-    """Kill what an earlier run of the runner left of one attempt: the processes
-    of our uid (any uid as root: a ``run_as`` user's too) carrying
+    """Kill what an earlier run of the runner left of one attempt: the members of
+    its ``cgroup`` (the path the journal names; the cgroup is then removed), and
+    the processes of our uid (any uid as root: a ``run_as`` user's too) carrying
     ``DP_RUNNER_ATTEMPT=marker`` created at or after ``not_before`` (the row's
     ``opened_at``), ``pid`` if it started at ``proc_start``, and their
     descendants; nothing when ``boot_id`` is another boot's. TERM (with the
     groups they lead), ``grace``, KILL; our zombies are reaped. Blocks up to
-    about ``grace`` + 2 s; thread-safe. Never call it for an attempt that runs in
-    this process: its marker would find that run too."""
+    about twice ``grace`` + 2 s; thread-safe. Never call it for an attempt that
+    runs in this process: its marker would find that run too."""
     if boot_id != proctable.boot_id():
         return Sweep(found=0, survivors=0)  # nothing outlives a reboot
+    found, survivors = 0, 0
+    group = AttemptCgroup.journaled(cgroup) if cgroup is not None else None
+    if group is not None:
+        found, _, survivors = kill_cgroup(group, grace)
+        group.remove(runner_gone=True)
     snapshot = functools.partial(
         proctable.marked_tree,
         marker,
@@ -87,6 +103,17 @@ def kill_marked(
         pid=pid,
         proc_start=proc_start,
     )
+    marked = _kill_snapshot(snapshot, grace)
+    sweep = Sweep(found=found + marked.found, survivors=survivors + marked.survivors)
+    if sweep.found:
+        log.info("marked_tree_killed", marker=marker, **dataclasses.asdict(sweep))
+    return sweep
+
+
+def _kill_snapshot(
+    snapshot: Callable[[], dict[int, psutil.Process]], grace: float
+) -> Sweep:
+    """TERM what ``snapshot`` finds (with the groups it leads), ``grace``, KILL."""
     if not (victims := snapshot()):
         return Sweep(found=0, survivors=0)
     leaders = [victim for victim in victims if _leads_group(victim)]
@@ -98,9 +125,73 @@ def kill_marked(
         victims, grace, signal_all=signal_all, snapshot=snapshot, alive=adopted_alive
     )
     _reap_unowned(victims)
-    sweep = Sweep(found=len(victims), survivors=len(survivors))
-    log.info("marked_tree_killed", marker=marker, **dataclasses.asdict(sweep))
-    return sweep
+    return Sweep(found=len(victims), survivors=len(survivors))
+
+
+def kill_cgroup(
+    group: AttemptCgroup, grace: float, cut_short: threading.Event | None = None
+) -> tuple[int, int, int]:
+    """TERM every member of ``group``, wait ``grace`` (or until ``cut_short``)
+    for it to empty, then KILL what is left (``cgroup.kill``, else member by
+    member until it is empty) and wait up to ``REAP_TIMEOUT_S``. Our zombies
+    among them are reaped (never a ``Supervisor``'s child). Returns how many
+    processes were found, how many outlived the TERM and how many the KILL."""
+    seen = set(group.pids())
+    if not seen:
+        return 0, 0, 0
+    _signal_members(group, signal.SIGTERM, seen)
+    after_term = _wait_empty(group, grace, seen, cut_short=cut_short)
+    survivors = 0
+    if after_term:
+        resend = None if group.kill_all() else signal.SIGKILL
+        survivors = _wait_empty(group, REAP_TIMEOUT_S, seen, resend=resend)
+    _reap_unowned(seen)
+    return len(seen), after_term, survivors
+
+
+def _wait_empty(
+    group: AttemptCgroup,
+    timeout: float,
+    seen: set[int],
+    *,
+    cut_short: threading.Event | None = None,
+    resend: signal.Signals | None = None,
+) -> int:
+    """Wait up to ``timeout`` (or until ``cut_short``) for ``group`` to empty,
+    signalling the members with ``resend`` on each look when given; adds every
+    member seen to ``seen``. Returns how many are still in it."""
+    deadline = time.monotonic() + timeout
+    delay = _POLL_FIRST_S
+    pause = cut_short or threading.Event()
+    while True:
+        members = group.pids()
+        seen.update(members)
+        remaining = deadline - time.monotonic()
+        if not members or remaining <= 0 or pause.is_set():
+            return len(members)
+        if resend is not None:
+            _signal_members(group, resend, members)
+        pause.wait(min(delay, remaining))
+        delay = min(delay * 2, _POLL_MAX_S)
+
+
+def _signal_members(
+    group: AttemptCgroup, signum: signal.Signals, pids: Iterable[int]
+) -> None:
+    """Signal each pid that is still in ``group``, through a pidfd: the process
+    the pidfd holds is checked to be a member, so a reused pid is never hit."""
+    for pid in pids:
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:  # gone
+            continue
+        try:
+            if group.has(pid):
+                signal.pidfd_send_signal(pidfd, signum)
+        except OSError:  # ended meanwhile
+            pass
+        finally:
+            os.close(pidfd)
 
 
 def term_then_kill(

@@ -9,7 +9,10 @@ Why it is built this way:
 
 - A tree is found from ONE scan: parent links (which find ``setsid`` descendants),
   plus the processes of our uid whose environment carries the attempt's marker
-  (double-fork orphans adopted by init when the runner is not a subreaper). A
+  (double-fork orphans adopted by init when the runner is not a subreaper), plus
+  the orphans the runner adopted as a subreaper that the attempt's session or
+  group claims, or all of them while no other attempt runs (``adopted``): the
+  marker alone is in the task's hands, and ``env -i`` wipes it. A
   runner that is root looks at every uid's: its tasks may run as ``run_as`` (or a
   ``run_as`` of the run before a restart), and the marker is known only to what
   inherited it, since only its own uid (and root) can read an environment. Fresh
@@ -120,13 +123,40 @@ def _has_foreign_children() -> bool:
     return any(child.pid not in owned for child in psutil.Process().children())
 
 
-def tree(roots: list[int], marker: str) -> dict[int, psutil.Process]:
-    """``roots``, the processes of our uid (any, as root) that carry ``marker``, and
-    all their
-    descendants, from one scan of the process table."""
+def tree(
+    roots: list[int], marker: str, *, session: int | None = None
+) -> dict[int, psutil.Process]:
+    """``roots``, the processes of our uid (any, as root) that carry ``marker``,
+    the orphans this runner adopted that belong to the attempt whose session and
+    group id is ``session`` (``adopted``), and all their descendants, from one
+    scan of the process table."""
     procs, children, marked = _scan(marker)
     roots.extend(marked)
+    if session is not None:
+        roots.extend(adopted(children.get(os.getpid(), []), session))
     return _descendants(roots, procs, children)
+
+
+def adopted(strays: Iterable[int], session: int) -> list[int]:
+    """Which of the runner's children ``strays`` belong to the attempt whose child
+    leads session and group ``session``: none unless the runner is a subreaper
+    (then every child it did not spawn is an orphan of a task); all of them while
+    no other attempt's child runs; else those still in that session or group."""
+    if not _subreaper.is_set():
+        return []
+    with OWNED_LOCK:
+        owned = set(OWNED)
+    unowned = [pid for pid in strays if pid != session and pid not in owned]
+    if not owned - {session}:
+        return unowned
+    return [pid for pid in unowned if session in _session_and_group(pid)]
+
+
+def _session_and_group(pid: int) -> tuple[int, ...]:
+    try:
+        return os.getsid(pid), os.getpgid(pid)
+    except OSError:  # gone
+        return ()
 
 
 def marked_tree(

@@ -36,6 +36,7 @@ only once, at the top of ``run``, so a bug fails one task loudly, not the runner
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -326,6 +327,7 @@ class Execution:
             log=self._log,
             run_as=run_as,
             stdin=stdin,
+            on_cgroup=functools.partial(self._journal.cgroup_opened, self.task_id),
         )
         start = supervisor.start_time(child.pid) or time.time()
         self._journal.process_started(self.task_id, child.pid, child.pid, start)

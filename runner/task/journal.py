@@ -15,9 +15,11 @@ Why it is built this way:
 - A row lives from the moment the attempt's folder is opened until its final
   status is confirmed, or the service said the task is gone, or no status is due
   (canceled, lost), and its tree is gone. Writes, in the order an attempt makes
-  them: ``attempt_opened`` (folder, marker), ``process_started`` (pid, group,
+  them: ``attempt_opened`` (folder, marker), ``cgroup_opened`` (the attempt's
+  cgroup, before anything runs in it), ``process_started`` (pid, group,
   start time; a crash between the fork and this write leaves the marker, which a
-  scan still finds), ``status_pending`` (before SetTaskStatus), ``attempt_closed``.
+  scan still finds, and the cgroup), ``status_pending`` (before SetTaskStatus),
+  ``attempt_closed``.
 - SQLite in WAL mode with ``synchronous=NORMAL``: each write is its own committed
   transaction, and a commit is a ``write`` into the WAL without an ``fsync``. The
   bytes are then in the kernel's page cache, which a crash of the runner (``kill
@@ -60,7 +62,7 @@ _FILE_MODE = 0o600
 _BUSY_TIMEOUT_S = 5.0  # only another process (the sqlite3 CLI) can hold the lock
 _COLUMNS = (
     "task_id, attempt_id, folder, marker, pid, pgid, proc_start,"
-    " boot_id, run_id, opened_at, status"
+    " boot_id, run_id, opened_at, status, cgroup"
 )
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS attempts (
@@ -74,7 +76,8 @@ CREATE TABLE IF NOT EXISTS attempts (
     boot_id    TEXT NOT NULL,
     run_id     TEXT NOT NULL,
     opened_at  REAL NOT NULL,
-    status     TEXT
+    status     TEXT,
+    cgroup     TEXT
 )
 """
 
@@ -98,6 +101,8 @@ class JournalEntry:
     run_id: str
     opened_at: float
     status: FinalStatus | None
+    #: The attempt's cgroup (a path), where the runner had cgroups.
+    cgroup: str | None = None
 
     @property
     def digest(self) -> str:
@@ -173,6 +178,15 @@ class Journal:
         if not self._write(
             "UPDATE attempts SET pid = ?, pgid = ?, proc_start = ? WHERE task_id = ?",
             (pid, pgid, proc_start, task_id),
+        ):
+            raise LookupError(f"no journal row for task {digest(task_id)}")
+
+    def cgroup_opened(self, task_id: str, path: str) -> None:
+        """Before anything runs in it: the attempt's cgroup, which recovery kills
+        and removes after a crash. Raises ``LookupError`` when the attempt was
+        never opened."""
+        if not self._write(
+            "UPDATE attempts SET cgroup = ? WHERE task_id = ?", (path, task_id)
         ):
             raise LookupError(f"no journal row for task {digest(task_id)}")
 
@@ -268,12 +282,15 @@ def _prepare(db: sqlite3.Connection) -> None:
     if version > SCHEMA_VERSION:
         raise ConfigError(f"schema {version} is newer than this runner's")
     db.execute(_SCHEMA)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(attempts)")}
+    if "cgroup" not in columns:  # a journal written before the runner had cgroups
+        db.execute("ALTER TABLE attempts ADD COLUMN cgroup TEXT")
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def _entry(row: tuple[Any, ...]) -> JournalEntry:
     task_id, attempt_id, folder, marker, pid, pgid, proc_start, boot, run_id = row[:9]
-    opened_at, status = row[9:]
+    opened_at, status, cgroup = row[9:]
     return JournalEntry(
         task_id=task_id,
         attempt_id=attempt_id,
@@ -286,6 +303,7 @@ def _entry(row: tuple[Any, ...]) -> JournalEntry:
         run_id=run_id,
         opened_at=opened_at,
         status=None if status is None else _status_from_json(status),
+        cgroup=cgroup,
     )
 
 

@@ -168,6 +168,7 @@ class _Run:
             log=log,
             pid=entry.pid,
             proc_start=entry.proc_start,
+            cgroup=entry.cgroup,
         )
         if sweep.survivors:
             log.error(
