@@ -182,7 +182,10 @@ class Worker:
         )
 
     def drain(self) -> None:
-        """The shutdown has begun: the pollers stop (they watch it); say so."""
+        """The shutdown has begun: the pollers stop (they watch it), a wind-down
+        under way is cut short (``Execution.drain``); say so."""
+        for execution in self._executions():
+            execution.drain()
         self._log.info(
             "worker_draining",
             running=len(self._executions()),

@@ -16,11 +16,17 @@
                     |- no good heartbeat in lease_timeout -> stop, no status
                     |- attemptTimeout passed --------------> stop, FAILED AttemptTimeout
                     `- drain ran out / second signal ------> stop, FAILED RunnerShutdown
+                  COMMIT: the verdict, journaled
+                    v
                   WIND DOWN: deliver stdout/stderr, upload logs; SetTaskStatus
 
 Every way out is a ``StopReason`` on the attempt's ``StopFlag`` (first reason wins),
 and ``verdict.final_status`` alone maps it, with the outcome, to the final call. The
-progress heartbeat starts at the ack and beats until the final status is sent.
+verdict is journaled when the main step ends, before the wind-down: a stop during the
+wind-down (the runner's shutdown cuts it to ``wind_down_s``) or a crash never changes
+it, so work that ran to its end is never rerun by our doing, and the attempt's
+``TaskRunner.log`` already says why it failed when it is uploaded. The progress
+heartbeat starts at the ack and beats until the final status is sent.
 
 Every wait blocks on the flag: a transfer or a check runs on a ``StepThread`` that a
 stop abandons at once; the process is waited for through its pidfd, which the flag
@@ -68,6 +74,9 @@ from runner.taskmodel import (
     digest,
 )
 from runner.workdir import WorkDir
+
+#: The stop detail of a wind-down cut short by the runner's shutdown.
+_WIND_DOWN_CUT = "the runner is stopping: the wind-down is cut short"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +149,9 @@ class Execution:
         self.supervisor: Supervisor | None = None
         #: The attempt's folder, once opened (pruning keeps it).
         self.paths: AttemptPaths | None = None
+        #: The verdict, once committed (``_commit``); None: no status is due.
+        self._committed: FinalStatus | None = None
+        self._verdict_done = False
 
     def stop(self, reason: StopReason, detail: str = "") -> bool:
         """Stop the attempt for ``reason``; True when it was the first reason."""
@@ -150,7 +162,8 @@ class Execution:
         self._flag.hurry(detail)
 
     def run(self) -> ExecutionResult:
-        """Ack, run, report. Never raises: a bug is logged and reported FAILED."""
+        """Ack, run, report. Never raises: a bug is logged and reported FAILED,
+        unless a verdict was committed before it (that verdict stands)."""
         started = time.monotonic()
         if not self._ack():
             return self._finish(started, None)
@@ -158,8 +171,11 @@ class Execution:
             status = self._attempt(started)
         except Exception as exc:  # noqa: BLE001 - the one catch-all: a bug fails one task
             self._log.exception("execution_crashed")
-            bug = ActivityError("RunnerError", f"dp-runner bug: {exc!r}")
-            status = final_status(self._flag.reason, None, error=bug)
+            status = self._committed
+            if not self._verdict_done:
+                bug = ActivityError("RunnerError", f"dp-runner bug: {exc!r}")
+                status = final_status(self._flag.reason, None, error=bug)
+                self._commit(status)
         try:
             if status is not None:
                 self._send_status(status)
@@ -171,6 +187,13 @@ class Execution:
             if self._attempt_log is not None:
                 self._attempt_log.close()
         return self._finish(started, status)
+
+    def drain(self) -> None:
+        """The runner is stopping: a wind-down under way (or about to start) is cut
+        to ``wind_down_s``; the committed verdict stands. Before the verdict, the
+        drain runs its course (``Worker.expire``)."""
+        if self._verdict_done:
+            self._flag.set(StopReason.DRAIN_EXPIRED, _WIND_DOWN_CUT)
 
     # ------------------------------------------------------------ life phases
 
@@ -219,9 +242,23 @@ class Execution:
             error = exc
         except Stopped:
             pass
+        status = self._verdict(task, plan, paths, error)
+        self._commit(status)
         if task is not None and paths is not None:
+            if self._shutdown.requested.is_set():
+                self._flag.set(StopReason.DRAIN_EXPIRED, _WIND_DOWN_CUT)
             self._wind_down(task, plan, paths)
-        return self._verdict(task, plan, paths, error)
+        return status
+
+    def _commit(self, status: FinalStatus | None) -> None:
+        """The verdict, journaled before the wind-down: from here on no stop and no
+        crash changes it (a restart sends the journaled status)."""
+        if status is not None:
+            self._journal.status_pending(
+                self.task_id, status, attempt_id=self.attempt_id
+            )
+        self._committed = status
+        self._verdict_done = True
 
     def _verdict(
         self,
@@ -345,11 +382,13 @@ class Execution:
         steps = list(plan.deliver) if plan is not None else []
         uri = attemptlogs.log_uri(task, self._log)
         if uri is not None:
-            event = self._flag.event
+            event, urgent = self._flag.event, self._flag.urgent
             steps.append(
                 activities.Transfer(
                     "upload_logs",
-                    lambda: attemptlogs.upload(task, self._s3, paths, uri, event),
+                    lambda: attemptlogs.upload(
+                        task, self._s3, paths, uri, event, hurry=urgent
+                    ),
                 )
             )
         if self._steps is not None:
@@ -359,11 +398,11 @@ class Execution:
     # ----------------------------------------------------------------- finish
 
     def _send_status(self, status: FinalStatus) -> None:
-        """The commit point: journaled first, then sent with the longest retry
-        budget, heartbeats still going; once the runner is stopping, only until the
-        shutdown's status deadline. What is not sent stays in the journal."""
+        """The committed verdict (journaled by ``_commit``), sent with the longest
+        retry budget, heartbeats still going; once the runner is stopping, only
+        until the shutdown's status deadline. What is not sent stays in the
+        journal."""
         shutdown = self._shutdown
-        self._journal.status_pending(self.task_id, status, attempt_id=self.attempt_id)
         sent = commit.send(
             self._client,
             self._journal,
