@@ -33,6 +33,11 @@ Why it is built this way:
   earlier boot is known to have no live process.
 - The file and its ``-wal``/``-shm`` companions are mode 0600 (SQLite gives the
   companions the database file's mode), created without following a symlink.
+- Each row names the runner that wrote it (``runner_pid``, ``runner_start``: its
+  pid and psutil create time), so that recovery never touches an attempt whose
+  runner is alive, whatever happened to the work dir's lock. The two columns are
+  added to an older table in place (``_add_runner_columns``): a runner of the
+  previous schema reads its columns by name and ignores them.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ from typing import Any
 from structlog.typing import FilteringBoundLogger
 
 from runner.errors import ConfigError
-from runner.supervisor import boot_id
+from runner.supervisor import boot_id, start_time
 from runner.taskmodel import FinalStatus, TaskStatus, digest
 
 #: Bumped when the table changes; a journal of a newer schema is refused.
@@ -60,8 +65,10 @@ _FILE_MODE = 0o600
 _BUSY_TIMEOUT_S = 5.0  # only another process (the sqlite3 CLI) can hold the lock
 _COLUMNS = (
     "task_id, attempt_id, folder, marker, pid, pgid, proc_start,"
-    " boot_id, run_id, opened_at, status"
+    " boot_id, run_id, opened_at, status, runner_pid, runner_start"
 )
+#: The runner that wrote a row: added to the table of schema 1 in place.
+_RUNNER_COLUMNS = {"runner_pid": "INTEGER", "runner_start": "REAL"}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS attempts (
     task_id    TEXT PRIMARY KEY,
@@ -98,6 +105,9 @@ class JournalEntry:
     run_id: str
     opened_at: float
     status: FinalStatus | None
+    #: The runner that wrote the row (None in a row of an older runner).
+    runner_pid: int | None = None
+    runner_start: float | None = None
 
     @property
     def digest(self) -> str:
@@ -115,6 +125,9 @@ class Journal:
         self.path = path
         self.boot_id = boot
         self.run_id = uuid.uuid4().hex
+        #: This runner, as each row it writes names it.
+        self.runner_pid = os.getpid()
+        self.runner_start = start_time(self.runner_pid)
 
     @classmethod
     def open(cls, path: Path, *, log: FilteringBoundLogger) -> Journal:
@@ -158,9 +171,10 @@ class Journal:
         row = self._new_row(task_id, attempt_id, folder=str(folder), marker=marker)
         self._write(
             "INSERT OR REPLACE INTO attempts"
-            " (task_id, attempt_id, folder, marker, boot_id, run_id, opened_at)"
+            " (task_id, attempt_id, folder, marker, boot_id, run_id, opened_at,"
+            " runner_pid, runner_start)"
             " VALUES (:task_id, :attempt_id, :folder, :marker, :boot_id, :run_id,"
-            " :opened_at)",
+            " :opened_at, :runner_pid, :runner_start)",
             row,
         )
 
@@ -185,8 +199,10 @@ class Journal:
         row = self._new_row(task_id, attempt_id, status=_status_to_json(status))
         self._write(
             "INSERT INTO attempts"
-            " (task_id, attempt_id, boot_id, run_id, opened_at, status)"
-            " VALUES (:task_id, :attempt_id, :boot_id, :run_id, :opened_at, :status)"
+            " (task_id, attempt_id, boot_id, run_id, opened_at, status,"
+            " runner_pid, runner_start)"
+            " VALUES (:task_id, :attempt_id, :boot_id, :run_id, :opened_at, :status,"
+            " :runner_pid, :runner_start)"
             " ON CONFLICT (task_id) DO UPDATE SET status = excluded.status",
             row,
         )
@@ -229,6 +245,8 @@ class Journal:
             "boot_id": self.boot_id,
             "run_id": self.run_id,
             "opened_at": time.time(),
+            "runner_pid": self.runner_pid,
+            "runner_start": self.runner_start,
             **values,
         }
 
@@ -268,12 +286,21 @@ def _prepare(db: sqlite3.Connection) -> None:
     if version > SCHEMA_VERSION:
         raise ConfigError(f"schema {version} is newer than this runner's")
     db.execute(_SCHEMA)
+    _add_runner_columns(db)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _add_runner_columns(db: sqlite3.Connection) -> None:
+    """``runner_pid`` and ``runner_start``, added to a table that lacks them."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(attempts)")}
+    for name, kind in _RUNNER_COLUMNS.items():
+        if name not in present:
+            db.execute(f"ALTER TABLE attempts ADD COLUMN {name} {kind}")
 
 
 def _entry(row: tuple[Any, ...]) -> JournalEntry:
     task_id, attempt_id, folder, marker, pid, pgid, proc_start, boot, run_id = row[:9]
-    opened_at, status = row[9:]
+    opened_at, status, runner_pid, runner_start = row[9:]
     return JournalEntry(
         task_id=task_id,
         attempt_id=attempt_id,
@@ -286,6 +313,8 @@ def _entry(row: tuple[Any, ...]) -> JournalEntry:
         run_id=run_id,
         opened_at=opened_at,
         status=None if status is None else _status_from_json(status),
+        runner_pid=runner_pid,
+        runner_start=runner_start,
     )
 
 

@@ -12,6 +12,9 @@ log a task id in full.
 
 Why it is built this way:
 
+- A row whose runner is alive (its pid, with the start time the row records) is
+  that runner's: it is left whole and its attempt is blocked. One runner per work
+  dir is the lock's job; this is the check that no lock can be talked out of.
 - Each leftover row is first made safe: its tree is killed, found by the marker
   and checked by boot id and start time, so a reused pid is never hit.
 - A row whose tree outlived SIGKILL (uninterruptible sleep) is left whole and its
@@ -30,6 +33,7 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -47,6 +51,8 @@ RESTARTED_MESSAGE = (
     "dp-runner was restarted while this attempt ran (it crashed or was killed);"
     " the attempt's processes were stopped and it did not complete"
 )
+#: Two start times of one process, as psutil reads them, differ by less.
+_SAME_START_S = 0.01
 #: How long all the journaled statuses together may retry at start.
 STATUS_BUDGET_S = 60.0
 
@@ -72,6 +78,8 @@ class Recovery:
     unsent: int
     closed: int
     blocked_attempts: frozenset[str]
+    #: Rows left whole: the runner that wrote them is alive.
+    live_runners: int = 0
 
     def blocks(self, attempt_id: str) -> bool:
         """Whether ``attempt_id`` must not run (a process of it is still alive)."""
@@ -118,6 +126,7 @@ _COUNTS = (
     "dropped",
     "unsent",
     "closed",
+    "live_runners",
 )
 
 
@@ -135,7 +144,13 @@ class _Run:
         self.blocked: set[str] = set()
 
     def recover(self, entry: JournalEntry, log: FilteringBoundLogger) -> None:
-        """Kill the row's tree, then send its status or close it."""
+        """Kill the row's tree, then send its status or close it; a row of a live
+        runner is left whole."""
+        if _runner_alive(entry, self.journal.boot_id):
+            log.warning("journal_row_live_runner", runner_pid=entry.runner_pid)
+            self.blocked.add(entry.attempt_id)
+            self.tally["live_runners"] += 1
+            return
         found, survivors = self._kill_tree(entry, log)
         self.tally["processes_found"] += found
         self.tally["processes_survived"] += survivors
@@ -195,3 +210,15 @@ class _Run:
             return "unsent"
         log.info("journal_status_dropped", code=sent.error, **fields)
         return "dropped"
+
+
+def _runner_alive(entry: JournalEntry, boot: str) -> bool:
+    """Whether the runner that wrote ``entry`` still runs: the same boot, and its
+    pid alive with the start time the row records (a reused pid starts later)."""
+    pid, started = entry.runner_pid, entry.runner_start
+    if pid is None or started is None or entry.boot_id != boot:
+        return False
+    if pid == os.getpid():
+        return False  # this runner: an earlier run's row cannot be its own
+    now_started = supervisor.start_time(pid)
+    return now_started is not None and abs(now_started - started) < _SAME_START_S

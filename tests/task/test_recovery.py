@@ -482,3 +482,60 @@ def test_kill_marked_finds_the_journaled_pid_only_with_its_start_time(
     assert not gone(pid)
     assert kill(marker, pid=pid, proc_start=start) == supervisor.Sweep(1, 0)
     assert gone(pid)
+
+
+#: A runner stand-in: opens the journal, writes the attempt's row (the tree's pid
+#: in it), says so, and stays alive until its stdin closes.
+LIVE_RUNNER = """
+import sys
+from pathlib import Path
+import structlog
+from runner import supervisor
+from runner.task.journal import Journal
+path, task_id, attempt_id, marker, pid = sys.argv[1:]
+journal = Journal.open(Path(path), log=structlog.get_logger())
+journal.attempt_opened(task_id, attempt_id, Path(path).parent, marker)
+journal.process_started(task_id, int(pid), int(pid), supervisor.start_time(int(pid)))
+print("written", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_recovery_never_touches_an_attempt_whose_runner_is_alive(
+    tmp_path: Path,
+    journal_path: Path,
+    service: LocalService,
+    client: Client,
+    lease: Callable[[], dict[str, Any]],
+    procs: Started,
+) -> None:
+    task = lease()
+    tree = sleeper(procs, marker_of(task))
+    args = [journal_path, task["taskId"], task["attemptId"], marker_of(task), tree]
+    other = subprocess.Popen(
+        [sys.executable, "-c", LIVE_RUNNER, *map(str, args)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert other.stdout is not None
+        lines = iter(other.stdout.readline, "")
+        assert any(line.strip() == "written" for line in lines)
+        journal = Journal.open(journal_path, log=LOG)
+        with capture_logs() as logged:
+            recovery = recover(journal, client, kill_grace=GRACE, log=LOG)
+        assert psutil.Process(tree).status() != psutil.STATUS_ZOMBIE  # not killed
+        assert service.calls("SetTaskStatus") == []
+        assert recovery.blocks(task["attemptId"])
+        assert [e["runner_pid"] for e in events(logged, "journal_row_live_runner")] == [
+            other.pid
+        ]
+        (entry,) = journal.entries()  # left whole for its runner
+        assert (entry.runner_pid, entry.pid) == (other.pid, tree)
+    finally:
+        assert other.stdin is not None
+        other.stdin.close()
+        other.wait(10)
+        if other.stdout is not None:
+            other.stdout.close()
