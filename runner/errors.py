@@ -9,6 +9,7 @@ Only ``cli.py`` turns a ``RunnerError`` into a message and an exit code.
 
     RunnerError                    base; carries exit_code
     ├── ConfigError                exit 78: a bad setting, or the work dir is taken
+    ├── HostFaultError             exit 75: a full disk, an I/O error, no memory
     ├── ServiceError               raised only by client.py, ``from`` the botocore error
     │   ├── TransientServiceError  throttling / 5xx / connection: retried, then raised
     │   ├── TaskNotFoundError      the task or its pipeline is gone: stop, no status
@@ -23,7 +24,14 @@ Shutdown is an Event, never an exception.
 
 from __future__ import annotations
 
+import errno
+
 EX_CONFIG = 78
+#: EX_TEMPFAIL: the unit restarts on it (design.md §2), unlike on 78.
+EX_TEMPFAIL = 75
+#: What a host goes through and comes back from: a full disk or quota, an I/O
+#: error, no memory.
+TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM})
 
 
 class RunnerError(Exception):
@@ -36,6 +44,22 @@ class ConfigError(RunnerError):
     """A setting is invalid, or another runner holds the work dir. Exit 78."""
 
     exit_code = EX_CONFIG
+
+
+class HostFaultError(RunnerError):
+    """The host failed us for now (``TRANSIENT_ERRNOS``, or SQLite's full disk,
+    I/O error or out of memory), at a start: exit 75, and the unit starts the
+    runner again; nothing about the settings is wrong."""
+
+    exit_code = EX_TEMPFAIL
+
+
+def refusal(message: str, exc: OSError) -> RunnerError:
+    """``message`` as the error a start raises for ``exc``: a ``HostFaultError``
+    when the host is at fault for now, else a ``ConfigError``."""
+    if exc.errno in TRANSIENT_ERRNOS:
+        return HostFaultError(message)
+    return ConfigError(message)
 
 
 class ServiceError(RunnerError):

@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner import nofollow
-from runner.errors import ConfigError, SpawnError
+from runner.errors import ConfigError, SpawnError, refusal
 from runner.logs import LOG_DIR_NAME
 from runner.nofollow import DIR_FLAGS, PASSABLE_DIR, PRIVATE_DIR
 from runner.runas import RunAs, chown_tree
@@ -98,22 +98,23 @@ class WorkDir:
         ``dir_mode``, and take the runner lock; ``root`` becomes the folder in use.
 
         Raises ``ConfigError`` when the folder cannot be made or used, the lock is
-        a symlink, or another runner holds it."""
+        a symlink, or another runner holds it; ``HostFaultError`` on a full disk,
+        an I/O error or no memory (``errors.TRANSIENT_ERRNOS``)."""
         configured = self.root
         resolved = Path(os.path.realpath(configured))
         try:
             created = _make_folder(resolved)
             fd = os.open(resolved, DIR_FLAGS)
         except OSError as exc:
-            raise ConfigError(
-                f"work_dir={configured}: cannot use it: {exc.strerror}"
+            raise refusal(
+                f"work_dir={configured}: cannot use it: {exc.strerror}", exc
             ) from exc
         fd, root = _own_folder(fd, resolved)
         try:
             mode_was = nofollow.set_mode(fd, self.dir_mode)
             self._lock_fd = _take_lock(fd, root)
         except OSError as exc:
-            raise ConfigError(f"work_dir={root}: cannot use it: {exc}") from exc
+            raise refusal(f"work_dir={root}: cannot use it: {exc}", exc) from exc
         finally:
             os.close(fd)
         self.root = root
@@ -140,7 +141,7 @@ class WorkDir:
                     existing = file.read(4096).decode("utf-8", "replace").strip()
                 return existing or _new_runner_id(dir_fd)
         except OSError as exc:
-            raise ConfigError(nofollow.refusal(path, exc)) from exc
+            raise refusal(nofollow.refusal(path, exc), exc) from exc
 
     def logs_dir(self) -> Path:
         """``logs/`` (0700), made if absent; a folder, never a symlink. Raises
@@ -153,7 +154,7 @@ class WorkDir:
             ):
                 nofollow.set_mode(fd, PRIVATE_DIR)
         except OSError as exc:
-            raise ConfigError(nofollow.refusal(path, exc)) from exc
+            raise refusal(nofollow.refusal(path, exc), exc) from exc
         return path
 
     def attempt_paths(self, *parts: str) -> AttemptPaths:
@@ -296,7 +297,7 @@ def _take_lock(dir_fd: int, root: Path) -> int:
         fd = nofollow.open_private(dir_fd, LOCK_NAME, os.O_RDWR | os.O_CREAT)
     except OSError as exc:
         os.close(lock_fd)
-        raise ConfigError(nofollow.refusal(root / LOCK_NAME, exc)) from exc
+        raise refusal(nofollow.refusal(root / LOCK_NAME, exc), exc) from exc
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

@@ -15,6 +15,7 @@ from runner.aws.client import POLL_READ_TIMEOUT_S
 from runner.aws.retries import RetryPolicies
 from runner.config import Settings
 from runner.drain import STATUS_BUDGET_S
+from runner.errors import EX_CONFIG, EX_TEMPFAIL
 from runner.liveness import SLACK_S
 
 
@@ -129,3 +130,15 @@ def test_the_unit_watchdog_outlasts_a_poll_and_its_longest_backoff() -> None:
         POLL_READ_TIMEOUT_S + RetryPolicies.default().poll.wait_max_s + SLACK_S
     )
     assert poller_bound_s < float(line.partition("=")[2]) == 300
+
+
+def test_the_unit_restarts_on_75_and_never_on_78() -> None:
+    """A start the host failed for now (EX_TEMPFAIL) is retried by systemd; a
+    configuration error (EX_CONFIG) is not."""
+    unit = (Path(__file__).parent.parent / "systemd" / "dp-runner.service").read_text()
+    settings = dict(
+        line.split("=", 1) for line in unit.splitlines() if "=" in line[:40]
+    )
+    assert settings["Restart"] == "on-failure"
+    assert settings["RestartForceExitStatus"].split() == [str(EX_TEMPFAIL)]
+    assert settings["RestartPreventExitStatus"].split() == [str(EX_CONFIG)]

@@ -55,7 +55,7 @@ from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
-from runner.errors import ConfigError
+from runner.errors import ConfigError, HostFaultError, RunnerError, refusal
 from runner.supervisor import boot_id, start_time
 from runner.taskmodel import FinalStatus, TaskStatus, digest
 
@@ -135,7 +135,9 @@ class Journal:
         folder must exist), once per runner. Raises ``ConfigError`` when it is a
         symlink or not a regular file, cannot be opened, or is not a journal of
         this schema: running without the journal could run an attempt beside an
-        orphan, so the operator decides (move it aside to start afresh)."""
+        orphan, so the operator decides (move it aside to start afresh). Raises
+        ``HostFaultError`` instead when the disk is full, or on an I/O error or
+        no memory: the host's fault, for now (exit 75, the unit restarts)."""
         try:
             _create_private(path)
             db = sqlite3.connect(
@@ -144,13 +146,15 @@ class Journal:
                 check_same_thread=False,  # shared by the task threads, under a lock
                 timeout=_BUSY_TIMEOUT_S,
             )
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"journal {path}: cannot open it: {exc}") from exc
+        except OSError as exc:
+            raise refusal(f"journal {path}: cannot open it: {exc}", exc) from exc
+        except sqlite3.Error as exc:
+            raise _refused(f"journal {path}: cannot open it: {exc}", exc) from exc
         try:
             _prepare(db)
         except (sqlite3.Error, ConfigError) as exc:
             db.close()
-            raise ConfigError(f"journal {path}: {exc}") from exc
+            raise _refused(f"journal {path}: {exc}", exc) from exc
         journal = cls(db, path, boot_id())
         log.info(
             "journal_opened",
@@ -262,6 +266,21 @@ class Journal:
                 args,
             ).fetchall()
         return [_entry(row) for row in rows]
+
+
+#: SQLite's primary result codes of a host at fault for now (not of the file).
+_HOST_FAULTS = frozenset(
+    {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_NOMEM}
+)
+
+
+def _refused(message: str, exc: Exception) -> RunnerError:
+    """``HostFaultError`` for a full disk, an I/O error or no memory; else
+    ``ConfigError``."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in _HOST_FAULTS:
+        return HostFaultError(message)
+    return ConfigError(message)
 
 
 def _create_private(path: Path) -> None:
