@@ -31,6 +31,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -43,10 +44,17 @@ from runner.aws.s3 import S3
 from runner.config import Settings, split_http_address
 from runner.drain import Shutdown
 from runner.liveness import Liveness
-from runner.signals import DUMP_SIGNAL, STOP_SIGNALS, WAKE, Request, Signals
+from runner.signals import (
+    DUMP_SIGNAL,
+    STOP_SIGNALS,
+    TERMINATE,
+    WAKE,
+    Request,
+    Signals,
+)
 from runner.task.execution import ExecutionSettings
 from runner.task.journal import Journal
-from runner.task.recovery import recover
+from runner.task.recovery import Recovery, recover
 from runner.workdir import WorkDir
 from runner.worker import Worker, default_hostname
 
@@ -58,6 +66,8 @@ RUNNER_UMASK = 0o077
 #: The dispatcher's longest wait between two looks at the housekeeping.
 MAIN_LOOP_S = 1.0
 JOURNAL_NAME = "journal.db"
+#: How long a stopped recovery's status try in flight is waited for.
+RECOVERY_ABANDON_S = 2.0
 #: The S3 read timeout is max(this, kill_grace): a stop leaves a hung transfer
 #: behind, and its thread must end soon after (every wait is stoppable).
 S3_MIN_READ_TIMEOUT_S = 1.0
@@ -92,7 +102,9 @@ def build(settings: Settings, signals: Signals, session: Any = None) -> Runner:
     logs.add_file_log(work_dir.logs_dir())
     journal = Journal.open(work_dir.root / JOURNAL_NAME, log=log)
     shutdown = Shutdown(
-        drain_timeout=settings.drain_timeout, kill_grace=settings.kill_grace
+        drain_timeout=settings.drain_timeout,
+        kill_grace=settings.kill_grace,
+        status_budget_s=settings.status_budget,
     )
     liveness = Liveness()
     client = Client(
@@ -178,13 +190,12 @@ def open_work_dir(
 def start(runner: Runner, **details: Any) -> None:
     """Before the first poll: what the last run left (its trees killed, its unsent
     statuses sent, from the journal), then the worker; ``details`` go on its
-    start-up line."""
-    recovery = recover(
-        runner.journal,
-        runner.client,
-        kill_grace=runner.settings.kill_grace,
-        log=runner.log,
-    )
+    start-up line. A stop signal during the recovery ends it, and the worker is
+    then never started: ``dispatch`` finds the runner stopping and idle."""
+    recovery = _recover(runner)
+    if recovery is None:
+        runner.signals.inbox.put(WAKE)  # the dispatcher: nothing to wait for
+        return
     runner.worker.blocked_attempts = recovery.blocked_attempts
     http_address = _serve_http(runner)
     runner.worker.start(
@@ -197,6 +208,49 @@ def start(runner: Runner, **details: Any) -> None:
         http_address=http_address,
         **details,
     )
+
+
+def _recover(runner: Runner) -> Recovery | None:
+    """``recover`` on a thread of its own while this (the main) thread reads the
+    signals: the first stop signal begins the shutdown, which ends the recovery
+    between two rows and cuts its retries short; a status try in flight (up to
+    one read timeout) is abandoned after ``RECOVERY_ABANDON_S``. None: stopped.
+    Raises what ``recover`` raised."""
+    done: list[Recovery] = []
+    failed: list[Exception] = []
+
+    def run() -> None:
+        try:
+            done.append(
+                recover(
+                    runner.journal,
+                    runner.client,
+                    kill_grace=runner.settings.kill_grace,
+                    log=runner.log,
+                    budget_s=runner.shutdown.status_budget_s,
+                    stop=runner.shutdown.requested,
+                )
+            )
+        except Exception as exc:  # noqa: BLE001 - raised again on the main thread
+            failed.append(exc)
+        finally:
+            runner.signals.inbox.put(WAKE)
+
+    thread = threading.Thread(target=run, name="recovery", daemon=True)
+    thread.start()
+    while thread.is_alive() and not runner.shutdown.requested.is_set():
+        request = runner.signals.next(None)
+        if request == DUMP_SIGNAL:
+            runner.signals.dump()
+        elif request in STOP_SIGNALS or request == TERMINATE:
+            runner.shutdown.begin(_name(request))
+    thread.join(RECOVERY_ABANDON_S)
+    if failed:
+        raise failed[0]
+    if runner.shutdown.requested.is_set():
+        runner.log.info("recovery_stopped", abandoned=thread.is_alive())
+        return None
+    return done[0]
 
 
 def _serve_http(runner: Runner) -> str | None:

@@ -220,6 +220,8 @@ class Worker:
         self._runner_heartbeat.stop()
         self._runner_heartbeat.join(POLLER_JOIN_S)
         for thread in self._threads:
+            if thread.ident is None:
+                continue  # never started: stopped during the start-up recovery
             thread.join(POLLER_JOIN_S if thread.name.startswith("poll-") else None)
             if thread.is_alive():
                 self._log.info("thread_left_behind", thread=thread.name)
