@@ -227,7 +227,9 @@ class Worker:
                 self._log.info("thread_left_behind", thread=thread.name)
 
     def housekeeping(self) -> None:
-        """Called by the dispatcher: reap adopted orphans, prune old attempts."""
+        """Called by the dispatcher: make the journal's owed writes again (every
+        ``journal.RETRY_EVERY_S``), reap adopted orphans, prune old attempts."""
+        self._journal.retry()
         now = time.monotonic()
         if now - self._last_reap < REAP_EVERY_S:
             return
@@ -242,6 +244,10 @@ class Worker:
     def statistics(self) -> WorkerStatistics:
         """A snapshot of the counters (``workerbooks``). Thread-safe."""
         return self._books.snapshot()
+
+    def journal_writable(self) -> bool:
+        """False while the journal owes a write the host failed: no new task."""
+        return self._journal.writable
 
     def pollers_alive(self) -> bool:
         """True while every poller thread runs (they end at the shutdown)."""
@@ -265,6 +271,9 @@ class Worker:
             while not stop.is_set():
                 if liveness is not None:
                     liveness.tick()
+                if not self._journal.writable:  # no new task until it is again
+                    stop.wait(POLL_FLOOR_S)
+                    continue
                 if not self._slots.acquire(timeout=POLL_FLOOR_S):
                     continue
                 task = self._poll(group)

@@ -8,8 +8,11 @@ import contextlib
 import errno
 import os
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -17,7 +20,16 @@ import structlog
 from runner.errors import HostFaultError
 from runner.localservice import LocalService
 from runner.task.journal import Journal
-from tests.conftest import REPO, runner_command
+from tests.conftest import (
+    REPO,
+    RunnerProcess,
+    default_object,
+    runner_command,
+    shell,
+    submit,
+    wait_for,
+    wait_instances,
+)
 
 #: The size of the work dir's file system.
 TMPFS_SIZE = "6m"
@@ -77,3 +89,65 @@ def test_a_journal_on_a_full_disk_is_a_host_fault_not_a_config_error(
     with pytest.raises(HostFaultError) as raised:
         Journal.open(small_fs / "journal.db", log=structlog.get_logger())
     assert raised.value.exit_code == 75
+
+
+def readyz(address: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://{address}/readyz", timeout=5) as answer:
+            return int(answer.status), answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_a_task_that_fills_the_disk_is_finished_once_and_the_runner_serves_again(
+    service: LocalService, dp: Any, tmp_path: Path, small_fs: Path
+) -> None:
+    """The task fills the work dir's file system and exits 0: the journal cannot
+    take its status, which is sent all the same, once; meanwhile the runner
+    takes no new task and is not ready; once space is freed it serves again."""
+    fill_up = "dd if=/dev/zero of=fill bs=65536 2>/dev/null; exit 0"
+    first = submit(dp, [default_object(), shell("Fill", fill_up, maximumRetries="1")])
+    work_dir = small_fs / "work"
+    command = runner_command(
+        service.endpoint_url,
+        work_dir,
+        "--worker-group",
+        "wg",
+        "--http-address",
+        "127.0.0.1:0",
+    )
+    log_path = tmp_path / "runner.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
+        )
+    runner = RunnerProcess(process, log_path, work_dir)
+    try:
+        address = runner.wait_event("worker_started")["http_address"]
+        failed = runner.wait_event("journal_write_failed")
+        assert failed["level"] == "error"
+        wait_instances(dp, first, {"FINISHED"})
+        code, text = readyz(address)
+        assert code == 503
+        assert "journal" in text
+        assert runner.events("journal_write_resumed") == []
+
+        for filler in work_dir.glob("attempts/*/*/*/*/work/fill"):
+            filler.unlink()
+        runner.wait_event("journal_write_resumed", timeout=20)
+        second = submit(dp, [default_object(), shell("After", "echo after")])
+        wait_instances(dp, second, {"FINISHED"})
+        wait_for(lambda: readyz(address)[0] == 200, 20, "ready again")
+        runner.signal()
+        assert runner.wait_exit() == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+    sent = [c.request for c in service.calls("SetTaskStatus") if c.error is None]
+    assert [s["taskStatus"] for s in sent] == ["FINISHED", "FINISHED"]
+    started = [e["pipeline_id"] for e in runner.events("task_started")]
+    assert started == [first, second]  # the full disk's task ran once
+    journal = Journal.open(work_dir / "journal.db", log=structlog.get_logger())
+    assert journal.entries() == []  # the owed writes were made: every row closed
+    journal.close()

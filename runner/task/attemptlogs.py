@@ -82,8 +82,11 @@ class AttemptLog:
                     # the folder is gone, or a symlink was planted: stdout has it
                     self._closed = True
                     return
-            while data:  # a regular file takes it whole, short of a full disk
-                data = data[os.write(self._fd, data) :]
+            try:
+                while data:  # a regular file takes it whole, short of a full disk
+                    data = data[os.write(self._fd, data) :]
+            except OSError:
+                return  # a full disk: the runner's own log still has the line
 
 
 def log_uri(task: Task, log: FilteringBoundLogger) -> str | None:

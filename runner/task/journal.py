@@ -33,6 +33,13 @@ Why it is built this way:
   earlier boot is known to have no live process.
 - The file and its ``-wal``/``-shm`` companions are mode 0600 (SQLite gives the
   companions the database file's mode), created without following a symlink.
+- A write the host fails (a full disk, an I/O error, no memory) never loses a
+  status and never stops a task: it is logged at error level and owed, and the
+  owed writes are made again, in order, before the next write and at least
+  every ``RETRY_EVERY_S`` (``retry``, from the housekeeping). While any is owed,
+  ``writable`` is False: the worker takes no new task and ``/readyz`` is not
+  ready. The status itself is sent all the same (``execution``); replayed in
+  order, the owed writes leave the row as the attempt left it (closed).
 - Each row names the runner that wrote it (``runner_pid``, ``runner_start``: its
   pid and psutil create time), so that recovery never touches an attempt whose
   runner is alive, whatever happened to the work dir's lock. The two columns are
@@ -114,14 +121,29 @@ class JournalEntry:
         return digest(self.task_id)
 
 
+#: How often owed writes are made again while the journal cannot be written.
+RETRY_EVERY_S = 5.0
+
+
 class Journal:
     """The journal of one runner process. Thread-safe: every method takes the
-    connection's lock and returns once its write is committed. Write errors
-    (a full disk) raise ``sqlite3.Error``."""
+    connection's lock and returns once its write is committed, or owed (the host
+    failed it: see ``writable``). Other write errors raise ``sqlite3.Error``."""
 
-    def __init__(self, db: sqlite3.Connection, path: Path, boot: str) -> None:
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        path: Path,
+        boot: str,
+        log: FilteringBoundLogger | None = None,
+    ) -> None:
         self._db = db
         self._lock = threading.Lock()
+        self._log = log
+        #: Writes the host failed, in order, to be made again (``retry``).
+        self._owed: list[tuple[str, tuple[Any, ...] | dict[str, Any]]] = []
+        self._last_try = 0.0
+        self._last_failed = False
         self.path = path
         self.boot_id = boot
         self.run_id = uuid.uuid4().hex
@@ -155,7 +177,7 @@ class Journal:
         except (sqlite3.Error, ConfigError) as exc:
             db.close()
             raise _refused(f"journal {path}: {exc}", exc) from exc
-        journal = cls(db, path, boot_id())
+        journal = cls(db, path, boot_id(), log)
         log.info(
             "journal_opened",
             path=str(path),
@@ -188,10 +210,11 @@ class Journal:
         """Right after the spawn: the process, its group and its start time
         (``supervisor.start_time(pid)``). Raises ``LookupError`` when the attempt
         was never opened (a bug: recovery would not know the process)."""
-        if not self._write(
+        changed = self._write(
             "UPDATE attempts SET pid = ?, pgid = ?, proc_start = ? WHERE task_id = ?",
             (pid, pgid, proc_start, task_id),
-        ):
+        )
+        if not changed and self.writable:
             raise LookupError(f"no journal row for task {digest(task_id)}")
 
     def status_pending(
@@ -234,6 +257,20 @@ class Journal:
             ).fetchall()
         return {Path(folder) for (folder,) in rows}
 
+    @property
+    def writable(self) -> bool:
+        """False while a write the host failed is owed (``retry`` makes it)."""
+        return not self._owed
+
+    def retry(self, now: float | None = None) -> bool:
+        """Make the owed writes again, at most every ``RETRY_EVERY_S``; True when
+        none is owed any more. The housekeeping calls it."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if self._owed and now - self._last_try >= RETRY_EVERY_S:
+                self._pay()
+            return not self._owed
+
     def close(self) -> None:
         """Close the connection (a clean stop; SQLite checkpoints the WAL). Later
         calls raise ``sqlite3.ProgrammingError``."""
@@ -255,9 +292,38 @@ class Journal:
         }
 
     def _write(self, sql: str, args: tuple[Any, ...] | dict[str, Any]) -> int:
-        """One statement, committed on return; the number of rows it changed."""
+        """One statement, committed on return (after the owed ones); the number of
+        rows it changed. A statement the host fails is owed: 0."""
         with self._lock:
-            return self._db.execute(sql, args).rowcount
+            self._owed.append((sql, args))
+            return self._pay()
+
+    def _pay(self) -> int:
+        """Make the owed writes in order, under the lock; what the last one
+        changed, or 0 when one failed (it and the rest stay owed)."""
+        self._last_try = time.monotonic()
+        changed = 0
+        while self._owed:
+            sql, args = self._owed[0]
+            try:
+                changed = self._db.execute(sql, args).rowcount
+            except sqlite3.Error as exc:
+                if not _host_fault(exc):
+                    self._owed.pop(0)
+                    raise
+                self._said("journal_write_failed", owed=len(self._owed), error=str(exc))
+                return 0
+            self._owed.pop(0)
+            if not self._owed and self._last_failed:
+                self._said("journal_write_resumed")
+        return changed
+
+    def _said(self, event: str, **fields: Any) -> None:
+        """One line about the journal's health, at error level while it fails."""
+        self._last_failed = event == "journal_write_failed"
+        if self._log is not None:
+            level = self._log.error if self._last_failed else self._log.info
+            level(event, path=str(self.path), **fields)
 
     def _read(self, where: str, args: tuple[Any, ...]) -> list[JournalEntry]:
         with self._lock:
@@ -274,13 +340,16 @@ _HOST_FAULTS = frozenset(
 )
 
 
+def _host_fault(exc: Exception) -> bool:
+    """Whether SQLite failed for the host (a full disk, I/O, no memory)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _HOST_FAULTS
+
+
 def _refused(message: str, exc: Exception) -> RunnerError:
     """``HostFaultError`` for a full disk, an I/O error or no memory; else
     ``ConfigError``."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None and code & 0xFF in _HOST_FAULTS:
-        return HostFaultError(message)
-    return ConfigError(message)
+    return HostFaultError(message) if _host_fault(exc) else ConfigError(message)
 
 
 def _create_private(path: Path) -> None:
