@@ -2,9 +2,10 @@
 
 It loads ``Settings``, sets up logs and signals, builds the objects and wires them
 together; it is the only module that reads ``Settings``, imports click, echoes or
-exits. ``RunnerError`` becomes a message and an exit code here and nowhere else
-(click style): 0 clean stop, 1 crash, 2 usage, 4 ``run --local`` ended with instances
-that did not finish, 78 configuration.
+exits. An error becomes a message and an exit code here and nowhere else, through
+one table (``EXIT_CODES``, click style): 0 clean stop, 1 crash (or a ``RunnerError``
+with no row), 2 usage, 4 ``run --local`` ended with instances that did not finish,
+75 the host failed the start for now (the unit restarts), 78 configuration.
 
 The daemon itself is put together and dispatched by ``daemon.py`` (and ``run
 --local`` by ``localrun.py``): they are the rest of the composition root.
@@ -21,11 +22,39 @@ import click
 
 from runner import daemon, localrun, localwatch, logs
 from runner.config import load_settings, split_http_address
-from runner.errors import ConfigError, RunnerError
+from runner.errors import (
+    EX_CONFIG,
+    EX_TEMPFAIL,
+    ConfigError,
+    HostFaultError,
+    RunnerError,
+)
 from runner.pipelinefile import Definition
 from runner.signals import STOP_SIGNALS, Signals
 
 EXIT_UNFINISHED = 4
+EXIT_CRASH = 1
+#: The one table from an error to the exit code: the first row the error is an
+#: instance of. ``local``'s own start-up error maps by name (an island's class).
+EXIT_CODES: tuple[tuple[type[Exception], int], ...] = (
+    (HostFaultError, EX_TEMPFAIL),
+    (ConfigError, EX_CONFIG),
+    (RunnerError, EXIT_CRASH),
+)
+
+
+def exit_code(exc: Exception) -> int:
+    """The exit code ``exc`` ends the command with (``EXIT_CODES``)."""
+    for kind, code in EXIT_CODES:
+        if isinstance(exc, kind):
+            return code
+    return EX_CONFIG if type(exc).__name__ == "StartupError" else EXIT_CRASH
+
+
+def _fail(command: str, exc: Exception) -> None:
+    """Say why ``command`` cannot go on, and exit with the code ``exc`` maps to."""
+    click.echo(f"{command}: {exc}", err=True)
+    sys.exit(exit_code(exc))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -169,8 +198,7 @@ def run(
             settings = load_settings(config_file=config_file, overrides=overrides)
             code = daemon.serve(settings)
     except RunnerError as exc:
-        click.echo(f"dp-runner: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _fail("dp-runner", exc)
     sys.exit(code)
 
 
@@ -226,8 +254,7 @@ def doctor(config_file: Path | None, probe_poll: bool, **flags: Any) -> None:
         settings = load_settings(config_file=config_file, overrides=overrides)
         logs.configure(log_format="json", level="critical")  # the lines are the output
     except ConfigError as exc:
-        click.echo(f"dp-runner doctor: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _fail("dp-runner doctor", exc)
     target = diagnosis.Target(
         region=settings.region,
         endpoint_url=settings.endpoint_url,
@@ -259,27 +286,32 @@ def doctor(config_file: Path | None, probe_poll: bool, **flags: Any) -> None:
 def healthcheck(
     config_file: Path | None, http_address: str | None, ready: bool
 ) -> None:
-    """Exit 0 when the runner at http_address is healthy, else 1."""
+    """Exit 0 when the runner at http_address is healthy, else 1 (78 when it
+    cannot be asked: a configuration error, as ``run`` says it)."""
     from runner import health  # noqa: PLC0415 - only this command
 
     try:
-        settings = load_settings(
-            config_file=config_file, overrides={"http_address": http_address}
-        )
+        address = _health_address(config_file, http_address)
     except ConfigError as exc:
-        click.echo(f"dp-runner healthcheck: {exc}", err=True)
-        sys.exit(1)
-    if settings.http_address is None:
-        click.echo(
-            "dp-runner healthcheck: http_address is not set (--http-address, "
-            "DP_RUNNER_HTTP_ADDRESS or the config file)",
-            err=True,
-        )
-        sys.exit(1)
-    host, port = split_http_address(settings.http_address)
+        _fail("dp-runner healthcheck", exc)
+        return
+    host, port = split_http_address(address)
     ok, why = health.check(host, port, "/readyz" if ready else "/healthz")
     click.echo(f"dp-runner healthcheck: {why}", err=not ok)
     sys.exit(0 if ok else 1)
+
+
+def _health_address(config_file: Path | None, http_address: str | None) -> str:
+    """The runner's ``http_address`` from the settings. Raises ``ConfigError``."""
+    settings = load_settings(
+        config_file=config_file, overrides={"http_address": http_address}
+    )
+    if settings.http_address is None:
+        raise ConfigError(
+            "http_address is not set (--http-address, "
+            "DP_RUNNER_HTTP_ADDRESS or the config file)"
+        )
+    return settings.http_address
 
 
 @main.command()
@@ -351,8 +383,7 @@ def local(  # noqa: PLR0917 - click passes each option positionally
         )
         service.start()
     except StartupError as exc:  # a port in use, a state file it cannot use
-        click.echo(f"dp-runner local: {exc}", err=True)
-        sys.exit(ConfigError.exit_code)
+        _fail("dp-runner local", exc)
     signals = Signals()
     signals.install()
     click.echo(

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import structlog
 
+from runner import cli
 from runner.errors import HostFaultError
 from runner.localservice import LocalService
 from runner.task.journal import Journal
@@ -88,7 +89,7 @@ def test_a_journal_on_a_full_disk_is_a_host_fault_not_a_config_error(
     fill(small_fs)
     with pytest.raises(HostFaultError) as raised:
         Journal.open(small_fs / "journal.db", log=structlog.get_logger())
-    assert raised.value.exit_code == 75
+    assert cli.exit_code(raised.value) == 75
 
 
 def readyz(address: str) -> tuple[int, str]:

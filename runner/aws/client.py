@@ -38,14 +38,10 @@ from runner.aws.retries import RetryPolicies as RetryPolicies  # noqa: PLC0414 -
 from runner.aws.retries import RetryPolicy as RetryPolicy  # noqa: PLC0414 - re-export
 from runner.aws.retries import call_with_retries, retry_until
 from runner.aws.session import credential_secrets, datapipeline_client, new_session
-from runner.aws.translate import (
-    FOREIGN_ERRORS,
-    THROTTLING_CODES,
-    CredentialsRejectedError,
-    translate,
-)
+from runner.aws.translate import FOREIGN_ERRORS, THROTTLING_CODES, translate
 from runner.errors import (
     ConfigError,
+    CredentialsRejectedError,
     RejectedRequestError,
     ServiceError,
     TaskNotFoundError,
