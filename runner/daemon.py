@@ -32,6 +32,7 @@ import gc
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -66,6 +67,9 @@ RUNNER_UMASK = 0o077
 #: The dispatcher's longest wait between two looks at the housekeeping.
 MAIN_LOOP_S = 1.0
 JOURNAL_NAME = "journal.db"
+#: Orphan reaping scans the process table: often enough to keep zombies few,
+#: rarely enough that an idle runner stays near 0 % CPU.
+REAP_EVERY_S = 5.0
 #: How long a stopped recovery's status try in flight is waited for.
 RECOVERY_ABANDON_S = 2.0
 #: The S3 read timeout is max(this, kill_grace): a stop leaves a hung transfer
@@ -311,6 +315,7 @@ def dispatch(runner: Runner) -> None:
     inbox, expire the drain, do the housekeeping; then stop the worker."""
     shutdown, worker = runner.shutdown, runner.worker
     notifier = probes.Notifier(runner.liveness, worker, shutdown, runner.log)
+    reaper = _Reaper(runner.journal, runner.log)
     stop_signals = 0
     while True:
         request = runner.signals.next(_next_wait_s(shutdown))
@@ -323,6 +328,7 @@ def dispatch(runner: Runner) -> None:
             if worker.idle():
                 break
         worker.housekeeping()
+        reaper.reap()
         notifier.notify()
     worker.stop()
     if runner.http is not None:
@@ -337,6 +343,28 @@ def dispatch(runner: Runner) -> None:
         outcomes=dict(stats.outcomes),
         terminate_requested=stats.terminate_requested,
     )
+
+
+class _Reaper:
+    """Reaps the orphans the runner adopted as subreaper, at most every
+    ``REAP_EVERY_S``: never a process the journal names (a running attempt's, or
+    one a recovery could not kill), nor one a ``Supervisor`` owns."""
+
+    def __init__(
+        self, journal: Journal, log: structlog.typing.FilteringBoundLogger
+    ) -> None:
+        self._journal = journal
+        self._log = log
+        self._last = 0.0
+
+    def reap(self) -> None:
+        now = time.monotonic()
+        if now - self._last < REAP_EVERY_S:
+            return
+        self._last = now
+        owned = [e.pid for e in self._journal.entries() if e.pid is not None]
+        for pid in supervisor.reap_orphans(owned):
+            self._log.info("orphan_reaped", pid=pid)
 
 
 def _act(runner: Runner, request: Request, *, second_signal: bool) -> None:

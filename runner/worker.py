@@ -40,7 +40,6 @@ from typing import Any
 
 import structlog
 
-from runner import supervisor
 from runner.aws.client import CALL_TIMEOUT_S, Client
 from runner.aws.s3 import S3
 from runner.drain import Shutdown
@@ -63,9 +62,6 @@ POLLER_JOIN_S = 1.0
 #: Pruning runs at most this often, and 24 times within ``keep_attempts`` at least
 #: (so ``keep_attempts = 0`` prunes at every housekeeping pass).
 PRUNE_EVERY_S = 3600.0
-#: Orphan reaping scans the process table: often enough to keep zombies few,
-#: rarely enough that an idle runner stays near 0 % CPU.
-REAP_EVERY_S = 5.0
 
 __all__ = ["Worker", "WorkerStatistics", "default_hostname"]
 
@@ -120,7 +116,6 @@ class Worker:
         self._books = WorkerBooks(max_tasks)
         self._liveness = liveness
         self._last_prune = 0.0
-        self._last_reap = 0.0
         self._runner_heartbeat = Heartbeat(
             self._beat_runner,
             interval_s=runner_heartbeat_interval,
@@ -228,15 +223,9 @@ class Worker:
 
     def housekeeping(self) -> None:
         """Called by the dispatcher: make the journal's owed writes again (every
-        ``journal.RETRY_EVERY_S``), reap adopted orphans, prune old attempts."""
+        ``journal.RETRY_EVERY_S``), prune old attempts. (Reaping adopted orphans is
+        the daemon's: the worker never touches processes.)"""
         self._journal.retry()
-        now = time.monotonic()
-        if now - self._last_reap < REAP_EVERY_S:
-            return
-        self._last_reap = now
-        owned = [e.supervisor.pid for e in self._executions() if e.supervisor]
-        for pid in supervisor.reap_orphans(owned):
-            self._log.info("orphan_reaped", pid=pid)
         every_s = min(PRUNE_EVERY_S, self._keep_attempts * 86400.0 / 24)
         if time.monotonic() - self._last_prune >= every_s:
             self._prune()
