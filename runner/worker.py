@@ -11,8 +11,9 @@ Threads (style.md), every one made at ``start`` and joined at ``stop``:
 * ``task-slot-<n>``, ``max_tasks`` of them: each takes a task, runs its
   ``Execution`` (renamed ``task-<digest>`` meanwhile, for stack dumps), and gives
   its slot back. The ``Execution`` owns its ``task-<digest>-progress`` heartbeat.
-* ``runner-heartbeat``: ReportTaskRunnerHeartbeat for every group. ``terminate:
-  true`` is put in the dispatcher's inbox, as a signal would be.
+* ``runner-heartbeat``: ReportTaskRunnerHeartbeat for every group
+  (``runnerbeat.RunnerBeat``, and its preflight). ``terminate: true`` is put in
+  the dispatcher's inbox, as a signal would be.
 
 Given a ``Liveness``, the pollers and the heartbeats are watched (``liveness.py``):
 a poller must come round within the poll's read timeout plus its longest
@@ -40,13 +41,12 @@ from typing import Any
 
 import structlog
 
-from runner.aws.client import CALL_TIMEOUT_S, Client
+from runner.aws.client import Client
 from runner.aws.s3 import S3
 from runner.drain import Shutdown
-from runner.errors import ConfigError, RejectedRequestError, TransientServiceError
-from runner.heartbeat import Heartbeat
 from runner.liveness import Liveness
-from runner.signals import TERMINATE, WAKE, Request
+from runner.runnerbeat import RunnerBeat
+from runner.signals import WAKE, Request
 from runner.task.execution import Execution, ExecutionResult, ExecutionSettings
 from runner.task.journal import Journal
 from runner.taskmodel import StopReason
@@ -116,14 +116,16 @@ class Worker:
         self._books = WorkerBooks(max_tasks)
         self._liveness = liveness
         self._last_prune = 0.0
-        self._runner_heartbeat = Heartbeat(
-            self._beat_runner,
+        self._runner_beat = RunnerBeat(
+            client=client,
+            taskrunner_id=taskrunner_id,
+            groups=worker_groups,
+            hostname=hostname,
             interval_s=runner_heartbeat_interval,
-            name="runner-heartbeat",
+            requests=requests,
+            books=self._books,
             log=log,
-            first_delay_s=0.0,
             liveness=liveness,
-            call_timeout_s=CALL_TIMEOUT_S,
         )
         self._threads = [
             threading.Thread(
@@ -139,32 +141,15 @@ class Worker:
     # ----------------------------------------------------------------- public
 
     def preflight(self) -> None:
-        """One runner heartbeat per group before anything starts, so that bad
-        credentials, a wrong endpoint or a missing permission stop the runner at
-        once with a clear message (``ConfigError``, exit 78) instead of a log of
-        failed polls. A transient failure only warns: the service may come back."""
-        try:
-            self._beat_runner(once=True)
-        except RejectedRequestError as exc:
-            said = exc.message or "(the service gave no message)"
-            raise ConfigError(
-                f"the Data Pipeline service refused this runner ({exc.code}): "
-                f"{said}. Check the credentials, region and endpoint_url "
-                "(dp-runner doctor checks each)."
-            ) from exc
-        except TransientServiceError as exc:
-            self._log.warning(
-                "service_unreachable",
-                error=exc.code,
-                message=exc.message or "(no message)",
-                detail="polling starts all the same and backs off up to 60 s",
-            )
+        """The runner heartbeat's preflight (``RunnerBeat.preflight``): raises
+        ``ConfigError`` when the service refuses this runner."""
+        self._runner_beat.preflight()
 
     def start(self, **details: Any) -> None:
         """Start the pollers, the task threads and the runner heartbeat; one
         ``worker_started`` line says so, with ``details`` (the daemon's)."""
         self._prune()
-        self._runner_heartbeat.start()
+        self._runner_beat.start()
         for thread in self._threads:
             thread.start()
         self._log.info(
@@ -212,8 +197,7 @@ class Worker:
         HTTP read cannot be interrupted, and its task would not be acknowledged."""
         for _ in range(self._max_tasks):
             self._tasks.put(None)
-        self._runner_heartbeat.stop()
-        self._runner_heartbeat.join(POLLER_JOIN_S)
+        self._runner_beat.stop()
         for thread in self._threads:
             if thread.ident is None:
                 continue  # never started: stopped during the start-up recovery
@@ -373,17 +357,7 @@ class Worker:
             if self._shutdown.requested.is_set():
                 self._requests.put(WAKE)  # the dispatcher may be waiting for idle
 
-    # --------------------------------------------------------------- heartbeat
-
-    def _beat_runner(self, *, once: bool = False) -> None:
-        for group in self._groups:
-            terminate = self._client.report_task_runner_heartbeat(
-                self.taskrunner_id, group, self._hostname, once=once
-            )
-            if terminate and not self._books.terminate_requested:
-                self._books.terminate_requested = True
-                self._log.info("runner_terminate_requested", worker_group=group)
-                self._requests.put(TERMINATE)
+    # ------------------------------------------------------------ housekeeping
 
     def _prune(self) -> None:
         """Prune old attempt folders, never one whose attempt is running or that
