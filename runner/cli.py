@@ -2,10 +2,12 @@
 
 It loads ``Settings``, sets up logs and signals, builds the objects and wires them
 together; it is the only module that reads ``Settings``, imports click, echoes or
-exits. ``RunnerError`` becomes a message and an exit code here and nowhere else
-(click style): 0 clean stop, 1 crash, 2 usage, 4 ``run --local`` ended with instances
-that did not finish, 78 configuration; ``exec`` adds 3 (a precondition FALSE), 4 (the
-activity FAILED) and 5 (stopped by a signal).
+exits. An error becomes a message and an exit code here and nowhere else, through
+one table (``EXIT_CODES``, click style): 0 clean stop, 1 crash (or a ``RunnerError``
+with no row), 2 usage, 4 ``run --local`` ended with instances that did not finish,
+75 the host failed the start for now (the unit restarts), 78 configuration;
+``exec`` adds 3 (a precondition FALSE), 4 (the activity FAILED) and 5 (stopped by a
+signal).
 
 The daemon itself is put together and dispatched by ``daemon.py`` (and ``run
 --local`` by ``localrun.py``): they are the rest of the composition root.
@@ -16,18 +18,46 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from runner import daemon, execone, localrun, localwatch, logs, migration
 from runner.config import load_settings
-from runner.errors import ConfigError, RunnerError
+from runner.errors import (
+    EX_CONFIG,
+    EX_TEMPFAIL,
+    ConfigError,
+    HostFaultError,
+    RunnerError,
+)
 from runner.execslot import ExecUsageError
 from runner.pipelinefile import Definition
 from runner.signals import STOP_SIGNALS, Signals
 
 EXIT_UNFINISHED = 4
+EXIT_CRASH = 1
+#: The one table from an error to the exit code: the first row the error is an
+#: instance of. ``local``'s own start-up error maps by name (an island's class).
+EXIT_CODES: tuple[tuple[type[Exception], int], ...] = (
+    (HostFaultError, EX_TEMPFAIL),
+    (ConfigError, EX_CONFIG),
+    (RunnerError, EXIT_CRASH),
+)
+
+
+def exit_code(exc: Exception) -> int:
+    """The exit code ``exc`` ends the command with (``EXIT_CODES``)."""
+    for kind, code in EXIT_CODES:
+        if isinstance(exc, kind):
+            return code
+    return EX_CONFIG if type(exc).__name__ == "StartupError" else EXIT_CRASH
+
+
+def _fail(command: str, exc: Exception) -> NoReturn:
+    """Say why ``command`` cannot go on, and exit with the code ``exc`` maps to."""
+    click.echo(f"{command}: {exc}", err=True)
+    sys.exit(exit_code(exc))
 
 
 class _Main(click.Group):
@@ -194,8 +224,7 @@ def run(
             settings = load_settings(config_file=config_file, overrides=overrides)
             code = daemon.serve(settings)
     except RunnerError as exc:
-        click.echo(f"dp-runner: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _fail("dp-runner", exc)
     sys.exit(code)
 
 
@@ -299,8 +328,7 @@ def exec_(  # noqa: PLR0917 - click passes each option
     except ExecUsageError as exc:
         raise click.UsageError(str(exc)) from exc
     except RunnerError as exc:
-        click.echo(f"dp-runner exec: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _fail("dp-runner exec", exc)
     verdict = outcome.verdict
     if verdict.code != 0:
         click.echo(f"dp-runner exec: {slot.instance_id} {verdict.line()}", err=True)
@@ -339,8 +367,7 @@ def doctor(config_file: Path | None, probe_poll: bool, **flags: Any) -> None:
         settings = load_settings(config_file=config_file, overrides=overrides)
         logs.configure(log_format="json", level="critical")  # the lines are the output
     except ConfigError as exc:
-        click.echo(f"dp-runner doctor: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _fail("dp-runner doctor", exc)
     target = diagnosis.Target(
         region=settings.region,
         endpoint_url=settings.endpoint_url,
@@ -449,8 +476,7 @@ def local(  # noqa: PLR0917 - click passes each option positionally
         )
         service.start()
     except StartupError as exc:  # a port in use, a state file it cannot use
-        click.echo(f"dp-runner local: {exc}", err=True)
-        sys.exit(ConfigError.exit_code)
+        _fail("dp-runner local", exc)
     signals = Signals()
     signals.install()
     click.echo(

@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     lease_timeout: float = Field(default=240.0, gt=0, lt=SERVICE_LEASE_S)
     kill_grace: float = Field(default=10.0, ge=0, le=600)
     drain_timeout: float = Field(default=60.0, ge=0, le=86400)
+    #: How long the final statuses may retry once the runner stops, and the whole
+    #: start-up recovery (drain.STATUS_BUDGET_S).
+    status_budget: float = Field(default=30.0, gt=0, le=900)
     work_dir: Path = Field(default_factory=lambda: default_work_dir(os.environ))
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -1,25 +1,13 @@
-"""The daemon: how one ``dp-runner run`` is put together, and its main thread.
+"""The daemon: how one ``dp-runner run`` is put together and started.
 
 Owns: ``build`` (logs, the locked work dir, the clients, the one shutdown state, the
 worker, from ``Settings``), ``open_work_dir`` (the umask, the ``run_as`` user, the
-work dir's folder and lock), ``serve`` (the daemon's whole life) and ``dispatch``,
-the main thread's loop: the one dispatcher of the shutdown state. This module and
-``localrun`` are the composition root with ``cli``, split out of it by size: they
-read ``Settings``; nothing below them does.
+work dir's folder and lock), ``start`` (the start-up recovery, then the worker) and
+``serve`` (the daemon's whole life); its main thread's loop is ``dispatcher.py``'s.
+This module and ``localrun`` are the composition root with ``cli``, split out of it
+by size: they read ``Settings``; nothing below them does.
 
 Must not: exit, echo, or import click (``cli`` turns results into exit codes).
-
-Why one dispatcher (gunicorn's arbiter, amazon-ssm-agent's ``blockUntilSignaled``):
-signal handlers only queue the signal number, and the runner heartbeat's
-``terminate: true`` and the end of ``run --local`` are queued the same way. Only the
-dispatcher changes the shutdown state, so every request takes one path: the first
-stop begins the drain (polls and every backoff of polls and heartbeats end at once),
-the drain running out sets DRAIN_EXPIRED on running attempts, a second stop signal
-hurries them (FAST_STOP), and the loop ends once no task runs. The loop wakes for
-each request, at the drain's deadline, and at least every ``MAIN_LOOP_S`` for
-housekeeping (reaping, pruning) and systemd (``probes.Notifier``: the watchdog only
-while every poller and heartbeat comes round, the status line, the stop timeout
-extended while draining).
 
 With ``http_address``, ``start`` opens ``/healthz``, ``/readyz`` and ``/metrics``
 (``health.py``, ``metrics.py``), imported only then: prometheus-client and the HTTP
@@ -30,10 +18,8 @@ from __future__ import annotations
 
 import gc
 import os
-import signal
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+import threading
+from typing import Any
 
 import structlog
 
@@ -41,45 +27,24 @@ from runner import __version__, ec2, logs, logship, probes, runas, supervisor, s
 from runner.aws.client import Client
 from runner.aws.s3 import S3
 from runner.config import Settings, split_http_address
+from runner.dispatcher import Runner, dispatch, request_name
 from runner.drain import Shutdown
 from runner.liveness import Liveness
-from runner.signals import DUMP_SIGNAL, STOP_SIGNALS, WAKE, Request, Signals
+from runner.signals import DUMP_SIGNAL, STOP_SIGNALS, TERMINATE, WAKE, Signals
 from runner.task.execution import ExecutionSettings
 from runner.task.journal import Journal
-from runner.task.recovery import recover
+from runner.task.recovery import Recovery, recover
 from runner.workdir import WorkDir
 from runner.worker import Worker, default_hostname
 
-if TYPE_CHECKING:
-    from runner.health import HealthServer
-
 #: The runner's umask from ``open_work_dir`` on (its tasks get 077 from Supervisor).
 RUNNER_UMASK = 0o077
-#: The dispatcher's longest wait between two looks at the housekeeping.
-MAIN_LOOP_S = 1.0
 JOURNAL_NAME = "journal.db"
+#: How long a stopped recovery's status try in flight is waited for.
+RECOVERY_ABANDON_S = 2.0
 #: The S3 read timeout is max(this, kill_grace): a stop leaves a hung transfer
 #: behind, and its thread must end soon after (every wait is stoppable).
 S3_MIN_READ_TIMEOUT_S = 1.0
-
-
-@dataclass
-class Runner:
-    """The objects of one ``dp-runner run``, built by ``build``."""
-
-    settings: Settings
-    signals: Signals
-    shutdown: Shutdown
-    log: structlog.typing.FilteringBoundLogger
-    client: Client
-    s3: S3
-    work_dir: WorkDir
-    journal: Journal
-    worker: Worker
-    liveness: Liveness
-    http: HealthServer | None = None
-    #: ``run --local`` on a terminal: writes a line for the person at it.
-    say: Callable[[str], None] | None = None
 
 
 def build(settings: Settings, signals: Signals, session: Any = None) -> Runner:
@@ -92,7 +57,9 @@ def build(settings: Settings, signals: Signals, session: Any = None) -> Runner:
     logs.add_file_log(work_dir.logs_dir())
     journal = Journal.open(work_dir.root / JOURNAL_NAME, log=log)
     shutdown = Shutdown(
-        drain_timeout=settings.drain_timeout, kill_grace=settings.kill_grace
+        drain_timeout=settings.drain_timeout,
+        kill_grace=settings.kill_grace,
+        status_budget_s=settings.status_budget,
     )
     liveness = Liveness()
     client = Client(
@@ -178,13 +145,12 @@ def open_work_dir(
 def start(runner: Runner, **details: Any) -> None:
     """Before the first poll: what the last run left (its trees killed, its unsent
     statuses sent, from the journal), then the worker; ``details`` go on its
-    start-up line."""
-    recovery = recover(
-        runner.journal,
-        runner.client,
-        kill_grace=runner.settings.kill_grace,
-        log=runner.log,
-    )
+    start-up line. A stop signal during the recovery ends it, and the worker is
+    then never started: ``dispatch`` finds the runner stopping and idle."""
+    recovery = _recover(runner)
+    if recovery is None:
+        runner.signals.inbox.put(WAKE)  # the dispatcher: nothing to wait for
+        return
     runner.worker.blocked_attempts = recovery.blocked_attempts
     http_address = _serve_http(runner)
     runner.worker.start(
@@ -198,6 +164,49 @@ def start(runner: Runner, **details: Any) -> None:
         **supervisor.containment().fields(),
         **details,
     )
+
+
+def _recover(runner: Runner) -> Recovery | None:
+    """``recover`` on a thread of its own while this (the main) thread reads the
+    signals: the first stop signal begins the shutdown, which ends the recovery
+    between two rows and cuts its retries short; a status try in flight (up to
+    one read timeout) is abandoned after ``RECOVERY_ABANDON_S``. None: stopped.
+    Raises what ``recover`` raised."""
+    done: list[Recovery] = []
+    failed: list[Exception] = []
+
+    def run() -> None:
+        try:
+            done.append(
+                recover(
+                    runner.journal,
+                    runner.client,
+                    kill_grace=runner.settings.kill_grace,
+                    log=runner.log,
+                    budget_s=runner.shutdown.status_budget_s,
+                    stop=runner.shutdown.requested,
+                )
+            )
+        except Exception as exc:  # noqa: BLE001 - raised again on the main thread
+            failed.append(exc)
+        finally:
+            runner.signals.inbox.put(WAKE)
+
+    thread = threading.Thread(target=run, name="recovery", daemon=True)
+    thread.start()
+    while thread.is_alive() and not runner.shutdown.requested.is_set():
+        request = runner.signals.next(None)
+        if request == DUMP_SIGNAL:
+            runner.signals.dump()
+        elif request in STOP_SIGNALS or request == TERMINATE:
+            runner.shutdown.begin(request_name(request))
+    thread.join(RECOVERY_ABANDON_S)
+    if failed:
+        raise failed[0]
+    if runner.shutdown.requested.is_set():
+        runner.log.info("recovery_stopped", abandoned=thread.is_alive())
+        return None
+    return done[0]
 
 
 def _serve_http(runner: Runner) -> str | None:
@@ -251,67 +260,6 @@ def serve(settings: Settings) -> int:
     if shipper is not None:
         shipper.close(logship.CLOSE_TIMEOUT_S)
     return 0
-
-
-def dispatch(runner: Runner) -> None:
-    """The main thread until the runner has drained: act on each request of the
-    inbox, expire the drain, do the housekeeping; then stop the worker."""
-    shutdown, worker = runner.shutdown, runner.worker
-    notifier = probes.Notifier(runner.liveness, worker, shutdown, runner.log)
-    stop_signals = 0
-    while True:
-        request = runner.signals.next(_next_wait_s(shutdown))
-        if request in STOP_SIGNALS:
-            stop_signals += 1
-        if request is not None:
-            _act(runner, request, second_signal=stop_signals > 1)
-        if shutdown.requested.is_set():
-            worker.expire()
-            if worker.idle():
-                break
-        worker.housekeeping()
-        notifier.notify()
-    worker.stop()
-    if runner.http is not None:
-        runner.http.close()
-    runner.journal.close()
-    stats = worker.statistics()
-    runner.log.info(
-        "runner_stopped",
-        polls=stats.polls,
-        tasks_started=stats.tasks_started,
-        tasks_running=stats.tasks_running,
-        outcomes=dict(stats.outcomes),
-        terminate_requested=stats.terminate_requested,
-    )
-
-
-def _act(runner: Runner, request: Request, *, second_signal: bool) -> None:
-    if request == DUMP_SIGNAL:
-        runner.signals.dump()
-    elif request == WAKE:
-        return
-    elif second_signal and not runner.shutdown.fast.is_set():
-        runner.shutdown.hurry(_name(request))
-        runner.worker.hurry()
-        if runner.say is not None:
-            runner.say("stopping now: running tasks are killed, then reported")
-    elif runner.shutdown.begin(_name(request)):
-        systemd.stopping()
-        runner.worker.drain()
-        if runner.say is not None and request in STOP_SIGNALS:
-            runner.say("draining — Ctrl-C again to stop now")
-
-
-def _name(request: Request) -> str:
-    return signal.Signals(request).name if isinstance(request, int) else request
-
-
-def _next_wait_s(shutdown: Shutdown) -> float:
-    left_s = shutdown.until_expiry_s()
-    if left_s is None or left_s <= 0:
-        return MAIN_LOOP_S
-    return min(MAIN_LOOP_S, left_s)
 
 
 def _s3_read_timeout_s(settings: Settings) -> float:

@@ -13,11 +13,13 @@ execution keeps heartbeating and working while the runner drains (dramatiq stops
 consumers before workers; trio's cancel scopes are state, not exceptions).
 
 The exit is bounded: running tasks get ``drain_timeout``; then their trees get
-``kill_grace``; then each final status gets what is left of ``STATUS_BUDGET_S``
-(``FAST_STATUS_BUDGET_S`` after a second signal). So ``drain_timeout + kill_grace +
-STATUS_BUDGET_S`` bounds the time from the first signal to the exit, and the
-systemd unit's ``TimeoutStopSec`` is derived from it. A status not sent by then
-stays in the journal for the next start.
+``kill_grace``; then each final status gets what is left of ``status_budget_s``
+(the setting ``status_budget``, ``STATUS_BUDGET_S`` by default;
+``FAST_STATUS_BUDGET_S`` after a second signal). So ``drain_timeout + kill_grace +
+status_budget_s`` bounds the time from the first signal to the exit, and the
+systemd unit's ``TimeoutStopSec`` is derived from it at the defaults. A status not
+sent by then stays in the journal for the next start. The same budget bounds the
+whole start-up recovery (``task/recovery.py``): one value for both.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from __future__ import annotations
 import threading
 import time
 
-#: After the drain and the kill, each final status gets at most this long.
+#: After the drain and the kill, each final status gets at most this long, and
+#: the start-up recovery all its statuses together (the default of the setting
+#: ``status_budget``).
 STATUS_BUDGET_S = 30.0
 #: After a second signal, at most this long.
 FAST_STATUS_BUDGET_S = 5.0
@@ -35,9 +39,16 @@ class Shutdown:
     """Thread-safe. ``begin`` starts the drain clock (the first call wins); ``hurry``
     ends the drain at once. Read from any thread."""
 
-    def __init__(self, *, drain_timeout: float, kill_grace: float) -> None:
+    def __init__(
+        self,
+        *,
+        drain_timeout: float,
+        kill_grace: float,
+        status_budget_s: float = STATUS_BUDGET_S,
+    ) -> None:
         self.drain_timeout = drain_timeout
         self.kill_grace = kill_grace
+        self.status_budget_s = status_budget_s
         #: Set by ``begin``: stop polling; backoffs of polls and heartbeats end.
         self.requested = threading.Event()
         #: Set by ``hurry``: kill now; every other backoff ends.
@@ -85,7 +96,7 @@ class Shutdown:
         began, hurried = self._began, self._hurried
         if began is None:
             return None
-        deadline = began + self.drain_timeout + self.kill_grace + STATUS_BUDGET_S
+        deadline = began + self.drain_timeout + self.kill_grace + self.status_budget_s
         if hurried is not None:
             deadline = min(deadline, hurried + FAST_STATUS_BUDGET_S)
         return deadline

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import daemon, execslot, localrun, logs, supervisor
+from runner import daemon, dispatcher, execslot, localrun, logs, supervisor
 from runner.aws import management
 from runner.aws.client import Client
 from runner.aws.session import new_session
@@ -128,7 +128,7 @@ def run(  # noqa: PLR0917 - the CLI's options, passed on
             runner.log,
             runner.say,
         )
-        daemon.dispatch(runner)
+        dispatcher.dispatch(runner)
     finally:
         service.stop()
     verdict = answer.verdict or signaled(runner.shutdown.reason)
@@ -138,7 +138,7 @@ def run(  # noqa: PLR0917 - the CLI's options, passed on
     return Outcome(verdict, runner.work_dir.root, made)
 
 
-def _build(settings: Settings, say: Callable[[str], None] | None) -> daemon.Runner:
+def _build(settings: Settings, say: Callable[[str], None] | None) -> dispatcher.Runner:
     """The runner, as ``run --local`` builds it: signals in, the subreaper on;
     ``say`` kept only when the output is for people. Contained as ``run``
     contains its tasks: the subreaper, and a cgroup of its own where it may."""
@@ -162,7 +162,7 @@ def _submit(client: Client, defn: Definition, slot: Slot, name: str) -> str:
 
 
 def _started(
-    runner: daemon.Runner, pipeline_id: str, definition: Path, slot: Slot
+    runner: dispatcher.Runner, pipeline_id: str, definition: Path, slot: Slot
 ) -> None:
     runner.log.info(
         "exec_submitted",

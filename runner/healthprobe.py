@@ -44,8 +44,9 @@ _READ_LIMIT = 4096
 _LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104 - matched, not bound
 
 
-#: Exit statuses: healthy, not (or no address to ask), a flag it does not know.
-EXIT_HEALTHY, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
+#: Exit statuses: healthy, not, a flag it does not know, and no address to ask
+#: (a configuration error: 78, as ``dp-runner run`` exits for the same setting).
+EXIT_HEALTHY, EXIT_UNHEALTHY, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 78
 
 
 class ProbeError(Exception):
@@ -182,7 +183,7 @@ def main(argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> int:
         if isinstance(exc, UsageError):
             sys.stderr.write(USAGE)
             return EXIT_USAGE
-        return EXIT_UNHEALTHY
+        return EXIT_CONFIG
     ok, why = check(host, port, "/readyz" if flags["ready"] else "/healthz")
     (sys.stdout if ok else sys.stderr).write(f"dp-runner healthcheck: {why}\n")
     return EXIT_HEALTHY if ok else EXIT_UNHEALTHY

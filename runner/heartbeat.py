@@ -20,17 +20,13 @@ Why it is built this way:
   a beat, or inside the beat each try of its calls, which the client ticks) within
   the interval plus ``call_timeout_s``. It leaves the watch only when it ends
   cleanly; one that dies of a bug goes overdue.
-- Heartbeats that come and go with their tasks run on ``BeatThreads``: threads kept
-  from one heartbeat to the next. ``Thread.start`` blocks until the new thread has
-  run, and a thread made and ended per task cost about a tenth of a no-op task's
-  overhead (docs/development.md, "About the per-task overhead"). A heartbeat still
-  starts at once, on a thread of its own: an idle one, or a new one when none is
-  idle, never one that is still busy with another heartbeat's call.
+- Each heartbeat has a thread of its own, made at ``start`` and ended by ``stop``,
+  a task's included: no pool of kept threads (simplicity over the microseconds a
+  thread's start costs a task).
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -67,7 +63,6 @@ class Heartbeat:
         first_delay_s: float | None = None,
         liveness: Liveness | None = None,
         call_timeout_s: float = 0.0,
-        threads: BeatThreads | None = None,
     ) -> None:
         self._fn = fn
         self._liveness = liveness
@@ -84,21 +79,17 @@ class Heartbeat:
         self._failures = 0
         self.error: BaseException | None = None
         self.last_success: float | None = None
-        self._threads = threads
         self._started = False
         self._ended = threading.Event()
 
     def start(self) -> None:
-        """Start beating at once: on a thread of ``threads`` when given, else on a
-        new thread named ``name``. A call after the first does nothing."""
+        """Start beating at once, on a new thread named ``name``. A call after the
+        first does nothing."""
         with self._beats:
             if self._started:
                 return
             self._started = True
-        if self._threads is not None:
-            self._threads.run(self)
-        else:
-            threading.Thread(target=self._run, name=self.name, daemon=True).start()
+        threading.Thread(target=self._run, name=self.name, daemon=True).start()
 
     def stop(self) -> None:
         """Ask the thread to end; it does after the call in progress, if any.
@@ -142,12 +133,11 @@ class Heartbeat:
     def _bound_s(self) -> float:
         return max(self._interval_s, self._first_delay_s or 0.0) + self._call_timeout_s
 
-    def _run(self) -> bool:
-        """The beating, on the calling thread, until ``stop``. True when it ended
-        cleanly; False when it died of a bug (logged, kept in ``error``, and its
-        watch left to go overdue)."""
+    def _run(self) -> None:
+        """The thread's body: the beating until ``stop``, or until it dies of a
+        bug (logged, kept in ``error``, and its watch left to go overdue)."""
         try:
-            return self._beat_until_stopped()
+            self._beat_until_stopped()
         finally:
             self._ended.set()
 
@@ -202,53 +192,3 @@ class Heartbeat:
                 self._failures += 1
                 self.error = error
             self._beats.notify_all()
-
-
-class BeatThreads:
-    """Threads for heartbeats that come and go, kept when their heartbeat ends and
-    given the next one. ``run`` hands a heartbeat to an idle thread, or to a new one
-    when every thread is busy, so it starts at once and never waits behind another
-    heartbeat. A thread bears its heartbeat's name while it runs it, and
-    ``<name>-idle-<n>`` between heartbeats. Thread-safe; the threads are daemons.
-    A thread whose heartbeat died of a bug ends with it (its watch goes overdue)."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._lock = threading.Lock()
-        self._idle: list[queue.SimpleQueue[Heartbeat]] = []
-        self._made = 0
-
-    def run(self, heartbeat: Heartbeat) -> None:
-        """Run ``heartbeat`` on an idle thread, or on a new one. Does not block
-        beyond a new thread's start."""
-        with self._lock:
-            inbox = self._idle.pop() if self._idle else None
-            if inbox is None:
-                self._made += 1
-                made = self._made
-        if inbox is None:
-            inbox = queue.SimpleQueue()
-            name = f"{self._name}-idle-{made}"
-            threading.Thread(
-                target=self._serve, args=(inbox,), name=name, daemon=True
-            ).start()
-        inbox.put(heartbeat)
-
-    def idle(self) -> int:
-        """How many threads wait for a heartbeat now."""
-        with self._lock:
-            return len(self._idle)
-
-    def _serve(self, inbox: queue.SimpleQueue[Heartbeat]) -> None:
-        """A thread's body: each heartbeat handed over, until one dies of a bug
-        (``Heartbeat._run`` catches, logs and keeps the error)."""
-        thread = threading.current_thread()
-        idle_name = thread.name
-        while True:
-            heartbeat = inbox.get()
-            thread.name = heartbeat.name
-            if not heartbeat._run():  # its own body, run on this thread
-                return
-            thread.name = idle_name
-            with self._lock:
-                self._idle.append(inbox)

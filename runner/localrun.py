@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import daemon, logs, supervisor
+from runner import daemon, dispatcher, logs, supervisor
 from runner.aws import management
 from runner.aws.client import Client
 from runner.aws.session import new_session
@@ -133,7 +133,7 @@ def run(  # noqa: PLR0917 - the CLI's options, passed on
             LOCAL_RUN_LIMIT_S,
             retry_delays(defn),
         )
-        daemon.dispatch(runner)
+        dispatcher.dispatch(runner)
         rows = instance_rows(runner.client, pipeline_id)
     finally:
         service.stop()

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.errors import ConfigError
+
 __all__ = [
     "Definition",
     "DefinitionError",
@@ -44,8 +46,9 @@ __all__ = [
 ]
 
 
-class DefinitionError(ValueError):
-    """A definition file that cannot be translated; the message names where and why."""
+class DefinitionError(ConfigError, ValueError):
+    """A definition file that cannot be translated; the message names where and why.
+    A ``ConfigError`` (exit 78), as any input the runner is started with."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,11 +60,13 @@ def ready(
     shutdown: Shutdown,
     within_s: float = READY_WITHIN_S,
 ) -> Verdict:
-    """Polling, and the service answered recently with no failure since."""
+    """Polling, the journal writable, and the service answered recently with no
+    failure since."""
     if shutdown.requested.is_set():
         return False, f"draining ({shutdown.reason})"
-    if not worker.pollers_alive():
-        return False, "a poller has stopped"
+    blocked = _worker_blocked(worker)
+    if blocked is not None:
+        return False, blocked
     stats = client.statistics()
     if stats.last_answer is None:
         return False, "no answer from the service yet"
@@ -74,6 +76,15 @@ def ready(
     if silent_s > within_s:
         return False, f"no answer from the service for {silent_s:.0f} s"
     return True, "ready"
+
+
+def _worker_blocked(worker: Worker) -> str | None:
+    """Why the worker takes no task now, or None."""
+    if not worker.pollers_alive():
+        return "a poller has stopped"
+    if not worker.journal_writable():
+        return "the journal cannot be written (a full disk?): no new task"
+    return None
 
 
 def status_line(stats: WorkerStatistics, shutdown: Shutdown) -> str:

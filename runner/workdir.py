@@ -1,11 +1,13 @@
 """The runner's work dir: where it is, who may enter it, its lock, its stable id,
 and the per-attempt folders.
 
-One runner per work dir: ``WorkDir.lock()`` takes an exclusive ``flock`` on
-``dp-runner.lock`` and holds it for the life of the process, so a second runner on the
-same dir fails at once with ``ConfigError`` (exit 78) instead of sharing attempt
-folders. The kernel drops the lock when the process dies, however it dies, so there is
-no stale-lock cleanup to get wrong.
+One runner per work dir: ``WorkDir.lock()`` takes an exclusive ``flock`` on a
+descriptor of the work dir itself and holds it for the life of the process, so a
+second runner on the same dir fails at once with ``ConfigError`` (exit 78) instead of
+sharing attempt folders and a journal. The lock is the kernel's on the folder, not on
+a file in it: deleting or replacing ``dp-runner.lock`` (which only tells the holder's
+pid) cannot release it. The kernel drops the lock when the process dies, however it
+dies, so there is no stale-lock cleanup to get wrong.
 
 Attempt folders follow the Java runner's layout,
 ``attempts/<pipelineId>/<componentId>/<instanceId>/<attemptId>/`` with ``StdOutput`` and
@@ -51,7 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner import nofollow
-from runner.errors import ConfigError, SpawnError
+from runner.errors import ConfigError, SpawnError, refusal
 from runner.logs import LOG_DIR_NAME
 from runner.nofollow import DIR_FLAGS, PASSABLE_DIR, PRIVATE_DIR
 from runner.runas import RunAs, chown_tree
@@ -96,22 +98,23 @@ class WorkDir:
         ``dir_mode``, and take the runner lock; ``root`` becomes the folder in use.
 
         Raises ``ConfigError`` when the folder cannot be made or used, the lock is
-        a symlink, or another runner holds it."""
+        a symlink, or another runner holds it; ``HostFaultError`` on a full disk,
+        an I/O error or no memory (``errors.TRANSIENT_ERRNOS``)."""
         configured = self.root
         resolved = Path(os.path.realpath(configured))
         try:
             created = _make_folder(resolved)
             fd = os.open(resolved, DIR_FLAGS)
         except OSError as exc:
-            raise ConfigError(
-                f"work_dir={configured}: cannot use it: {exc.strerror}"
+            raise refusal(
+                f"work_dir={configured}: cannot use it: {exc.strerror}", exc
             ) from exc
         fd, root = _own_folder(fd, resolved)
         try:
             mode_was = nofollow.set_mode(fd, self.dir_mode)
             self._lock_fd = _take_lock(fd, root)
         except OSError as exc:
-            raise ConfigError(f"work_dir={root}: cannot use it: {exc}") from exc
+            raise refusal(f"work_dir={root}: cannot use it: {exc}", exc) from exc
         finally:
             os.close(fd)
         self.root = root
@@ -138,7 +141,7 @@ class WorkDir:
                     existing = file.read(4096).decode("utf-8", "replace").strip()
                 return existing or _new_runner_id(dir_fd)
         except OSError as exc:
-            raise ConfigError(nofollow.refusal(path, exc)) from exc
+            raise refusal(nofollow.refusal(path, exc), exc) from exc
 
     def logs_dir(self) -> Path:
         """``logs/`` (0700), made if absent; a folder, never a symlink. Raises
@@ -151,7 +154,7 @@ class WorkDir:
             ):
                 nofollow.set_mode(fd, PRIVATE_DIR)
         except OSError as exc:
-            raise ConfigError(nofollow.refusal(path, exc)) from exc
+            raise refusal(nofollow.refusal(path, exc), exc) from exc
         return path
 
     def attempt_paths(self, *parts: str) -> AttemptPaths:
@@ -279,23 +282,40 @@ def _own_folder(fd: int, path: Path) -> tuple[int, Path]:
 
 
 def _take_lock(dir_fd: int, root: Path) -> int:
-    """The lock file, locked, with our pid in it. Raises ``ConfigError``."""
+    """The work dir locked (a descriptor of the folder itself, which is returned
+    and must stay open), and our pid in the lock file. Raises ``ConfigError``."""
+    lock_fd = os.dup(dir_fd)  # its own descriptor: the caller closes ``dir_fd``
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock_fd)
+        raise ConfigError(
+            f"work_dir={root}: another runner (pid {_holder(dir_fd)}) holds it;"
+            " give each runner its own --work-dir"
+        ) from None
     try:
         fd = nofollow.open_private(dir_fd, LOCK_NAME, os.O_RDWR | os.O_CREAT)
     except OSError as exc:
-        raise ConfigError(nofollow.refusal(root / LOCK_NAME, exc)) from exc
+        os.close(lock_fd)
+        raise refusal(nofollow.refusal(root / LOCK_NAME, exc), exc) from exc
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    finally:
         os.close(fd)
-        raise ConfigError(
-            f"work_dir={root}: another runner (pid {holder or 'another process'}) "
-            f"holds {LOCK_NAME}; give each runner its own --work-dir"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
+    return lock_fd
+
+
+def _holder(dir_fd: int) -> str:
+    """The pid the lock file names, for the refusal's message."""
+    try:
+        fd = nofollow.open_private(dir_fd, LOCK_NAME, os.O_RDONLY)
+    except OSError:
+        return "unknown"
+    try:
+        return os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+    finally:
+        os.close(fd)
 
 
 def _new_runner_id(dir_fd: int) -> str:

@@ -11,8 +11,9 @@ Threads (style.md), every one made at ``start`` and joined at ``stop``:
 * ``task-slot-<n>``, ``max_tasks`` of them: each takes a task, runs its
   ``Execution`` (renamed ``task-<digest>`` meanwhile, for stack dumps), and gives
   its slot back. The ``Execution`` owns its ``task-<digest>-progress`` heartbeat.
-* ``runner-heartbeat``: ReportTaskRunnerHeartbeat for every group. ``terminate:
-  true`` is put in the dispatcher's inbox, as a signal would be.
+* ``runner-heartbeat``: ReportTaskRunnerHeartbeat for every group
+  (``runnerbeat.RunnerBeat``, and its preflight). ``terminate: true`` is put in
+  the dispatcher's inbox, as a signal would be.
 
 Given a ``Liveness``, the pollers and the heartbeats are watched (``liveness.py``):
 a poller must come round within the poll's read timeout plus its longest
@@ -40,14 +41,13 @@ from typing import Any
 
 import structlog
 
-from runner import supervisor, tasklabels
-from runner.aws.client import CALL_TIMEOUT_S, Client
+from runner import tasklabels
+from runner.aws.client import Client
 from runner.aws.s3 import S3
 from runner.drain import Shutdown
-from runner.errors import ConfigError, RejectedRequestError, TransientServiceError
-from runner.heartbeat import Heartbeat
 from runner.liveness import Liveness
-from runner.signals import TERMINATE, WAKE, Request
+from runner.runnerbeat import RunnerBeat
+from runner.signals import WAKE, Request
 from runner.task.execution import Execution, ExecutionResult, ExecutionSettings
 from runner.task.journal import Journal
 from runner.taskmodel import StopReason
@@ -63,9 +63,6 @@ POLLER_JOIN_S = 1.0
 #: Pruning runs at most this often, and 24 times within ``keep_attempts`` at least
 #: (so ``keep_attempts = 0`` prunes at every housekeeping pass).
 PRUNE_EVERY_S = 3600.0
-#: Orphan reaping scans the process table: often enough to keep zombies few,
-#: rarely enough that an idle runner stays near 0 % CPU.
-REAP_EVERY_S = 5.0
 
 __all__ = ["Worker", "WorkerStatistics", "default_hostname"]
 
@@ -120,15 +117,16 @@ class Worker:
         self._books = WorkerBooks(max_tasks, tuple(worker_groups))
         self._liveness = liveness
         self._last_prune = 0.0
-        self._last_reap = 0.0
-        self._runner_heartbeat = Heartbeat(
-            self._beat_runner,
+        self._runner_beat = RunnerBeat(
+            client=client,
+            taskrunner_id=taskrunner_id,
+            groups=worker_groups,
+            hostname=hostname,
             interval_s=runner_heartbeat_interval,
-            name="runner-heartbeat",
+            requests=requests,
+            books=self._books,
             log=log,
-            first_delay_s=0.0,
             liveness=liveness,
-            call_timeout_s=CALL_TIMEOUT_S,
         )
         self._threads = [
             threading.Thread(
@@ -144,32 +142,15 @@ class Worker:
     # ----------------------------------------------------------------- public
 
     def preflight(self) -> None:
-        """One runner heartbeat per group before anything starts, so that bad
-        credentials, a wrong endpoint or a missing permission stop the runner at
-        once with a clear message (``ConfigError``, exit 78) instead of a log of
-        failed polls. A transient failure only warns: the service may come back."""
-        try:
-            self._beat_runner(once=True)
-        except RejectedRequestError as exc:
-            said = exc.message or "(the service gave no message)"
-            raise ConfigError(
-                f"the Data Pipeline service refused this runner ({exc.code}): "
-                f"{said}. Check the credentials, region and endpoint_url "
-                "(dp-runner doctor checks each)."
-            ) from exc
-        except TransientServiceError as exc:
-            self._log.warning(
-                "service_unreachable",
-                error=exc.code,
-                message=exc.message or "(no message)",
-                detail="polling starts all the same and backs off up to 60 s",
-            )
+        """The runner heartbeat's preflight (``RunnerBeat.preflight``): raises
+        ``ConfigError`` when the service refuses this runner."""
+        self._runner_beat.preflight()
 
     def start(self, **details: Any) -> None:
         """Start the pollers, the task threads and the runner heartbeat; one
         ``worker_started`` line says so, with ``details`` (the daemon's)."""
         self._prune()
-        self._runner_heartbeat.start()
+        self._runner_beat.start()
         for thread in self._threads:
             thread.start()
         self._log.info(
@@ -182,7 +163,10 @@ class Worker:
         )
 
     def drain(self) -> None:
-        """The shutdown has begun: the pollers stop (they watch it); say so."""
+        """The shutdown has begun: the pollers stop (they watch it), a wind-down
+        under way is cut short (``Execution.drain``); say so."""
+        for execution in self._executions():
+            execution.drain()
         self._log.info(
             "worker_draining",
             running=len(self._executions()),
@@ -214,22 +198,19 @@ class Worker:
         HTTP read cannot be interrupted, and its task would not be acknowledged."""
         for _ in range(self._max_tasks):
             self._tasks.put(None)
-        self._runner_heartbeat.stop()
-        self._runner_heartbeat.join(POLLER_JOIN_S)
+        self._runner_beat.stop()
         for thread in self._threads:
+            if thread.ident is None:
+                continue  # never started: stopped during the start-up recovery
             thread.join(POLLER_JOIN_S if thread.name.startswith("poll-") else None)
             if thread.is_alive():  # a poller in its long poll: normal, said at debug
                 self._log.debug("thread_left_behind", thread=thread.name)
 
     def housekeeping(self) -> None:
-        """Called by the dispatcher: reap adopted orphans, prune old attempts."""
-        now = time.monotonic()
-        if now - self._last_reap < REAP_EVERY_S:
-            return
-        self._last_reap = now
-        owned = [e.supervisor.pid for e in self._executions() if e.supervisor]
-        for pid in supervisor.reap_orphans(owned):
-            self._log.info("orphan_reaped", pid=pid)
+        """Called by the dispatcher: make the journal's owed writes again (every
+        ``journal.RETRY_EVERY_S``), prune old attempts. (Reaping adopted orphans is
+        the daemon's: the worker never touches processes.)"""
+        self._journal.retry()
         every_s = min(PRUNE_EVERY_S, self._keep_attempts * 86400.0 / 24)
         if time.monotonic() - self._last_prune >= every_s:
             self._prune()
@@ -237,6 +218,10 @@ class Worker:
     def statistics(self) -> WorkerStatistics:
         """A snapshot of the counters (``workerbooks``). Thread-safe."""
         return self._books.snapshot()
+
+    def journal_writable(self) -> bool:
+        """False while the journal owes a write the host failed: no new task."""
+        return self._journal.writable
 
     def pollers_alive(self) -> bool:
         """True while every poller thread runs (they end at the shutdown)."""
@@ -260,6 +245,9 @@ class Worker:
             while not stop.is_set():
                 if liveness is not None:
                     liveness.tick()
+                if not self._journal.writable:  # no new task until it is again
+                    stop.wait(POLL_FLOOR_S)
+                    continue
                 if not self._slots.acquire(timeout=POLL_FLOOR_S):
                     continue
                 task = self._poll(group)
@@ -378,17 +366,7 @@ class Worker:
             if self._shutdown.requested.is_set():
                 self._requests.put(WAKE)  # the dispatcher may be waiting for idle
 
-    # --------------------------------------------------------------- heartbeat
-
-    def _beat_runner(self, *, once: bool = False) -> None:
-        for group in self._groups:
-            terminate = self._client.report_task_runner_heartbeat(
-                self.taskrunner_id, group, self._hostname, once=once
-            )
-            if terminate and not self._books.terminate_requested:
-                self._books.terminate_requested = True
-                self._log.info("runner_terminate_requested", worker_group=group)
-                self._requests.put(TERMINATE)
+    # ------------------------------------------------------------ housekeeping
 
     def _prune(self) -> None:
         """Prune old attempt folders, never one whose attempt is running or that

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from runner import cli
 from runner.config import Settings, default_work_dir, load_settings
 from runner.errors import ConfigError
 
@@ -43,7 +44,7 @@ def load(
 def config_error(**kw: Any) -> str:
     with pytest.raises(ConfigError) as info:
         load(**kw)
-    assert info.value.exit_code == 78
+    assert cli.exit_code(info.value) == 78
     return str(info.value)
 
 
@@ -124,7 +125,7 @@ def test_worker_groups_from_env_are_comma_separated(tmp_path: Path) -> None:
 def test_worker_groups_are_required_unless_local() -> None:
     with pytest.raises(ConfigError, match="worker_groups is required") as info:
         load().require_worker_groups()
-    assert info.value.exit_code == 78
+    assert cli.exit_code(info.value) == 78
     env = {"DP_RUNNER_WORKER_GROUPS": "wg"}
     assert load(env=env).require_worker_groups() == ("wg",)
 
@@ -303,7 +304,7 @@ def test_missing_config_file_is_a_config_error(name: str, tmp_path: Path) -> Non
     path = tmp_path / name
     with pytest.raises(ConfigError, match="cannot read config file") as info:
         load_settings(config_file=path, overrides={}, env={})
-    assert info.value.exit_code == 78
+    assert cli.exit_code(info.value) == 78
     assert str(path) in str(info.value)
 
 

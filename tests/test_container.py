@@ -33,11 +33,10 @@ import yaml  # PyYAML comes with awscli, a dev extra
 
 from runner.cli import main as cli
 from runner.config import load_settings
-from runner.daemon import MAIN_LOOP_S
+from runner.dispatcher import MAIN_LOOP_S, REAP_EVERY_S
 from runner.drain import STATUS_BUDGET_S
 from runner.localservice import LocalService
 from runner.signals import STOP_SIGNALS
-from runner.worker import REAP_EVERY_S
 from tests.conftest import (
     REPO,
     RunnerProcess,
@@ -213,7 +212,7 @@ mount -o remount,bind,ro /
 shift 2
 exec "$@"
 """
-#: An adopted zombie is reaped by the dispatcher's housekeeping (worker.py).
+#: An adopted zombie is reaped by the dispatcher (daemon.py).
 REAP_DEADLINE_S = REAP_EVERY_S + MAIN_LOOP_S + 3
 
 

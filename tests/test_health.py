@@ -283,11 +283,11 @@ def test_healthcheck_fails_without_a_listener_or_an_address(
         done = healthcheck("--http-address", f"127.0.0.1:{port}")
     assert done.returncode == 1
     assert "/healthz" in done.stderr
-    assert healthcheck().returncode == 1
+    assert healthcheck().returncode == 78  # a configuration error, as run says it
     assert "http_address is not set" in healthcheck().stderr
     monkeypatch.setenv("DP_RUNNER_HTTP_ADDRESS", "nonsense")
     done = healthcheck()
-    assert done.returncode == 1
+    assert done.returncode == 78
     assert "http_address=nonsense from DP_RUNNER_HTTP_ADDRESS" in done.stderr
 
 

@@ -10,15 +10,14 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from runner.heartbeat import BeatThreads, Heartbeat
-from tests.conftest import wait_for
+from runner.heartbeat import Heartbeat
 
 
 def make(fn, interval_s: float = 0.05, **kwargs: object) -> Heartbeat:  # type: ignore[no-untyped-def]  # test helper
+    kwargs.setdefault("name", "test-beat")
     return Heartbeat(
         fn,
         interval_s=interval_s,
-        name="test-beat",
         log=structlog.get_logger(),
         **kwargs,
     )
@@ -151,22 +150,13 @@ def test_join_before_start_is_true() -> None:
     assert make(lambda: None).join(0.1)
 
 
-def test_beat_threads_keep_a_thread_for_the_next_heartbeat() -> None:
-    threads = BeatThreads("test-progress")
-    seen: list[tuple[threading.Thread, str]] = []
-
-    def record() -> None:
-        thread = threading.current_thread()
-        seen.append((thread, thread.name))
-
+def test_each_heartbeat_has_a_thread_of_its_own_that_ends_with_it() -> None:
+    seen: list[threading.Thread] = []
     for name in ("task-a-progress", "task-b-progress"):
-        beat = Heartbeat(
-            record,
-            interval_s=0.05,
-            name=name,
-            log=structlog.get_logger(),
+        beat = make(
+            lambda: seen.append(threading.current_thread()),
             first_delay_s=0.0,
-            threads=threads,
+            name=name,
         )
         beat.start()
         try:
@@ -174,53 +164,21 @@ def test_beat_threads_keep_a_thread_for_the_next_heartbeat() -> None:
         finally:
             beat.stop()
             assert beat.join(2)
-        wait_for(lambda: threads.idle() == 1, 5, "the thread back, idle")
-    (first, first_name), (second, second_name) = seen[0], seen[-1]
-    assert second is first  # the same thread: no thread made for the second
-    assert (first_name, second_name) == ("task-a-progress", "task-b-progress")
-    assert first.daemon
-    assert first.name == "test-progress-idle-1"
+        seen[-1].join(2)
+        assert not seen[-1].is_alive()  # ended with its heartbeat: none kept
+    first, second = seen[0], seen[-1]
+    assert second is not first
+    assert (first.name, second.name) == ("task-a-progress", "task-b-progress")
 
 
-def test_a_heartbeat_never_waits_for_a_thread_still_in_a_call() -> None:
-    threads = BeatThreads("test-progress")
-    in_call, release = threading.Event(), threading.Event()
-
-    def call() -> None:
-        in_call.set()
-        release.wait(5)
-
-    slow = make(call, first_delay_s=0.0, threads=threads)
-    slow.start()
-    assert in_call.wait(5)
-    slow.stop()  # ends after the call in progress, which goes on
-    beats: list[threading.Thread] = []
-    quick = make(
-        lambda: beats.append(threading.current_thread()),
-        first_delay_s=0.0,
-        threads=threads,
-    )
-    try:
-        quick.start()
-        assert quick.wait_beat(after=0, timeout=2)  # at once, on a new thread
-        assert not slow.join(0)
-    finally:
-        quick.stop()
-        release.set()
-    assert slow.join(2)
-    assert quick.join(2)
-    wait_for(lambda: threads.idle() == 2, 5, "both threads idle")
-
-
-def test_a_thread_whose_heartbeat_died_of_a_bug_is_not_kept() -> None:
-    threads = BeatThreads("test-progress")
+def test_a_thread_whose_heartbeat_died_of_a_bug_ends() -> None:
     died: list[threading.Thread] = []
 
     def bug() -> None:
         died.append(threading.current_thread())
         crashing.set_interval(None)  # type: ignore[arg-type]  # the loop then raises
 
-    crashing = make(bug, first_delay_s=0.0, threads=threads)
+    crashing = make(bug, first_delay_s=0.0)
     with capture_logs() as logs:
         crashing.start()
         assert crashing.join(2)
@@ -228,4 +186,3 @@ def test_a_thread_whose_heartbeat_died_of_a_bug_is_not_kept() -> None:
     assert [e["event"] for e in logs] == ["heartbeat_crashed"]
     died[0].join(2)
     assert not died[0].is_alive()
-    assert threads.idle() == 0

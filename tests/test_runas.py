@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import runas, supervisor
+from runner import cli, runas, supervisor
 from runner.config import load_settings
 from runner.errors import ConfigError
 from runner.runas import CREDENTIAL_VARIABLES, RunAs
@@ -39,7 +39,7 @@ def test_resolve_reads_ids_groups_and_home() -> None:
 def test_resolve_refuses(name: str, euid: int, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as caught:
         runas.resolve(name, euid=euid)
-    assert caught.value.exit_code == 78
+    assert cli.exit_code(caught.value) == 78
 
 
 def test_the_environment_is_the_users_without_the_runners_credentials() -> None:

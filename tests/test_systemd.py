@@ -15,6 +15,7 @@ from runner.aws.client import POLL_READ_TIMEOUT_S
 from runner.aws.retries import RetryPolicies
 from runner.config import Settings
 from runner.drain import STATUS_BUDGET_S
+from runner.errors import EX_CONFIG, EX_TEMPFAIL
 from runner.liveness import SLACK_S
 from tests.conftest import REPO
 from tests.test_install import unit_with_exec_start, verified_exposure
@@ -162,3 +163,15 @@ def test_with_the_run_as_drop_in_the_exposure_is_at_most_3(tmp_path: Path) -> No
     merged.parent.mkdir()
     merged.write_text(base + (REPO / "systemd" / "run-as.conf").read_text())
     assert verified_exposure(merged) <= 3.0
+
+
+def test_the_unit_restarts_on_75_and_never_on_78() -> None:
+    """A start the host failed for now (EX_TEMPFAIL) is retried by systemd; a
+    configuration error (EX_CONFIG) is not."""
+    unit = (Path(__file__).parent.parent / "systemd" / "dp-runner.service").read_text()
+    settings = dict(
+        line.split("=", 1) for line in unit.splitlines() if "=" in line[:40]
+    )
+    assert settings["Restart"] == "on-failure"
+    assert settings["RestartForceExitStatus"].split() == [str(EX_TEMPFAIL)]
+    assert settings["RestartPreventExitStatus"].split() == [str(EX_CONFIG)]

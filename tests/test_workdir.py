@@ -255,3 +255,15 @@ def test_hand_over_without_run_as_changes_nothing(tmp_path: Path) -> None:
     paths = work.attempt("p", "c", "i", "a")
     work.hand_over(paths)
     assert os.stat(paths.workdir).st_uid == os.geteuid()
+
+
+def test_deleting_the_lock_file_does_not_release_the_work_dir(tmp_path: Path) -> None:
+    """The kernel holds the lock on the work dir itself: a second runner (its own
+    open file description) is refused even once ``dp-runner.lock`` is gone."""
+    first = WorkDir(tmp_path / "w")
+    first.lock()
+    (first.root / LOCK_NAME).unlink()
+    with pytest.raises(ConfigError, match="another runner"):
+        WorkDir(tmp_path / "w").lock()
+    first.unlock()
+    WorkDir(tmp_path / "w").lock()  # released with the descriptor

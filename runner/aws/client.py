@@ -38,14 +38,10 @@ from runner.aws.retries import RetryPolicies as RetryPolicies  # noqa: PLC0414 -
 from runner.aws.retries import RetryPolicy as RetryPolicy  # noqa: PLC0414 - re-export
 from runner.aws.retries import call_with_retries, retry_until
 from runner.aws.session import credential_secrets, datapipeline_client, new_session
-from runner.aws.translate import (
-    FOREIGN_ERRORS,
-    THROTTLING_CODES,
-    CredentialsRejectedError,
-    translate,
-)
+from runner.aws.translate import FOREIGN_ERRORS, THROTTLING_CODES, translate
 from runner.errors import (
     ConfigError,
+    CredentialsRejectedError,
     RejectedRequestError,
     ServiceError,
     TaskNotFoundError,
@@ -173,13 +169,21 @@ class Client:
     ) -> bool:
         """Acknowledge (``first``: the ack policy) or keep a task alive; returns
         ``canceled``. Retries end by ``deadline_s`` when that is sooner than the
-        policy's budget, so a heartbeat retry never overruns the next beat."""
+        policy's budget, so a heartbeat retry never overruns the next beat. The
+        ack's retries end at the first stop signal, as the poll's do: a task not
+        yet acknowledged is left for the service to offer again, never started
+        during a drain."""
         request: dict[str, Any] = {"taskId": task_id}
         if fields:
             request["fields"] = [{"key": k, "stringValue": v} for k, v in fields]
         policy = self._policies.ack if first else self._policies.progress
         answer = self.call(
-            "ReportTaskProgress", request, policy, deadline_s=deadline_s, task=task_id
+            "ReportTaskProgress",
+            request,
+            policy,
+            self._both if first else None,
+            deadline_s=deadline_s,
+            task=task_id,
         )
         return bool(answer.get("canceled", False))
 

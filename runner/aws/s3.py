@@ -116,6 +116,7 @@ class S3:
         self._policy = policy
         # one try per transfer: the retry loop is ours (stoppable), not s3transfer's
         self._config = transfer_config or TransferConfig(num_download_attempts=1)
+        self._unthreaded = TransferConfig(num_download_attempts=1, use_threads=False)
         self._botocore_config = Config(
             connect_timeout=min(CONNECT_TIMEOUT_S, read_timeout_s),
             read_timeout=read_timeout_s,
@@ -176,14 +177,19 @@ class S3:
         sse: bool = True,
         stop: threading.Event | None = None,
         policy: RetryPolicy | None = None,
+        threads: bool = True,
     ) -> None:
         """Upload one file; server-side encrypted (AES256) unless ``sse`` is false.
-        ``policy`` replaces this object's retry policy for the call."""
+        ``policy`` replaces this object's retry policy for the call. ``threads``
+        false: the whole upload runs on the calling thread, with no pool of
+        s3transfer's (its threads are joined at the interpreter's exit, so an
+        abandoned upload on them would hold the runner's exit)."""
         bucket, key = parse_s3_uri(uri)
+        config = self._config if threads else self._unthreaded
         self._call(
             uri,
             lambda: self.client.upload_file(
-                str(src), bucket, key, ExtraArgs=_extra(sse), Config=self._config
+                str(src), bucket, key, ExtraArgs=_extra(sse), Config=config
             ),
             stop,
             op="upload",

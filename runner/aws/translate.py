@@ -32,6 +32,7 @@ import urllib3.exceptions
 
 from runner.errors import (
     ConfigError,
+    CredentialsRejectedError,
     RejectedRequestError,
     RunnerError,
     ServiceError,
@@ -77,12 +78,6 @@ FOREIGN_ERRORS = (
     botocore.exceptions.BotoCoreError,
     urllib3.exceptions.HTTPError,
 )
-
-
-class CredentialsRejectedError(RejectedRequestError):
-    """The service refused who we are: expired or unknown keys, a bad signature
-    (often clock skew), or no IAM permission. Never retried; the cli says "bad
-    credentials" and exits non-zero. (Proposed for ``errors.py``.)"""
 
 
 class IncompleteAnswerError(botocore.exceptions.HTTPClientError):  # type: ignore[misc] # untyped base

@@ -82,8 +82,11 @@ class AttemptLog:
                     # the folder is gone, or a symlink was planted: stdout has it
                     self._closed = True
                     return
-            while data:  # a regular file takes it whole, short of a full disk
-                data = data[os.write(self._fd, data) :]
+            try:
+                while data:  # a regular file takes it whole, short of a full disk
+                    data = data[os.write(self._fd, data) :]
+            except OSError:
+                return  # a full disk: the runner's own log still has the line
 
 
 def log_uri(task: Task, log: FilteringBoundLogger) -> str | None:
@@ -100,20 +103,32 @@ def log_uri(task: Task, log: FilteringBoundLogger) -> str | None:
 
 
 def upload(
-    task: Task, s3: S3, paths: AttemptPaths, uri: str, stop: threading.Event
+    task: Task,
+    s3: S3,
+    paths: AttemptPaths,
+    uri: str,
+    stop: threading.Event,
+    *,
+    hurry: threading.Event | None = None,
 ) -> None:
     """Upload the attempt's log files that exist to ``uri/<pipelineId>/<componentId>/
     <instanceId>/<attemptId>/<name>`` (each part made safe). Every file is tried
     (``stop`` ends retry backoffs, never the first try: the logs of a stopped attempt
-    are wanted most); the first ``StagingError`` is raised after the last."""
+    are wanted most) until ``hurry`` is set (the second signal); the first
+    ``StagingError`` is raised after the last. Each file goes up on the calling
+    thread (the step's, a daemon thread): an abandoned upload never holds the
+    runner's exit."""
     parts = (task.pipeline_id, *component_ids(task))
     base = uri.rstrip("/") + "".join("/" + safe_path_part(p) for p in parts)
     files = [paths.stdout, paths.stderr, paths.root / RUNNER_LOG_NAME]
     failed: list[StagingError] = []
     for path in files:
+        if hurry is not None and hurry.is_set():
+            break
         if path.is_file():
             try:
-                s3.upload_file(path, f"{base}/{safe_path_part(path.name)}", stop=stop)
+                key = f"{base}/{safe_path_part(path.name)}"
+                s3.upload_file(path, key, stop=stop, threads=False)
             except StagingError as exc:
                 failed.append(exc)
     if failed:

@@ -16,11 +16,17 @@
                     |- no good heartbeat in lease_timeout -> stop, no status
                     |- attemptTimeout passed --------------> stop, FAILED AttemptTimeout
                     `- drain ran out / second signal ------> stop, FAILED RunnerShutdown
+                  COMMIT: the verdict, journaled
+                    v
                   WIND DOWN: deliver stdout/stderr, upload logs; SetTaskStatus
 
 Every way out is a ``StopReason`` on the attempt's ``StopFlag`` (first reason wins),
 and ``verdict.final_status`` alone maps it, with the outcome, to the final call. The
-progress heartbeat starts at the ack and beats until the final status is sent.
+verdict is journaled when the main step ends, before the wind-down: a stop during the
+wind-down (the runner's shutdown cuts it to ``wind_down_s``) or a crash never changes
+it, so work that ran to its end is never rerun by our doing, and the attempt's
+``TaskRunner.log`` already says why it failed when it is uploaded. The progress
+heartbeat starts at the ack and beats until the final status is sent.
 
 Every wait blocks on the flag: a transfer or a check runs on a ``StepThread`` that a
 stop abandons at once; the process is waited for through its pidfd, which the flag
@@ -29,14 +35,16 @@ are deadlines of those waits, so nothing polls. A stopped attempt winds down in
 bounded time: its tree gets ``kill_grace`` after TERM, then its output and logs get
 ``wind_down_s``; ``hurry`` (the second signal) ends both at once.
 
-This module runs no process, makes no HTTP call and moves no byte itself: the plan's
-steps do, ``Supervisor`` owns the tree, ``Client`` the API. It catches ``Exception``
-only once, at the top of ``run``, so a bug fails one task loudly, not the runner.
+This module keeps the sequence. It runs no process, makes no HTTP call, moves no
+byte and writes no record itself: the plan's steps do, ``Supervisor`` owns the tree,
+``Client`` the API, and ``record.AttemptRecord`` what the attempt leaves behind (its
+folder, journal rows, runner log, wind-down and the status's send). It catches
+``Exception`` only once, at the top of ``run``, so a bug fails one task loudly, not
+the runner.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import time
@@ -46,8 +54,7 @@ from typing import Any
 
 import structlog
 
-from runner import activities, logs, supervisor
-from runner.activities import staging
+from runner import activities, logs
 from runner.aws.client import Client
 from runner.aws.pollanswer import MALFORMED
 from runner.aws.s3 import S3
@@ -55,9 +62,10 @@ from runner.drain import Shutdown
 from runner.errors import ActivityError, SpawnError
 from runner.masking import secret_values
 from runner.supervisor import Supervisor, task_environment
-from runner.task import attemptlogs, commit, references
+from runner.task import attemptlogs, references
 from runner.task.journal import Journal
 from runner.task.progress import Progress
+from runner.task.record import AttemptRecord
 from runner.task.steps import StepRunner, Stopped
 from runner.task.stopflag import StopFlag
 from runner.task.verdict import final_status
@@ -70,6 +78,9 @@ from runner.taskmodel import (
     digest,
 )
 from runner.workdir import WorkDir
+
+#: The stop detail of a wind-down cut short by the runner's shutdown.
+_WIND_DOWN_CUT = "the runner is stopping: the wind-down is cut short"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +126,6 @@ class Execution:
     ) -> None:
         self._raw = raw_task
         self._shutdown = shutdown
-        self._journal = journal
         self._client = client
         self._s3 = s3
         self._work_dir = work_dir
@@ -135,13 +145,26 @@ class Execution:
         )
         self._flag = StopFlag()
         self._progress: Progress | None = None
-        self._attempt_log: attemptlogs.AttemptLog | None = None
         self._steps: StepRunner | None = None
         self.outcome: Outcome | None = None
         self._facts: dict[str, int | str] = {}  # the process's, for task_finished
         self.supervisor: Supervisor | None = None
-        #: The attempt's folder, once opened (pruning keeps it).
-        self.paths: AttemptPaths | None = None
+        self._record = AttemptRecord(
+            self.task_id,
+            self.attempt_id,
+            self.marker,
+            client=client,
+            s3=s3,
+            work_dir=work_dir,
+            journal=journal,
+            shutdown=shutdown,
+            log=self._log,
+        )
+
+    @property
+    def paths(self) -> AttemptPaths | None:
+        """The attempt's folder, once known (pruning keeps it)."""
+        return self._record.paths
 
     def stop(self, reason: StopReason, detail: str = "") -> bool:
         """Stop the attempt for ``reason``; True when it was the first reason."""
@@ -152,7 +175,8 @@ class Execution:
         self._flag.hurry(detail)
 
     def run(self) -> ExecutionResult:
-        """Ack, run, report. Never raises: a bug is logged and reported FAILED."""
+        """Ack, run, report. Never raises: a bug is logged and reported FAILED,
+        unless a verdict was committed before it (that verdict stands)."""
         started = time.monotonic()
         if not self._ack():
             return self._finish(started, None)
@@ -160,19 +184,27 @@ class Execution:
             status = self._attempt(started)
         except Exception as exc:  # noqa: BLE001 - the one catch-all: a bug fails one task
             self._log.exception("execution_crashed")
-            bug = ActivityError("RunnerError", f"dp-runner bug: {exc!r}")
-            status = final_status(self._flag.reason, None, error=bug)
+            record = self._record
+            status = record.committed
+            if not record.verdict_done:
+                bug = ActivityError("RunnerError", f"dp-runner bug: {exc!r}")
+                status = final_status(self._flag.reason, None, error=bug)
+                record.commit(status)
         try:
             if status is not None:
-                self._send_status(status)
-            else:
-                self._journal.attempt_closed(self.task_id)  # no status due; tree gone
+                self._record.send(status)
         finally:
             if self._progress is not None:
                 self._progress.stop()
-            if self._attempt_log is not None:
-                self._attempt_log.close()
+            self._record.close(status)
         return self._finish(started, status)
+
+    def drain(self) -> None:
+        """The runner is stopping: a wind-down under way (or about to start) is cut
+        to ``wind_down_s``; the committed verdict stands. Before the verdict, the
+        drain runs its course (``Worker.expire``)."""
+        if self._record.verdict_done:
+            self._flag.set(StopReason.DRAIN_EXPIRED, _WIND_DOWN_CUT)
 
     # ------------------------------------------------------------ life phases
 
@@ -221,9 +253,13 @@ class Execution:
             error = exc
         except Stopped:
             pass
+        status = self._verdict(task, plan, paths, error)
+        self._record.commit(status)
         if task is not None and paths is not None:
-            self._wind_down(task, plan, paths)
-        return self._verdict(task, plan, paths, error)
+            if self._shutdown.requested.is_set():
+                self._flag.set(StopReason.DRAIN_EXPIRED, _WIND_DOWN_CUT)
+            self._record.wind_down(task, plan, self._steps, self._flag)
+        return status
 
     def _verdict(
         self,
@@ -265,21 +301,10 @@ class Execution:
         return task
 
     def _open_attempt(self, task: Task) -> AttemptPaths:
-        """The attempt folder; from here on the runner's lines about this attempt
-        are also kept in it (``TaskRunner.log``)."""
-        paths = self._work_dir.attempt_paths(
-            activities.safe_path_part(task.pipeline_id or "unknown"),
-            *activities.component_ids(task),
-        )
-        self.paths = paths  # known to pruning before the folder exists
-        self._work_dir.make_attempt(paths)
-        self._journal.attempt_opened(
-            self.task_id, self.attempt_id, paths.root, self.marker
-        )
-        self._attempt_log = attemptlogs.AttemptLog(
-            paths.root / attemptlogs.RUNNER_LOG_NAME
-        )
-        self._log = self._attempt_log.bind(self._log)
+        """The attempt folder (``AttemptRecord.open``); from here on this
+        attempt's lines also go to its ``TaskRunner.log``."""
+        paths = self._record.open(task)
+        self._log = self._record.log
         return paths
 
     def _step_runner(self) -> StepRunner:
@@ -327,10 +352,9 @@ class Execution:
             log=self._log,
             run_as=run_as,
             stdin=stdin,
-            on_cgroup=functools.partial(self._journal.cgroup_opened, self.task_id),
+            on_cgroup=self._record.cgroup_opened,
         )
-        start = supervisor.start_time(child.pid) or time.time()
-        self._journal.process_started(self.task_id, child.pid, child.pid, start)
+        self._record.process_started(child.pid)
         self._log.info("task_started", pid=child.pid)
         self.outcome = outcome = steps.supervise(child)
         if not self._flag.is_set():
@@ -340,46 +364,7 @@ class Execution:
                 raise report.error
         return outcome
 
-    def _wind_down(
-        self, task: Task, plan: activities.Plan | None, paths: AttemptPaths
-    ) -> None:
-        """Deliver the output and upload the logs (``StepRunner.wind_down``: a
-        budget, shorter once stopped); clean the staging folders. Never raises."""
-        steps = list(plan.deliver) if plan is not None else []
-        uri = attemptlogs.log_uri(task, self._log)
-        if uri is not None:
-            event = self._flag.event
-            steps.append(
-                activities.Transfer(
-                    "upload_logs",
-                    lambda: attemptlogs.upload(task, self._s3, paths, uri, event),
-                )
-            )
-        if self._steps is not None:
-            self._steps.wind_down(steps, attemptlogs.UPLOAD_BUDGET_S)
-        staging.cleanup(paths.staging)
-
     # ----------------------------------------------------------------- finish
-
-    def _send_status(self, status: FinalStatus) -> None:
-        """The commit point: journaled first, then sent with the longest retry
-        budget, heartbeats still going; once the runner is stopping, only until the
-        shutdown's status deadline. What is not sent stays in the journal."""
-        shutdown = self._shutdown
-        self._journal.status_pending(self.task_id, status, attempt_id=self.attempt_id)
-        sent = commit.send(
-            self._client,
-            self._journal,
-            self.task_id,
-            status,
-            until=shutdown.status_deadline,
-            wake=(shutdown.requested, shutdown.fast),
-        )
-        if sent.outcome == "dropped":  # the service moved on: TaskNotFound
-            self._log.warning("task_status_dropped", error=sent.error)
-        elif sent.outcome != "sent":  # invalid (our bug) or not sent (journaled)
-            event = f"task_status_{sent.outcome}"
-            self._log.error(event, error=sent.error, message=sent.message)
 
     def _finish(self, started: float, status: FinalStatus | None) -> ExecutionResult:
         """The one canonical ``task_finished`` line."""

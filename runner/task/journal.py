@@ -35,6 +35,18 @@ Why it is built this way:
   earlier boot is known to have no live process.
 - The file and its ``-wal``/``-shm`` companions are mode 0600 (SQLite gives the
   companions the database file's mode), created without following a symlink.
+- A write the host fails (a full disk, an I/O error, no memory) never loses a
+  status and never stops a task: it is logged at error level and owed, and the
+  owed writes are made again, in order, before the next write and at least
+  every ``RETRY_EVERY_S`` (``retry``, from the housekeeping). While any is owed,
+  ``writable`` is False: the worker takes no new task and ``/readyz`` is not
+  ready. The status itself is sent all the same (``execution``); replayed in
+  order, the owed writes leave the row as the attempt left it (closed).
+- Each row names the runner that wrote it (``runner_pid``, ``runner_start``: its
+  pid and psutil create time), so that recovery never touches an attempt whose
+  runner is alive, whatever happened to the work dir's lock. The two columns are
+  added to an older table in place (``_add_columns``): a runner of the
+  previous schema reads its columns by name and ignores them.
 """
 
 from __future__ import annotations
@@ -52,8 +64,8 @@ from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
-from runner.errors import ConfigError
-from runner.supervisor import boot_id
+from runner.errors import ConfigError, HostFaultError, RunnerError, refusal
+from runner.supervisor import boot_id, start_time
 from runner.taskmodel import FinalStatus, TaskStatus, digest
 
 #: Bumped when the table changes; a journal of a newer schema is refused.
@@ -62,8 +74,11 @@ _FILE_MODE = 0o600
 _BUSY_TIMEOUT_S = 5.0  # only another process (the sqlite3 CLI) can hold the lock
 _COLUMNS = (
     "task_id, attempt_id, folder, marker, pid, pgid, proc_start,"
-    " boot_id, run_id, opened_at, status, cgroup"
+    " boot_id, run_id, opened_at, status, cgroup, runner_pid, runner_start"
 )
+#: Columns added to the table of schema 1 in place: the attempt's cgroup, and the
+#: runner that wrote the row.
+_ADDED_COLUMNS = {"cgroup": "TEXT", "runner_pid": "INTEGER", "runner_start": "REAL"}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS attempts (
     task_id    TEXT PRIMARY KEY,
@@ -103,23 +118,44 @@ class JournalEntry:
     status: FinalStatus | None
     #: The attempt's cgroup (a path), where the runner had cgroups.
     cgroup: str | None = None
+    #: The runner that wrote the row (None in a row of an older runner).
+    runner_pid: int | None = None
+    runner_start: float | None = None
 
     @property
     def digest(self) -> str:
         return digest(self.task_id)
 
 
+#: How often owed writes are made again while the journal cannot be written.
+RETRY_EVERY_S = 5.0
+
+
 class Journal:
     """The journal of one runner process. Thread-safe: every method takes the
-    connection's lock and returns once its write is committed. Write errors
-    (a full disk) raise ``sqlite3.Error``."""
+    connection's lock and returns once its write is committed, or owed (the host
+    failed it: see ``writable``). Other write errors raise ``sqlite3.Error``."""
 
-    def __init__(self, db: sqlite3.Connection, path: Path, boot: str) -> None:
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        path: Path,
+        boot: str,
+        log: FilteringBoundLogger | None = None,
+    ) -> None:
         self._db = db
         self._lock = threading.Lock()
+        self._log = log
+        #: Writes the host failed, in order, to be made again (``retry``).
+        self._owed: list[tuple[str, tuple[Any, ...] | dict[str, Any]]] = []
+        self._last_try = 0.0
+        self._last_failed = False
         self.path = path
         self.boot_id = boot
         self.run_id = uuid.uuid4().hex
+        #: This runner, as each row it writes names it.
+        self.runner_pid = os.getpid()
+        self.runner_start = start_time(self.runner_pid)
 
     @classmethod
     def open(cls, path: Path, *, log: FilteringBoundLogger) -> Journal:
@@ -127,7 +163,9 @@ class Journal:
         folder must exist), once per runner. Raises ``ConfigError`` when it is a
         symlink or not a regular file, cannot be opened, or is not a journal of
         this schema: running without the journal could run an attempt beside an
-        orphan, so the operator decides (move it aside to start afresh)."""
+        orphan, so the operator decides (move it aside to start afresh). Raises
+        ``HostFaultError`` instead when the disk is full, or on an I/O error or
+        no memory: the host's fault, for now (exit 75, the unit restarts)."""
         try:
             _create_private(path)
             db = sqlite3.connect(
@@ -136,14 +174,16 @@ class Journal:
                 check_same_thread=False,  # shared by the task threads, under a lock
                 timeout=_BUSY_TIMEOUT_S,
             )
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"journal {path}: cannot open it: {exc}") from exc
+        except OSError as exc:
+            raise refusal(f"journal {path}: cannot open it: {exc}", exc) from exc
+        except sqlite3.Error as exc:
+            raise _refused(f"journal {path}: cannot open it: {exc}", exc) from exc
         try:
             _prepare(db)
         except (sqlite3.Error, ConfigError) as exc:
             db.close()
-            raise ConfigError(f"journal {path}: {exc}") from exc
-        journal = cls(db, path, boot_id())
+            raise _refused(f"journal {path}: {exc}", exc) from exc
+        journal = cls(db, path, boot_id(), log)
         log.info(
             "journal_opened",
             path=str(path),
@@ -163,9 +203,10 @@ class Journal:
         row = self._new_row(task_id, attempt_id, folder=str(folder), marker=marker)
         self._write(
             "INSERT OR REPLACE INTO attempts"
-            " (task_id, attempt_id, folder, marker, boot_id, run_id, opened_at)"
+            " (task_id, attempt_id, folder, marker, boot_id, run_id, opened_at,"
+            " runner_pid, runner_start)"
             " VALUES (:task_id, :attempt_id, :folder, :marker, :boot_id, :run_id,"
-            " :opened_at)",
+            " :opened_at, :runner_pid, :runner_start)",
             row,
         )
 
@@ -175,19 +216,21 @@ class Journal:
         """Right after the spawn: the process, its group and its start time
         (``supervisor.start_time(pid)``). Raises ``LookupError`` when the attempt
         was never opened (a bug: recovery would not know the process)."""
-        if not self._write(
+        changed = self._write(
             "UPDATE attempts SET pid = ?, pgid = ?, proc_start = ? WHERE task_id = ?",
             (pid, pgid, proc_start, task_id),
-        ):
+        )
+        if not changed and self.writable:
             raise LookupError(f"no journal row for task {digest(task_id)}")
 
     def cgroup_opened(self, task_id: str, path: str) -> None:
         """Before anything runs in it: the attempt's cgroup, which recovery kills
         and removes after a crash. Raises ``LookupError`` when the attempt was
         never opened."""
-        if not self._write(
+        changed = self._write(
             "UPDATE attempts SET cgroup = ? WHERE task_id = ?", (path, task_id)
-        ):
+        )
+        if not changed and self.writable:
             raise LookupError(f"no journal row for task {digest(task_id)}")
 
     def status_pending(
@@ -199,8 +242,10 @@ class Journal:
         row = self._new_row(task_id, attempt_id, status=_status_to_json(status))
         self._write(
             "INSERT INTO attempts"
-            " (task_id, attempt_id, boot_id, run_id, opened_at, status)"
-            " VALUES (:task_id, :attempt_id, :boot_id, :run_id, :opened_at, :status)"
+            " (task_id, attempt_id, boot_id, run_id, opened_at, status,"
+            " runner_pid, runner_start)"
+            " VALUES (:task_id, :attempt_id, :boot_id, :run_id, :opened_at, :status,"
+            " :runner_pid, :runner_start)"
             " ON CONFLICT (task_id) DO UPDATE SET status = excluded.status",
             row,
         )
@@ -228,6 +273,20 @@ class Journal:
             ).fetchall()
         return {Path(folder) for (folder,) in rows}
 
+    @property
+    def writable(self) -> bool:
+        """False while a write the host failed is owed (``retry`` makes it)."""
+        return not self._owed
+
+    def retry(self, now: float | None = None) -> bool:
+        """Make the owed writes again, at most every ``RETRY_EVERY_S``; True when
+        none is owed any more. The housekeeping calls it."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if self._owed and now - self._last_try >= RETRY_EVERY_S:
+                self._pay()
+            return not self._owed
+
     def close(self) -> None:
         """Close the connection (a clean stop; SQLite checkpoints the WAL). Later
         calls raise ``sqlite3.ProgrammingError``."""
@@ -243,13 +302,44 @@ class Journal:
             "boot_id": self.boot_id,
             "run_id": self.run_id,
             "opened_at": time.time(),
+            "runner_pid": self.runner_pid,
+            "runner_start": self.runner_start,
             **values,
         }
 
     def _write(self, sql: str, args: tuple[Any, ...] | dict[str, Any]) -> int:
-        """One statement, committed on return; the number of rows it changed."""
+        """One statement, committed on return (after the owed ones); the number of
+        rows it changed. A statement the host fails is owed: 0."""
         with self._lock:
-            return self._db.execute(sql, args).rowcount
+            self._owed.append((sql, args))
+            return self._pay()
+
+    def _pay(self) -> int:
+        """Make the owed writes in order, under the lock; what the last one
+        changed, or 0 when one failed (it and the rest stay owed)."""
+        self._last_try = time.monotonic()
+        changed = 0
+        while self._owed:
+            sql, args = self._owed[0]
+            try:
+                changed = self._db.execute(sql, args).rowcount
+            except sqlite3.Error as exc:
+                if not _host_fault(exc):
+                    self._owed.pop(0)
+                    raise
+                self._said("journal_write_failed", owed=len(self._owed), error=str(exc))
+                return 0
+            self._owed.pop(0)
+            if not self._owed and self._last_failed:
+                self._said("journal_write_resumed")
+        return changed
+
+    def _said(self, event: str, **fields: Any) -> None:
+        """One line about the journal's health, at error level while it fails."""
+        self._last_failed = event == "journal_write_failed"
+        if self._log is not None:
+            level = self._log.error if self._last_failed else self._log.info
+            level(event, path=str(self.path), **fields)
 
     def _read(self, where: str, args: tuple[Any, ...]) -> list[JournalEntry]:
         with self._lock:
@@ -258,6 +348,24 @@ class Journal:
                 args,
             ).fetchall()
         return [_entry(row) for row in rows]
+
+
+#: SQLite's primary result codes of a host at fault for now (not of the file).
+_HOST_FAULTS = frozenset(
+    {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_NOMEM}
+)
+
+
+def _host_fault(exc: Exception) -> bool:
+    """Whether SQLite failed for the host (a full disk, I/O, no memory)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _HOST_FAULTS
+
+
+def _refused(message: str, exc: Exception) -> RunnerError:
+    """``HostFaultError`` for a full disk, an I/O error or no memory; else
+    ``ConfigError``."""
+    return HostFaultError(message) if _host_fault(exc) else ConfigError(message)
 
 
 def _create_private(path: Path) -> None:
@@ -282,15 +390,22 @@ def _prepare(db: sqlite3.Connection) -> None:
     if version > SCHEMA_VERSION:
         raise ConfigError(f"schema {version} is newer than this runner's")
     db.execute(_SCHEMA)
-    columns = {row[1] for row in db.execute("PRAGMA table_info(attempts)")}
-    if "cgroup" not in columns:  # a journal written before the runner had cgroups
-        db.execute("ALTER TABLE attempts ADD COLUMN cgroup TEXT")
+    _add_columns(db)
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _add_columns(db: sqlite3.Connection) -> None:
+    """``cgroup``, ``runner_pid`` and ``runner_start``, added to a table of an
+    older runner that lacks them."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(attempts)")}
+    for name, kind in _ADDED_COLUMNS.items():
+        if name not in present:
+            db.execute(f"ALTER TABLE attempts ADD COLUMN {name} {kind}")
 
 
 def _entry(row: tuple[Any, ...]) -> JournalEntry:
     task_id, attempt_id, folder, marker, pid, pgid, proc_start, boot, run_id = row[:9]
-    opened_at, status, cgroup = row[9:]
+    opened_at, status, cgroup, runner_pid, runner_start = row[9:]
     return JournalEntry(
         task_id=task_id,
         attempt_id=attempt_id,
@@ -304,6 +419,8 @@ def _entry(row: tuple[Any, ...]) -> JournalEntry:
         opened_at=opened_at,
         status=None if status is None else _status_from_json(status),
         cgroup=cgroup,
+        runner_pid=runner_pid,
+        runner_start=runner_start,
     )
 
 

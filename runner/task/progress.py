@@ -1,8 +1,8 @@
 """The progress heartbeat of one task, and the lease it keeps.
 
 Owns: calling ReportTaskProgress every ``interval_s`` on the task's own
-``task-<digest>-progress`` thread (a thread kept from task to task: ``THREADS``),
-from the ack until the final status is sent, turning its answers into stop reasons
+``task-<digest>-progress`` thread, from the ack until the final status is sent,
+turning its answers into stop reasons
 (``canceled: true`` -> CANCELED; the task or pipeline gone -> LOST), and telling
 when the lease runs out: ``lease_timeout`` seconds after the last report that
 succeeded (or the ack).
@@ -26,14 +26,11 @@ from structlog.typing import FilteringBoundLogger
 
 from runner.aws.client import CALL_TIMEOUT_S, Client
 from runner.errors import ServiceError, TaskNotFoundError
-from runner.heartbeat import BeatThreads, Heartbeat
+from runner.heartbeat import Heartbeat
 from runner.taskmodel import StopReason
 
 #: At least this many progress reports fit into a task's reportProgressTimeout.
 BEATS_PER_PROGRESS_TIMEOUT = 3
-#: The threads the progress heartbeats run on, kept from one task to the next:
-#: process-wide, as threads are.
-THREADS = BeatThreads("task-progress")
 
 
 class Progress:
@@ -105,7 +102,6 @@ class Progress:
             log=log,
             liveness=client.liveness,
             call_timeout_s=CALL_TIMEOUT_S,
-            threads=THREADS,
         )
 
     def start(self) -> None:

@@ -25,9 +25,10 @@ from runner import logs
 from runner.aws import management
 from runner.aws.client import Client, RetryPolicies, RetryPolicy
 from runner.aws.retries import call_with_retries
-from runner.aws.translate import CredentialsRejectedError, translate
+from runner.aws.translate import translate
 from runner.errors import (
     ConfigError,
+    CredentialsRejectedError,
     RejectedRequestError,
     TaskNotFoundError,
     TransientServiceError,

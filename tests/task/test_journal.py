@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import structlog
 
@@ -75,6 +76,8 @@ def test_rows_round_trip_from_opened_to_closed(journal: Journal) -> None:
         run_id=journal.run_id,
         opened_at=entry.opened_at,
         status=FAILED,
+        runner_pid=os.getpid(),
+        runner_start=psutil.Process().create_time(),
     )
     assert before <= entry.opened_at <= time.time()
     assert journal.folders() == {Path("/w/a/1")}

@@ -39,6 +39,8 @@ from tests.conftest import SCRIPTS, default_object, shell, submit, wait_for
 LOG = structlog.get_logger()
 WORKER_GROUP = "wg-recovery"
 GRACE = 0.2
+#: The statuses' budget for the whole recovery (``Shutdown.status_budget_s``).
+BUDGET_S = 5.0
 FINISHED = FinalStatus(TaskStatus.FINISHED)
 
 
@@ -187,7 +189,9 @@ def test_a_tree_left_running_is_killed_and_reported_restarted(
     journal_attempt(journal_path, task, pid, None)
     journal = Journal.open(journal_path, log=LOG)
     with capture_logs() as logged:
-        recovery = recover(journal, client, kill_grace=GRACE, log=LOG)
+        recovery = recover(
+            journal, client, kill_grace=GRACE, log=LOG, budget_s=BUDGET_S
+        )
     assert [name for name, p in pids.items() if not gone(p)] == []
     assert (recovery.leftovers, recovery.processes_found, recovery.restarted) == (
         1,
@@ -222,7 +226,7 @@ def test_a_pending_status_is_sent_exactly_once(
     ended.wait(10)
     for _restart in range(2):
         journal = Journal.open(journal_path, log=LOG)
-        recover(journal, client, kill_grace=GRACE, log=LOG)
+        recover(journal, client, kill_grace=GRACE, log=LOG, budget_s=BUDGET_S)
         assert journal.entries() == []
         journal.close()
     (call,) = service.calls("SetTaskStatus")
@@ -249,7 +253,9 @@ def test_a_task_the_service_forgot_is_dropped_with_one_line(
     stale.close()
     journal = Journal.open(journal_path, log=LOG)
     with capture_logs() as logged:
-        recovery = recover(journal, client, kill_grace=GRACE, log=LOG)
+        recovery = recover(
+            journal, client, kill_grace=GRACE, log=LOG, budget_s=BUDGET_S
+        )
     assert (recovery.dropped, recovery.sent, recovery.unsent) == (2, 0, 0)
     dropped = events(logged, "journal_status_dropped")
     assert sorted(e["task_id"] for e in dropped) == sorted(
@@ -285,7 +291,7 @@ def test_a_status_the_service_refuses_stays_for_the_next_start(
             new_client(RetryPolicies(*[slow] * 6)),
             kill_grace=GRACE,
             log=LOG,
-            status_budget_s=0.5,
+            budget_s=0.5,
         )
     assert time.monotonic() - started < 5.0
     assert (recovery.restarted, recovery.unsent, recovery.sent) == (1, 1, 0)
@@ -302,7 +308,9 @@ def test_a_status_the_service_refuses_stays_for_the_next_start(
 
     service.faults.clear()
     journal = Journal.open(journal_path, log=LOG)
-    recovery = recover(journal, new_client(), kill_grace=GRACE, log=LOG)
+    recovery = recover(
+        journal, new_client(), kill_grace=GRACE, log=LOG, budget_s=BUDGET_S
+    )
     assert (recovery.sent, recovery.restarted, recovery.processes_found) == (1, 0, 0)
     calls = service.calls("SetTaskStatus")
     assert len(calls) == tries + 1
@@ -311,19 +319,48 @@ def test_a_status_the_service_refuses_stays_for_the_next_start(
     journal.close()
 
 
-def test_each_status_gets_one_try_once_the_budget_is_spent(
+def test_no_status_is_tried_once_the_budget_is_spent(
     journal_path: Path, service: LocalService, client: Client
+) -> None:
+    """One budget bounds the whole recovery: past it, the rows wait for the next
+    start (before, each still got one try: 8 stalled tries held a start 201 s)."""
+    old = Journal.open(journal_path, log=LOG)
+    for n in range(3):
+        old.status_pending(f"task-{n}", FINISHED)
+    old.close()
+    journal = Journal.open(journal_path, log=LOG)
+    recovery = recover(journal, client, kill_grace=GRACE, log=LOG, budget_s=0)
+    assert recovery.unsent == 3
+    assert service.calls("SetTaskStatus") == []
+    assert len(journal.leftovers()) == 3
+    journal.close()
+
+
+def test_a_stop_ends_the_recovery_and_leaves_the_rows(
+    journal_path: Path, service: LocalService, new_client: Callable[..., Client]
 ) -> None:
     old = Journal.open(journal_path, log=LOG)
     for n in range(3):
         old.status_pending(f"task-{n}", FINISHED)
     old.close()
+    stop = threading.Event()
     service.faults.add("SetTaskStatus", error="InternalServiceError", times=None)
     journal = Journal.open(journal_path, log=LOG)
-    recovery = recover(journal, client, kill_grace=GRACE, log=LOG, status_budget_s=0)
+    threading.Timer(0.3, stop.set).start()
+    started = time.monotonic()
+    slow = RetryPolicy(
+        attempts=1000, budget_s=60.0, wait_initial_s=0.05, wait_max_s=0.1
+    )
+    client = new_client(RetryPolicies(*[slow] * 6))
+    with capture_logs() as logged:
+        recovery = recover(
+            journal, client, kill_grace=GRACE, log=LOG, budget_s=60, stop=stop
+        )
+    assert time.monotonic() - started < 5.0
     assert recovery.unsent == 3
-    assert len(service.calls("SetTaskStatus")) == 3
     assert len(journal.leftovers()) == 3
+    (line,) = events(logged, "journal_recovered")
+    assert line["stopped"] is True
     journal.close()
 
 
@@ -335,7 +372,7 @@ def test_an_attempt_that_never_started_a_process_is_closed_without_status(
 ) -> None:
     journal_attempt(journal_path, lease(), None, None)
     journal = Journal.open(journal_path, log=LOG)
-    recovery = recover(journal, client, kill_grace=GRACE, log=LOG)
+    recovery = recover(journal, client, kill_grace=GRACE, log=LOG, budget_s=BUDGET_S)
     assert (recovery.closed, recovery.restarted, recovery.sent) == (1, 0, 0)
     assert service.calls("SetTaskStatus") == []
     assert journal.entries() == []
@@ -356,7 +393,7 @@ def test_a_row_of_another_boot_kills_nothing_and_reports_restarted(
         db.execute("UPDATE attempts SET boot_id = 'an-earlier-boot'")
     db.close()
     journal = Journal.open(journal_path, log=LOG)
-    recovery = recover(journal, client, kill_grace=GRACE, log=LOG)
+    recovery = recover(journal, client, kill_grace=GRACE, log=LOG, budget_s=BUDGET_S)
     assert not gone(pid)
     assert (recovery.processes_found, recovery.restarted, recovery.sent) == (0, 1, 1)
     (call,) = service.calls("SetTaskStatus")
@@ -369,7 +406,7 @@ def test_nothing_to_recover_calls_nothing(
 ) -> None:
     journal = Journal.open(journal_path, log=LOG)
     journal.attempt_opened("mine", "@A", journal_path.parent, "@A:x")  # this run's
-    recovery = recover(journal, client, kill_grace=GRACE, log=LOG)
+    recovery = recover(journal, client, kill_grace=GRACE, log=LOG, budget_s=BUDGET_S)
     assert recovery.leftovers == 0
     assert service.calls("SetTaskStatus") == []
     assert len(journal.entries()) == 1
@@ -482,3 +519,62 @@ def test_kill_marked_finds_the_journaled_pid_only_with_its_start_time(
     assert not gone(pid)
     assert kill(marker, pid=pid, proc_start=start) == supervisor.Sweep(1, 0)
     assert gone(pid)
+
+
+#: A runner stand-in: opens the journal, writes the attempt's row (the tree's pid
+#: in it), says so, and stays alive until its stdin closes.
+LIVE_RUNNER = """
+import sys
+from pathlib import Path
+import structlog
+from runner import supervisor
+from runner.task.journal import Journal
+path, task_id, attempt_id, marker, pid = sys.argv[1:]
+journal = Journal.open(Path(path), log=structlog.get_logger())
+journal.attempt_opened(task_id, attempt_id, Path(path).parent, marker)
+journal.process_started(task_id, int(pid), int(pid), supervisor.start_time(int(pid)))
+print("written", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_recovery_never_touches_an_attempt_whose_runner_is_alive(
+    tmp_path: Path,
+    journal_path: Path,
+    service: LocalService,
+    client: Client,
+    lease: Callable[[], dict[str, Any]],
+    procs: Started,
+) -> None:
+    task = lease()
+    tree = sleeper(procs, marker_of(task))
+    args = [journal_path, task["taskId"], task["attemptId"], marker_of(task), tree]
+    other = subprocess.Popen(
+        [sys.executable, "-c", LIVE_RUNNER, *map(str, args)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert other.stdout is not None
+        lines = iter(other.stdout.readline, "")
+        assert any(line.strip() == "written" for line in lines)
+        journal = Journal.open(journal_path, log=LOG)
+        with capture_logs() as logged:
+            recovery = recover(
+                journal, client, kill_grace=GRACE, log=LOG, budget_s=BUDGET_S
+            )
+        assert psutil.Process(tree).status() != psutil.STATUS_ZOMBIE  # not killed
+        assert service.calls("SetTaskStatus") == []
+        assert recovery.blocks(task["attemptId"])
+        assert [e["runner_pid"] for e in events(logged, "journal_row_live_runner")] == [
+            other.pid
+        ]
+        (entry,) = journal.entries()  # left whole for its runner
+        assert (entry.runner_pid, entry.pid) == (other.pid, tree)
+    finally:
+        assert other.stdin is not None
+        other.stdin.close()
+        other.wait(10)
+        if other.stdout is not None:
+            other.stdout.close()

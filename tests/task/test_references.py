@@ -123,3 +123,64 @@ def test_other_errors_and_nothing_to_fetch_are_raised_as_they_are(
         plan(no_refs, ctx, fetch)
     assert info.value.error_id == "MissingField"
     assert fetch.calls == []
+
+
+def wire(obj_id: str, **fields: str | dict[str, str]) -> dict[str, Any]:
+    """An object as DescribeObjects returns it."""
+    listed = [
+        {"key": k, "refValue": v["ref"]}
+        if isinstance(v, dict)
+        else {"key": k, "stringValue": v}
+        for k, v in fields.items()
+    ]
+    return {"id": obj_id, "name": obj_id, "fields": listed}
+
+
+def test_references_are_fetched_to_their_closure_one_level_per_fetch(
+    ctx: ActivityContext,
+) -> None:
+    """A CopyActivity whose SqlDataNode is not carried, nor the node's database:
+    two fetches, the node (and its sibling), then the database."""
+    raw = raw_task(
+        {"key": "type", "stringValue": "CopyActivity"},
+        {"key": "input", "refValue": "Items"},
+        {"key": "output", "refValue": "Out"},
+    )
+    fetch = Fetches(
+        {
+            "Items": wire(
+                "Items",
+                type="SqlDataNode",
+                database={"ref": "PgDb"},
+                table="items",
+                selectQuery="SELECT id FROM items",
+            ),
+            "Out": wire("Out", type="S3DataNode", filePath="s3://b/out.csv"),
+            "PgDb": wire(
+                "PgDb",
+                type="JdbcDatabase",
+                connectionString="jdbc:postgresql://127.0.0.1:5432/db",
+                jdbcDriverClass="org.postgresql.Driver",
+                username="u",
+                **{"*password": "p"},
+            ),
+        }
+    )
+    task, _ = plan(raw, ctx, fetch)
+    assert fetch.calls == [["Items", "Out"], ["PgDb"]]
+    assert {"Items", "Out", "PgDb"} <= set(task.objects)
+
+
+def test_references_are_fetched_at_most_three_levels_deep(
+    ctx: ActivityContext,
+) -> None:
+    raw = raw_task(
+        {"key": "type", "stringValue": "ShellCommandActivity"},
+        {"key": "parent", "refValue": "L1"},
+    )
+    chain = {f"L{n}": wire(f"L{n}", parent={"ref": f"L{n + 1}"}) for n in range(1, 6)}
+    fetch = Fetches(chain)
+    with pytest.raises(ActivityError) as info:
+        plan(raw, ctx, fetch)
+    assert info.value.error_id == "MissingField"
+    assert fetch.calls == [["L1"], ["L2"], ["L3"]]
