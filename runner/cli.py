@@ -323,6 +323,13 @@ def healthcheck(
     show_default=True,
     help="aws: AWS's per-account call rates and bursts, in real time.",
 )
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    show_default=True,
+    help="info: one line per request (operation, pipeline, outcome, time).",
+)
 def local(  # noqa: PLR0917 - click passes each option positionally
     host: str,
     port: int,
@@ -331,6 +338,7 @@ def local(  # noqa: PLR0917 - click passes each option positionally
     poll_hold: float,
     runs_on_worker_group: str,
     throttle: str,
+    log_level: str,
 ) -> None:
     """Serve the Data Pipeline API locally (AWS JSON 1.1 over HTTP)."""
     from runner.localservice import (  # noqa: PLC0415 - only this command
@@ -338,7 +346,12 @@ def local(  # noqa: PLR0917 - click passes each option positionally
         StartupError,
     )
 
-    logs.configure()
+    try:
+        localrun.check_service_flags(port, time_scale, poll_hold)
+    except ConfigError as exc:
+        click.echo(f"dp-runner local: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    logs.configure(level=log_level)
     try:
         service = LocalService(
             host,

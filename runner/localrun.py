@@ -67,6 +67,11 @@ DEFAULT_TIME_SCALE = 0.01
 #: How long ``run --local`` waits for its pipeline, in real seconds.
 LOCAL_RUN_LIMIT_S = 3600.0
 VALUES_FLAG = "--parameter-values"
+MAX_PORT = 65535
+#: ``dp-runner local``'s bounds: a clock a thousand times slower is already a week
+#: per ten-minute retry, and AWS holds an empty poll at most 90 s.
+MAX_TIME_SCALE = 1000.0
+MAX_POLL_HOLD_S = 90.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +222,22 @@ def start_service(time_scale: float) -> LocalService:
     )
     service.start()
     return service
+
+
+def check_service_flags(port: int, time_scale: float, poll_hold: float) -> None:
+    """``dp-runner local``'s numbers, each checked before anything starts;
+    ``ConfigError`` (exit 78) naming the flag."""
+    if not 0 <= port <= MAX_PORT:
+        raise ConfigError(f"--port {port}: must be from 0 to {MAX_PORT}")
+    if not 0 < time_scale <= MAX_TIME_SCALE:
+        raise ConfigError(
+            f"--time-scale {time_scale:g}: must be above 0 and at most "
+            f"{MAX_TIME_SCALE:g}"
+        )
+    if not 0 <= poll_hold <= MAX_POLL_HOLD_S:
+        raise ConfigError(
+            f"--poll-hold {poll_hold:g}: must be from 0 to {MAX_POLL_HOLD_S:g} s"
+        )
 
 
 def groups_to_serve(defn: Definition) -> list[str]:

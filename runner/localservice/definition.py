@@ -49,10 +49,18 @@ SERVICE_PRECONDITIONS = {
 # Timeout-type fields that also take "N seconds" (AWS documents minutes and up;
 # the runner and the local service accept seconds for tests and demos).
 SECONDS_OK = frozenset(
-    {"attemptTimeout", "reportProgressTimeout", "retryDelay", "preconditionTimeout"}
+    {
+        "attemptTimeout",
+        "reportProgressTimeout",
+        "retryDelay",
+        "preconditionTimeout",
+        "terminateAfter",
+    }
 )
-_SECONDS = re.compile(r"\s*(\d+)\s*seconds?\s*", re.IGNORECASE)
+_SECONDS = re.compile(r"\s*([0-9]{1,9})\s*seconds?\s*", re.IGNORECASE)
 _MAX_DEPTH = 16
+_NUMBER = re.compile(r"\s*[0-9]{1,12}\s*")
+MAX_NUMBER = 1_000_000
 # Runtime fields an expression may name; validation evaluates with these present.
 RUNTIME_KEYS = (
     "@scheduledStartTime",
@@ -65,6 +73,14 @@ RUNTIME_KEYS = (
     "@attemptCount",
     "@triesLeft",
 )
+
+
+class InvalidFieldError(ValueError):
+    """A field whose value, once evaluated, is not what its key takes."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"Field '{key}': {reason}")
+        self.key = key
 
 
 class Definition:
@@ -217,12 +233,59 @@ class Definition:
             return "cron"
         return "ondemand"
 
-    def period(self, obj_id: str, key: str, default: dt.timedelta) -> dt.timedelta:
-        """The field as a duration; "N seconds" only for the SECONDS_OK keys."""
-        text = self.first(obj_id, key)
+    def period(
+        self,
+        obj_id: str,
+        key: str,
+        default: dt.timedelta,
+        runtime: Mapping[str, object] | None = None,
+    ) -> dt.timedelta:
+        """The field, evaluated in obj_id's context, as a duration ("N seconds"
+        only for the SECONDS_OK keys). Raises InvalidFieldError."""
+        text = self.value(obj_id, key, runtime)
         if not text:
             return default
-        return parse_duration(text) if key in SECONDS_OK else parse_period(text)
+        try:
+            return parse_duration(text) if key in SECONDS_OK else parse_period(text)
+        except ValueError as exc:
+            raise InvalidFieldError(key, self.redact(str(exc))) from exc
+
+    def number(
+        self,
+        obj_id: str,
+        key: str,
+        default: int,
+        runtime: Mapping[str, object] | None = None,
+    ) -> int:
+        """The field, evaluated, as a whole number from 0 to MAX_NUMBER.
+        Raises InvalidFieldError."""
+        text = self.value(obj_id, key, runtime)
+        if not text:
+            return default
+        number = whole_number(text)
+        if number is None:
+            raise InvalidFieldError(
+                key,
+                self.redact(
+                    f"{text[:40]!r} is not a whole number from 0 to {MAX_NUMBER}"
+                ),
+            )
+        return number
+
+    def value(
+        self, obj_id: str, key: str, runtime: Mapping[str, object] | None = None
+    ) -> str | None:
+        """The field's first value with its expressions evaluated (trial runtime
+        values when `runtime` is None). Raises InvalidFieldError."""
+        text = self.first(obj_id, key)
+        if not text or "#{" not in text:
+            return text
+        try:
+            return self.evaluate_text(
+                text, obj_id, trial_runtime("") if runtime is None else runtime
+            ).strip()
+        except (ExpressionError, KeyError, ValueError, TypeError) as exc:
+            raise InvalidFieldError(key, self.redact(f"{exc!s}")) from exc
 
     # ---- parameters and expressions ------------------------------------------
     def evaluate_text(
@@ -289,6 +352,14 @@ class Definition:
         if head in self.objects:
             return head
         raise KeyError(head)
+
+
+def whole_number(text: str) -> int | None:
+    """text as a whole number from 0 to MAX_NUMBER, or None."""
+    if _NUMBER.fullmatch(text) is None:
+        return None
+    number = int(text)
+    return number if number <= MAX_NUMBER else None
 
 
 def in_seconds(text: str) -> bool:

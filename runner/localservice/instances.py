@@ -18,7 +18,7 @@ whether a slot comes from an ondemand activation or a schedule.
 
 from __future__ import annotations
 
-from runner.localservice.definition import Definition
+from runner.localservice.definition import Definition, InvalidFieldError
 from runner.localservice.engine import Engine
 from runner.localservice.model import (
     DATANODE,
@@ -99,6 +99,10 @@ def _attach(engine: Engine, pipeline: Pipeline, defn: Definition, run: Run) -> N
 
 
 def max_retries(defn: Definition, component: str) -> int:
-    """`maximumRetries`, default 2 (DG dp-object-shellcommandactivity)."""
-    retries = defn.first(component, "maximumRetries")
-    return int(retries) if retries else DEFAULT_MAX_RETRIES
+    """`maximumRetries`, evaluated, default 2 (DG dp-object-shellcommandactivity).
+    A value that does not evaluate gives none: the first attempt fails
+    InvalidField (`lifecycle.start_attempt`)."""
+    try:
+        return defn.number(component, "maximumRetries", DEFAULT_MAX_RETRIES)
+    except InvalidFieldError:
+        return 0

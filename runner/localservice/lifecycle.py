@@ -25,7 +25,7 @@ import datetime as dt
 import secrets
 
 from runner.localservice import resources
-from runner.localservice.definition import Definition
+from runner.localservice.definition import Definition, InvalidFieldError
 from runner.localservice.engine import Engine
 from runner.localservice.expressions import ExpressionError
 from runner.localservice.model import (
@@ -45,7 +45,7 @@ from runner.localservice.model import (
     WAITING_FOR_RUNNER,
     WAITING_ON_DEPENDENCIES,
     Run,
-    parse_time,
+    runtime_of,
     wall_time,
 )
 
@@ -57,6 +57,13 @@ DEFAULT_PROGRESS_TIMEOUT = dt.timedelta(minutes=15)
 # unscaled timeout plus the floor: a scaled clock must not beat the runner.
 ATTEMPT_TIMEOUT_GRACE_S = 60.0
 ATTEMPT_TIMEOUT_FLOOR_S = 2.0
+TIMING_FIELDS = (
+    "attemptTimeout",
+    "retryDelay",
+    "reportProgressTimeout",
+    "preconditionTimeout",
+    "lateAfterTimeout",
+)
 
 
 def register(engine: Engine) -> None:
@@ -116,24 +123,11 @@ def _make_ready(engine: Engine, instance: Run, now: float) -> None:
     timeout = defn.first(instance.component, "preconditionTimeout")
     if instance.kind == PRECONDITION and timeout:
         instance.deadline = now + engine.scaled(
-            defn.period(
-                instance.component, "preconditionTimeout", dt.timedelta()
+            period_of(
+                engine, instance, "preconditionTimeout", dt.timedelta(), now
             ).total_seconds()
         )
     start_attempt(engine, instance, now)
-
-
-def runtime_of(instance: Run, now: float) -> dict[str, object]:
-    return {
-        "@scheduledStartTime": parse_time(instance.scheduled_start),
-        "@scheduledEndTime": parse_time(instance.scheduled_end),
-        "@actualStartTime": parse_time(instance.actual_start or wall_time(now)),
-        "@actualEndTime": parse_time(instance.actual_end or wall_time(now)),
-        "@pipelineId": instance.pipeline_id,
-        "@status": instance.status,
-        "@attemptCount": instance.attempt_count,
-        "@triesLeft": instance.tries_left,
-    }
 
 
 def start_attempt(engine: Engine, instance: Run, now: float) -> None:
@@ -165,6 +159,12 @@ def start_attempt(engine: Engine, instance: Run, now: float) -> None:
                 runtime_of(instance, now),
             )
         ]
+        _check_timing_fields(engine, defn, instance, now)
+    except InvalidFieldError as exc:
+        attempt.error_id = "InvalidField"
+        attempt.error_message = str(exc)
+        end_attempt(engine, attempt, FAILED, now, retry=False)
+        return
     except (ExpressionError, KeyError, ValueError, TypeError) as exc:
         attempt.error_id = "ExpressionError"
         attempt.error_message = defn.redact(str(exc))
@@ -172,6 +172,42 @@ def start_attempt(engine: Engine, instance: Run, now: float) -> None:
         return
     engine.enqueue(attempt)
     resources.attempt_queued(engine, instance, now)
+
+
+def _check_timing_fields(
+    engine: Engine, defn: Definition, instance: Run, now: float
+) -> None:
+    """Evaluate, for this instance, every field that times or counts its
+    attempts, and its resource's `terminateAfter`. Raises InvalidFieldError."""
+    runtime = runtime_of(instance, now)
+    for key in TIMING_FIELDS:
+        defn.period(instance.component, key, dt.timedelta(), runtime)
+    defn.number(instance.component, "maximumRetries", 0, runtime)
+    resource = engine.run(instance.pipeline_id, instance.resource)
+    if resource is not None:
+        defn.period(
+            resource.component,
+            "terminateAfter",
+            dt.timedelta(),
+            runtime_of(resource, now),
+        )
+
+
+def period_of(
+    engine: Engine, run: Run, key: str, default: dt.timedelta, now: float
+) -> dt.timedelta:
+    """`key` of the run's component, evaluated for its instance. A field that
+    does not evaluate failed the attempt in `start_attempt` already
+    (InvalidFieldError); should its value turn bad since (it names the clock), the
+    default applies rather than a 500."""
+    defn = engine.definition(engine.pipelines[run.pipeline_id])
+    instance = engine.run(run.pipeline_id, run.instance) if run.instance else run
+    try:
+        return defn.period(
+            run.component, key, default, runtime_of(instance or run, now)
+        )
+    except InvalidFieldError:
+        return default
 
 
 # ---- leases --------------------------------------------------------------------
@@ -192,13 +228,13 @@ def lease(engine: Engine, attempt: Run, now: float, hostname: str) -> str:
     attempt.deadline = now + engine.scaled(ACK_WINDOW_S)
     if not attempt.actual_start:
         attempt.actual_start = wall_time(now)
-    defn = engine.definition(engine.pipelines[attempt.pipeline_id])
-    timeout = defn.period(attempt.component, "attemptTimeout", dt.timedelta())
+    timeout = period_of(engine, attempt, "attemptTimeout", dt.timedelta(), now)
     if timeout and not attempt.attempt_deadline:
-        timeout_s = timeout.total_seconds()
-        attempt.attempt_deadline = now + max(
-            engine.scaled(timeout_s + ATTEMPT_TIMEOUT_GRACE_S),
-            timeout_s + ATTEMPT_TIMEOUT_FLOOR_S,
+        # attemptTimeout bounds real work: it is never scaled, only the grace is
+        attempt.attempt_deadline = (
+            now
+            + timeout.total_seconds()
+            + max(engine.scaled(ATTEMPT_TIMEOUT_GRACE_S), ATTEMPT_TIMEOUT_FLOOR_S)
         )
     engine.tasks[task_id] = (attempt.pipeline_id, attempt.id)
     engine.touch(attempt)
@@ -217,9 +253,8 @@ def _lease_deadline(attempt: Run) -> float:
 
 def report_progress(engine: Engine, attempt: Run, now: float) -> None:
     """An ack (first call) or keep-alive: extend the progress deadline."""
-    defn = engine.definition(engine.pipelines[attempt.pipeline_id])
-    window = defn.period(
-        attempt.component, "reportProgressTimeout", DEFAULT_PROGRESS_TIMEOUT
+    window = period_of(
+        engine, attempt, "reportProgressTimeout", DEFAULT_PROGRESS_TIMEOUT, now
     )
     attempt.deadline = now + engine.scaled(window.total_seconds())
     if not attempt.acked:
@@ -304,7 +339,7 @@ def end_attempt(
 
 
 def _retry_later(engine: Engine, defn: Definition, instance: Run, now: float) -> None:
-    delay = defn.period(instance.component, "retryDelay", DEFAULT_RETRY_DELAY)
+    delay = period_of(engine, instance, "retryDelay", DEFAULT_RETRY_DELAY, now)
     instance.status = WAITING_FOR_RUNNER
     instance.ready_at = now + engine.scaled(delay.total_seconds())
     engine.touch(instance)
@@ -314,7 +349,7 @@ def _retry_later(engine: Engine, defn: Definition, instance: Run, now: float) ->
 def _retry_precondition(
     engine: Engine, defn: Definition, instance: Run, now: float
 ) -> None:
-    delay = defn.period(instance.component, "retryDelay", DEFAULT_RETRY_DELAY)
+    delay = period_of(engine, instance, "retryDelay", DEFAULT_RETRY_DELAY, now)
     if (
         instance.deadline
         and now + engine.scaled(delay.total_seconds()) > instance.deadline
@@ -346,6 +381,8 @@ def end_instance(engine: Engine, instance: Run, status: str, now: float) -> None
     engine.touch(instance)
     if instance.kind == ACTIVITY:
         resources.activity_ended(engine, instance, now)
+        # room for the component's next slot (`schedule`, maxActiveInstances)
+        engine.add_timer(now, "schedule", instance.pipeline_id, "")
     engine.waiting.get(instance.pipeline_id, set()).discard(instance.id)
     for other_id in sorted(engine.waiting.get(instance.pipeline_id, set())):
         other = engine.run(instance.pipeline_id, other_id)
