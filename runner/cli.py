@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from runner import daemon, localrun, localwatch, logs
+from runner import daemon, localflags, localrun, localshow, logs
 from runner.config import load_settings, split_http_address
 from runner.errors import ConfigError, RunnerError
 from runner.pipelinefile import Definition
@@ -123,6 +123,11 @@ def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
             is_flag=True,
             help="With --local: keep the work dir it made, even when all finished.",
         ),
+        click.option(
+            "--quiet",
+            is_flag=True,
+            help="With --local: do not show each finished attempt's output.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -146,6 +151,7 @@ def run(
     parameter_values_uri: str | None,
     *,
     keep: bool,
+    quiet: bool,
     **flags: Any,
 ) -> None:
     """Serve worker groups: poll, run tasks, report (README: Configuration)."""
@@ -156,14 +162,28 @@ def run(
         raise click.UsageError("parameter values go with --local")
     if keep and local_definition is None:
         raise click.UsageError("--keep goes with --local")
+    if quiet and local_definition is None:
+        raise click.UsageError("--quiet goes with --local")
     overrides = {k: v for k, v in flags.items() if v not in (None, ())}
+    unused = localflags.unused_flags(overrides)
+    if unused and local_definition is not None:
+        raise click.UsageError(
+            f"run --local does not use {', '.join(unused)}: it serves the "
+            "definition's own worker groups on its own embedded service"
+        )
     if "worker_groups" in overrides:
         overrides["worker_groups"] = list(overrides["worker_groups"])
     try:
         if local_definition is not None:
             defn = localrun.load(local_definition, pairs=values, values_uri=values_uri)
             code = _run_local(
-                config_file, overrides, local_definition, defn, time_scale, keep=keep
+                config_file,
+                overrides,
+                local_definition,
+                defn,
+                time_scale,
+                keep=keep,
+                quiet=quiet,
             )
         else:
             settings = load_settings(config_file=config_file, overrides=overrides)
@@ -182,17 +202,16 @@ def _run_local(
     time_scale: float,
     *,
     keep: bool,
+    quiet: bool,
 ) -> int:
     """``run --local``: the closing table, the work dir removed when every
     instance FINISHED (unless ``keep``), and 0 when every instance FINISHED."""
     outcome = localrun.run(
-        config_file, overrides, definition, defn, time_scale, say=click.echo
+        config_file, overrides, definition, defn, time_scale, click.echo, quiet=quiet
     )
-    click.echo(localwatch.render_table(outcome.rows))
-    if localrun.clean_up(outcome, keep=keep):
-        click.echo(f"work dir {outcome.made_dir} removed (--keep keeps it)")
-    else:
-        click.echo(f"attempt folders: {outcome.work_dir / 'attempts'}")
+    removed = localrun.clean_up(outcome, keep=keep)
+    for line in localshow.closing_lines(outcome, removed=removed):
+        click.echo(line)
     return 0 if outcome.finished else EXIT_UNFINISHED
 
 
@@ -347,7 +366,7 @@ def local(  # noqa: PLR0917 - click passes each option positionally
     )
 
     try:
-        localrun.check_service_flags(port, time_scale, poll_hold)
+        localflags.check_service_flags(port, time_scale, poll_hold)
     except ConfigError as exc:
         click.echo(f"dp-runner local: {exc}", err=True)
         sys.exit(exc.exit_code)

@@ -16,12 +16,19 @@ EXAMPLES = REPO / "examples"
 
 
 def table(stdout: str) -> dict[str, list[str]]:
-    """The closing table: instance id -> [status, attempts, error...]."""
+    """The closing summary (JSON lines): instance id -> [status, attempts,
+    error...]."""
     rows = {}
     for line in stdout.splitlines():
-        parts = line.split()
-        if parts and parts[0].startswith("@"):
-            rows[parts[0]] = parts[1:]
+        if not line.startswith("{"):
+            continue
+        fields = json.loads(line)
+        if fields.get("event") == "local_run_instance":
+            rows[fields["instance_id"]] = [
+                fields["status"],
+                fields["attempts"],
+                *fields.get("error", "").split(),
+            ]
     return rows
 
 
