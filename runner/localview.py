@@ -263,9 +263,9 @@ class Watch:
     def _plain(self, text: str) -> str:
         """text without the work dir's prefix on the paths in it."""
         for prefix in self._known.prefixes:
-            text = re.sub(
-                re.escape(prefix.rstrip("/")) + r"/(?:[^\s:'\"]*/)?", "", text
-            )
+            # the prefix and the rest of the path up to its last "/" (ids hold ":")
+            pattern = re.escape(prefix.rstrip("/")) + r"/(?:[^\s'\"]*/)?"
+            text = re.sub(pattern, "", text)
         return text
 
     def _retry(self, instance: InstanceRow | None, attempt: AttemptRow) -> Event | None:
