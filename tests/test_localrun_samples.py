@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import run_local
+from tests.dbservers import DbServer
 
 SAMPLES = Path(__file__).parent / "localservice" / "samples"
 BUCKET = "dp-samples-bucket"  # the samples' values name it
@@ -173,3 +174,38 @@ def test_a_hadoop_terasort_shaped_script_uri_sees_its_arguments(
     result = run_local(path, tmp_path)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
     assert stdout_of(tmp_path, "TeraGen") == "rows: 1000000, then: sort\n"
+
+
+def test_rds_to_s3(tmp_path: Path, samples_bucket: Any, mysql_db: DbServer) -> None:
+    """The sample's values, its placeholder RDS host and login replaced by the
+    test MariaDB's; its CopyActivity copies the songs table to S3 as CSV."""
+    mysql_db.query("CREATE TABLE songs (id INT PRIMARY KEY, title VARCHAR(40))")
+    mysql_db.query("INSERT INTO songs VALUES (1, 'Blue'), (2, 'Green, again')")
+    name = "RDStoS3__RDStoS3Pipeline.json"
+    values = json.loads((SAMPLES / "values" / name).read_text())
+    values["values"] |= {
+        "myRDSConnectStr": mysql_db.url,
+        "myRDSUsername": mysql_db.user,
+        "*myRDSPassword": mysql_db.password,
+    }
+    values_file = tmp_path / "values.json"
+    values_file.write_text(json.dumps(values))
+    result = run_local(
+        SAMPLES / "definitions" / name,
+        tmp_path,
+        "--parameter-values-uri",
+        f"file://{values_file}",
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
+    rows = summary(result.stdout)
+    assert {status for status, _ in rows.values()} == {"FINISHED"}, rows
+    (copy,) = [i for i in rows if i.startswith("@RDStoS3CopyActivity_")]
+    slot = copy.split("_", 1)[1].replace("T", "-").replace(":", "-")
+    keys = log_keys(samples_bucket, f"out/{slot}/")
+    assert keys, (slot, log_keys(samples_bucket, "out/"))
+    body = b"".join(
+        samples_bucket.get_object(Bucket=BUCKET, Key=key)["Body"].read() for key in keys
+    )
+    # AWS's CSV for a data node copy: a comma in a value is escaped with "\\"
+    assert body.decode().splitlines() == ["1,Blue", "2,Green\\, again"], body
+    assert mysql_db.password not in result.stdout + result.stderr
