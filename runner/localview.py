@@ -2,9 +2,8 @@
 
 Owns: the instance and attempt rows (as the service describes them), ``Watch``,
 which turns each look at them into ``Event``s in the order they happened (by the
-service's event times, an ending before what it caused), and the one-line wording
-of an event on a terminal and its JSON fields. The closing table is
-``localsummary``'s.
+service's event times, an ending before what it caused), and what each event
+says. Its wording is ``localevent``'s; the closing table is ``localsummary``'s.
 
 Must not: read the service or a file (``localwatch`` reads both and hands rows
 and output tails in), import click, or decide when the run ends.
@@ -23,9 +22,9 @@ import datetime as dt
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from runner.activities.periods import parse_period_s
+from runner.localevent import Event
 
 #: Instance statuses after which the service will do nothing more on its own.
 TERMINAL = frozenset(
@@ -81,70 +80,6 @@ class AttemptRow:
     stack: str = ""
     start: str = ""
     end: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """Something a person watching the run wants to know. ``kind``: ``status``
-    (an instance's status or attempt changed), ``attempt`` (an attempt ended:
-    its error and stderr tail, or its stdout tail), ``retry`` (the service will
-    try again in ``wait_s``). ``when``: the service's time of it."""
-
-    kind: str
-    instance_id: str
-    status: str = ""
-    attempt: str = ""
-    error: str = ""
-    tail: tuple[str, ...] = ()
-    retry: int = 0
-    of: int = 0
-    wait_s: float = 0.0
-    took_s: float | None = None
-    output: tuple[str, ...] = ()
-    when: str = ""
-
-    def line(self, width: int = 0) -> str:
-        """The event as a person reads it: one line (the instance id padded to
-        ``width``), the stderr tail (``|``) or the stdout tail (``>``) under it."""
-        if self.kind == "retry":
-            again = "check again" if self.status == "FALSE" else "retry"
-            count = "" if self.status == "FALSE" else f" {self.retry} of {self.of}"
-            said = f"{again}{count} in {self.wait_s:.1f} s"
-        elif self.kind == "attempt":
-            said = f"attempt {self.attempt} {self.status}{_took(self.took_s)}"
-            error = self.error
-            if self.status == "FALSE" and not error:
-                error = "the precondition does not hold yet"
-            said += f": {error}" if error else ""
-        elif self.attempt in {"", "0"}:
-            said = self.status
-        else:
-            said = f"{self.status:<24} attempt {self.attempt}"
-        head = f"{self.instance_id:<{width}}  {said}"
-        return "\n".join(
-            [
-                head,
-                *(f"    | {text}" for text in self.tail),
-                *(f"    > {text}" for text in self.output),
-            ]
-        )
-
-    def fields(self) -> dict[str, Any]:
-        """The event as JSON log fields (what is empty is left out)."""
-        out: dict[str, Any] = {
-            "instance_id": self.instance_id,
-            "status": self.status,
-            "attempt": self.attempt,
-            "error": self.error,
-            "stderr_tail": list(self.tail),
-            "stdout_tail": list(self.output),
-            "at": self.when,
-        }
-        if self.took_s is not None:
-            out["took_s"] = self.took_s
-        if self.kind == "retry":
-            out.update(retry=self.retry, of=self.of, wait_s=round(self.wait_s, 2))
-        return {key: value for key, value in out.items() if value not in ("", [])}
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,9 +284,3 @@ def _seconds_between(start: str, end: str) -> float | None:
     except ValueError:
         return None
     return max(0.0, (ended - began).total_seconds())
-
-
-def _took(took_s: float | None) -> str:
-    if took_s is None:
-        return ""
-    return " in <1 s" if took_s < 1 else f" in {took_s:.0f} s"

@@ -27,13 +27,8 @@ import structlog
 
 from runner.aws import management
 from runner.aws.client import Client
-from runner.localview import (
-    TERMINAL,
-    AttemptRow,
-    Event,
-    InstanceRow,
-    Watch,
-)
+from runner.localevent import Event
+from runner.localview import TERMINAL, AttemptRow, InstanceRow, Watch
 from runner.signals import LOCAL_RUN_ENDED, Request
 
 POLL_STATUS_S = 0.2

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,6 +31,12 @@ from runner.localservice.expressions import (
     evaluate_all,
     parse_period,
     references,
+)
+from runner.localservice.fieldtypes import (
+    SECONDS_OK,
+    InvalidFieldError,
+    parse_duration,
+    parse_number,
 )
 from runner.localservice.model import Field
 from runner.localservice.parameters import Parameters, redact
@@ -46,21 +51,7 @@ SERVICE_PRECONDITIONS = {
     "DynamoDBTableExists": "tableName",
     "DynamoDBDataExists": "tableName",
 }
-# Timeout-type fields that also take "N seconds" (AWS documents minutes and up;
-# the runner and the local service accept seconds for tests and demos).
-SECONDS_OK = frozenset(
-    {
-        "attemptTimeout",
-        "reportProgressTimeout",
-        "retryDelay",
-        "preconditionTimeout",
-        "terminateAfter",
-    }
-)
-_SECONDS = re.compile(r"\s*([0-9]{1,9})\s*seconds?\s*", re.IGNORECASE)
 _MAX_DEPTH = 16
-_NUMBER = re.compile(r"\s*[0-9]{1,12}\s*")
-MAX_NUMBER = 1_000_000
 # Runtime fields an expression may name; validation evaluates with these present.
 RUNTIME_KEYS = (
     "@scheduledStartTime",
@@ -73,14 +64,6 @@ RUNTIME_KEYS = (
     "@attemptCount",
     "@triesLeft",
 )
-
-
-class InvalidFieldError(ValueError):
-    """A field whose value, once evaluated, is not what its key takes."""
-
-    def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"Field '{key}': {reason}")
-        self.key = key
 
 
 class Definition:
@@ -257,20 +240,13 @@ class Definition:
         default: int,
         runtime: Mapping[str, object] | None = None,
     ) -> int:
-        """The field, evaluated, as a whole number from 0 to MAX_NUMBER.
-        Raises InvalidFieldError."""
+        """The field, evaluated, as a whole number (`parse_number`). Raises
+        InvalidFieldError."""
         text = self.value(obj_id, key, runtime)
-        if not text:
-            return default
-        number = whole_number(text)
-        if number is None:
-            raise InvalidFieldError(
-                key,
-                self.redact(
-                    f"{text[:40]!r} is not a whole number from 0 to {MAX_NUMBER}"
-                ),
-            )
-        return number
+        try:
+            return parse_number(text) if text else default
+        except ValueError as exc:
+            raise InvalidFieldError(key, self.redact(str(exc))) from exc
 
     def value(
         self, obj_id: str, key: str, runtime: Mapping[str, object] | None = None
@@ -352,29 +328,6 @@ class Definition:
         if head in self.objects:
             return head
         raise KeyError(head)
-
-
-def whole_number(text: str) -> int | None:
-    """text as a whole number from 0 to MAX_NUMBER, or None."""
-    if _NUMBER.fullmatch(text) is None:
-        return None
-    number = int(text)
-    return number if number <= MAX_NUMBER else None
-
-
-def in_seconds(text: str) -> bool:
-    """Whether text is written "N seconds" (which AWS may not accept)."""
-    return _SECONDS.fullmatch(text) is not None
-
-
-def parse_duration(text: str) -> dt.timedelta:
-    """`parse_period`, plus "N seconds". Raises ExpressionError (a ValueError)."""
-    match = _SECONDS.fullmatch(text)
-    if match is None:
-        return parse_period(text)
-    if int(match.group(1)) == 0:
-        raise ExpressionError(f"bad period {text!r}: N must be >= 1")
-    return dt.timedelta(seconds=int(match.group(1)))
 
 
 def trial_runtime(pipeline_id: str) -> dict[str, object]:

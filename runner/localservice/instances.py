@@ -18,8 +18,9 @@ whether a slot comes from an ondemand activation or a schedule.
 
 from __future__ import annotations
 
-from runner.localservice.definition import Definition, InvalidFieldError
+from runner.localservice.definition import Definition
 from runner.localservice.engine import Engine
+from runner.localservice.fieldtypes import InvalidFieldError
 from runner.localservice.model import (
     DATANODE,
     PRECONDITION,

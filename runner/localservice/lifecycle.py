@@ -24,10 +24,11 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 
-from runner.localservice import resources
-from runner.localservice.definition import Definition, InvalidFieldError
+from runner.localservice import resources, timing
+from runner.localservice.definition import Definition
 from runner.localservice.engine import Engine
 from runner.localservice.expressions import ExpressionError
+from runner.localservice.fieldtypes import InvalidFieldError
 from runner.localservice.model import (
     ACTIVITY,
     CANCELED,
@@ -57,13 +58,6 @@ DEFAULT_PROGRESS_TIMEOUT = dt.timedelta(minutes=15)
 # unscaled timeout plus the floor: a scaled clock must not beat the runner.
 ATTEMPT_TIMEOUT_GRACE_S = 60.0
 ATTEMPT_TIMEOUT_FLOOR_S = 2.0
-TIMING_FIELDS = (
-    "attemptTimeout",
-    "retryDelay",
-    "reportProgressTimeout",
-    "preconditionTimeout",
-    "lateAfterTimeout",
-)
 
 
 def register(engine: Engine) -> None:
@@ -123,7 +117,7 @@ def _make_ready(engine: Engine, instance: Run, now: float) -> None:
     timeout = defn.first(instance.component, "preconditionTimeout")
     if instance.kind == PRECONDITION and timeout:
         instance.deadline = now + engine.scaled(
-            period_of(
+            timing.period_of(
                 engine, instance, "preconditionTimeout", dt.timedelta(), now
             ).total_seconds()
         )
@@ -159,55 +153,16 @@ def start_attempt(engine: Engine, instance: Run, now: float) -> None:
                 runtime_of(instance, now),
             )
         ]
-        _check_timing_fields(engine, defn, instance, now)
-    except InvalidFieldError as exc:
-        attempt.error_id = "InvalidField"
-        attempt.error_message = str(exc)
-        end_attempt(engine, attempt, FAILED, now, retry=False)
-        return
+        timing.check_fields(engine, defn, instance, now)
     except (ExpressionError, KeyError, ValueError, TypeError) as exc:
-        attempt.error_id = "ExpressionError"
+        # InvalidFieldError first: a field that evaluates to what it cannot be
+        invalid = isinstance(exc, InvalidFieldError)
+        attempt.error_id = "InvalidField" if invalid else "ExpressionError"
         attempt.error_message = defn.redact(str(exc))
         end_attempt(engine, attempt, FAILED, now, retry=False)
         return
     engine.enqueue(attempt)
     resources.attempt_queued(engine, instance, now)
-
-
-def _check_timing_fields(
-    engine: Engine, defn: Definition, instance: Run, now: float
-) -> None:
-    """Evaluate, for this instance, every field that times or counts its
-    attempts, and its resource's `terminateAfter`. Raises InvalidFieldError."""
-    runtime = runtime_of(instance, now)
-    for key in TIMING_FIELDS:
-        defn.period(instance.component, key, dt.timedelta(), runtime)
-    defn.number(instance.component, "maximumRetries", 0, runtime)
-    resource = engine.run(instance.pipeline_id, instance.resource)
-    if resource is not None:
-        defn.period(
-            resource.component,
-            "terminateAfter",
-            dt.timedelta(),
-            runtime_of(resource, now),
-        )
-
-
-def period_of(
-    engine: Engine, run: Run, key: str, default: dt.timedelta, now: float
-) -> dt.timedelta:
-    """`key` of the run's component, evaluated for its instance. A field that
-    does not evaluate failed the attempt in `start_attempt` already
-    (InvalidFieldError); should its value turn bad since (it names the clock), the
-    default applies rather than a 500."""
-    defn = engine.definition(engine.pipelines[run.pipeline_id])
-    instance = engine.run(run.pipeline_id, run.instance) if run.instance else run
-    try:
-        return defn.period(
-            run.component, key, default, runtime_of(instance or run, now)
-        )
-    except InvalidFieldError:
-        return default
 
 
 # ---- leases --------------------------------------------------------------------
@@ -228,7 +183,7 @@ def lease(engine: Engine, attempt: Run, now: float, hostname: str) -> str:
     attempt.deadline = now + engine.scaled(ACK_WINDOW_S)
     if not attempt.actual_start:
         attempt.actual_start = wall_time(now)
-    timeout = period_of(engine, attempt, "attemptTimeout", dt.timedelta(), now)
+    timeout = timing.period_of(engine, attempt, "attemptTimeout", dt.timedelta(), now)
     if timeout and not attempt.attempt_deadline:
         # attemptTimeout bounds real work: it is never scaled, only the grace is
         attempt.attempt_deadline = (
@@ -253,7 +208,7 @@ def _lease_deadline(attempt: Run) -> float:
 
 def report_progress(engine: Engine, attempt: Run, now: float) -> None:
     """An ack (first call) or keep-alive: extend the progress deadline."""
-    window = period_of(
+    window = timing.period_of(
         engine, attempt, "reportProgressTimeout", DEFAULT_PROGRESS_TIMEOUT, now
     )
     attempt.deadline = now + engine.scaled(window.total_seconds())
@@ -339,7 +294,7 @@ def end_attempt(
 
 
 def _retry_later(engine: Engine, defn: Definition, instance: Run, now: float) -> None:
-    delay = period_of(engine, instance, "retryDelay", DEFAULT_RETRY_DELAY, now)
+    delay = timing.period_of(engine, instance, "retryDelay", DEFAULT_RETRY_DELAY, now)
     instance.status = WAITING_FOR_RUNNER
     instance.ready_at = now + engine.scaled(delay.total_seconds())
     engine.touch(instance)
@@ -349,7 +304,7 @@ def _retry_later(engine: Engine, defn: Definition, instance: Run, now: float) ->
 def _retry_precondition(
     engine: Engine, defn: Definition, instance: Run, now: float
 ) -> None:
-    delay = period_of(engine, instance, "retryDelay", DEFAULT_RETRY_DELAY, now)
+    delay = timing.period_of(engine, instance, "retryDelay", DEFAULT_RETRY_DELAY, now)
     if (
         instance.deadline
         and now + engine.scaled(delay.total_seconds()) > instance.deadline

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from runner.localservice.definition import InvalidFieldError
 from runner.localservice.engine import Engine
+from runner.localservice.fieldtypes import InvalidFieldError
 from runner.localservice.model import (
     CANCELED,
     CASCADE_FAILED,

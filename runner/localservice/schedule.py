@@ -23,8 +23,9 @@ from __future__ import annotations
 import datetime as dt
 
 from runner.localservice import instances, lifecycle
-from runner.localservice.definition import Definition, InvalidFieldError
+from runner.localservice.definition import Definition
 from runner.localservice.engine import Engine
+from runner.localservice.fieldtypes import InvalidFieldError
 from runner.localservice.model import Pipeline, format_time, parse_time
 
 PAST_START_LIMIT_S = 86400.0
@@ -112,18 +113,29 @@ def _advance_component(
             return due
         if room <= 0:
             return None
-        instances.create_instance(
-            engine,
-            pipeline,
-            activity,
-            format_time(slot_start),
-            format_time(slot_start + period),
-        )
-        pipeline.latest_run_time = format_time(slot_start)
+        _make_slot(engine, pipeline, activity, slot_start, period)
         slot += 1
         room -= 1
-        pipeline.cursors[activity] = slot
-        engine.touch(pipeline)
+
+
+def _make_slot(
+    engine: Engine,
+    pipeline: Pipeline,
+    activity: str,
+    slot_start: dt.datetime,
+    period: dt.timedelta,
+) -> None:
+    """The activity's instance for one slot; the cursor moves past it."""
+    instances.create_instance(
+        engine,
+        pipeline,
+        activity,
+        format_time(slot_start),
+        format_time(slot_start + period),
+    )
+    pipeline.latest_run_time = format_time(slot_start)
+    pipeline.cursors[activity] = pipeline.cursors.get(activity, 0) + 1
+    engine.touch(pipeline)
 
 
 Slots = tuple[dt.datetime, dt.timedelta, dt.datetime | None, int]

@@ -32,17 +32,18 @@ from runner.localservice import typerules
 from runner.localservice.awschecks import s3_location
 from runner.localservice.catalog import ACTION
 from runner.localservice.definition import (
-    MAX_NUMBER,
-    SECONDS_OK,
     SERVICE_PRECONDITIONS,
     Definition,
-    in_seconds,
-    parse_duration,
     trial_runtime,
-    whole_number,
 )
 from runner.localservice.expressions import ExpressionError, parse_period
 from runner.localservice.expressions import validate as validate_expression
+from runner.localservice.fieldtypes import (
+    SECONDS_OK,
+    in_seconds,
+    parse_duration,
+    parse_number,
+)
 
 Report = dict[str, list[str]]
 _PERIOD_KEYS = (
@@ -124,10 +125,10 @@ def _check_fields(
 
 
 def _check_number(key: str, text: str, errors: list[str]) -> None:
-    if whole_number(text) is None:
-        errors.append(
-            f"Field '{key}': {text[:40]!r} is not a whole number from 0 to {MAX_NUMBER}"
-        )
+    try:
+        parse_number(text)
+    except ValueError as exc:
+        errors.append(f"Field '{key}': {exc}")
 
 
 def _check_period(key: str, text: str, errors: list[str]) -> None:
