@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 import click
 
-from runner import daemon, execone, localrun, localwatch, logs, migration
+from runner import daemon, execone, localflags, localrun, localshow, logs, migration
 from runner.config import load_settings
 from runner.errors import (
     EX_CONFIG,
@@ -178,6 +178,11 @@ def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
             is_flag=True,
             help="With --local: keep the work dir it made, even when all finished.",
         ),
+        click.option(
+            "--quiet",
+            is_flag=True,
+            help="With --local: do not show each finished attempt's output.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -201,6 +206,7 @@ def run(
     parameter_values_uri: str | None,
     *,
     keep: bool,
+    quiet: bool,
     **flags: Any,
 ) -> None:
     """Serve worker groups: poll, run tasks, report (docs/configuration.md)."""
@@ -211,14 +217,28 @@ def run(
         raise click.UsageError("parameter values go with --local")
     if keep and local_definition is None:
         raise click.UsageError("--keep goes with --local")
+    if quiet and local_definition is None:
+        raise click.UsageError("--quiet goes with --local")
     overrides = {k: v for k, v in flags.items() if v not in (None, ())}
+    unused = localflags.unused_flags(overrides)
+    if unused and local_definition is not None:
+        raise click.UsageError(
+            f"run --local does not use {', '.join(unused)}: it serves the "
+            "definition's own worker groups on its own embedded service"
+        )
     if "worker_groups" in overrides:
         overrides["worker_groups"] = list(overrides["worker_groups"])
     try:
         if local_definition is not None:
             defn = localrun.load(local_definition, pairs=values, values_uri=values_uri)
             code = _run_local(
-                config_file, overrides, local_definition, defn, time_scale, keep=keep
+                config_file,
+                overrides,
+                local_definition,
+                defn,
+                time_scale,
+                keep=keep,
+                quiet=quiet,
             )
         else:
             settings = load_settings(config_file=config_file, overrides=overrides)
@@ -236,17 +256,16 @@ def _run_local(
     time_scale: float,
     *,
     keep: bool,
+    quiet: bool,
 ) -> int:
     """``run --local``: the closing table, the work dir removed when every
     instance FINISHED (unless ``keep``), and 0 when every instance FINISHED."""
     outcome = localrun.run(
-        config_file, overrides, definition, defn, time_scale, say=click.echo
+        config_file, overrides, definition, defn, time_scale, click.echo, quiet=quiet
     )
-    click.echo(localwatch.render_table(outcome.rows))
-    if localrun.clean_up(outcome, keep=keep):
-        click.echo(f"work dir {outcome.made_dir} removed (--keep keeps it)")
-    else:
-        click.echo(f"attempt folders: {outcome.work_dir / 'attempts'}")
+    removed = localrun.clean_up(outcome, keep=keep)
+    for line in localshow.closing_lines(outcome, removed=removed):
+        click.echo(line)
     return 0 if outcome.finished else EXIT_UNFINISHED
 
 
@@ -448,6 +467,13 @@ def healthcheck(args: tuple[str, ...]) -> None:
     show_default=True,
     help="aws: AWS's per-account call rates and bursts, in real time.",
 )
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    show_default=True,
+    help="info: one line per request (operation, pipeline, outcome, time).",
+)
 def local(  # noqa: PLR0917 - click passes each option positionally
     host: str,
     port: int,
@@ -456,6 +482,7 @@ def local(  # noqa: PLR0917 - click passes each option positionally
     poll_hold: float,
     runs_on_worker_group: str,
     throttle: str,
+    log_level: str,
 ) -> None:
     """Serve the Data Pipeline API locally (AWS JSON 1.1 over HTTP)."""
     from runner.localservice import (  # noqa: PLC0415 - only this command
@@ -463,7 +490,11 @@ def local(  # noqa: PLR0917 - click passes each option positionally
         StartupError,
     )
 
-    logs.configure()
+    try:
+        localflags.check_service_flags(port, time_scale, poll_hold)
+    except ConfigError as exc:
+        _fail("dp-runner local", exc)
+    logs.configure(level=log_level)
     try:
         service = LocalService(
             host,

@@ -28,16 +28,16 @@ import structlog
 
 from runner.aws.client import Client
 from runner.execslot import Slot
-from runner.localwatch import (
+from runner.localevent import Event
+from runner.localview import (
     ATTEMPT_ENDINGS,
     TERMINAL,
     AttemptRow,
-    Event,
+    Definitions,
     InstanceRow,
     Watch,
-    attempt_rows,
-    instance_rows,
 )
+from runner.localwatch import attempt_rows, instance_rows
 from runner.signals import LOCAL_RUN_ENDED, STOP_SIGNALS, Request
 
 EXIT_FINISHED = 0
@@ -130,7 +130,7 @@ def watch_slot(
     """Read the slot until its verdict is known (returned) or ``stop`` is set
     (None). Each look's events go to ``on_events``, but retries: ``exec``
     never retries, and a precondition is not checked again."""
-    watch = Watch(1.0, {})
+    watch = Watch(1.0, Definitions(retry_delays={}, max_retries={}))
     errors: dict[str, AttemptRow] = {}
     while not stop.is_set():
         rows = instance_rows(client, pipeline_id)

@@ -33,7 +33,6 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,10 +42,11 @@ from runner.aws.client import Client
 from runner.aws.session import new_session
 from runner.config import Settings, load_settings
 from runner.errors import ConfigError
-from runner.localwatch import InstanceRow, instance_rows, start_watch
+from runner.localdelivery import DeliveryWatch
+from runner.localshow import Outcome, make_watch
+from runner.localwatch import instance_rows, start_watch
 from runner.pipelinefile import (
     Definition,
-    inherited_field,
     load_definition,
     load_values,
     secret_values,
@@ -69,22 +69,6 @@ LOCAL_RUN_LIMIT_S = 3600.0
 VALUES_FLAG = "--parameter-values"
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How a local run ended: the closing table's rows, the root of the attempts'
-    folders, and the work dir this run made for itself (None when ``--work-dir``
-    named one: that one is yours, never removed)."""
-
-    rows: list[InstanceRow]
-    work_dir: Path
-    made_dir: Path | None
-
-    @property
-    def finished(self) -> bool:
-        """Every instance FINISHED."""
-        return bool(self.rows) and all(row.status == "FINISHED" for row in self.rows)
-
-
 def run(  # noqa: PLR0917 - the CLI's options, passed on
     config_file: Path | None,
     overrides: dict[str, Any],
@@ -92,24 +76,31 @@ def run(  # noqa: PLR0917 - the CLI's options, passed on
     defn: Definition,
     time_scale: float,
     say: Callable[[str], None] | None = None,
+    *,
+    quiet: bool = False,
 ) -> Outcome:
     """The embedded service, one pipeline, served to its end. ``say`` writes a
     line for a person: used when the output is for people (``for_people``),
-    where the runner's own lines drop to warnings. Raises ``ConfigError``."""
+    where the runner's own lines drop to warnings. ``quiet``: no attempt's
+    output on the terminal. Raises ``ConfigError``."""
     service = start_service(time_scale)
+    delivery = DeliveryWatch()
     try:
         settings = local_settings(
             config_file, overrides, service.endpoint_url, defn, time_scale
         )
-        if not for_people(settings):
-            say = None
+        people = for_people(settings)
+        say = say if people else None
         signals = Signals()
         signals.install()
         session = new_session(settings.region, LOCAL_CREDENTIALS)
         runner = daemon.build(settings, signals, session)
         runner.say = say
         supervisor.contain()
-        pipeline_id = submit(runner.client, defn, definition.stem)
+        delivery.install()
+        pipeline_id = submit_or_clean_up(
+            runner.client, defn, definition.stem, made_dir(overrides, settings)
+        )
         runner.log.info(
             "local_pipeline_submitted",
             pipeline_id=pipeline_id,
@@ -122,6 +113,8 @@ def run(  # noqa: PLR0917 - the CLI's options, passed on
                 f"{service.endpoint_url}, its clock x{time_scale:g}; Ctrl-C drains"
             )
         daemon.start(runner)
+        root = runner.work_dir.root
+        watch = make_watch(defn, time_scale, root, pipeline_id, shown=not quiet)
         start_watch(
             runner.client,
             pipeline_id,
@@ -129,26 +122,33 @@ def run(  # noqa: PLR0917 - the CLI's options, passed on
             signals.inbox,
             runner.log,
             say,
-            time_scale,
             LOCAL_RUN_LIMIT_S,
-            retry_delays(defn),
+            watch,
         )
         dispatcher.dispatch(runner)
         rows = instance_rows(runner.client, pipeline_id)
     finally:
+        delivery.remove()
         service.stop()
-    made = None if "work_dir" in overrides else settings.work_dir
     # the root: dp-runner-<uid> when the work dir is a folder of another user
-    return Outcome(rows, runner.work_dir.root, made)
+    return Outcome(rows, root, made_dir(overrides, settings), delivery.failed(), people)
 
 
-def retry_delays(defn: Definition) -> dict[str, str]:
-    """Each object's ``retryDelay``, as the definition sets it or inherits it."""
-    delays = {
-        obj["id"]: inherited_field(defn, obj["id"], "retryDelay")
-        for obj in defn.pipeline_objects
-    }
-    return {obj_id: delay for obj_id, delay in delays.items() if delay is not None}
+def made_dir(overrides: dict[str, Any], settings: Settings) -> Path | None:
+    """The work dir this run made (None: ``--work-dir`` named one)."""
+    return None if "work_dir" in overrides else settings.work_dir
+
+
+def submit_or_clean_up(
+    client: Client, defn: Definition, name: str, made: Path | None
+) -> str:
+    """``submit``; a refused definition leaves no work dir behind."""
+    try:
+        return submit(client, defn, name)
+    except ConfigError:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        raise
 
 
 def for_people(settings: Settings) -> bool:
@@ -160,9 +160,11 @@ def for_people(settings: Settings) -> bool:
 
 
 def clean_up(outcome: Outcome, *, keep: bool) -> bool:
-    """Remove the work dir the run made, unless ``keep`` or an instance did not
-    finish (its attempts' folders are what you look at next); True if removed."""
-    if keep or outcome.made_dir is None or not outcome.finished:
+    """Remove the work dir the run made, unless ``keep``, an instance did not
+    finish (its attempts' folders are what you look at next), or a log or
+    output location failed (the work dir is then where they are); True if
+    removed."""
+    if keep or outcome.made_dir is None or not outcome.finished or outcome.lost:
         return False
     shutil.rmtree(outcome.made_dir, ignore_errors=True)
     return not outcome.made_dir.exists()

@@ -332,15 +332,6 @@ def test_unknown_type_is_unsupported_activity(ctx: ActivityContext) -> None:
             "not both",
         ),
         (
-            [
-                ("type", "ShellCommandActivity"),
-                ("scriptUri", "s3://b/k.sh"),
-                ("scriptArgument", "a"),
-            ],
-            "InvalidField",
-            "scriptArgument",
-        ),
-        (
             [("type", "ShellCommandActivity"), ("command", "ref", "Default")],
             "InvalidField",
             "'command'",

@@ -16,12 +16,19 @@ EXAMPLES = REPO / "examples"
 
 
 def table(stdout: str) -> dict[str, list[str]]:
-    """The closing table: instance id -> [status, attempts, error...]."""
+    """The closing summary (JSON lines): instance id -> [status, attempts,
+    error...]."""
     rows = {}
     for line in stdout.splitlines():
-        parts = line.split()
-        if parts and parts[0].startswith("@"):
-            rows[parts[0]] = parts[1:]
+        if not line.startswith("{"):
+            continue
+        fields = json.loads(line)
+        if fields.get("event") == "local_run_instance":
+            rows[fields["instance_id"]] = [
+                fields["status"],
+                fields["attempts"],
+                *fields.get("error", "").split(),
+            ]
     return rows
 
 
@@ -238,3 +245,39 @@ def test_several_values_after_one_flag_become_one_flag_each(
     args: list[str], spread: list[str]
 ) -> None:
     assert localrun.spread_values(args) == spread
+
+
+def test_an_8_s_command_under_terminate_after_10_minutes_finishes(
+    tmp_path: Path,
+) -> None:
+    """At the default clock factor (x0.01), "10 Minutes" scaled would be 6 s:
+    terminateAfter bounds real work, so it is never scaled."""
+    definition = tmp_path / "long.json"
+    definition.write_text(
+        json.dumps(
+            {
+                "objects": [
+                    {"id": "Default", "scheduleType": "ondemand"},
+                    {
+                        "id": "Box",
+                        "type": "Ec2Resource",
+                        "terminateAfter": "10 Minutes",
+                        "role": "DataPipelineDefaultRole",
+                        "resourceRole": "DataPipelineDefaultResourceRole",
+                    },
+                    {
+                        "id": "Work",
+                        "type": "ShellCommandActivity",
+                        "runsOn": {"ref": "Box"},
+                        "command": "sleep 8; echo done",
+                    },
+                ]
+            }
+        )
+    )
+    result = run_local(definition, tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = table(result.stdout)
+    assert {row[0] for row in rows.values()} == {"FINISHED"}, rows
+    (output,) = (tmp_path / "work").glob("attempts/*/Work/*/*/StdOutput")
+    assert output.read_text() == "done\n"

@@ -115,7 +115,8 @@ def test_each_change_is_a_line_and_a_retry_says_when(tmp_path: Path) -> None:
     assert code == 0, text
     transform = r"@Transform_\S+\s+"
     failed = re.search(
-        transform + r"attempt 1 FAILED: ExitCode:1: the command exited with code 1\n"
+        transform + r"attempt 1 FAILED in \S+ s: ExitCode:1: the command exited with "
+        r"code 1\n"
         r"    \| transient failure on the first attempt; the service retries it\n",
         text,
     )
@@ -147,7 +148,7 @@ def test_a_failure_keeps_the_work_dir_and_shows_the_stderr_tail(tmp_path: Path) 
     code, text = term.finish()
     assert code == 4, text
     assert re.search(
-        r"@Fail_\S+\s+attempt 1 FAILED: ExitCode:3: .*\n"
+        r"@Fail_\S+\s+attempt 1 FAILED in \S+ s: ExitCode:3: .*\n"
         r"    \| first\n    \| disk full on /data\n",
         text,
     ), text

@@ -117,7 +117,6 @@ def test_a_bad_pipeline_log_uri_is_skipped_with_a_warning() -> None:
 @pytest.mark.parametrize(
     ("fields", "others", "error_id"),
     [
-        ({"scriptUri": "s3://b/s.sh", "scriptArgument": ["a"]}, (), "InvalidField"),
         (
             {"stage": "true", "input": Ref("Sql")},
             ("Sql", "SqlDataNode"),

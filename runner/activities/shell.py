@@ -16,10 +16,12 @@ argument such as ``$(rm -rf ~)`` stays a string. The interpreter is bash when th
 has it (pipeline scripts are written for Amazon Linux, where ``sh`` is bash), else
 ``/bin/sh``.
 
-``scriptUri`` (an S3 script, with no ``scriptArgument``): a ``fetch_script`` transfer
-downloads it before the process starts, and the process runs it directly when it
-starts with ``#!``, else with the shell. Whether the URI is a valid S3 URI is checked
-by ``staging.read``.
+``scriptUri`` (an S3 script): a ``fetch_script`` transfer downloads it before the
+process starts, and the process runs it directly when it starts with ``#!``, else
+with the shell; ``scriptArgument`` values follow as ``$1..$n``. The Developer Guide
+says that combination "causes an error", but AWS runs it: its HadoopTerasort sample
+passes its script an argument that way, and the script reads ``$1``. Whether the
+URI is a valid S3 URI is checked by ``staging.read``.
 """
 
 from __future__ import annotations
@@ -94,12 +96,6 @@ def read_source(task: Task, type_name: str) -> ShellSource:
         raise ActivityError(
             "InvalidField", f"{type_name} takes 'command' or 'scriptUri', not both"
         )
-    if script_uri is not None and arguments:
-        raise ActivityError(
-            "InvalidField",
-            f"{type_name}: 'scriptArgument' is only allowed with 'command', "
-            "not with 'scriptUri'",
-        )
     if command is not None and "\0" in command:
         raise ActivityError("InvalidField", f"{type_name}: 'command' contains NUL")
     return ShellSource(command=command, script_uri=script_uri, arguments=arguments)
@@ -166,7 +162,8 @@ class ShellCommandActivity:
                     "fetch_script", lambda: staging.fetch_script(uri, s3, path, stop)
                 )
             )
-            process = Process(argv=lambda: script_argv(path), env=env)
+            arguments = source.arguments
+            process = Process(argv=lambda: [*script_argv(path), *arguments], env=env)
         else:
             script = write_script(paths.workdir, source.command or "")
             argv = (shell_interpreter(), str(script), *source.arguments)

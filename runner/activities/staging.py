@@ -86,12 +86,7 @@ class S3Fields:
 def read(task: Task) -> S3Fields:
     """Read the task's S3 fields. Raises ``ActivityError`` (``InvalidField``,
     ``MissingField``, ``UnsupportedStaging``, ``S3InvalidUri``) for a bad shape."""
-    script_uri = _s3_field(task, "scriptUri")
-    if script_uri is not None and task.get_all("scriptArgument"):
-        raise ActivityError(
-            "InvalidField",
-            "'scriptArgument' is only allowed with 'command', not with 'scriptUri'",
-        )
+    script_uri = _s3_field(task, "scriptUri")  # its scriptArgument is shell's
     stage = _bool_field(task, "stage")
     inputs: tuple[DataNode, ...] = ()
     outputs: tuple[DataNode, ...] = ()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,6 +31,12 @@ from runner.localservice.expressions import (
     evaluate_all,
     parse_period,
     references,
+)
+from runner.localservice.fieldtypes import (
+    SECONDS_OK,
+    InvalidFieldError,
+    parse_duration,
+    parse_number,
 )
 from runner.localservice.model import Field
 from runner.localservice.parameters import Parameters, redact
@@ -46,12 +51,6 @@ SERVICE_PRECONDITIONS = {
     "DynamoDBTableExists": "tableName",
     "DynamoDBDataExists": "tableName",
 }
-# Timeout-type fields that also take "N seconds" (AWS documents minutes and up;
-# the runner and the local service accept seconds for tests and demos).
-SECONDS_OK = frozenset(
-    {"attemptTimeout", "reportProgressTimeout", "retryDelay", "preconditionTimeout"}
-)
-_SECONDS = re.compile(r"\s*(\d+)\s*seconds?\s*", re.IGNORECASE)
 _MAX_DEPTH = 16
 # Runtime fields an expression may name; validation evaluates with these present.
 RUNTIME_KEYS = (
@@ -217,12 +216,52 @@ class Definition:
             return "cron"
         return "ondemand"
 
-    def period(self, obj_id: str, key: str, default: dt.timedelta) -> dt.timedelta:
-        """The field as a duration; "N seconds" only for the SECONDS_OK keys."""
-        text = self.first(obj_id, key)
+    def period(
+        self,
+        obj_id: str,
+        key: str,
+        default: dt.timedelta,
+        runtime: Mapping[str, object] | None = None,
+    ) -> dt.timedelta:
+        """The field, evaluated in obj_id's context, as a duration ("N seconds"
+        only for the SECONDS_OK keys). Raises InvalidFieldError."""
+        text = self.value(obj_id, key, runtime)
         if not text:
             return default
-        return parse_duration(text) if key in SECONDS_OK else parse_period(text)
+        try:
+            return parse_duration(text) if key in SECONDS_OK else parse_period(text)
+        except ValueError as exc:
+            raise InvalidFieldError(key, self.redact(str(exc))) from exc
+
+    def number(
+        self,
+        obj_id: str,
+        key: str,
+        default: int,
+        runtime: Mapping[str, object] | None = None,
+    ) -> int:
+        """The field, evaluated, as a whole number (`parse_number`). Raises
+        InvalidFieldError."""
+        text = self.value(obj_id, key, runtime)
+        try:
+            return parse_number(text) if text else default
+        except ValueError as exc:
+            raise InvalidFieldError(key, self.redact(str(exc))) from exc
+
+    def value(
+        self, obj_id: str, key: str, runtime: Mapping[str, object] | None = None
+    ) -> str | None:
+        """The field's first value with its expressions evaluated (trial runtime
+        values when `runtime` is None). Raises InvalidFieldError."""
+        text = self.first(obj_id, key)
+        if not text or "#{" not in text:
+            return text
+        try:
+            return self.evaluate_text(
+                text, obj_id, trial_runtime("") if runtime is None else runtime
+            ).strip()
+        except (ExpressionError, KeyError, ValueError, TypeError) as exc:
+            raise InvalidFieldError(key, self.redact(f"{exc!s}")) from exc
 
     # ---- parameters and expressions ------------------------------------------
     def evaluate_text(
@@ -289,21 +328,6 @@ class Definition:
         if head in self.objects:
             return head
         raise KeyError(head)
-
-
-def in_seconds(text: str) -> bool:
-    """Whether text is written "N seconds" (which AWS may not accept)."""
-    return _SECONDS.fullmatch(text) is not None
-
-
-def parse_duration(text: str) -> dt.timedelta:
-    """`parse_period`, plus "N seconds". Raises ExpressionError (a ValueError)."""
-    match = _SECONDS.fullmatch(text)
-    if match is None:
-        return parse_period(text)
-    if int(match.group(1)) == 0:
-        raise ExpressionError(f"bad period {text!r}: N must be >= 1")
-    return dt.timedelta(seconds=int(match.group(1)))
 
 
 def trial_runtime(pipeline_id: str) -> dict[str, object]:

@@ -215,9 +215,13 @@ class Engine:
         self.cond.notify_all()
 
     def advance(self, now: float | None = None) -> None:
-        """Run every due timer's check (each check is idempotent)."""
+        """Run every timer due that was set before this call (each check is
+        idempotent). One set by a check runs on the next call, after the
+        caller has let go of the lock: a check that re-arms itself at `now`
+        cannot hold the lock for a backlog."""
         now = time.time() if now is None else now
-        while self.timers and self.timers[0][0] <= now:
+        limit = next(self._tie)
+        while self.timers and self.timers[0][0] <= now and self.timers[0][1] < limit:
             _, _, kind, pipeline_id, run_id = heapq.heappop(self.timers)
             pipeline = self.pipelines.get(pipeline_id)
             if pipeline is None or pipeline.deleted:

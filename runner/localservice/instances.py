@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from runner.localservice.definition import Definition
 from runner.localservice.engine import Engine
+from runner.localservice.fieldtypes import InvalidFieldError
 from runner.localservice.model import (
     DATANODE,
     PRECONDITION,
@@ -99,6 +100,10 @@ def _attach(engine: Engine, pipeline: Pipeline, defn: Definition, run: Run) -> N
 
 
 def max_retries(defn: Definition, component: str) -> int:
-    """`maximumRetries`, default 2 (DG dp-object-shellcommandactivity)."""
-    retries = defn.first(component, "maximumRetries")
-    return int(retries) if retries else DEFAULT_MAX_RETRIES
+    """`maximumRetries`, evaluated, default 2 (DG dp-object-shellcommandactivity).
+    A value that does not evaluate gives none: the first attempt fails
+    InvalidField (`lifecycle.start_attempt`)."""
+    try:
+        return defn.number(component, "maximumRetries", DEFAULT_MAX_RETRIES)
+    except InvalidFieldError:
+        return 0

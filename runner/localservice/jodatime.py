@@ -55,7 +55,8 @@ def _shift(moment: datetime, unit: str, amount: int) -> datetime:
         ) from exc
 
 
-_PERIOD = re.compile(r"\s*(\d+)\s*([A-Za-z]+?)s?\s*")
+# N has at most 6 digits: a million weeks is already past what a datetime holds
+_PERIOD = re.compile(r"\s*([0-9]{1,6})\s*([A-Za-z]+?)s?\s*")
 _PERIOD_UNITS = {  # a month and a year are approximations: see add_period
     **{
         unit[:-1]: timedelta(**{unit: 1})

@@ -24,10 +24,11 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 
-from runner.localservice import resources
+from runner.localservice import resources, timing
 from runner.localservice.definition import Definition
 from runner.localservice.engine import Engine
 from runner.localservice.expressions import ExpressionError
+from runner.localservice.fieldtypes import InvalidFieldError
 from runner.localservice.model import (
     ACTIVITY,
     CANCELED,
@@ -45,7 +46,7 @@ from runner.localservice.model import (
     WAITING_FOR_RUNNER,
     WAITING_ON_DEPENDENCIES,
     Run,
-    parse_time,
+    runtime_of,
     wall_time,
 )
 
@@ -116,24 +117,11 @@ def _make_ready(engine: Engine, instance: Run, now: float) -> None:
     timeout = defn.first(instance.component, "preconditionTimeout")
     if instance.kind == PRECONDITION and timeout:
         instance.deadline = now + engine.scaled(
-            defn.period(
-                instance.component, "preconditionTimeout", dt.timedelta()
+            timing.period_of(
+                engine, instance, "preconditionTimeout", dt.timedelta(), now
             ).total_seconds()
         )
     start_attempt(engine, instance, now)
-
-
-def runtime_of(instance: Run, now: float) -> dict[str, object]:
-    return {
-        "@scheduledStartTime": parse_time(instance.scheduled_start),
-        "@scheduledEndTime": parse_time(instance.scheduled_end),
-        "@actualStartTime": parse_time(instance.actual_start or wall_time(now)),
-        "@actualEndTime": parse_time(instance.actual_end or wall_time(now)),
-        "@pipelineId": instance.pipeline_id,
-        "@status": instance.status,
-        "@attemptCount": instance.attempt_count,
-        "@triesLeft": instance.tries_left,
-    }
 
 
 def start_attempt(engine: Engine, instance: Run, now: float) -> None:
@@ -165,8 +153,11 @@ def start_attempt(engine: Engine, instance: Run, now: float) -> None:
                 runtime_of(instance, now),
             )
         ]
+        timing.check_fields(engine, defn, instance, now)
     except (ExpressionError, KeyError, ValueError, TypeError) as exc:
-        attempt.error_id = "ExpressionError"
+        # InvalidFieldError first: a field that evaluates to what it cannot be
+        invalid = isinstance(exc, InvalidFieldError)
+        attempt.error_id = "InvalidField" if invalid else "ExpressionError"
         attempt.error_message = defn.redact(str(exc))
         end_attempt(engine, attempt, FAILED, now, retry=False)
         return
@@ -192,13 +183,13 @@ def lease(engine: Engine, attempt: Run, now: float, hostname: str) -> str:
     attempt.deadline = now + engine.scaled(ACK_WINDOW_S)
     if not attempt.actual_start:
         attempt.actual_start = wall_time(now)
-    defn = engine.definition(engine.pipelines[attempt.pipeline_id])
-    timeout = defn.period(attempt.component, "attemptTimeout", dt.timedelta())
+    timeout = timing.period_of(engine, attempt, "attemptTimeout", dt.timedelta(), now)
     if timeout and not attempt.attempt_deadline:
-        timeout_s = timeout.total_seconds()
-        attempt.attempt_deadline = now + max(
-            engine.scaled(timeout_s + ATTEMPT_TIMEOUT_GRACE_S),
-            timeout_s + ATTEMPT_TIMEOUT_FLOOR_S,
+        # attemptTimeout bounds real work: it is never scaled, only the grace is
+        attempt.attempt_deadline = (
+            now
+            + timeout.total_seconds()
+            + max(engine.scaled(ATTEMPT_TIMEOUT_GRACE_S), ATTEMPT_TIMEOUT_FLOOR_S)
         )
     engine.tasks[task_id] = (attempt.pipeline_id, attempt.id)
     engine.touch(attempt)
@@ -217,9 +208,8 @@ def _lease_deadline(attempt: Run) -> float:
 
 def report_progress(engine: Engine, attempt: Run, now: float) -> None:
     """An ack (first call) or keep-alive: extend the progress deadline."""
-    defn = engine.definition(engine.pipelines[attempt.pipeline_id])
-    window = defn.period(
-        attempt.component, "reportProgressTimeout", DEFAULT_PROGRESS_TIMEOUT
+    window = timing.period_of(
+        engine, attempt, "reportProgressTimeout", DEFAULT_PROGRESS_TIMEOUT, now
     )
     attempt.deadline = now + engine.scaled(window.total_seconds())
     if not attempt.acked:
@@ -304,7 +294,7 @@ def end_attempt(
 
 
 def _retry_later(engine: Engine, defn: Definition, instance: Run, now: float) -> None:
-    delay = defn.period(instance.component, "retryDelay", DEFAULT_RETRY_DELAY)
+    delay = timing.period_of(engine, instance, "retryDelay", DEFAULT_RETRY_DELAY, now)
     instance.status = WAITING_FOR_RUNNER
     instance.ready_at = now + engine.scaled(delay.total_seconds())
     engine.touch(instance)
@@ -314,7 +304,7 @@ def _retry_later(engine: Engine, defn: Definition, instance: Run, now: float) ->
 def _retry_precondition(
     engine: Engine, defn: Definition, instance: Run, now: float
 ) -> None:
-    delay = defn.period(instance.component, "retryDelay", DEFAULT_RETRY_DELAY)
+    delay = timing.period_of(engine, instance, "retryDelay", DEFAULT_RETRY_DELAY, now)
     if (
         instance.deadline
         and now + engine.scaled(delay.total_seconds()) > instance.deadline
@@ -346,6 +336,8 @@ def end_instance(engine: Engine, instance: Run, status: str, now: float) -> None
     engine.touch(instance)
     if instance.kind == ACTIVITY:
         resources.activity_ended(engine, instance, now)
+        # room for the component's next slot (`schedule`, maxActiveInstances)
+        engine.add_timer(now, "schedule", instance.pipeline_id, "")
     engine.waiting.get(instance.pipeline_id, set()).discard(instance.id)
     for other_id in sorted(engine.waiting.get(instance.pipeline_id, set())):
         other = engine.run(instance.pipeline_id, other_id)

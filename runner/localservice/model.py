@@ -140,3 +140,18 @@ class Run:
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
+
+
+def runtime_of(instance: Run, now: float) -> dict[str, object]:
+    """The runtime fields (`@scheduledStartTime`...) an expression of the run's
+    component may name."""
+    return {
+        "@scheduledStartTime": parse_time(instance.scheduled_start),
+        "@scheduledEndTime": parse_time(instance.scheduled_end),
+        "@actualStartTime": parse_time(instance.actual_start or wall_time(now)),
+        "@actualEndTime": parse_time(instance.actual_end or wall_time(now)),
+        "@pipelineId": instance.pipeline_id,
+        "@status": instance.status,
+        "@attemptCount": instance.attempt_count,
+        "@triesLeft": instance.tries_left,
+    }

@@ -33,6 +33,7 @@ from runner.localservice.model import (
     WAITING_ON_DEPENDENCIES,
     Pipeline,
     Run,
+    runtime_of,
     wall_time,
 )
 from runner.localservice.protocol import invalid
@@ -44,6 +45,11 @@ _TIME_FIELDS = frozenset(
 )
 _MAX_SELECTORS = 10
 MAX_DESCRIBE_IDS = 100
+
+
+# The API Reference's values (QueryObjects, SetStatus).
+SPHERES = ("COMPONENT", "INSTANCE", "ATTEMPT")
+SET_STATUSES = frozenset({"PAUSE", "RESUME", "TRY_CANCEL", "RERUN", "MARK_FINISHED"})
 
 
 class ObjectApi:
@@ -95,6 +101,10 @@ class ObjectApi:
         start = int(marker)
         with self.engine.cond:
             pipeline = self.engine.pipeline(body["pipelineId"])
+            if body["sphere"] not in SPHERES:
+                raise invalid(
+                    f"sphere {body['sphere'][:64]!r} is not one of {', '.join(SPHERES)}"
+                )
             candidates = self._sphere(pipeline, body["sphere"])
             ids = [oid for oid, fields in candidates if _matches(fields, selectors)]
         page = ids[start : start + limit]
@@ -118,6 +128,11 @@ class ObjectApi:
 
     def set_status(self, body: Body) -> Body:
         status = body["status"].upper()
+        if status not in SET_STATUSES:
+            raise invalid(
+                f"status {body['status'][:64]!r} is not one of "
+                f"{', '.join(sorted(SET_STATUSES))}"
+            )
         engine = self.engine
         with engine.cond:
             pipeline = engine.pipeline(body["pipelineId"])
@@ -149,7 +164,7 @@ class ObjectApi:
             if run is not None:
                 context = run.component
                 instance = _instance_of(self.engine, run)
-                runtime = lifecycle.runtime_of(instance, time.time())
+                runtime = runtime_of(instance, time.time())
             elif obj_id in defn.objects:
                 context, runtime = obj_id, {}
             else:

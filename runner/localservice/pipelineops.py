@@ -129,21 +129,11 @@ class PipelineApi:
                     f"Pipeline {pipeline.id} has no valid definition; "
                     "PutPipelineDefinition without validation errors first"
                 )
-            pipeline.active = copy.deepcopy(pipeline.definition)
+            active = copy.deepcopy(pipeline.definition)
             values = body.get("parameterValues")
-            pipeline.activation_values = (
-                values if values is not None else (pipeline.active.get("values", []))
-            )
-            errors, _ = validation.check(
-                engine.remember(
-                    Definition(pipeline.active, pipeline.activation_values)
-                ),
-                pipeline.id,
-            )
-            if errors:
-                raise invalid(
-                    f"Pipeline definition with these values is invalid: {errors}"
-                )
+            values = values if values is not None else active.get("values", [])
+            self._check_activation(pipeline, Definition(active, values))
+            pipeline.active, pipeline.activation_values = active, values
             pipeline.version += 1
             engine.forget_definitions(pipeline.id)
             start = body.get("startTimestamp")
@@ -152,6 +142,16 @@ class PipelineApi:
             )
             engine.commit()
         return {}
+
+    def _check_activation(self, pipeline: Pipeline, defn: Definition) -> None:
+        """Refuse, as AWS does, a definition that these values make invalid,
+        or one whose schedule starts more than a day ago."""
+        errors, _ = validation.check(self.engine.remember(defn), pipeline.id)
+        if errors:
+            raise invalid(f"Pipeline definition with these values is invalid: {errors}")
+        too_old = schedule.past_start(defn, time.time())
+        if too_old and pipeline.activated_at is None and self.engine.refuse_old_starts:
+            raise invalid(defn.redact(too_old))
 
     def deactivate_pipeline(self, body: Body) -> Body:
         engine = self.engine

@@ -62,6 +62,9 @@ class ServiceError(Exception):
         return json.dumps({"__type": self.code, "message": self.message}).encode()
 
 
+LAST_TIMESTAMP = 253402300800  # 10000-01-01T00:00:00Z
+
+
 def invalid(message: str) -> ServiceError:
     return ServiceError("InvalidRequestException", message)
 
@@ -92,7 +95,7 @@ def decode(target: str | None, raw: bytes) -> tuple[str, dict[str, Any]]:
         )
     try:
         body = json.loads(raw or b"{}")
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # a number past 4300 digits too
         raise ServiceError(
             "SerializationException", f"body is not JSON: {exc}"
         ) from exc
@@ -116,7 +119,8 @@ def _too_deep(raw: bytes) -> bool:
 
 
 def validate(operation: str, body: dict[str, Any]) -> None:
-    """Check `body` against the input shape of `operation`; raise InvalidRequest."""
+    """Check `body` against the input shape of `operation`; raise InvalidRequest.
+    A null member is removed: AWS reads it as absent."""
     shape = service_model().operation_model(operation).input_shape
     if shape is not None:
         _check(shape, body, "")
@@ -137,10 +141,12 @@ def _check_structure(shape: Any, value: Any, path: str) -> None:
     for name in shape.required_members:
         if value.get(name) is None:
             raise invalid(f"missing required member {_join(path, name)}")
-    for name, item in value.items():
+    for name, item in list(value.items()):
         if name not in members:
             raise invalid(f"unknown member {_join(path, name)}")
-        if item is not None:
+        if item is None:
+            del value[name]  # a null member is an absent one, as AWS reads it
+        else:
             _check(members[name], item, _join(path, name))
 
 
@@ -197,8 +203,12 @@ def _check_boolean(shape: Any, value: Any, path: str) -> None:
 
 
 def _check_timestamp(shape: Any, value: Any, path: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise invalid(f"{path} must be a timestamp (epoch seconds)")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value < LAST_TIMESTAMP
+    ):
+        raise invalid(f"{path} must be a timestamp (epoch seconds, years 1970-9999)")
 
 
 def _join(path: str, name: str) -> str:

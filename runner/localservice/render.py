@@ -25,8 +25,7 @@ from typing import Any
 from runner.localservice.definition import Definition
 from runner.localservice.engine import Engine
 from runner.localservice.expressions import ExpressionError
-from runner.localservice.lifecycle import runtime_of
-from runner.localservice.model import Field, Pipeline, Run
+from runner.localservice.model import Field, Pipeline, Run, runtime_of
 
 Obj = dict[str, Any]
 

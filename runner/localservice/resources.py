@@ -30,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 
 from runner.localservice.engine import Engine
+from runner.localservice.fieldtypes import InvalidFieldError
 from runner.localservice.model import (
     CANCELED,
     CASCADE_FAILED,
@@ -40,6 +41,8 @@ from runner.localservice.model import (
     RUNNING,
     TIMEDOUT,
     Run,
+    parse_time,
+    runtime_of,
     wall_time,
 )
 
@@ -57,10 +60,17 @@ def attempt_queued(engine: Engine, activity: Run, now: float) -> None:
     resource.actual_end = ""
     resource.error_id = resource.error_message = ""
     defn = engine.definition(engine.pipelines[resource.pipeline_id])
-    lifetime = defn.period(resource.component, "terminateAfter", dt.timedelta())
-    resource.deadline = (
-        now + engine.scaled(lifetime.total_seconds()) if lifetime else 0.0
-    )
+    try:
+        lifetime = defn.period(
+            resource.component,
+            "terminateAfter",
+            dt.timedelta(),
+            runtime_of(resource, now),
+        )
+    except InvalidFieldError:
+        lifetime = dt.timedelta()  # the attempt failed InvalidField (lifecycle)
+    # terminateAfter bounds real work: never scaled (design §6)
+    resource.deadline = now + lifetime.total_seconds() if lifetime else 0.0
     if resource.deadline:
         engine.add_timer(resource.deadline, "check", resource.pipeline_id, resource.id)
     engine.touch(resource)
@@ -108,10 +118,11 @@ def expire(engine: Engine, resource: Run, now: float) -> list[Run]:
         engine.add_timer(resource.deadline, "check", resource.pipeline_id, resource.id)
         return []
     defn = engine.definition(engine.pipelines[resource.pipeline_id])
+    started = parse_time(resource.actual_start).timestamp()
     resource.error_id = "ResourceTimedOut"
-    resource.error_message = (
+    resource.error_message = defn.redact(
         f"terminateAfter ({defn.first(resource.component, 'terminateAfter')}) "
-        "passed: the resource was stopped"
+        f"passed: the resource was stopped after {now - started:.0f} s"
     )
     _end(engine, resource, TIMEDOUT, now)
     return [

@@ -243,14 +243,21 @@ class LocalService:
             error = exc.code
             return exc.status, exc.body(), None
         except Exception as exc:  # any bug answers 500, as AWS would, and is logged
-            log.exception("localservice_operation_failed")
+            # in one line; the traceback, whose locals may hold values, at debug
+            log.error(  # noqa: TRY400
+                "localservice_operation_failed operation=%s error=%s",
+                operation,
+                f"{type(exc).__name__}: {exc}"[:500],
+            )
+            log.debug("localservice_operation_failed", exc_info=True)
             error = "InternalServiceError"
             return 500, ServiceError(error, f"internal error: {exc}").body(), None
         finally:
+            done = time.monotonic()
             self._log.append(
-                RecordedCall(operation, request, error, arrived, time.monotonic()),
-                len(raw),
+                RecordedCall(operation, request, error, arrived, done), len(raw)
             )
+            _log_request(operation, request, error, done - arrived)
         return 200, _json(answer), cut
 
     def _admit(self, operation: str) -> None:
@@ -278,6 +285,20 @@ class LocalService:
         if fault.error is None or fault.error == "drop" or fault.error in CUTS:
             return fault
         raise ServiceError(fault.error, f"injected fault: {fault.error}")
+
+
+def _log_request(
+    operation: str, request: dict[str, Any], error: str | None, took_s: float
+) -> None:
+    """One line per request at info: operation, pipeline, outcome, time."""
+    pipeline = request.get("pipelineId")
+    log.info(
+        "localservice_request operation=%s pipeline=%s outcome=%s ms=%.1f",
+        operation or "-",
+        pipeline if isinstance(pipeline, str) else "-",
+        error or "ok",
+        took_s * 1000,
+    )
 
 
 def _json(answer: dict[str, Any]) -> bytes:

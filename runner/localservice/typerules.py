@@ -111,18 +111,27 @@ def _warn_unknown(
         warnings.append(f"Unknown field '{key}'{where}{hint}")
 
 
-def check_rules_of_type(defn: Definition, obj_id: str, errors: list[str]) -> None:
+def check_rules_of_type(
+    defn: Definition, obj_id: str, errors: list[str], warnings: list[str]
+) -> None:
     """The either-or rules the pages state in words."""
     kind = defn.type_of(obj_id)
     first = defn.first
     # DG dp-object-shellcommandactivity: "The scriptArgument can only be used
-    # with command; Using it with scriptUri causes an error."
+    # with command; Using it with scriptUri causes an error." Yet AWS's own
+    # HadoopTerasort sample uses both, and AWS activates and runs it: a warning.
     if (
         kind == "ShellCommandActivity"
         and first(obj_id, "scriptUri")
         and first(obj_id, "scriptArgument") is not None
     ):
-        errors.append("scriptArgument can only be used with command, not scriptUri")
+        warnings.append(
+            "scriptArgument with scriptUri: the Developer Guide "
+            "(dp-object-shellcommandactivity) says it 'can only be used with "
+            "command' and 'causes an error' with scriptUri; AWS accepts it (its "
+            "HadoopTerasort sample does), and dp-runner passes the values to the "
+            "script as $1..$n"
+        )
     if kind == "Schedule":
         # DG dp-object-schedule: "use either startDateTime or startAt but not
         # both"; "You can't use occurrences with endDateTime".

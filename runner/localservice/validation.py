@@ -32,15 +32,18 @@ from runner.localservice import typerules
 from runner.localservice.awschecks import s3_location
 from runner.localservice.catalog import ACTION
 from runner.localservice.definition import (
-    SECONDS_OK,
     SERVICE_PRECONDITIONS,
     Definition,
-    in_seconds,
-    parse_duration,
     trial_runtime,
 )
 from runner.localservice.expressions import ExpressionError, parse_period
 from runner.localservice.expressions import validate as validate_expression
+from runner.localservice.fieldtypes import (
+    SECONDS_OK,
+    in_seconds,
+    parse_duration,
+    parse_number,
+)
 
 Report = dict[str, list[str]]
 _PERIOD_KEYS = (
@@ -53,6 +56,7 @@ _PERIOD_KEYS = (
     "terminateAfter",
     "initTimeout",
 )
+_NUMBER_KEYS = frozenset({"maximumRetries", "maxActiveInstances"})
 # DG dp-limits: "Minimum scheduling interval 15 minutes", "Minimum delay between
 # retry attempts 2 minutes"; DG dp-object-schedule: "the maximum period is 3 years".
 MIN_PERIOD = dt.timedelta(minutes=15)
@@ -76,7 +80,7 @@ def check(defn: Definition, pipeline_id: str) -> tuple[Report, Report]:
             continue
         found = typerules.check_type(defn, obj_id, mine)
         typerules.check_fields_of_type(defn, obj_id, found, mine, noted)
-        typerules.check_rules_of_type(defn, obj_id, mine)
+        typerules.check_rules_of_type(defn, obj_id, mine, noted)
         _check_service_precondition(defn, obj_id, runtime, mine)
     parameter_errors, parameter_warnings = defn.params.check()
     for report, found_by_id in (
@@ -116,6 +120,15 @@ def _check_fields(
             typerules.check_location(key, text, errors, warnings)
             if key in _PERIOD_KEYS:
                 _check_period(key, text, errors)
+            if key in _NUMBER_KEYS:
+                _check_number(key, text, errors)
+
+
+def _check_number(key: str, text: str, errors: list[str]) -> None:
+    try:
+        parse_number(text)
+    except ValueError as exc:
+        errors.append(f"Field '{key}': {exc}")
 
 
 def _check_period(key: str, text: str, errors: list[str]) -> None:

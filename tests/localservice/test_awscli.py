@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -139,31 +140,21 @@ def test_list_runs_lists_more_than_100_instances(service: LocalService) -> None:
     answer that (the API reference says 25, AWS takes 100)."""
     dp = make_client(service.endpoint_url)
     pipeline_id = dp.create_pipeline(name="many", uniqueId="many")["pipelineId"]
-    # 30 hours of quarter-hour slots, all in the past: activation makes 120
-    # instances at once (cron: a slot is due at its start).
+    # 120 on-demand runs, one per activation, at quarter-hour starts in 2020
+    # (a schedule that old is refused at activation, as on AWS)
     objects = definition_from_json(
         {
             "objects": [
-                {"id": "Default", "scheduleType": "cron", "workerGroup": "nobody"},
-                {
-                    "id": "Quarterly",
-                    "type": "Schedule",
-                    "period": "15 minutes",
-                    "startDateTime": "2020-01-01T00:00:00",
-                    "endDateTime": "2020-01-02T06:00:00",
-                },
-                {
-                    "id": "Work",
-                    "type": "ShellCommandActivity",
-                    "command": "true",
-                    "schedule": {"ref": "Quarterly"},
-                },
+                {"id": "Default", "scheduleType": "ondemand", "workerGroup": "nobody"},
+                {"id": "Work", "type": "ShellCommandActivity", "command": "true"},
             ]
         }
     ).pipeline_objects
     put = dp.put_pipeline_definition(pipelineId=pipeline_id, pipelineObjects=objects)
     assert put["errored"] is False, put
-    dp.activate_pipeline(pipelineId=pipeline_id)
+    first = dt.datetime(2020, 1, 1, tzinfo=dt.UTC).timestamp()
+    for slot in range(120):
+        dp.activate_pipeline(pipelineId=pipeline_id, startTimestamp=first + 900 * slot)
     paginator = dp.get_paginator("query_objects")
 
     def instance_count() -> int:

@@ -9,6 +9,8 @@ TIMEDOUT past `terminateAfter`. Time is scaled by 0.01: a minute is 0.6 s.
 
 from __future__ import annotations
 
+import re
+import time
 from typing import Any
 
 import pytest
@@ -197,14 +199,21 @@ def test_run_on_wins_over_a_default_worker_group(dp: Any) -> None:
 def test_terminate_after_times_out_the_resource_and_fails_its_attempt(
     dp: Any,
 ) -> None:
+    """terminateAfter bounds real work: it is never scaled, and the message
+    gives the time that really passed."""
     pipeline_id = run_pipeline(
-        dp, [on_ec2("A", maximumRetries="2"), ec2(terminateAfter="1 minutes")]
+        dp, [on_ec2("A", maximumRetries="2"), ec2(terminateAfter="2 seconds")]
     )
     task = take(dp, RUNS_ON, "A")
+    started = time.monotonic()
     dp.report_task_progress(taskId=task["taskId"])
-    wait_status(dp, pipeline_id, "Ec2", "TIMEDOUT")  # 0.6 s scaled
+    wait_status(dp, pipeline_id, "Ec2", "TIMEDOUT")
+    assert time.monotonic() - started >= 1.5  # not 0.02 s, as scaled by 0.01
     found = instances(dp, pipeline_id)
     assert found["Ec2"]["errorId"] == ["ResourceTimedOut"]
+    message = found["Ec2"]["errorMessage"][0]
+    assert message.startswith("terminateAfter (2 seconds) passed"), message
+    assert re.search(r"after [23] s$", message), message
     assert found["A"]["@status"] == ["FAILED"]  # no retry: its resource is gone
     assert found["A"]["errorId"] == ["ResourceTimedOut"]
     with pytest.raises(ClientError) as exc:

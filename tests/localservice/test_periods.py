@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from runner.localservice.definition import parse_duration
 from runner.localservice.expressions import ExpressionError
+from runner.localservice.fieldtypes import parse_duration
 from tests.localservice.conftest import DEFAULT, run_pipeline, shell, wait_for
 
 

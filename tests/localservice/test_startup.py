@@ -3,6 +3,8 @@ never a traceback; and the same reasons as `StartupError` in process."""
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 import sqlite3
 import subprocess
@@ -15,6 +17,7 @@ import pytest
 from runner.localservice import LocalService, StartupError
 from runner.localservice.store import SCHEMA_VERSION
 from tests.conftest import REPO
+from tests.localservice.conftest import make_client
 
 
 def local(*args: str) -> subprocess.CompletedProcess[str]:
@@ -134,3 +137,53 @@ def _text(tmp_path: Path) -> Path:
     path = tmp_path / "text.db"
     path.write_text("not sqlite " * 100)
     return path
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (("--port", "80000"), "--port 80000"),
+        (("--port", "-1"), "--port -1"),
+        (("--time-scale", "-1"), "--time-scale -1"),
+        (("--time-scale", "0"), "--time-scale 0"),
+        (("--time-scale", "nan"), "--time-scale nan"),
+        (("--poll-hold", "-5"), "--poll-hold -5"),
+    ],
+)
+def test_a_bad_flag_is_one_line_and_exit_78(args: tuple[str, ...], flag: str) -> None:
+    assert one_line(local(*args)).startswith(f"dp-runner local: {flag}: must be")
+
+
+def test_log_level_info_logs_one_line_per_request(tmp_path: Path) -> None:
+    """operation, pipeline, outcome and time, for a good call and a refused one."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runner", "local", "--port", "0", "--log-level", "info"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        assert process.stderr is not None
+        serving = process.stderr.readline()
+        endpoint = serving.rsplit(" ", 1)[-1].strip()
+        dp = make_client(endpoint)
+        pipeline_id = dp.create_pipeline(name="p", uniqueId="u")["pipelineId"]
+        with pytest.raises(dp.exceptions.PipelineNotFoundException):
+            dp.describe_pipelines(pipelineIds=["df-NOPE"])
+        dp.delete_pipeline(pipelineId=pipeline_id)
+    finally:
+        process.terminate()
+        out, _ = process.communicate(timeout=30)
+    events = [json.loads(line)["event"] for line in out.splitlines()]
+    requests = [e for e in events if e.startswith("localservice_request")]
+    assert [r.split()[1:4] for r in requests] == [
+        ["operation=CreatePipeline", "pipeline=-", "outcome=ok"],
+        [
+            "operation=DescribePipelines",
+            "pipeline=-",
+            "outcome=PipelineNotFoundException",
+        ],
+        ["operation=DeletePipeline", f"pipeline={pipeline_id}", "outcome=ok"],
+    ]
+    assert all(re.fullmatch(r"ms=\d+\.\d", r.split()[4]) for r in requests)

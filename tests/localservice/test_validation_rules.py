@@ -485,14 +485,26 @@ def test_schedule_either_or_fields(dp: Any) -> None:
     }
 
 
-def test_script_argument_goes_with_command_not_script_uri(dp: Any) -> None:
-    """DG dp-object-shellcommandactivity."""
+def test_script_argument_with_script_uri_is_accepted_with_a_warning(dp: Any) -> None:
+    """DG dp-object-shellcommandactivity says scriptArgument with scriptUri
+    "causes an error", but AWS's HadoopTerasort sample uses both and AWS runs
+    it: accepted, with a warning that cites the Developer Guide."""
     base = {"id": "A", "type": "ShellCommandActivity", "scriptArgument": ["a", "b"]}
     assert validate(dp, base | {"command": "echo $1 $2"})["errored"] is False
-    refused = validate(dp, base | {"scriptUri": "s3://b/s.sh"})
-    assert errors(refused) == {
-        "A": ["scriptArgument can only be used with command, not scriptUri"]
-    }
+    answer = validate(dp, base | {"scriptUri": "s3://b/s.sh"})
+    assert answer["errored"] is False
+    (warning,) = warnings(answer)["A"]
+    assert "scriptArgument with scriptUri" in warning
+    assert "dp-object-shellcommandactivity" in warning
+
+
+def test_emr_log_uri_is_a_known_emr_cluster_field(dp: Any) -> None:
+    """The Developer Guide's EMR log page names `emrLogUri` on EmrCluster."""
+    answer = validate(
+        dp,
+        {"id": "E", "type": "EmrCluster", "emrLogUri": "s3://b/emr-logs"},
+    )
+    assert "E" not in warnings(answer), warnings(answer)
 
 
 # ---- parameters and limits ---------------------------------------------------------
