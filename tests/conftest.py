@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -269,12 +269,18 @@ def spawn_runner(
 
 
 def run_local(
-    definition: Path, tmp_path: Path, *args: str, env: dict[str, str] | None = None
+    definition: Path,
+    tmp_path: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    prefix: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
     """``dp-runner run --local DEFINITION`` as a newcomer runs it, with the work
-    dir under ``tmp_path`` and JSON logs; the finished process."""
+    dir under ``tmp_path`` and JSON logs; the finished process. ``prefix``: the
+    argv the runner's command is run through (say, ``unshare``)."""
     return subprocess.run(
         [
+            *prefix,
             sys.executable,
             "-m",
             "runner",

@@ -18,6 +18,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from tests.conftest import run_local
@@ -208,4 +209,101 @@ def test_rds_to_s3(tmp_path: Path, samples_bucket: Any, mysql_db: DbServer) -> N
     )
     # AWS's CSV for a data node copy: a comma in a value is escaped with "\\"
     assert body.decode().splitlines() == ["1,Blue", "2,Green\\, again"], body
+    assert mysql_db.password not in result.stdout + result.stderr
+
+
+# SQLActivityWithTimeout: attemptTimeout and reportProgressTimeout "1 Hour". At
+# this clock factor a scaled hour would be 14.4 s; the script's statement sleeps
+# longer, so it finishes only if the limit is real time (issue 28).
+SQL_TIME_SCALE = 0.004
+SQL_SLEEP_S = 16  # the script's DO SLEEP
+SQL_SCRIPT = """
+CREATE TABLE timeout_check (started DATETIME(3), finished DATETIME(3));
+INSERT INTO timeout_check (started) VALUES (NOW(3));
+DO SLEEP(16);
+UPDATE timeout_check SET finished = NOW(3);
+"""
+
+
+def rds_instance_for(
+    moto_server: str, instance_id: str, database: DbServer
+) -> tuple[str, dict[str, str]]:
+    """An RDS instance in moto whose endpoint port is ``database``'s; its
+    endpoint host (made up by moto) and the environment that points the
+    runner's RDS calls at moto."""
+    rds = boto3.client("rds", endpoint_url=moto_server)
+    with contextlib.suppress(rds.exceptions.DBInstanceAlreadyExistsFault):
+        rds.create_db_instance(
+            DBInstanceIdentifier=instance_id,
+            Engine="mysql",
+            DBInstanceClass="db.t3.micro",
+            AllocatedStorage=20,
+            MasterUsername=database.user,
+            MasterUserPassword="irrelevant-123",
+            DBName=database.database,
+            Port=database.port,
+        )
+    (found,) = rds.describe_db_instances(DBInstanceIdentifier=instance_id)[
+        "DBInstances"
+    ]
+    assert found["Endpoint"]["Port"] == database.port, found["Endpoint"]
+    return found["Endpoint"]["Address"], {
+        **os.environ,
+        "AWS_ENDPOINT_URL_RDS": moto_server,
+    }
+
+
+def hosts_namespace(tmp_path: Path, host: str) -> list[str]:
+    """The argv prefix that runs a command in its own mount namespace (the
+    tests run as root), with /etc/hosts bind-mounted over by a copy that maps
+    ``host`` to 127.0.0.1: the name resolves so for that process tree only."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text(Path("/etc/hosts").read_text() + f"\n127.0.0.1 {host}\n")
+    mount = 'mount --bind "$1" /etc/hosts && shift && exec "$@"'
+    return ["unshare", "--mount", "--", "sh", "-c", mount, "sh", str(hosts)]
+
+
+def test_sql_activity_with_timeout(
+    tmp_path: Path, samples_bucket: Any, moto_server: str, mysql_db: DbServer
+) -> None:
+    """The sample's RdsDatabase names rdsInstanceId "rds1": moto answers
+    DescribeDBInstances with the test MariaDB's port and a made-up host, which
+    resolves to 127.0.0.1 inside the runner's mount namespace. The script at
+    the sample's scriptUri runs one statement past the scaled hour; the sample's
+    Ec2Resource is run --local's own worker group."""
+    samples_bucket.create_bucket(Bucket="data-pipeline-samples")
+    samples_bucket.put_object(
+        Bucket="data-pipeline-samples",
+        Key="sqlactivity/script.sql",
+        Body=SQL_SCRIPT.encode(),
+    )
+    name = "SQLActivityWithTimeout__pipeline.json"
+    values = json.loads((SAMPLES / "values" / name).read_text())
+    host, env = rds_instance_for(moto_server, values["values"]["myRDSId"], mysql_db)
+    values["values"] |= {
+        "myRDSUsername": mysql_db.user,
+        "myRDSPassword": mysql_db.password,
+    }
+    values_file = tmp_path / "values.json"
+    values_file.write_text(json.dumps(values))
+    result = run_local(
+        SAMPLES / "definitions" / name,
+        tmp_path,
+        "--parameter-values-uri",
+        f"file://{values_file}",
+        "--time-scale",
+        str(SQL_TIME_SCALE),
+        env=env,
+        prefix=hosts_namespace(tmp_path, host),
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
+    rows = summary(result.stdout)
+    assert {status for status, _ in rows.values()} == {"FINISHED"}, rows
+    (activity,) = [i for i in rows if i.startswith("@ActivityId_wRpKi_")]
+    assert str(rows[activity][1]) == "1", rows  # one attempt: never timed out
+    ((started, finished),) = mysql_db.query(
+        "SELECT started, finished FROM timeout_check"
+    )
+    took = (finished - started).total_seconds()
+    assert took >= SQL_SLEEP_S > 3600 * SQL_TIME_SCALE, took
     assert mysql_db.password not in result.stdout + result.stderr
