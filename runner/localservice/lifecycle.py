@@ -189,7 +189,7 @@ def lease(engine: Engine, attempt: Run, now: float, hostname: str) -> str:
     attempt.task_id = task_id
     attempt.hostname = hostname
     attempt.acked = False
-    attempt.deadline = now + engine.scaled(ACK_WINDOW_S)
+    attempt.deadline = now + engine.scaled_lease(ACK_WINDOW_S)
     if not attempt.actual_start:
         attempt.actual_start = wall_time(now)
     defn = engine.definition(engine.pipelines[attempt.pipeline_id])
@@ -221,7 +221,7 @@ def report_progress(engine: Engine, attempt: Run, now: float) -> None:
     window = defn.period(
         attempt.component, "reportProgressTimeout", DEFAULT_PROGRESS_TIMEOUT
     )
-    attempt.deadline = now + engine.scaled(window.total_seconds())
+    attempt.deadline = now + engine.scaled_lease(window.total_seconds())
     if not attempt.acked:
         attempt.acked = True
         attempt.status = RUNNING
