@@ -15,22 +15,22 @@ from collections.abc import Callable
 from typing import Any
 
 from runner.localservice import LocalService
-from tests.conftest import (
-    RunnerProcess,
+from tests.support.dbservers import DbServer
+from tests.support.pipelines import (
     default_object,
+    statuses_sent,
     submit,
-    wait_for,
     wait_instances,
 )
-from tests.dbservers import DbServer
-from tests.test_daemon import statuses_sent
-from tests.test_daemon_sql import (
+from tests.support.runners import RunnerProcess
+from tests.support.sqltasks import (
     STOP_GRACE,
     activity_instance,
     assert_no_password,
     database_object,
     wait_activity,
 )
+from tests.support.waiting import wait_for
 
 Spawn = Callable[..., RunnerProcess]
 

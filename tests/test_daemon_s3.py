@@ -13,21 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from runner.localservice import LocalService
-from tests.conftest import (
-    RunnerProcess,
+from tests.support.pipelines import (
     default_object,
     instances,
     shell,
+    statuses_sent,
     submit,
-    wait_for,
     wait_instances,
 )
-from tests.test_daemon import (
-    assert_all_gone,
-    statuses_sent,
-    tree_command,
-    wait_tree,
-)
+from tests.support.runners import RunnerProcess
+from tests.support.trees import assert_all_gone, tree_command, wait_tree
+from tests.support.waiting import wait_for
 
 Spawn = Callable[..., RunnerProcess]
 

@@ -25,14 +25,9 @@ from typing import Any
 import pytest
 
 from runner.localservice import LocalService
-from tests.conftest import (
-    RunnerProcess,
-    default_object,
-    instances,
-    submit,
-    wait_for,
-)
-from tests.test_daemon import statuses_sent
+from tests.support.pipelines import default_object, instances, statuses_sent, submit
+from tests.support.runners import RunnerProcess
+from tests.support.waiting import wait_for
 
 Spawn = Callable[..., RunnerProcess]
 KILL_GRACE_S = 0.5  # conftest's --kill-grace

@@ -34,15 +34,9 @@ from runner.errors import ActivityError, ConfigError, SpawnError
 from runner.localservice import LocalService
 from runner.task.verdict import final_status
 from runner.taskmodel import AttemptPaths, Task, TaskStatus
-from tests.conftest import (
-    REPO,
-    RunnerProcess,
-    default_object,
-    shell,
-    submit,
-    wait_for,
-)
-from tests.test_daemon import statuses_sent
+from tests.support.pipelines import default_object, shell, statuses_sent, submit
+from tests.support.runners import REPO, RunnerProcess
+from tests.support.waiting import wait_for
 
 PASSWORD = "fuzz-planted-secret-31f7"  # noqa: S105 - a planted test secret
 ATTEMPT = "@Act_2024-01-01T00:00:00_Attempt=1"

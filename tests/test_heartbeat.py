@@ -11,7 +11,7 @@ import structlog
 from structlog.testing import capture_logs
 
 from runner.heartbeat import BeatThreads, Heartbeat
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 
 
 def make(fn, interval_s: float = 0.05, **kwargs: object) -> Heartbeat:  # type: ignore[no-untyped-def]  # test helper

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from runner.localservice import LocalService
-from tests.conftest import REPO, wait_for
+from tests.support.runners import REPO
+from tests.support.waiting import wait_for
 
 UNIT = REPO / "systemd" / "dp-runner.service"
 EXPOSURE_MAX = 4.5

@@ -43,7 +43,9 @@ APT = [
 EXPECTED = {
     "debian": APT,
     "ubuntu": APT,
-    "amzn": ["dnf install -y postgresql15-server mariadb105-server (policy-rc.d: absent)"],
+    "amzn": [
+        "dnf install -y postgresql15-server mariadb105-server (policy-rc.d: absent)"
+    ],
     "rhel": ["dnf install -y postgresql-server mariadb-server (policy-rc.d: absent)"],
 }
 

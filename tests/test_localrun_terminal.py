@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.conftest import REPO, run_local
+from tests.support.runners import REPO, run_local
 
 EXAMPLES = REPO / "examples"
 DEADLINE_S = 60.0

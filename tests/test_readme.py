@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.runners import REPO
 
 README = REPO / "README.md"
 MARKERS = {

@@ -10,7 +10,7 @@ import pytest
 
 from runner.localservice.definition import parse_duration
 from runner.localservice.expressions import ExpressionError
-from tests.localservice.conftest import DEFAULT, run_pipeline, shell, wait_for
+from tests.support.localservice import DEFAULT, run_pipeline, shell, wait_for
 
 
 @pytest.mark.parametrize(

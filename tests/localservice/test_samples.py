@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.localservice.conftest import fields_of, make_client, wait_for
+from tests.support.localservice import fields_of, make_client, wait_for
 
 translator = pytest.importorskip("awscli.customizations.datapipeline.translator")
 

@@ -14,7 +14,7 @@ import pytest
 
 from runner.localservice import LocalService, StartupError
 from runner.localservice.store import SCHEMA_VERSION
-from tests.conftest import REPO
+from tests.support.runners import REPO
 
 
 def local(*args: str) -> subprocess.CompletedProcess[str]:

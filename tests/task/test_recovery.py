@@ -34,7 +34,9 @@ from runner.supervisor import MARKER_ENV
 from runner.task.journal import Journal
 from runner.task.recovery import RESTARTED_ERROR_ID, recover
 from runner.taskmodel import FinalStatus, TaskStatus, digest
-from tests.conftest import SCRIPTS, default_object, shell, submit, wait_for
+from tests.support.pipelines import default_object, shell, submit
+from tests.support.runners import SCRIPTS
+from tests.support.waiting import wait_for
 
 LOG = structlog.get_logger()
 WORKER_GROUP = "wg-recovery"

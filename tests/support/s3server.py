@@ -1,6 +1,6 @@
 """pytest fixtures for a real S3 endpoint: moto's standalone server over HTTP.
 
-Load it from the root conftest with ``pytest_plugins = ["tests.s3server"]``.
+Load it from the root conftest with ``pytest_plugins = ["tests.support.s3server"]``.
 
 ``moto_server`` (session) starts ``python -m moto.server`` as a subprocess on
 127.0.0.1 with a port the OS picks, reads the port from its log and stops it at the

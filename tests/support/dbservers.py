@@ -1,7 +1,7 @@
 """pytest fixtures for real database servers: a private PostgreSQL and a private
 MariaDB, each started once per session in a folder of its own under /tmp.
 
-Load it from the root conftest with ``pytest_plugins = ["tests.dbservers"]``.
+Load it from the root conftest with ``pytest_plugins = ["tests.support.dbservers"]``.
 
 ``postgres_server`` runs ``initdb`` and ``postgres`` (the binaries on PATH or under
 /usr/lib/postgresql), ``mariadb_server`` runs ``mariadb-install-db`` and
