@@ -346,6 +346,7 @@ def test_slots_bound_the_tasks_and_polls_never_overlap(
     assert peak == max_tasks
 
 
+@pytest.mark.leases_hold  # the ack must not miss its window under load
 def test_heartbeat_goes_on_while_a_slow_final_status_is_sent(
     service: LocalService, dp: Any, spawn_runner: Spawn
 ) -> None:

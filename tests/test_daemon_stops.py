@@ -154,6 +154,7 @@ def instance_of(dp: Any, pipeline_id: str, component: str) -> str:
     return found
 
 
+@pytest.mark.leases_hold  # the hanging tasks' leases must not lapse under load
 @pytest.mark.parametrize("kind", list(STEPS))
 def test_every_stop_is_honoured_while_a_step_hangs(
     kind: str, service: LocalService, dp: Any, spawn_runner: Spawn, silent_s3: SilentS3

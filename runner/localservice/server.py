@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 _LOGGERS = (log, preconditions.log, listener.log, throttle.log)
 Operation = Callable[[dict[str, Any]], dict[str, Any]]
 THROTTLES = ("off", "aws")
+#: How often a held call (`Fault.hold`) looks whether the service is stopping.
+HOLD_CHECK_S = 0.1
 
 
 class LocalService:
@@ -284,6 +286,9 @@ class LocalService:
             return None
         if fault.latency_s:
             self._stopped.wait(fault.latency_s)
+        while fault.hold is not None and not fault.hold.wait(HOLD_CHECK_S):
+            if self._stopped.is_set():
+                break
         if fault.error is None or fault.error == "drop" or fault.error in CUTS:
             return fault
         raise ServiceError(fault.error, f"injected fault: {fault.error}")
