@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import signal
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,6 +25,7 @@ import pytest
 from runner.localservice import LocalService
 from tests.support.pipelines import default_object, instances, statuses_sent, submit
 from tests.support.runners import RunnerProcess
+from tests.support.silents3 import SilentS3
 from tests.support.waiting import wait_for
 
 Spawn = Callable[..., RunnerProcess]
@@ -35,32 +34,6 @@ BOUND_S = KILL_GRACE_S + 2.0
 TIMEOUT_S = 2.0
 BUCKET = "s3://silent-bucket"
 GROUPS = ("wg-timeout", "wg-cancel", "wg-fast")
-
-
-class SilentS3:
-    """A listener that accepts connections and never answers; counts them."""
-
-    def __init__(self) -> None:
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
-        self.endpoint = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.held: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.held.append(conn)
-
-    def close(self) -> None:
-        self.listener.close()
-        for conn in self.held:
-            conn.close()
 
 
 @pytest.fixture
