@@ -228,10 +228,14 @@ def test_after_a_stop_wind_down_gives_a_hung_step_its_short_budget_then_skips(
     runner = step_runner(flag)
     flag.set(StopReason.CANCELED)
     later = threading.Event()
-    steps = [hung_upload(tmp_path, StopFlag()), Transfer("after", later.set)]
+    own = StopFlag()  # the upload's own retries: stopped once the test is done
+    steps = [hung_upload(tmp_path, own), Transfer("after", later.set)]
     started = time.monotonic()
-    with capture_logs() as logged:
-        runner.wind_down(steps, budget_s=600.0)
+    try:
+        with capture_logs() as logged:
+            runner.wind_down(steps, budget_s=600.0)
+    finally:
+        own.set(StopReason.CANCELED)
     assert time.monotonic() - started < 0.3 + STOP_BOUND_S  # wind_down_s, not 600
     names = [(e["event"], e.get("step")) for e in logged]
     assert ("task_step_abandoned", "upload") in names
