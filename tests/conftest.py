@@ -12,8 +12,9 @@ Two collection rules, so that no list of tests is kept by hand:
 
 * ``slow``: a test that uses a fixture which starts a runner process or a server
   (``STARTERS``, directly or through another fixture), or sits in a module that
-  imports a helper which does (``STARTER_HELPERS``). ``make test-fast`` runs the
-  others.
+  imports a helper which does (``STARTER_HELPERS``: ``REPO`` among them, the
+  checkout a test starts this project from) or that starts ``python -m runner``
+  itself (``RUNS_THE_RUNNER``). ``make test-fast`` runs the others.
 * ``xdist_group("db")``: the tests on the private database servers (session
   fixtures) run on one xdist worker, which starts each server once.
 
@@ -24,6 +25,7 @@ so that no lease lapses during the test whatever the machine's speed.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -69,8 +71,11 @@ STARTERS = frozenset(
         "nobody_python",
     }
 )
-#: Helpers that start a runner process or a server when a test calls them.
-STARTER_HELPERS = (LocalService, RunnerProcess, runner_command, run_local)
+#: Helpers that start a runner process or a server when a test calls them, and the
+#: checkout that a test starts this project's code from (the cwd of such processes).
+STARTER_HELPERS = (LocalService, RunnerProcess, runner_command, run_local, REPO)
+#: A module that starts the runner as a program by itself.
+RUNS_THE_RUNNER = re.compile(r'"-m",\s*"runner"')
 #: Session fixtures that a group of tests shares on one xdist worker.
 SHARED_SERVERS = {"postgres_server": "db", "mariadb_server": "db"}
 
@@ -79,8 +84,12 @@ def _starts_something(item: pytest.Item) -> bool:
     if STARTERS.intersection(getattr(item, "fixturenames", ())):
         return True
     module = getattr(item, "module", None)
-    names = vars(module).values() if module is not None else ()
-    return any(obj is helper for obj in names for helper in STARTER_HELPERS)
+    if module is None:
+        return False
+    names = vars(module).values()
+    if any(obj is helper for obj in names for helper in STARTER_HELPERS):
+        return True
+    return bool(RUNS_THE_RUNNER.search(Path(module.__file__ or "").read_text()))
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's loadgroup reads the groups
