@@ -72,6 +72,7 @@ def test_the_run_as_drop_in_keeps_the_exposure_low(tmp_path: Path) -> None:
     assert "User=root" in drop_in
 
 
+@pytest.mark.timeout(240)  # the hang guard: pip builds a venv, which load stretches
 def test_install_into_a_root_folder_builds_a_working_venv_and_keeps_the_config(
     tmp_path: Path,
 ) -> None:
