@@ -24,6 +24,7 @@ so that no lease lapses during the test whatever the machine's speed.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -89,7 +90,12 @@ def _starts_something(item: pytest.Item) -> bool:
     names = vars(module).values()
     if any(obj is helper for obj in names for helper in STARTER_HELPERS):
         return True
-    return bool(RUNS_THE_RUNNER.search(Path(module.__file__ or "").read_text()))
+    return _runs_the_runner(module.__file__ or "")
+
+
+@functools.cache
+def _runs_the_runner(path: str) -> bool:
+    return bool(path) and RUNS_THE_RUNNER.search(Path(path).read_text()) is not None
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's loadgroup reads the groups
