@@ -46,8 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from runner.localservice import LocalService
 from runner.pipelinefile import definition_from_json
-from tests.dbservers import DbServer, running_postgres
-from tests.s3server import start_moto_server, stop_moto_server
+from tests.support.dbservers import DbServer, running_postgres
+from tests.support.s3server import start_moto_server, stop_moto_server
 
 MB = 1_000_000
 #: About 250 bytes a record: an order line with a free-text note.

@@ -7,18 +7,30 @@
 * ``dp``: a boto3 client for it, with botocore's retries off.
 * ``spawn_runner``: ``python -m runner run`` as a real process against it, with short
   intervals; terminated and reaped at teardown (dramatiq ``start_cli``).
+
+Two collection rules, so that no list of tests is kept by hand:
+
+* ``slow``: a test that uses a fixture which starts a runner process or a server
+  (``STARTERS``, directly or through another fixture), or sits in a module that
+  imports a helper which does (``STARTER_HELPERS``: ``REPO`` among them, the
+  checkout a test starts this project from) or that starts ``python -m runner``
+  itself (``RUNS_THE_RUNNER``). ``make test-fast`` runs the others.
+* ``xdist_group``: tests that share a costly fixture run on one xdist worker,
+  which sets it up once: the tests on the private database servers (session
+  fixtures: group "db"), and the tests of a module that share a module-scoped
+  fixture (the module's own group), such as AWS's samples through the aws CLI.
+
+``leases_hold`` (a mark) gives a test a ``service`` whose lease windows run at 1x,
+so that no lease lapses during the test whatever the machine's speed.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import os
-import signal
+import re
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +40,17 @@ from botocore.config import Config
 from hypothesis import settings as hypothesis_settings
 
 from runner.localservice import LocalService
-from runner.pipelinefile import definition_from_json
+from tests.support.pipelines import REGION, TIME_SCALE
+from tests.support.runners import REPO, RunnerProcess, run_local, runner_command
 
-pytest_plugins = ["tests.imds", "tests.s3server", "tests.users", "tests.dbservers"]
+pytest_plugins = [
+    "tests.support.imds",
+    "tests.support.s3server",
+    "tests.support.users",
+    "tests.support.dbservers",
+    "tests.support.harness",
+    "tests.support.silents3",
+]
 
 #: Fuzzing (tests/test_fuzz.py) the same way on every run and machine: no example
 #: database, no deadline on a noisy host, 200 examples a target.
@@ -39,10 +59,69 @@ hypothesis_settings.register_profile(
 )
 hypothesis_settings.load_profile("ci")
 
-REGION = "us-east-1"
-TIME_SCALE = 0.01
-REPO = Path(__file__).resolve().parent.parent
-SCRIPTS = Path(__file__).resolve().parent / "scripts"
+
+#: Fixtures that start a runner process or a server (the local service, moto, the
+#: database servers, the metadata stand-in, the kill -9 harness, nobody's python).
+STARTERS = frozenset(
+    {
+        "service",
+        "spawn_runner",
+        "spawn_runner_as",
+        "harnessed",
+        "postgres_server",
+        "mariadb_server",
+        "moto_server",
+        "imds",
+        "nobody_python",
+    }
+)
+#: Helpers that start a runner process or a server when a test calls them, and the
+#: checkout that a test starts this project's code from (the cwd of such processes).
+STARTER_HELPERS = (LocalService, RunnerProcess, runner_command, run_local, REPO)
+#: A module that starts the runner as a program by itself.
+RUNS_THE_RUNNER = re.compile(r'"-m",\s*"runner"')
+#: Session fixtures that a group of tests shares on one xdist worker (``any_db``
+#: asks for its server at run time, so its tests are named here by it).
+SHARED_SERVERS = {"postgres_server": "db", "mariadb_server": "db", "any_db": "db"}
+
+
+def _starts_something(item: pytest.Item) -> bool:
+    if STARTERS.intersection(getattr(item, "fixturenames", ())):
+        return True
+    module = getattr(item, "module", None)
+    if module is None:
+        return False
+    names = vars(module).values()
+    if any(obj is helper for obj in names for helper in STARTER_HELPERS):
+        return True
+    return _runs_the_runner(module.__file__ or "")
+
+
+@functools.cache
+def _runs_the_runner(path: str) -> bool:
+    return bool(path) and RUNS_THE_RUNNER.search(Path(path).read_text()) is not None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's loadgroup reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _starts_something(item):
+            item.add_marker(pytest.mark.slow)
+        for group in sorted(_groups(item)):
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def _groups(item: pytest.Item) -> set[str]:
+    """The xdist groups of ``item``: "db" for the database servers, its module's
+    path for a module-scoped fixture it uses."""
+    fixtures = getattr(item, "fixturenames", ())
+    groups = {SHARED_SERVERS[f] for f in fixtures if f in SHARED_SERVERS}
+    # pytest has no public view of a test's fixture definitions; this one is stable
+    info = getattr(item, "_fixtureinfo", None)
+    definitions = info.name2fixturedefs.values() if info is not None else ()
+    if any(d.scope == "module" for defs in definitions for d in defs):
+        groups.add(item.nodeid.split("::", 1)[0])
+    return groups
 
 
 @pytest.fixture(autouse=True)
@@ -61,7 +140,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[LocalService]:
+def service(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalService]:
+    hold = request.node.get_closest_marker("leases_hold") is not None
     svc = LocalService(
         host="127.0.0.1",
         port=0,
@@ -69,6 +149,7 @@ def service(tmp_path: Path) -> Iterator[LocalService]:
         time_scale=TIME_SCALE,
         poll_hold_s=0.5,
         runs_on_worker_group="local",
+        lease_time_scale=1.0 if hold else None,
     )
     svc.start()
     yield svc
@@ -83,158 +164,6 @@ def dp(service: LocalService) -> Any:
         endpoint_url=service.endpoint_url,
         config=Config(retries={"total_max_attempts": 1}),
     )
-
-
-def submit(dp: Any, objects: list[dict[str, Any]], *, activate: bool = True) -> str:
-    """Create a pipeline from definition-file objects, put it and activate it."""
-    defn = definition_from_json({"objects": objects})
-    pipeline_id = str(
-        dp.create_pipeline(name="test", uniqueId=os.urandom(8).hex())["pipelineId"]
-    )
-    answer = dp.put_pipeline_definition(
-        pipelineId=pipeline_id, pipelineObjects=defn.pipeline_objects
-    )
-    assert not answer["errored"], answer
-    if activate:
-        dp.activate_pipeline(pipelineId=pipeline_id)
-    return pipeline_id
-
-
-def default_object(worker_group: str = "wg", **fields: Any) -> dict[str, Any]:
-    return {
-        "id": "Default",
-        "name": "Default",
-        "scheduleType": "ondemand",
-        "failureAndRerunMode": "CASCADE",
-        "workerGroup": worker_group,
-        **fields,
-    }
-
-
-def shell(obj_id: str, command: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "id": obj_id,
-        "name": obj_id,
-        "type": "ShellCommandActivity",
-        "command": command,
-        **fields,
-    }
-
-
-def fields_of(obj: dict[str, Any]) -> dict[str, str]:
-    return {
-        f["key"]: f.get("stringValue", f.get("refValue", "")) for f in obj["fields"]
-    }
-
-
-def instances(dp: Any, pipeline_id: str) -> dict[str, dict[str, str]]:
-    """Every instance of a pipeline: id -> its fields."""
-    ids = dp.query_objects(pipelineId=pipeline_id, sphere="INSTANCE")["ids"]
-    if not ids:
-        return {}
-    objs = dp.describe_objects(pipelineId=pipeline_id, objectIds=ids)["pipelineObjects"]
-    return {obj["id"]: fields_of(obj) for obj in objs}
-
-
-def wait_for(
-    predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition"
-) -> Any:
-    """Poll ``predicate`` until it returns something truthy, or fail."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-
-
-def wait_instances(
-    dp: Any, pipeline_id: str, statuses: set[str], timeout: float = 20.0
-) -> dict[str, dict[str, str]]:
-    """Wait until every instance has one of ``statuses``."""
-
-    def ended() -> dict[str, dict[str, str]] | None:
-        found = instances(dp, pipeline_id)
-        if found and all(f.get("@status") in statuses for f in found.values()):
-            return found
-        return None
-
-    return wait_for(ended, timeout, f"instances of {pipeline_id} in {statuses}")
-
-
-@dataclass
-class RunnerProcess:
-    """A ``dp-runner run`` process and its JSON log."""
-
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    work_dir: Path
-    _seen: list[dict[str, Any]] = field(default_factory=list)
-
-    def events(self, name: str | None = None) -> list[dict[str, Any]]:
-        lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-        parsed = []
-        for line in lines:
-            try:
-                parsed.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return [e for e in parsed if name is None or e.get("event") == name]
-
-    def wait_event(
-        self, name: str, timeout: float = 15.0, **match: Any
-    ) -> dict[str, Any]:
-        def found() -> dict[str, Any] | None:
-            for event in self.events(name):
-                if all(event.get(k) == v for k, v in match.items()):
-                    return event
-            if self.process.poll() is not None:
-                pytest.fail(
-                    f"runner exited ({self.process.returncode}) before "
-                    f"{name}:\n{self.log_path.read_text()[-3000:]}"
-                )
-            return None
-
-        return wait_for(found, timeout, f"event {name} {match}")
-
-    def signal(self, signum: int = signal.SIGTERM) -> None:
-        self.process.send_signal(signum)
-
-    def wait_exit(self, timeout: float = 20.0) -> int:
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"runner did not exit:\n{self.log_path.read_text()[-3000:]}")
-
-
-def runner_command(endpoint_url: str, work_dir: Path, *args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "runner",
-        "run",
-        "--endpoint-url",
-        endpoint_url,
-        "--region",
-        REGION,
-        "--work-dir",
-        str(work_dir),
-        "--heartbeat-interval",
-        "0.1",
-        "--runner-heartbeat-interval",
-        "0.5",
-        "--lease-timeout",
-        "2",
-        "--kill-grace",
-        "0.5",
-        "--drain-timeout",
-        "5",
-        "--log-format",
-        "json",
-        *args,
-    ]
 
 
 @pytest.fixture
@@ -266,37 +195,3 @@ def spawn_runner(
         if runner.process.poll() is None:
             runner.process.kill()
         runner.process.wait(10)
-
-
-def run_local(
-    definition: Path,
-    tmp_path: Path,
-    *args: str,
-    env: dict[str, str] | None = None,
-    prefix: Sequence[str] = (),
-) -> subprocess.CompletedProcess[str]:
-    """``dp-runner run --local DEFINITION`` as a newcomer runs it, with the work
-    dir under ``tmp_path`` and JSON logs; the finished process. ``prefix``: the
-    argv the runner's command is run through (say, ``unshare``)."""
-    return subprocess.run(
-        [
-            *prefix,
-            sys.executable,
-            "-m",
-            "runner",
-            "run",
-            "--local",
-            str(definition),
-            "--work-dir",
-            str(tmp_path / "work"),
-            "--log-format",
-            "json",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=REPO,
-        env=env,
-    )

@@ -18,16 +18,17 @@ import psutil
 import pytest
 
 from runner.localservice import LocalService
-from tests.conftest import (
-    REPO,
-    RunnerProcess,
-    default_object,
-    runner_command,
-    shell,
-    submit,
-    wait_for,
+from tests.support.cgroups import (
+    NEEDS_CGROUP2,
+    UNIFIED,
+    gone,
+    orphan,
+    orphan_task,
+    until,
 )
-from tests.test_cgroup import NEEDS_CGROUP2, UNIFIED, gone, orphan, orphan_task, until
+from tests.support.pipelines import default_object, shell, submit
+from tests.support.runners import REPO, RunnerProcess, runner_command
+from tests.support.waiting import wait_for
 
 pytestmark = NEEDS_CGROUP2
 

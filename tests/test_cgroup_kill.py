@@ -18,8 +18,8 @@ import structlog
 from runner.supervisor import kill, proctable
 from runner.supervisor.cgroup import AttemptCgroup
 from runner.task.journal import Journal
-from tests.conftest import wait_for
-from tests.test_cgroup import NEEDS_CGROUP2, UNIFIED, Spawn
+from tests.support.cgroups import NEEDS_CGROUP2, UNIFIED, Spawn
+from tests.support.waiting import wait_for
 
 pytestmark = NEEDS_CGROUP2
 

@@ -37,16 +37,9 @@ from runner.dispatcher import MAIN_LOOP_S, REAP_EVERY_S
 from runner.drain import STATUS_BUDGET_S
 from runner.localservice import LocalService
 from runner.signals import STOP_SIGNALS
-from tests.conftest import (
-    REPO,
-    RunnerProcess,
-    default_object,
-    runner_command,
-    shell,
-    submit,
-    wait_for,
-    wait_instances,
-)
+from tests.support.pipelines import default_object, shell, submit, wait_instances
+from tests.support.runners import REPO, RunnerProcess, runner_command
+from tests.support.waiting import wait_for
 
 DOCKERFILE = REPO / "Dockerfile"
 

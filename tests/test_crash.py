@@ -7,91 +7,25 @@ leaves stays findable. The local service records what it received.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
-import pytest
 
 from runner.localservice import LocalService
 from runner.supervisor import MARKER_ENV
-from tests.conftest import (
-    REPO,
-    SCRIPTS,
-    default_object,
-    runner_command,
-    shell,
-    submit,
-    wait_for,
-)
+from tests.support.harness import HarnessedRunner
+from tests.support.pipelines import default_object, sent, shell, submit
+from tests.support.runners import REPO, SCRIPTS, runner_command
+from tests.support.waiting import wait_for
 
 #: The runner's status budget here (``status_budget``; the default is 30 s).
 STATUS_BUDGET_S = 1.0
-
-
-class HarnessedRunner:
-    """``dp-runner run`` below the kill -9 harness; its JSON log in one file."""
-
-    def __init__(self, service: LocalService, tmp_path: Path, *args: str) -> None:
-        self.log_path = tmp_path / "runner.log"
-        self.work_dir = tmp_path / "work"
-        command = runner_command(
-            service.endpoint_url, self.work_dir, "--worker-group", "wg", *args
-        )
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                str(SCRIPTS / "kill9_harness.py"),
-                "--log",
-                str(self.log_path),
-                "--",
-                *command,
-            ],
-            stdout=subprocess.DEVNULL,
-            cwd=REPO,
-        )
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        if not self.log_path.exists():
-            return []
-        found = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if event.get("event") == name:
-                found.append(event)
-        return found
-
-    def wait_event(self, name: str, count: int = 1) -> dict[str, Any]:
-        events = wait_for(lambda: self.events(name)[count - 1 :], 20, name)
-        return dict(events[0])
-
-    def kill9_and_restart(self) -> None:
-        self.process.send_signal(signal.SIGUSR1)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            for child in psutil.Process(self.process.pid).children(recursive=True):
-                child.kill()
-            self.process.kill()
-        self.process.wait(10)
-
-
-@pytest.fixture
-def harnessed(service: LocalService, tmp_path: Path) -> Iterator[list[HarnessedRunner]]:
-    started: list[HarnessedRunner] = []
-    yield started
-    for runner in started:
-        runner.stop()
 
 
 def marked(marker: str) -> list[psutil.Process]:
@@ -117,14 +51,6 @@ def markers_of(command_part: str) -> set[str]:
         except psutil.Error:
             continue
     return markers - {""}
-
-
-def sent(service: LocalService, task_id: str | None = None) -> list[dict[str, Any]]:
-    return [
-        c.request
-        for c in service.calls("SetTaskStatus")
-        if c.error is None and task_id in (None, c.request["taskId"])
-    ]
 
 
 def test_a_runner_killed_mid_task_leaves_nothing_running_beside_its_restart(

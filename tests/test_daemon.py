@@ -8,59 +8,28 @@ gone, never how the runner got there.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import signal
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from runner.localservice import LocalService
-from tests.conftest import (
-    SCRIPTS,
-    RunnerProcess,
+from tests.support.pipelines import (
     default_object,
     instances,
     shell,
+    statuses_sent,
     submit,
-    wait_for,
     wait_instances,
 )
+from tests.support.runners import RunnerProcess
+from tests.support.trees import assert_all_gone, tree_command, wait_tree
+from tests.support.waiting import wait_for
 
 Spawn = Callable[..., RunnerProcess]
-
-
-def statuses_sent(service: LocalService) -> list[dict[str, Any]]:
-    """The SetTaskStatus requests the service accepted."""
-    return [c.request for c in service.calls("SetTaskStatus") if c.error is None]
-
-
-def tree_command(pid_file: Path) -> str:
-    return f"exec {sys.executable} {SCRIPTS / 'task_tree.py'} {pid_file}"
-
-
-def wait_tree(pid_file: Path) -> dict[str, int]:
-    """Wait until the task tree of ``task_tree.py`` is up; its pids by role."""
-    wait_for(pid_file.exists, 15, "the task tree")
-    pids: dict[str, int] = json.loads(pid_file.read_text())
-    return pids
-
-
-def assert_all_gone(pids: dict[str, int]) -> None:
-    def gone() -> bool:
-        for pid in pids.values():
-            try:
-                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                    return False
-            except psutil.NoSuchProcess:
-                continue
-        return True
-
-    wait_for(gone, 10, f"processes {pids} to die")
 
 
 def test_success_reports_finished_and_keeps_output(
@@ -307,7 +276,7 @@ def test_second_runner_on_same_work_dir_exits_78(
 ) -> None:
     import subprocess  # noqa: PLC0415
 
-    from tests.conftest import runner_command  # noqa: PLC0415
+    from tests.support.runners import runner_command  # noqa: PLC0415
 
     work = tmp_path / "shared"
     command = runner_command(service.endpoint_url, work, "--worker-group", "wg")
@@ -330,7 +299,7 @@ def test_no_credentials_is_a_clear_error(
 ) -> None:
     import subprocess  # noqa: PLC0415
 
-    from tests.conftest import runner_command  # noqa: PLC0415
+    from tests.support.runners import runner_command  # noqa: PLC0415
 
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
@@ -377,6 +346,7 @@ def test_slots_bound_the_tasks_and_polls_never_overlap(
     assert peak == max_tasks
 
 
+@pytest.mark.leases_hold  # the ack must not miss its window under load
 def test_heartbeat_goes_on_while_a_slow_final_status_is_sent(
     service: LocalService, dp: Any, spawn_runner: Spawn
 ) -> None:

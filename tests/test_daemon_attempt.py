@@ -13,15 +13,15 @@ from collections.abc import Callable
 from typing import Any
 
 from runner.localservice import LocalService
-from tests.conftest import (
-    RunnerProcess,
+from tests.support.pipelines import (
     default_object,
     shell,
+    statuses_sent,
     submit,
-    wait_for,
     wait_instances,
 )
-from tests.test_daemon import statuses_sent
+from tests.support.runners import RunnerProcess
+from tests.support.waiting import wait_for
 
 Spawn = Callable[..., RunnerProcess]
 

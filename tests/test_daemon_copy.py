@@ -15,22 +15,23 @@ from collections.abc import Callable
 from typing import Any
 
 from runner.localservice import LocalService
-from tests.conftest import (
-    RunnerProcess,
+from tests.support.copytasks import copy, s3_node
+from tests.support.dbservers import DbServer
+from tests.support.pipelines import (
     default_object,
+    statuses_sent,
     submit,
-    wait_for,
     wait_instances,
 )
-from tests.dbservers import DbServer
-from tests.test_daemon import statuses_sent
-from tests.test_daemon_sql import (
+from tests.support.runners import RunnerProcess
+from tests.support.sqltasks import (
     STOP_GRACE,
     activity_instance,
     assert_no_password,
     database_object,
     wait_activity,
 )
+from tests.support.waiting import wait_for
 
 Spawn = Callable[..., RunnerProcess]
 
@@ -81,10 +82,6 @@ def decode(text: str, separator: str = ",") -> list[tuple[str | None, ...]]:
     return records
 
 
-def s3_node(node_id: str, **fields: Any) -> dict[str, Any]:
-    return {"id": node_id, "name": node_id, "type": "S3DataNode", **fields}
-
-
 def table_node(**fields: Any) -> dict[str, Any]:
     return {
         "id": "Items",
@@ -94,18 +91,6 @@ def table_node(**fields: Any) -> dict[str, Any]:
         "table": "items",
         "createTableSql": "CREATE TABLE items (id INT, a TEXT, b TEXT)",
         "selectQuery": "SELECT id, a, b FROM items ORDER BY id",
-        **fields,
-    }
-
-
-def copy(copy_id: str, source: str, target: str, **fields: Any) -> dict[str, Any]:
-    return {
-        "id": copy_id,
-        "name": copy_id,
-        "type": "CopyActivity",
-        "input": {"ref": source},
-        "output": {"ref": target},
-        "maximumRetries": "0",
         **fields,
     }
 

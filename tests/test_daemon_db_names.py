@@ -16,11 +16,12 @@ import psutil
 import pytest
 
 from runner.localservice import LocalService
-from tests.conftest import RunnerProcess, default_object, submit, wait_for
-from tests.dbservers import DbServer
-from tests.test_daemon import statuses_sent
-from tests.test_daemon_copy import copy, s3_node
-from tests.test_daemon_sql import database_object, wait_activity
+from tests.support.copytasks import copy, s3_node
+from tests.support.dbservers import DbServer
+from tests.support.pipelines import default_object, statuses_sent, submit
+from tests.support.runners import RunnerProcess
+from tests.support.sqltasks import database_object, wait_activity
+from tests.support.waiting import wait_for
 
 Spawn = Callable[..., RunnerProcess]
 INJECTED = "(SELECT 1) TO STDOUT; DROP TABLE victim; COPY (SELECT 1)"

@@ -26,16 +26,11 @@ import pytest
 
 from runner.localservice import LocalService
 from runner.pipelinefile import definition_from_json
-from tests.conftest import (
-    RunnerProcess,
-    default_object,
-    instances,
-    submit,
-    wait_for,
-)
-from tests.dbservers import DbServer
-from tests.test_daemon import statuses_sent
-from tests.test_daemon_sql import STOP_GRACE, everything_written, running_sleeps
+from tests.support.dbservers import DbServer
+from tests.support.pipelines import default_object, instances, statuses_sent, submit
+from tests.support.runners import RunnerProcess
+from tests.support.sqltasks import STOP_GRACE, everything_written, running_sleeps
+from tests.support.waiting import wait_for
 
 Spawn = Callable[..., RunnerProcess]
 SAMPLES = Path(__file__).parent / "redshift_samples"

@@ -19,19 +19,18 @@ import psutil
 import pytest
 
 from runner.localservice import LocalService
-from tests.conftest import (
-    SCRIPTS,
-    RunnerProcess,
+from tests.support.harness import HarnessedRunner
+from tests.support.pipelines import (
     default_object,
     instances,
     shell,
     submit,
-    wait_for,
     wait_instances,
 )
-from tests.test_crash import HarnessedRunner, harnessed  # noqa: F401 - a fixture
-from tests.test_daemon import assert_all_gone, wait_tree
-from tests.users import NOBODY, folder_for
+from tests.support.runners import SCRIPTS, RunnerProcess
+from tests.support.trees import assert_all_gone, wait_tree
+from tests.support.users import NOBODY, folder_for
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -189,7 +188,7 @@ def test_a_restart_kills_what_a_run_as_task_left(
     tmp_path: Path,
     tmp_folders: list[Path],
     nobody_python: str,
-    harnessed: list[HarnessedRunner],  # noqa: F811 - the fixture imported above
+    harnessed: list[HarnessedRunner],
 ) -> None:
     activity, pid_file = tree_task(nobody_python, tmp_folders)
     submit(dp, [default_object(), activity])

@@ -13,32 +13,20 @@ from pathlib import Path
 from typing import Any
 
 from runner.localservice import LocalService
-from tests.conftest import (
-    RunnerProcess,
+from tests.support.pipelines import (
     default_object,
     instances,
     shell,
+    statuses_sent,
     submit,
-    wait_for,
     wait_instances,
 )
-from tests.test_daemon import (
-    assert_all_gone,
-    statuses_sent,
-    tree_command,
-    wait_tree,
-)
+from tests.support.runners import RunnerProcess
+from tests.support.s3server import body, keys
+from tests.support.trees import assert_all_gone, tree_command, wait_tree
+from tests.support.waiting import wait_for
 
 Spawn = Callable[..., RunnerProcess]
-
-
-def keys(s3_admin: Any, bucket: str, prefix: str = "") -> list[str]:
-    listing = s3_admin.list_objects_v2(Bucket=bucket, Prefix=prefix)
-    return sorted(obj["Key"] for obj in listing.get("Contents", []))
-
-
-def body(s3_admin: Any, bucket: str, key: str) -> str:
-    return str(s3_admin.get_object(Bucket=bucket, Key=key)["Body"].read().decode())
 
 
 def test_script_uri_runs_with_arguments_and_output_goes_to_s3(

@@ -19,66 +19,30 @@ from __future__ import annotations
 
 import datetime as dt
 import signal
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from runner.localservice import LocalService
-from tests.conftest import (
-    RunnerProcess,
+from tests.support.pipelines import (
     default_object,
-    instances,
+    instance_of,
+    statuses_sent,
     submit,
-    wait_for,
 )
-from tests.test_daemon import statuses_sent
+from tests.support.runners import RunnerProcess
+from tests.support.silents3 import BUCKET, SilentS3
+from tests.support.waiting import wait_for
 
 Spawn = Callable[..., RunnerProcess]
 KILL_GRACE_S = 0.5  # conftest's --kill-grace
 BOUND_S = KILL_GRACE_S + 2.0
 TIMEOUT_S = 2.0
-BUCKET = "s3://silent-bucket"
 GROUPS = ("wg-timeout", "wg-cancel", "wg-fast")
 #: The steps after the verdict: a stop there never changes it.
 WIND_DOWN = frozenset({"deliver_output", "upload_logs"})
-
-
-class SilentS3:
-    """A listener that accepts connections and never answers; counts them."""
-
-    def __init__(self) -> None:
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
-        self.endpoint = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.held: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.held.append(conn)
-
-    def close(self) -> None:
-        self.listener.close()
-        for conn in self.held:
-            conn.close()
-
-
-@pytest.fixture
-def silent_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[SilentS3]:
-    server = SilentS3()
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", server.endpoint)  # the runner inherits it
-    yield server
-    server.close()
 
 
 def activity(**fields: Any) -> dict[str, Any]:
@@ -153,17 +117,7 @@ def at(event: dict[str, Any]) -> float:
     return dt.datetime.fromisoformat(event["timestamp"]).timestamp()
 
 
-def instance_of(dp: Any, pipeline_id: str, component: str) -> str:
-    def find() -> str | None:
-        for instance_id, fields in instances(dp, pipeline_id).items():
-            if fields.get("@componentParent") == component:
-                return instance_id
-        return None
-
-    found: str = wait_for(find, 10, f"an instance of {component}")
-    return found
-
-
+@pytest.mark.leases_hold  # the hanging tasks' leases must not lapse under load
 @pytest.mark.parametrize("kind", list(STEPS))
 def test_every_stop_is_honoured_while_a_step_hangs(
     kind: str, service: LocalService, dp: Any, spawn_runner: Spawn, silent_s3: SilentS3

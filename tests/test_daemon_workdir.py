@@ -17,15 +17,15 @@ from typing import Any
 import pytest
 
 from runner.localservice import LocalService
-from tests.conftest import (
-    RunnerProcess,
+from tests.support.pipelines import (
     default_object,
     instances,
     shell,
     submit,
     wait_instances,
 )
-from tests.users import NOBODY, folder_for
+from tests.support.runners import RunnerProcess
+from tests.support.users import NOBODY, folder_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (setpriv)")
 

@@ -23,8 +23,8 @@ from runner.aws.s3 import S3
 from runner.errors import ActivityError
 from runner.supervisor import Supervisor
 from runner.taskmodel import AttemptPaths, Task
-from tests.conftest import REPO
-from tests.test_activities import make_task
+from tests.support.runners import REPO
+from tests.support.tasks import make_task
 
 PASSWORD = "pw-" + "9f3c1b7a"  # a value to look for, not a real secret
 

@@ -25,10 +25,10 @@ import structlog
 
 from runner.runas import resolve
 from runner.supervisor import Supervisor
-from tests.conftest import wait_for
-from tests.dbservers import DbServer
-from tests.test_daemon_sql import running_sleeps
-from tests.users import NOBODY
+from tests.support.dbservers import DbServer
+from tests.support.sqltasks import running_sleeps
+from tests.support.users import NOBODY
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 

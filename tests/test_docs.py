@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.runners import REPO
 
 README = REPO / "README.md"
 DOCS = REPO / "docs"

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 from runner.localservice import LocalService
-from tests.conftest import REGION, REPO, default_object, shell, submit
-from tests.imds import StandIn
+from tests.support.imds import StandIn
+from tests.support.pipelines import REGION, default_object, shell, submit
+from tests.support.runners import REPO
 
 
 def doctor(

@@ -1,5 +1,5 @@
 """EC2: ``instanceIdentity`` with PollForTask, and the spot and Auto Scaling watch,
-against the loopback metadata stand-in (``tests/imds.py``); nothing here reaches
+against the loopback metadata stand-in (``tests/support/imds.py``); nothing here reaches
 169.254.169.254."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from collections.abc import Callable
 import pytest
 
 from runner.localservice import LocalService
-from tests.conftest import RunnerProcess, wait_for
-from tests.imds import DOCUMENT, SIGNATURE, StandIn
+from tests.support.imds import DOCUMENT, SIGNATURE, StandIn
+from tests.support.runners import RunnerProcess
+from tests.support.waiting import wait_for
 
 Spawn = Callable[..., RunnerProcess]
 

@@ -23,40 +23,11 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.conftest import REPO, SCRIPTS, wait_for
+from tests.support.execs import DEFINITIONS, exec_command, run_exec, slot
+from tests.support.runners import REPO, SCRIPTS
+from tests.support.waiting import wait_for
 
-DEFINITIONS = REPO / "tests" / "exec"
 DAILY = DEFINITIONS / "daily.json"
-
-
-def exec_command(definition: Path, tmp_path: Path, *args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "runner",
-        "exec",
-        str(definition),
-        "--work-dir",
-        str(tmp_path / "work"),
-        "--log-format",
-        "json",
-        *args,
-    ]
-
-
-def run_exec(
-    definition: Path, tmp_path: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """``dp-runner exec DEFINITION ARGS`` with the work dir under ``tmp_path``."""
-    return subprocess.run(
-        exec_command(definition, tmp_path, *args),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=REPO,
-        env=env,
-    )
 
 
 def outputs(tmp_path: Path, component: str) -> list[str]:
@@ -67,12 +38,6 @@ def outputs(tmp_path: Path, component: str) -> list[str]:
 
 def log_lines(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
-
-
-def slot(hours_ago: float) -> dt.datetime:
-    """A slot start ``hours_ago`` before now, to the second, in UTC."""
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0, tzinfo=None)
-    return now - dt.timedelta(hours=hours_ago)
 
 
 def test_finished_activity_sees_the_given_scheduled_time(tmp_path: Path) -> None:

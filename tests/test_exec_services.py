@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tests.dbservers import DbServer
-from tests.test_exec import DEFINITIONS, run_exec, slot
+from tests.support.dbservers import DbServer
+from tests.support.execs import DEFINITIONS, run_exec, slot
 
 
 def test_staging_in_and_out_against_s3(

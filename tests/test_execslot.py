@@ -10,7 +10,7 @@ import pytest
 
 from runner import execone, execslot
 from runner.pipelinefile import Definition, load_definition
-from tests.conftest import REPO
+from tests.support.runners import REPO
 
 DAILY = REPO / "tests" / "exec" / "daily.json"
 STAGING = REPO / "tests" / "exec" / "staging.json"

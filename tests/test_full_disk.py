@@ -21,16 +21,9 @@ from runner import cli
 from runner.errors import HostFaultError
 from runner.localservice import LocalService
 from runner.task.journal import Journal
-from tests.conftest import (
-    REPO,
-    RunnerProcess,
-    default_object,
-    runner_command,
-    shell,
-    submit,
-    wait_for,
-    wait_instances,
-)
+from tests.support.pipelines import default_object, shell, submit, wait_instances
+from tests.support.runners import REPO, RunnerProcess, runner_command
+from tests.support.waiting import wait_for
 
 #: The size of the work dir's file system.
 TMPFS_SIZE = "6m"

@@ -34,15 +34,9 @@ from runner.errors import ActivityError, ConfigError, SpawnError
 from runner.localservice import LocalService
 from runner.task.verdict import final_status
 from runner.taskmodel import AttemptPaths, Task, TaskStatus
-from tests.conftest import (
-    REPO,
-    RunnerProcess,
-    default_object,
-    shell,
-    submit,
-    wait_for,
-)
-from tests.test_daemon import statuses_sent
+from tests.support.pipelines import default_object, shell, statuses_sent, submit
+from tests.support.runners import REPO, RunnerProcess
+from tests.support.waiting import wait_for
 
 PASSWORD = "fuzz-planted-secret-31f7"  # noqa: S105 - a planted test secret
 ATTEMPT = "@Act_2024-01-01T00:00:00_Attempt=1"
@@ -254,14 +248,19 @@ def test_twenty_invalid_config_files_exit_78_naming_the_field(
     batch: list[tuple[str, Any]],
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
+        started = []  # all twenty at once: the suite waits for one start-up, not 20
         for n, (key, value) in enumerate(batch):
             path = Path(tmp) / f"config{n}.toml"
             path.write_text(toml({key: value, "worker_groups": ["wg"]}))
-            done = subprocess.run(
+            process = subprocess.Popen(
                 [sys.executable, "-m", "runner", "run", "--config", str(path),
-                 "--work-dir", str(Path(tmp) / "work")],
-                capture_output=True, text=True, timeout=60, check=False, cwd=REPO,
+                 "--work-dir", str(Path(tmp) / f"work{n}")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                cwd=REPO,
             )  # fmt: skip
-            assert done.returncode == 78, done.stderr
-            assert key in done.stderr
-            assert "Traceback" not in done.stderr
+            started.append((key, process))
+        for key, process in started:
+            _, stderr = process.communicate(timeout=60)
+            assert process.returncode == 78, stderr
+            assert key in stderr
+            assert "Traceback" not in stderr

@@ -23,15 +23,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from runner import logs
 from runner.health import HealthServer
 from runner.localservice import LocalService
-from tests.conftest import (
-    REPO,
-    RunnerProcess,
-    default_object,
-    shell,
-    submit,
-    wait_for,
-    wait_instances,
-)
+from tests.support.pipelines import default_object, shell, submit, wait_instances
+from tests.support.runners import REPO, RunnerProcess
+from tests.support.waiting import wait_for
 
 Spawn = Callable[..., RunnerProcess]
 #: No proxy, whatever the machine's environment says.

@@ -11,7 +11,7 @@ import pytest
 
 from runner import healthprobe
 from runner.healthprobe import ProbeError, UsageError, address, parse_args
-from tests.conftest import REPO
+from tests.support.runners import REPO
 
 
 def test_the_address_follows_the_daemons_precedence(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -18,41 +17,18 @@ from pathlib import Path
 import pytest
 
 from runner.localservice import LocalService
-from tests.conftest import REPO, wait_for
+from tests.support.runners import REPO
+from tests.support.units import unit_with_exec_start, verified_exposure
+from tests.support.waiting import wait_for
 
 UNIT = REPO / "systemd" / "dp-runner.service"
 EXPOSURE_MAX = 4.5
 NOBODY = 65534
 
 
-def unit_with_exec_start(tmp_path: Path) -> Path:
-    """A copy of the unit whose ExecStart runs this checkout's dp-runner."""
-    dp_runner = Path(sys.executable).parent / "dp-runner"
-    text = UNIT.read_text().replace("/opt/dp-runner/bin/dp-runner", str(dp_runner))
-    copy = tmp_path / "dp-runner.service"
-    copy.write_text(text)
-    return copy
-
-
 def exec_start(unit: Path) -> list[str]:
     (line,) = [x for x in unit.read_text().splitlines() if x.startswith("ExecStart=")]
     return line.removeprefix("ExecStart=").split()
-
-
-def verified_exposure(unit: Path) -> float:
-    """``systemd-analyze verify`` passes on ``unit``; its offline exposure level."""
-    verified = subprocess.run(
-        ["systemd-analyze", "verify", str(unit)],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert verified.returncode == 0, verified.stderr
-    security = subprocess.run(
-        ["systemd-analyze", "security", "--offline=true", str(unit)],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    found = re.search(r"Overall exposure level for \S+: ([0-9.]+)", security.stdout)
-    assert found is not None, security.stdout + security.stderr
-    return float(found.group(1))
 
 
 def test_the_unit_verifies_and_its_exposure_is_low(tmp_path: Path) -> None:
@@ -71,7 +47,7 @@ def test_the_run_as_drop_in_keeps_the_exposure_low(tmp_path: Path) -> None:
     assert "User=root" in drop_in
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(600)  # the hang guard: pip builds a venv, which load stretches
 def test_install_into_a_root_folder_builds_a_working_venv_and_keeps_the_config(
     tmp_path: Path,
 ) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.runners import REPO
 
 pytestmark = [
     pytest.mark.timeout(900),

@@ -19,7 +19,8 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.conftest import SCRIPTS, wait_for
+from tests.support.runners import SCRIPTS
+from tests.support.waiting import wait_for
 
 #: Starts a grandchild, writes both pids to DIR/<own pid>.json, waits; on SIGTERM
 #: kills and reaps the grandchild, then exits 7.

@@ -20,7 +20,7 @@ import re
 import tomllib
 from typing import Any
 
-from tests.conftest import REPO
+from tests.support.runners import REPO
 
 RUNNER = REPO / "runner"
 LAYOUT_PAGE = REPO / "docs" / "development.md"

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.support.runners import REPO
 
 #: Loaded only by ``run --local`` and ``dp-runner local``, and (the HTTP server and
 #: prometheus-client) by a runner with ``http_address``.

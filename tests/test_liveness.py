@@ -11,7 +11,7 @@ import pytest
 from runner.config import split_http_address
 from runner.durations import Durations
 from runner.liveness import Liveness
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 
 
 def watched_thread(

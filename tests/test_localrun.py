@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from runner import localrun
-from tests.conftest import REPO, run_local
+from tests.support.runners import REPO, run_local
 
 EXAMPLES = REPO / "examples"
 

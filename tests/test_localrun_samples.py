@@ -21,8 +21,8 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.conftest import run_local
-from tests.dbservers import DbServer
+from tests.support.dbservers import DbServer
+from tests.support.runners import run_local
 
 SAMPLES = Path(__file__).parent / "localservice" / "samples"
 BUCKET = "dp-samples-bucket"  # the samples' values name it

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, run_local
-from tests.test_localrun_terminal import EXAMPLES, Terminal, definition, made_dirs
+from tests.support.runners import REPO, run_local
+from tests.support.terminal import EXAMPLES, Terminal, definition, made_dirs
 
 
 def shell(obj_id: str, command: str, **fields: Any) -> dict[str, Any]:

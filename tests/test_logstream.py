@@ -10,15 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from runner.localservice import LocalService
-from tests.conftest import (
-    REPO,
-    default_object,
-    runner_command,
-    shell,
-    submit,
-    wait_for,
-    wait_instances,
-)
+from tests.support.pipelines import default_object, shell, submit, wait_instances
+from tests.support.runners import REPO, runner_command
+from tests.support.waiting import wait_for
 
 
 def file_log_events(work_dir: Path) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from runner import migration
-from tests.conftest import REPO
+from tests.support.runners import REPO
 
 #: Every option of TaskRunner-1.0.jar (its --help and the Developer Guide's
 #: "Task Runner configuration options" page).

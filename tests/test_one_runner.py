@@ -11,15 +11,8 @@ from typing import Any
 import psutil
 
 from runner.localservice import LocalService
-from tests.conftest import (
-    REPO,
-    RunnerProcess,
-    default_object,
-    runner_command,
-    shell,
-    submit,
-)
-from tests.test_daemon import statuses_sent
+from tests.support.pipelines import default_object, shell, statuses_sent, submit
+from tests.support.runners import REPO, RunnerProcess, runner_command
 
 
 def test_a_deleted_lock_file_does_not_let_a_second_runner_start(

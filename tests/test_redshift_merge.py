@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from runner.dbchild import dbsession, redshifttext
-from tests.dbservers import DbServer
+from tests.support.dbservers import DbServer
 
 EXISTING = [(1, "old one"), (2, "old two")]
 INCOMING = [(2, "new two"), (3, "new three")]

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, run_local
-from tests.dbservers import DbServer
+from tests.support.dbservers import DbServer
+from tests.support.runners import REPO, run_local
 
 EXAMPLE = REPO / "examples" / "sql.json"
 

@@ -24,31 +24,7 @@ from runner.aws.s3 import S3
 from runner.errors import ActivityError, StagingError
 from runner.task import attemptlogs
 from runner.taskmodel import AttemptPaths, FieldValue, PipelineObject, Ref, Task
-
-ATTEMPT = "@Act_2024-01-01T00:00:00_Attempt=1"
-#: What transfers wait on when nothing stops them.
-NEVER = threading.Event()
-
-
-def obj(obj_id: str, **fields: FieldValue | list[FieldValue]) -> PipelineObject:
-    pairs = tuple(
-        (key, item)
-        for key, value in fields.items()
-        for item in (value if isinstance(value, list) else [value])
-    )
-    return PipelineObject(id=obj_id, name=obj_id, fields=pairs)
-
-
-def make_task(*others: PipelineObject, **fields: FieldValue | list[FieldValue]) -> Task:
-    attempt = obj(ATTEMPT, type="ShellCommandActivity", **fields)
-    objects = {o.id: o for o in (attempt, *others)}
-    return Task(
-        task_id="t" * 40, pipeline_id="df-1", attempt_id=ATTEMPT, objects=objects
-    )
-
-
-def node(node_id: str, **fields: FieldValue) -> PipelineObject:
-    return obj(node_id, type="S3DataNode", **fields)
+from tests.support.staging import ATTEMPT, NEVER, make_task, node, obj
 
 
 def run(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:

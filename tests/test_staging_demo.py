@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import REPO, run_local
+from tests.support.runners import REPO, run_local
 
 EXAMPLE = REPO / "examples" / "staging.json"
 INPUTS = {"a.txt": b"hello\nworld\n", "b.txt": b"data pipeline\n"}

@@ -18,7 +18,7 @@ from runner.aws.s3 import S3
 from runner.errors import ActivityError
 from runner.runas import RunAs
 from runner.taskmodel import AttemptPaths, Ref
-from tests.test_staging import NEVER, make_task, node
+from tests.support.staging import NEVER, make_task, node
 
 NOBODY = RunAs(name="nobody", uid=65534, gid=65534, groups=(65534,), home="/")
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown)")

@@ -17,15 +17,9 @@ import structlog
 
 from runner.localservice import LocalService
 from runner.task.journal import Journal
-from tests.conftest import (
-    REPO,
-    RunnerProcess,
-    default_object,
-    runner_command,
-    shell,
-    submit,
-    wait_for,
-)
+from tests.support.pipelines import default_object, shell, submit
+from tests.support.runners import REPO, RunnerProcess, runner_command
+from tests.support.waiting import wait_for
 
 Spawn = Callable[..., RunnerProcess]
 #: What a stop may take here: drain 0, kill_grace 0.5 (conftest) and the time a

@@ -17,8 +17,8 @@ from runner.config import Settings
 from runner.drain import STATUS_BUDGET_S
 from runner.errors import EX_CONFIG, EX_TEMPFAIL
 from runner.liveness import SLACK_S
-from tests.conftest import REPO
-from tests.test_install import unit_with_exec_start, verified_exposure
+from tests.support.runners import REPO
+from tests.support.units import unit_with_exec_start, verified_exposure
 
 
 @pytest.fixture

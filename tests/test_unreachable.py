@@ -9,7 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.conftest import REPO, RunnerProcess, runner_command, wait_for
+from tests.support.runners import REPO, RunnerProcess, runner_command
+from tests.support.waiting import wait_for
 
 
 def test_an_unreachable_endpoint_warns_once_and_a_sigterm_ends_it_at_once(

@@ -15,15 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from runner.localservice import LocalService
-from tests import test_crash, test_daemon_stops
-from tests.conftest import RunnerProcess, default_object, shell, submit, wait_for
-from tests.test_crash import HarnessedRunner, sent
-from tests.test_daemon_s3 import body, keys
-from tests.test_daemon_stops import BUCKET, SilentS3
+from tests.support.harness import HarnessedRunner
+from tests.support.pipelines import default_object, sent, shell, submit
+from tests.support.runners import RunnerProcess
+from tests.support.s3server import body, keys
+from tests.support.silents3 import BUCKET, SilentS3
+from tests.support.waiting import wait_for
 
 Spawn = Callable[..., RunnerProcess]
-harnessed = test_crash.harnessed
-silent_s3 = test_daemon_stops.silent_s3
 
 
 def hanging_upload(dp: Any) -> str:

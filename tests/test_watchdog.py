@@ -34,14 +34,9 @@ from runner.task.execution import ExecutionSettings
 from runner.task.journal import Journal
 from runner.workdir import WorkDir
 from runner.worker import Worker
-from tests.conftest import (
-    REGION,
-    RunnerProcess,
-    default_object,
-    shell,
-    submit,
-    wait_for,
-)
+from tests.support.pipelines import REGION, default_object, shell, submit
+from tests.support.runners import RunnerProcess
+from tests.support.waiting import wait_for
 
 Spawn = Callable[..., RunnerProcess]
 

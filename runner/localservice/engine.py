@@ -47,10 +47,18 @@ class Engine:
     """Shared state. Thread-safe only under `cond`."""
 
     def __init__(
-        self, store: Store, *, time_scale: float, runs_on_worker_group: str
+        self,
+        store: Store,
+        *,
+        time_scale: float,
+        runs_on_worker_group: str,
+        lease_time_scale: float | None = None,
     ) -> None:
         self.store = store
         self.time_scale = time_scale
+        self.lease_time_scale = (
+            time_scale if lease_time_scale is None else lease_time_scale
+        )
         self.runs_on_worker_group = runs_on_worker_group
         #: AWS refuses a schedule that starts over a day ago; `exec` lifts that.
         self.refuse_old_starts = True
@@ -233,6 +241,11 @@ class Engine:
 
     def scaled(self, seconds: float) -> float:
         return seconds * self.time_scale
+
+    def scaled_lease(self, seconds: float) -> float:
+        """A lease window (the ack window, reportProgressTimeout) on the service's
+        clock: scaled by `lease_time_scale`, which is `time_scale` unless set."""
+        return seconds * self.lease_time_scale
 
     def is_paused(self, run: Run) -> bool:
         return run.status == PAUSED

@@ -1,7 +1,8 @@
 """The fault switch and the call record: what tests script and what they assert on.
 
 Owns: scripted faults per operation (an AWS error, a dropped connection, a cut
-answer, added latency; a number of times or forever) and the record of the calls
+answer, added latency or a hold until the test lets the call go on; a number of
+times or forever) and the record of the calls
 received (the most recent 50,000).
 
 Must not: know how an operation works. Faults are applied by the server BEFORE
@@ -55,11 +56,13 @@ class RecordedCall:
 @dataclass(frozen=True, slots=True)
 class Fault:
     """What to do to one call: `error` (an AWS code, "drop", or one of `CUTS`)
-    after `latency_s`; or, after the operation ran, `rewrite` its answer."""
+    after `latency_s` and, with `hold`, once `hold` is set; or, after the operation
+    ran, `rewrite` its answer."""
 
     error: str | None
     latency_s: float
     rewrite: Rewrite | None = None
+    hold: threading.Event | None = None
 
 
 @dataclass
@@ -84,19 +87,33 @@ class Faults:
         latency_s: float = 0.0,
         times: int | None = 1,
         rewrite: Rewrite | None = None,
+        hold: threading.Event | None = None,
     ) -> None:
-        """Script a fault for the next `times` calls of `operation` (None = forever)."""
+        """Script a fault for the next `times` calls of `operation` (None = forever).
+        `hold`: the call waits, before the operation runs, until the test sets it
+        (or the service stops): a slow call that ends on a condition, not a clock."""
         if error is not None and error not in ERRORS:
             raise ValueError(f"unknown fault {error!r}; one of {sorted(ERRORS)}")
         if times is not None and times < 1:
             raise ValueError("times must be at least 1 (or None for forever)")
-        fault = Fault(error, latency_s, rewrite)
+        fault = Fault(error, latency_s, rewrite, hold)
         with self._lock:
             self._scripts.append(_Script(operation, fault, times))
 
     def clear(self) -> None:
         with self._lock:
             self._scripts.clear()
+
+    def pending(self, operation: str) -> int | None:
+        """How many more calls of `operation` are scripted (None: forever)."""
+        with self._lock:
+            left: int | None = 0
+            for script in self._scripts:
+                if script.operation == operation:
+                    if script.times is None:
+                        return None
+                    left = (left or 0) + script.times
+            return left
 
     def take(self, operation: str) -> Fault | None:
         """The fault for this call, if one is scripted (consumes one use)."""

@@ -180,7 +180,7 @@ def lease(engine: Engine, attempt: Run, now: float, hostname: str) -> str:
     attempt.task_id = task_id
     attempt.hostname = hostname
     attempt.acked = False
-    attempt.deadline = now + engine.scaled(ACK_WINDOW_S)
+    attempt.deadline = now + engine.scaled_lease(ACK_WINDOW_S)
     if not attempt.actual_start:
         attempt.actual_start = wall_time(now)
     timeout = timing.period_of(engine, attempt, "attemptTimeout", dt.timedelta(), now)
@@ -211,7 +211,7 @@ def report_progress(engine: Engine, attempt: Run, now: float) -> None:
     window = timing.period_of(
         engine, attempt, "reportProgressTimeout", DEFAULT_PROGRESS_TIMEOUT, now
     )
-    attempt.deadline = now + engine.scaled(window.total_seconds())
+    attempt.deadline = now + engine.scaled_lease(window.total_seconds())
     if not attempt.acked:
         attempt.acked = True
         attempt.status = RUNNING

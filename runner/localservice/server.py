@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 _LOGGERS = (log, preconditions.log, listener.log, throttle.log)
 Operation = Callable[[dict[str, Any]], dict[str, Any]]
 THROTTLES = ("off", "aws")
+#: How often a held call (`Fault.hold`) looks whether the service is stopping.
+HOLD_CHECK_S = 0.1
 
 
 class LocalService:
@@ -70,11 +72,16 @@ class LocalService:
         idle_timeout_s: float = 120.0,
         max_body_bytes: int = MAX_BODY_BYTES,
         refuse_old_starts: bool = True,
+        lease_time_scale: float | None = None,
     ) -> None:
         """Open the state (raises StartupError); `start()` binds. `throttle`
         "aws" enforces AWS's call rates (`throttle`), in real time.
         `refuse_old_starts` False lifts AWS's refusal to activate a schedule
-        that starts more than a day ago: `dp-runner exec` runs a past slot."""
+        that starts more than a day ago: `dp-runner exec` runs a past slot.
+        `lease_time_scale` scales the lease windows (the 2-minute ack window,
+        reportProgressTimeout) apart from the rest of the clock; None: `time_scale`.
+        A test whose verdict must not hang on a lease lapsing passes 1.0: its
+        leases then outlast the test, whatever the machine's speed."""
         if throttle not in THROTTLES:
             raise ValueError(f"throttle must be one of {THROTTLES}, not {throttle!r}")
         self.host, self.port = host, port
@@ -88,7 +95,9 @@ class LocalService:
         )
         self._log = CallLog()
         self._store = Store(state_path)
-        self.engine = self._open_engine(time_scale, runs_on_worker_group)
+        self.engine = self._open_engine(
+            time_scale, runs_on_worker_group, lease_time_scale
+        )
         self.engine.refuse_old_starts = refuse_old_starts
         self._checker = Checker(self.engine, endpoint_url=s3_endpoint_url)
         self._tasks = TaskApi(self.engine, poll_hold_s=poll_hold_s)
@@ -98,13 +107,19 @@ class LocalService:
         self._threads: list[threading.Thread] = []
         self._redacting = RedactingFilter(lambda: self.engine.masked)
 
-    def _open_engine(self, time_scale: float, runs_on_worker_group: str) -> Engine:
+    def _open_engine(
+        self,
+        time_scale: float,
+        runs_on_worker_group: str,
+        lease_time_scale: float | None,
+    ) -> Engine:
         """The engine over the store, loaded (the store is closed if it cannot be
         read: StartupError)."""
         engine = Engine(
             self._store,
             time_scale=time_scale,
             runs_on_worker_group=runs_on_worker_group,
+            lease_time_scale=lease_time_scale,
         )
         lifecycle.register(engine)
         schedule.register(engine)
@@ -282,6 +297,9 @@ class LocalService:
             return None
         if fault.latency_s:
             self._stopped.wait(fault.latency_s)
+        while fault.hold is not None and not fault.hold.wait(HOLD_CHECK_S):
+            if self._stopped.is_set():
+                break
         if fault.error is None or fault.error == "drop" or fault.error in CUTS:
             return fault
         raise ServiceError(fault.error, f"injected fault: {fault.error}")

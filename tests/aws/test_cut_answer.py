@@ -33,7 +33,8 @@ from runner.aws.translate import (
 from runner.errors import TransientServiceError
 from runner.localservice import LocalService
 from runner.taskmodel import FinalStatus, TaskStatus, digest
-from tests.conftest import default_object, fields_of, shell, submit, wait_for
+from tests.support.pipelines import default_object, fields_of, shell, submit
+from tests.support.waiting import wait_for
 
 WORKER_GROUP = "wg-cut"
 HOSTNAME = "host-1"

@@ -13,7 +13,7 @@ import pytest
 
 from runner.localservice import LocalService
 from runner.pipelinefile import definition_from_json
-from tests.localservice.conftest import make_client, wait_for
+from tests.support.localservice import make_client, wait_for
 
 pytest.importorskip("awscli")
 AWS = Path(sys.executable).parent / "aws"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from runner.localservice import LocalService
-from tests.localservice.conftest import make_client, wait_for
+from tests.support.localservice import make_client, wait_for
 
 TIME_SCALE = 0.01
 

@@ -13,15 +13,15 @@ import boto3
 import pytest
 
 from runner.localservice import LocalService
-from tests.localservice.conftest import (
+from tests.support.localservice import (
     TIME_SCALE,
+    closed_port,
     fields_of,
     make_client,
     run_pipeline,
     shell,
     wait_for,
 )
-from tests.localservice.test_s3_preconditions import closed_port
 
 Fields = dict[str, list[str]]
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from runner.localservice import LocalService
-from tests.localservice.conftest import (
+from tests.support.localservice import (
     DEFAULT,
     fields_of,
     instance_status,

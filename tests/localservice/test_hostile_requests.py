@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from runner.localservice import LocalService
 from runner.localservice.protocol import service_model
-from tests.localservice.conftest import make_client, run_pipeline, shell, wait_for
+from tests.support.localservice import make_client, run_pipeline, shell, wait_for
 
 HUGE = "__HUGE_NUMBER__"
 HUGE_DIGITS = "9" * 5000

@@ -16,12 +16,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.localservice.conftest import (
-    fields_of,
-    run_pipeline,
-    shell,
-    wait_for,
-)
+from tests.support.localservice import fields_of, run_pipeline, shell, wait_for
 
 RUNS_ON = "local"  # the conftest service's --runs-on-worker-group
 Fields = dict[str, list[str]]

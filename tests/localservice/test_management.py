@@ -9,7 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from runner.localservice import LocalService
-from tests.localservice.conftest import (
+from tests.support.localservice import (
     DEFAULT,
     fields_of,
     instance_status,

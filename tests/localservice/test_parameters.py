@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 
 from runner.localservice import LocalService
 from runner.localservice.parameters import Parameters
-from tests.localservice.conftest import DEFAULT, fields_of, shell, wait_for
+from tests.support.localservice import DEFAULT, fields_of, shell, wait_for
 
 SECRET = "Sup3r-s3cret"  # noqa: S105 - the masked value the tests look for
 

@@ -10,7 +10,7 @@ import pytest
 
 from runner.localservice.expressions import ExpressionError
 from runner.localservice.fieldtypes import parse_duration
-from tests.localservice.conftest import DEFAULT, run_pipeline, shell, wait_for
+from tests.support.localservice import DEFAULT, run_pipeline, shell, wait_for
 
 
 @pytest.mark.parametrize(

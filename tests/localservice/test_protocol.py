@@ -14,7 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from runner.localservice import LocalService
-from tests.localservice.conftest import run_pipeline, shell, wait_for
+from tests.support.localservice import run_pipeline, shell, wait_for
 
 
 def post(service: LocalService, target: str, body: Any) -> tuple[int, dict[str, Any]]:

@@ -17,7 +17,7 @@ from botocore.exceptions import (
 )
 
 from runner.localservice import LocalService
-from tests.localservice.conftest import (
+from tests.support.localservice import (
     TIME_SCALE,
     fields_of,
     instance_status,

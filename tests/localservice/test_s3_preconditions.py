@@ -3,7 +3,6 @@ standalone S3 server over HTTP: no runner ever sees them."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,9 +10,10 @@ import boto3
 import pytest
 
 from runner.localservice import LocalService
-from tests.localservice.conftest import (
+from tests.support.localservice import (
     DEFAULT,
     TIME_SCALE,
+    closed_port,
     fields_of,
     make_client,
     run_pipeline,
@@ -75,13 +75,6 @@ def wait_first_check_false(dp: Any, pipeline_id: str) -> None:
         return fields_of(found[0])["@status"][0] if found else ""
 
     wait_for(lambda: status() == "FALSE")
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.localservice.conftest import fields_of, make_client, wait_for
+from tests.support.localservice import fields_of, make_client, wait_for
 
 translator = pytest.importorskip("awscli.customizations.datapipeline.translator")
 
@@ -51,7 +51,12 @@ NOT_FAILED = {
 }
 SERVING = re.compile(r"serving the Data Pipeline API on (http://\S+)")
 
-pytestmark = pytest.mark.skipif(not AWS.exists(), reason="no aws command here")
+pytestmark = [
+    pytest.mark.skipif(not AWS.exists(), reason="no aws command here"),
+    # The hang guard, not a speed bound: the module fixture runs 44 aws processes,
+    # about 30 s of CPU, which a loaded machine stretches past the suite's 60 s.
+    pytest.mark.timeout(240),
+]
 
 
 @dataclass

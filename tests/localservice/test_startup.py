@@ -16,8 +16,8 @@ import pytest
 
 from runner.localservice import LocalService, StartupError
 from runner.localservice.store import SCHEMA_VERSION
-from tests.conftest import REPO
-from tests.localservice.conftest import make_client
+from tests.support.localservice import make_client
+from tests.support.runners import REPO
 
 
 def local(*args: str) -> subprocess.CompletedProcess[str]:

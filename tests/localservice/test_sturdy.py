@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from runner.localservice import LocalService, RecordedCall
 from runner.localservice.faults import CallLog
-from tests.localservice.conftest import make_client
+from tests.support.localservice import make_client
 
 
 def request(target: str, body: bytes, *, length: int | None = None) -> bytes:

@@ -15,15 +15,9 @@ from botocore.exceptions import ClientError
 
 from runner.localservice import LocalService
 from runner.localservice.throttle import AWS_RATES, Throttle
-from tests.conftest import (
-    REPO,
-    RunnerProcess,
-    default_object,
-    shell,
-    submit,
-    wait_instances,
-)
-from tests.localservice.conftest import make_client
+from tests.support.localservice import make_client
+from tests.support.pipelines import default_object, shell, submit, wait_instances
+from tests.support.runners import REPO, RunnerProcess
 
 BOGUS_TASK = "not-a-task-of-this-service"
 

@@ -22,7 +22,7 @@ import structlog
 from runner.errors import ConfigError
 from runner.task.journal import SCHEMA_VERSION, Journal, JournalEntry
 from runner.taskmodel import FinalStatus, TaskStatus, digest
-from tests.conftest import REPO
+from tests.support.runners import REPO
 
 LOG = structlog.get_logger()
 #: Task ids are about 900 characters long in AWS.

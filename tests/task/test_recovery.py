@@ -34,7 +34,13 @@ from runner.supervisor import MARKER_ENV
 from runner.task.journal import Journal
 from runner.task.recovery import RESTARTED_ERROR_ID, recover
 from runner.taskmodel import FinalStatus, TaskStatus, digest
-from tests.conftest import SCRIPTS, default_object, shell, submit, wait_for
+from tests.support.pipelines import default_object, shell, submit
+from tests.support.runners import SCRIPTS
+from tests.support.waiting import wait_for
+
+#: The leases these tests take hold for the whole test: a second ``recover()`` must
+#: find its task whatever the machine's speed (the ack window is 1.2 s otherwise).
+pytestmark = pytest.mark.leases_hold
 
 LOG = structlog.get_logger()
 WORKER_GROUP = "wg-recovery"
@@ -291,9 +297,9 @@ def test_a_status_the_service_refuses_stays_for_the_next_start(
             new_client(RetryPolicies(*[slow] * 6)),
             kill_grace=GRACE,
             log=LOG,
-            budget_s=0.5,
+            budget_s=2.0,  # room for two tries on a loaded machine
         )
-    assert time.monotonic() - started < 5.0
+    assert time.monotonic() - started < 10.0
     assert (recovery.restarted, recovery.unsent, recovery.sent) == (1, 1, 0)
     assert all(gone(p) for p in pids.values())
     (not_sent,) = events(logged, "journal_status_not_sent")

@@ -2,7 +2,7 @@
 ``setpriv``, a Python interpreter that ``nobody`` can run, and folders given to a
 user.
 
-Load it from the root conftest with ``pytest_plugins = ["tests.users"]``.
+Load it from the root conftest with ``pytest_plugins = ["tests.support.users"]``.
 
 The suite runs as root in CI. A runner or a task started as ``nobody`` needs an
 interpreter and this checkout that ``nobody`` can read, and the checkout (or the
@@ -37,10 +37,10 @@ import pytest
 from packaging.requirements import Requirement
 
 from runner.localservice import LocalService
-from tests.conftest import RunnerProcess, runner_command
+from tests.support.runners import RunnerProcess, runner_command
 
 NOBODY = 65534
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 _IMPORTS = "import runner, boto3, structlog, psutil, pydantic_core, click, tenacity"
 
 

@@ -1,6 +1,6 @@
 """pytest fixtures for a real S3 endpoint: moto's standalone server over HTTP.
 
-Load it from the root conftest with ``pytest_plugins = ["tests.s3server"]``.
+Load it from the root conftest with ``pytest_plugins = ["tests.support.s3server"]``.
 
 ``moto_server`` (session) starts ``python -m moto.server`` as a subprocess on
 127.0.0.1 with a port the OS picks, reads the port from its log and stops it at the
@@ -119,3 +119,12 @@ def s3_bucket(s3_admin: Any) -> str:
 def s3(s3_env: dict[str, str]) -> S3:
     """The runner's S3, on a client made inside this test's environment."""
     return S3(region=None, log=structlog.get_logger("test"))
+
+
+def keys(s3_admin: Any, bucket: str, prefix: str = "") -> list[str]:
+    listing = s3_admin.list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return sorted(obj["Key"] for obj in listing.get("Contents", []))
+
+
+def body(s3_admin: Any, bucket: str, key: str) -> str:
+    return str(s3_admin.get_object(Bucket=bucket, Key=key)["Body"].read().decode())

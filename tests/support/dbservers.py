@@ -1,7 +1,7 @@
 """pytest fixtures for real database servers: a private PostgreSQL and a private
 MariaDB, each started once per session in a folder of its own under /tmp.
 
-Load it from the root conftest with ``pytest_plugins = ["tests.dbservers"]``.
+Load it from the root conftest with ``pytest_plugins = ["tests.support.dbservers"]``.
 
 ``postgres_server`` runs ``initdb`` and ``postgres`` (the binaries on PATH or under
 /usr/lib/postgresql), ``mariadb_server`` runs ``mariadb-install-db`` and
@@ -10,7 +10,7 @@ folder, data dirs from ``mkdtemp(dir="/tmp")``. As root (CI), each server runs a
 its system user (``runuser -u postgres``, ``--user=mysql``) and its folder is
 chowned to it. Each has a login ``dp`` with a password, so connections authenticate
 for real. A missing server FAILS the test that needs it, with what to install: CI
-must never pass by skipping (``.ci/run`` installs mariadb-server).
+must never pass by skipping (``scripts/install-test-deps.sh`` installs both).
 
 ``pg_db`` and ``mysql_db`` (function) are a fresh database on each server, owned by
 ``dp``; ``DbServer.admin()`` is a superuser connection for inspecting it (the
@@ -40,6 +40,7 @@ import pytest
 
 PG_BIN_DIRS = ["/usr/local/bin", *sorted(Path("/usr/lib/postgresql").glob("*/bin"))]
 START_TIMEOUT_S = 60.0
+MARIADBD_PATHS = ("/usr/sbin/mariadbd", "/usr/libexec/mariadbd")
 
 
 @dataclass(frozen=True)
@@ -219,13 +220,14 @@ def running_postgres() -> Iterator[DbServer]:
 def mariadb_server() -> Iterator[DbServer]:
     """A private MariaDB for the session, with a login ``dp``."""
     install, mariadbd = shutil.which("mariadb-install-db"), shutil.which("mariadbd")
+    if mariadbd is None:  # Debian keeps it in /usr/sbin, RHEL in /usr/libexec
+        found = [p for p in MARIADBD_PATHS if Path(p).exists()]
+        mariadbd = found[0] if found else None
     if install is None or mariadbd is None:
-        mariadbd = mariadbd or "/usr/sbin/mariadbd"
-        if install is None or not Path(mariadbd).exists():
-            pytest.fail(
-                "MariaDB was not found (mariadb-install-db, mariadbd): install "
-                "mariadb-server (.ci/run does: apt-get install mariadb-server)"
-            )
+        pytest.fail(
+            "MariaDB was not found (mariadb-install-db, mariadbd): install "
+            "mariadb-server (sudo scripts/install-test-deps.sh does)"
+        )
     folder = _folder("mysql")
     data, log, sock = folder / "data", folder / "server.log", folder / "sock"
     user = ["--user=mysql"] if _as_root() else []
