@@ -6,8 +6,10 @@ with mode 0644 through a temporary file and a rename, so that a DAG folder never
 holds half a file; and the ``Report`` the command prints: the Airflow Variables
 to set and what was not carried.
 
-Must not: import airflow, boto3 or click; write a file when the definition
-cannot be translated (a ConfigError, exit 78, naming the object and field).
+Must not: import airflow, boto3 or click, even indirectly (an import contract
+holds it: the export runs where neither is installed, and ``localrun``, whose
+``load`` this mirrors, imports boto3); write a file when the definition cannot be
+translated (a ConfigError, exit 78, naming the object and field).
 """
 
 from __future__ import annotations
@@ -20,12 +22,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import localrun
 from runner.airflow.plan import Options, PlanError, make_plan
 from runner.airflow.render import render
 from runner.airflow.secrets import strip_secrets
 from runner.errors import ConfigError
 from runner.execslot import MASKED_ENV_PREFIX
+from runner.pipelinefile import (
+    Definition,
+    load_definition,
+    load_values,
+    values_from_pairs,
+)
 
 _DAG_ID = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -62,7 +69,7 @@ def export(
     dag_id = dag_id or re.sub(r"[^A-Za-z0-9_.-]", "_", definition.stem)
     if not _DAG_ID.fullmatch(dag_id):
         raise ConfigError(f"--dag-id {dag_id!r}: letters, digits, _ . - only")
-    defn = localrun.load(definition, pairs=pairs, values_uri=values_uri)
+    defn = _load(definition, pairs, values_uri)
     try:
         plan = make_plan(defn, options or Options(), dt.datetime.now(dt.UTC))
     except PlanError as exc:
@@ -70,6 +77,26 @@ def export(
     kept, variables = strip_secrets(defn, dag_id)
     _write(out, render(plan, dag_id, definition.name, kept, variables))
     return Report(dag_id, variables, plan.not_carried)
+
+
+def _load(path: Path, pairs: Sequence[str], values_uri: str | None) -> Definition:
+    """The definition, its ``values`` replaced by the pairs or the values file,
+    as ``run --local`` loads it. ConfigError (exit 78) naming the file."""
+    try:
+        defn = load_definition(path)
+        values = None
+        if values_uri is not None:
+            location = values_uri.removeprefix("file://")
+            if "://" in location:
+                raise ConfigError(f"{values_uri}: only file:// values files are read")
+            values = load_values(Path(location))
+        if pairs:
+            values = values_from_pairs(pairs)
+    except ValueError as exc:  # a DefinitionError, which names the file
+        raise ConfigError(str(exc)) from exc
+    if values is None:
+        return defn
+    return Definition(defn.pipeline_objects, defn.parameter_objects, values)
 
 
 def _write(out: Path, text: str) -> None:

@@ -25,12 +25,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.activities.periods import parse_period_s
-from runner.airflow.schedule import ScheduleError, Timing, timing
+from runner.airflow.schedule import ScheduleError, Timing, period_seconds, timing
 from runner.execslot import PRECONDITION_TYPES
 from runner.pipelinefile import Definition, inherited_field
 
-#: Activity types ``dp-runner exec`` runs (runner/activities' registry).
+#: Activity types ``dp-runner exec`` runs: runner/activities' registry, which this
+#: module must not import (its package imports boto3).
 RUN_TYPES = frozenset({"ShellCommandActivity", "SqlActivity", "CopyActivity"})
 #: Fields of an activity that the DAG itself carries (the rest ``exec`` applies).
 SCHEDULER_KEYS = frozenset(
@@ -357,6 +357,6 @@ def _period(text: str | None, obj_id: str, key: str) -> float | None:
     if text is None:
         return None
     try:
-        return parse_period_s(text)
-    except ValueError as exc:
+        return period_seconds(text)
+    except ScheduleError as exc:
         raise PlanError(f"{obj_id}: {key}: {exc}") from exc

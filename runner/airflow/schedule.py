@@ -30,6 +30,7 @@ from dataclasses import dataclass
 #: A period's unit, as the DAG file writes it: a ``timedelta`` or a
 #: ``relativedelta`` keyword (months and years are calendar arithmetic).
 _UNITS = {
+    "second": "seconds",
     "minute": "minutes",
     "hour": "hours",
     "day": "days",
@@ -90,6 +91,17 @@ def parse_period(text: str) -> Period:
     if match is None or unit is None or int(match.group(1)) <= 0:
         raise ScheduleError(f"period {text!r} is not like '1 day' or '15 minutes'")
     return Period(int(match.group(1)), unit)
+
+
+def period_seconds(text: str) -> float:
+    """A period as a duration (a timeout, a retry delay), months as 30 days and
+    years as 365, as the runner reads one (``activities.periods``, which this
+    module must not import: its package imports boto3). ScheduleError else."""
+    period = parse_period(text)
+    days = {"months": 30, "years": 365}.get(period.unit)
+    if days is not None:
+        return float(period.count * days * 86400)
+    return dt.timedelta(**{period.unit: period.count}).total_seconds()
 
 
 def timing(

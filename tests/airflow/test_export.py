@@ -327,3 +327,23 @@ def test_a_schedule_without_instants_is_exit_78_and_writes_nothing(
     with pytest.raises(ConfigError, match="S: period"):
         exported(tmp_path, doc)
     assert not (tmp_path / "dag.py").exists()
+
+
+def test_the_export_loads_neither_airflow_nor_boto3() -> None:
+    """The export runs where Airflow is not installed, and talks to no AWS."""
+    code = (
+        "import sys, runner.airflow.export\n"
+        "print(sorted(m for m in ('airflow', 'boto3', 'botocore') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_run_types_are_the_registry_activities() -> None:
+    """plan.RUN_TYPES is a copy of what the runner runs (it cannot import it)."""
+    from runner.activities import REGISTRY  # noqa: PLC0415
+    from runner.airflow.plan import RUN_TYPES  # noqa: PLC0415
+
+    assert {name for name in REGISTRY if name.endswith("Activity")} == RUN_TYPES

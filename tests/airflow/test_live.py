@@ -19,16 +19,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
 from tests.airflow.dagfile import read_dag
 from tests.conftest import REPO, run_local, wait_for
+from tests.dbservers import DbServer
 
 pytestmark = [pytest.mark.airflow, pytest.mark.timeout(900)]
 AIRFLOW = REPO / ".venv-airflow" / "bin" / "airflow"
 DEFS = Path(__file__).parent / "defs"
+EXAMPLES = REPO / "examples"
+STAGED = {"a.txt": b"hello\nworld\n", "b.txt": b"data pipeline\n"}
 SCRIPTS = REPO / "tests" / "scripts"
 ORDER_EDGES = {("Extract", "Count"), ("Extract", "Sum"), ("Sum", "Report")}
 ORDER_EDGES |= {("Count", "Report")}
@@ -65,6 +69,10 @@ def airflow_env(home: Path, dags: Path, **extra: str) -> dict[str, str]:
 
 def export(tmp_path: Path, name: str, dag_id: str, *args: str) -> Path:
     """``dp-runner export airflow defs/NAME.json`` into a DAGs folder of its own."""
+    return export_file(tmp_path, DEFS / f"{name}.json", dag_id, *args)
+
+
+def export_file(tmp_path: Path, definition: Path, dag_id: str, *args: str) -> Path:
     dags = tmp_path / "dags"
     dags.mkdir()
     out = dags / f"{dag_id}.py"
@@ -72,7 +80,7 @@ def export(tmp_path: Path, name: str, dag_id: str, *args: str) -> Path:
     done = subprocess.run(
         [
             *command,
-            str(DEFS / f"{name}.json"),
+            str(definition),
             "-o",
             str(out),
             "--dag-id",
@@ -198,7 +206,14 @@ def test_sigterm_to_the_task_process_kills_the_tree(
         text=True,
     )
     try:
-        wait_for(pid_file.exists, 300, "the task tree")
+        wait_for(
+            lambda: pid_file.exists() or process.poll() is not None,
+            300,
+            "the task tree",
+        )
+        assert pid_file.exists(), (process.stdout.read() if process.stdout else "")[
+            -4000:
+        ]
         pids: dict[str, int] = json.loads(pid_file.read_text())
         task_process = _exec_process(process.pid).parent()
         assert task_process is not None
@@ -225,3 +240,95 @@ def _gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mysql"])
+def test_sql_example_exports_the_same_rows_as_run_local(
+    tmp_path: Path,
+    airflow_home: Path,
+    s3_admin: Any,
+    s3_bucket: str,
+    engine: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    """examples/sql.json against the test database and moto's S3: the DAG's run
+    fills the table and exports the same CSV as ``run --local``; the password, an
+    Airflow Variable, is in neither the DAG file nor anything Airflow wrote."""
+    db: DbServer = request.getfixturevalue(
+        "pg_db" if engine == "postgresql" else "mysql_db"
+    )
+    values = [
+        f"myConnectionString={db.url}",
+        f"myUsername={db.user}",
+        "myGreeting=hi",
+    ]
+    dag_file = export_file(
+        tmp_path,
+        EXAMPLES / "sql.json",
+        "sql",
+        "--parameter-values",
+        *values,
+        f"myOutputUri=s3://{s3_bucket}/airflow/greetings.csv",
+    )
+    assert db.password not in dag_file.read_text()
+    done = dags_test(
+        airflow_home,
+        dag_file,
+        "sql",
+        "2026-06-01T00:00:00+00:00",
+        **{"AIRFLOW_VAR_SQL.MYPASSWORD": db.password},
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    local = run_local(
+        EXAMPLES / "sql.json",
+        tmp_path,
+        "--parameter-values",
+        *values,
+        f"*myPassword={db.password}",
+        f"myOutputUri=s3://{s3_bucket}/local/greetings.csv",
+    )
+    assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
+    by_airflow = s3_admin.get_object(Bucket=s3_bucket, Key="airflow/greetings.csv")
+    by_local = s3_admin.get_object(Bucket=s3_bucket, Key="local/greetings.csv")
+    assert by_airflow["Body"].read() == by_local["Body"].read()
+    assert db.password not in done.stdout + done.stderr
+    for path in airflow_home.rglob("*"):
+        if path.is_file():
+            assert db.password.encode() not in path.read_bytes(), path
+
+
+def test_staging_example_writes_what_run_local_writes(
+    tmp_path: Path, airflow_home: Path, s3_admin: Any, s3_bucket: str
+) -> None:
+    """examples/staging.json against moto's S3: the sensor of the input node's
+    S3KeyExists holds, the activity stages in and out, and the DAG's outputs are
+    those of ``run --local`` (each under its own prefix)."""
+    for prefix in ("airflow", "local"):
+        for name, data in STAGED.items():
+            s3_admin.put_object(
+                Bucket=s3_bucket, Key=f"{prefix}/input/{name}", Body=data
+            )
+        s3_admin.put_object(Bucket=s3_bucket, Key=f"{prefix}/input/_SUCCESS", Body=b"")
+    dag_file = export_file(
+        tmp_path,
+        EXAMPLES / "staging.json",
+        "staging",
+        "--parameter-values",
+        f"myBucket={s3_bucket}",
+        "myPrefix=airflow",
+    )
+    assert ("RawLines__RawLinesReady", "Uppercase") in read_dag(dag_file).edges
+    done = dags_test(airflow_home, dag_file, "staging", "2026-06-01T00:00:00+00:00")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    local = run_local(
+        EXAMPLES / "staging.json",
+        tmp_path,
+        "--parameter-values",
+        f"myBucket={s3_bucket}",
+        "myPrefix=local",
+    )
+    assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
+    for name, data in STAGED.items():
+        by_airflow = s3_admin.get_object(Bucket=s3_bucket, Key=f"airflow/output/{name}")
+        by_local = s3_admin.get_object(Bucket=s3_bucket, Key=f"local/output/{name}")
+        assert by_airflow["Body"].read() == by_local["Body"].read() == data.upper()
