@@ -49,7 +49,8 @@ DEFAULT_RETRY_DELAY_S = 600.0
 TIMEOUT_BACKSTOP_S = 60.0
 #: ``--short-delays``: each retry delay and poke interval (tests; AWS's floor: 2 min).
 SHORT_DELAY_S = 1.0
-_TASK_ID = re.compile(r"[^A-Za-z0-9_.-]")
+#: A task id is also a Python name in the file (``t_<id>``): letters, digits, _.
+_TASK_ID = re.compile(r"[^A-Za-z0-9_]")
 
 
 class PlanError(ValueError):
@@ -151,7 +152,8 @@ def make_plan(defn: Definition, options: Options, now: dt.datetime) -> Plan:
     ]
     not_carried: list[str] = []
     plan = Plan(_timing(reader, activities, now, not_carried), [], [], not_carried)
-    ids = {obj_id: _task_id(obj_id, set()) for obj_id in activities}
+    taken: set[str] = set()
+    ids = {obj_id: _task_id(obj_id, taken) for obj_id in activities}
     for obj_id in activities:
         _add_activity(plan, reader, obj_id, ids, options)
     _add_data_edges(plan, reader, activities, ids)
@@ -337,11 +339,13 @@ def _list_leftovers(plan: Plan, reader: _Reader, activities: list[str]) -> None:
 
 
 def _task_id(obj_id: str, taken: set[str]) -> str:
+    """A task id for the object that no task has taken yet (now taken)."""
     base = _TASK_ID.sub("_", obj_id) or "task"
     candidate, number = base, 1
     while candidate in taken:
         number += 1
         candidate = f"{base}_{number}"
+    taken.add(candidate)
     return candidate
 
 

@@ -211,8 +211,8 @@ def _edge_lines(plan: Plan) -> list[str]:
 
 
 def _variable(task_id: str) -> str:
-    name = "".join(c if c.isalnum() else "_" for c in task_id)
-    return f"t_{name}"
+    """The task's Python name: its id is letters, digits and _ (plan)."""
+    return f"t_{task_id}"
 
 
 def _delta(value: float | None) -> str:

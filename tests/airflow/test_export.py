@@ -347,3 +347,14 @@ def test_run_types_are_the_registry_activities() -> None:
     from runner.airflow.plan import RUN_TYPES  # noqa: PLC0415
 
     assert {name for name in REGISTRY if name.endswith("Activity")} == RUN_TYPES
+
+
+def test_ids_that_differ_only_in_punctuation_stay_two_tasks(tmp_path: Path) -> None:
+    doc = {"objects": [{"id": "Default", "scheduleType": "ondemand"}]}
+    doc["objects"] += [shell("load-a"), shell("load_a", dependsOn={"ref": "load-a"})]
+    dag, _ = exported(tmp_path, doc)
+    assert {k: v[1]["object_id"] for k, v in dag.tasks.items()} == {
+        "load_a": "'load-a'",
+        "load_a_2": "'load_a'",
+    }
+    assert dag.edges == {("load_a", "load_a_2")}

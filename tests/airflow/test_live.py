@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import boto3
 import psutil
 import pytest
 
@@ -332,3 +333,39 @@ def test_staging_example_writes_what_run_local_writes(
         by_airflow = s3_admin.get_object(Bucket=s3_bucket, Key=f"airflow/output/{name}")
         by_local = s3_admin.get_object(Bucket=s3_bucket, Key=f"local/output/{name}")
         assert by_airflow["Body"].read() == by_local["Body"].read() == data.upper()
+
+
+def test_on_fail_and_on_success_publish_to_sns(
+    tmp_path: Path, airflow_home: Path, s3_env: dict[str, str]
+) -> None:
+    """The SnsAlarm callbacks publish through boto3 (moto's SNS, an SQS queue
+    subscribed to the topic): Breaks's onFail and Works's onSuccess."""
+    endpoint = s3_env["AWS_ENDPOINT_URL_S3"]
+    topics: Any = boto3.client("sns", region_name="us-east-1", endpoint_url=endpoint)
+    queues: Any = boto3.client("sqs", region_name="us-east-1", endpoint_url=endpoint)
+    topic = topics.create_topic(Name="dag-alarms")["TopicArn"]
+    queue_url = queues.create_queue(QueueName="dag-alarms")["QueueUrl"]
+    queue_arn = queues.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    topics.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    dag_file = export(
+        tmp_path, "alarm", "alarm", "--parameter-values", f"myTopic={topic}"
+    )
+    done = dags_test(
+        airflow_home,
+        dag_file,
+        "alarm",
+        "2026-06-01T00:00:00+00:00",
+        AWS_ENDPOINT_URL_SNS=endpoint,
+    )
+    assert "Breaks" in done.stdout + done.stderr
+    subjects: set[str] = set()
+
+    def both_arrived() -> bool:
+        answer = queues.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1)
+        for message in answer.get("Messages", []):
+            subjects.add(json.loads(message["Body"])["Subject"])
+        return subjects >= {"Works finished", "Breaks failed"}
+
+    wait_for(both_arrived, 30, "both alarms")
