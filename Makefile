@@ -50,19 +50,29 @@ pytest: $(STAMP)
 	$(BIN)/pytest
 
 # `dp-runner export airflow` in a real Airflow (docs/airflow.md), not inside `make
-# test`'s five minutes: Apache Airflow in a venv of its own, from the project's own
-# constraints file; the tests (marked `airflow`, deselected by default) run in .venv
-# and start Airflow's CLI from .venv-airflow, with AIRFLOW_HOME in a temp dir.
-AIRFLOW_VENV  := .venv-airflow
-AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
-$(AIRFLOW_STAMP): pyproject.toml constraints-airflow.txt
-	python3 -m venv $(AIRFLOW_VENV)
-	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -e '.[airflow]' -c constraints-airflow.txt
-	touch $(AIRFLOW_STAMP)
+# test`'s five minutes: Apache Airflow 3.3.2 and 2.11.2 (the newest 2.x, MWAA's), each
+# in a venv of its own from the project's own constraints file; the tests (marked
+# `airflow`, deselected by default) run in .venv and start Airflow's CLI from the venv
+# DP_AIRFLOW_VENV names, with AIRFLOW_HOME in a temp dir.
+AIRFLOW_VENVS := .venv-airflow .venv-airflow2
+.venv-airflow/.installed: pyproject.toml constraints-airflow.txt
+	python3 -m venv .venv-airflow
+	.venv-airflow/bin/python -m pip install --quiet --upgrade pip
+	.venv-airflow/bin/python -m pip install --quiet -e '.[airflow]' -c constraints-airflow.txt
+	touch $@
 
-test-airflow: $(STAMP) $(AIRFLOW_STAMP)
-	$(BIN)/pytest -m airflow tests/airflow -p no:randomly -o faulthandler_timeout=900
+.venv-airflow2/.installed: pyproject.toml constraints-airflow2.txt
+	python3 -m venv .venv-airflow2
+	.venv-airflow2/bin/python -m pip install --quiet --upgrade pip
+	.venv-airflow2/bin/python -m pip install --quiet -e '.[airflow]' -c constraints-airflow2.txt
+	touch $@
+
+test-airflow: $(STAMP) $(AIRFLOW_VENVS:=/.installed)
+	for v in $(AIRFLOW_VENVS); do \
+		echo "== $$v"; \
+		DP_AIRFLOW_VENV=$$v $(BIN)/pytest -m airflow tests/airflow -p no:randomly \
+			-o faulthandler_timeout=900 || exit 1; \
+	done
 
 bench: $(STAMP)
 	test -x $(RUNTIME)/bin/python || python3 -m venv $(RUNTIME)
