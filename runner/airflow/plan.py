@@ -14,8 +14,9 @@ service does; only a plain ``#{myParam}`` is replaced here, as
 ``pipelinefile.inherited_field`` does); know how a plan is written out
 (``render``) or where secrets go (``secrets``).
 
-Why fields are looked up along ``parent`` and ``Default``: the service does, and
-a retry count set once on ``Default`` applies to every activity.
+Fields are looked up along ``parent`` and ``Default`` (``fields.Reader``), as the
+service looks them up: a retry count set once on ``Default`` applies to every
+activity.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
+from runner.airflow.fields import Reader
 from runner.airflow.schedule import ScheduleError, Timing, period_seconds, timing
 from runner.execslot import PRECONDITION_TYPES
-from runner.pipelinefile import Definition, inherited_field
+from runner.pipelinefile import Definition
 
 #: Activity types ``dp-runner exec`` runs: runner/activities' registry, which this
 #: module must not import (its package imports boto3).
@@ -106,45 +107,11 @@ class Options:
     short_delays: bool = False
 
 
-class _Reader:
-    """Field lookups on one definition (``parent`` chain, then ``Default``)."""
-
-    def __init__(self, defn: Definition) -> None:
-        self.defn = defn
-        self.objects = {obj["id"]: obj for obj in defn.pipeline_objects}
-
-    def chain(self, obj_id: str) -> list[str]:
-        chain: list[str] = []
-        owner: str | None = obj_id
-        while owner is not None and owner in self.objects and owner not in chain:
-            chain.append(owner)
-            parents = [f["refValue"] for f in self.own(owner) if f["key"] == "parent"]
-            owner = parents[0] if parents else None
-        return [*chain, *(["Default"] if "Default" not in chain else [])]
-
-    def own(self, obj_id: str) -> list[dict[str, Any]]:
-        return list(self.objects.get(obj_id, {}).get("fields", []))
-
-    def text(self, obj_id: str, key: str) -> str | None:
-        return inherited_field(self.defn, obj_id, key)
-
-    def refs(self, obj_id: str, key: str) -> list[str]:
-        """The first object in the chain that sets ``key`` gives all its refs."""
-        for owner in self.chain(obj_id):
-            found = [f["refValue"] for f in self.own(owner) if f["key"] == key]
-            if found:
-                return [ref for ref in found if ref is not None]
-        return []
-
-    def type_of(self, obj_id: str) -> str:
-        return self.text(obj_id, "type") or ""
-
-
 def make_plan(defn: Definition, options: Options, now: dt.datetime) -> Plan:
     """The plan of ``defn`` (see the module docstring). PlanError when the
     definition cannot be translated (a schedule without instants, a field that
     is not a number or a period)."""
-    reader = _Reader(defn)
+    reader = Reader(defn)
     activities = [
         obj_id
         for obj_id in reader.objects
@@ -162,7 +129,7 @@ def make_plan(defn: Definition, options: Options, now: dt.datetime) -> Plan:
 
 
 def _timing(
-    reader: _Reader, activities: list[str], now: dt.datetime, notes: list[str]
+    reader: Reader, activities: list[str], now: dt.datetime, notes: list[str]
 ) -> Timing:
     """The DAG's one timing: that of the first activity's Schedule; an activity
     with another schedule is listed as not carried."""
@@ -190,7 +157,7 @@ def _timing(
 
 
 def _add_activity(
-    plan: Plan, reader: _Reader, obj_id: str, ids: dict[str, str], options: Options
+    plan: Plan, reader: Reader, obj_id: str, ids: dict[str, str], options: Options
 ) -> None:
     """The activity's task, its sensors, and its ``dependsOn`` edges."""
     kind = reader.type_of(obj_id)
@@ -226,7 +193,7 @@ def _add_activity(
             plan.not_carried.append(f"{obj_id}: {key}")
 
 
-def _retries_and_time(task: Task, reader: _Reader, options: Options) -> None:
+def _retries_and_time(task: Task, reader: Reader, options: Options) -> None:
     obj_id = task.object_id
     retries = _number(reader.text(obj_id, "maximumRetries"), obj_id, "maximumRetries")
     task.retries = DEFAULT_RETRIES if retries is None else retries
@@ -240,7 +207,7 @@ def _retries_and_time(task: Task, reader: _Reader, options: Options) -> None:
 
 
 def _sensor_time(
-    sensor: Task, reader: _Reader, owner: str, precondition: str, options: Options
+    sensor: Task, reader: Reader, owner: str, precondition: str, options: Options
 ) -> None:
     """``preconditionTimeout`` (the owner's, else the precondition's) is the
     sensor's timeout; it pokes every ``retryDelay`` of the precondition, as the
@@ -260,7 +227,7 @@ def _sensor_time(
         )
 
 
-def _preconditions(reader: _Reader, obj_id: str) -> list[tuple[str, str]]:
+def _preconditions(reader: Reader, obj_id: str) -> list[tuple[str, str]]:
     """``(owner, precondition)``: the activity's own, then its input nodes'."""
     found = [(obj_id, p) for p in reader.refs(obj_id, "precondition")]
     for node in reader.refs(obj_id, "input"):
@@ -268,7 +235,7 @@ def _preconditions(reader: _Reader, obj_id: str) -> list[tuple[str, str]]:
     return found
 
 
-def _alarms(plan: Plan, reader: _Reader, obj_id: str, key: str) -> list[Alarm]:
+def _alarms(plan: Plan, reader: Reader, obj_id: str, key: str) -> list[Alarm]:
     alarms = []
     for action in reader.refs(obj_id, key):
         kind = reader.type_of(action)
@@ -289,7 +256,7 @@ def _alarms(plan: Plan, reader: _Reader, obj_id: str, key: str) -> list[Alarm]:
     return alarms
 
 
-def _queue(plan: Plan, reader: _Reader, obj_id: str, options: Options) -> str | None:
+def _queue(plan: Plan, reader: Reader, obj_id: str, options: Options) -> str | None:
     group = reader.text(obj_id, "workerGroup")
     if group is not None and not options.queues:
         plan.not_carried.append(f"{obj_id}: workerGroup {group} (no --queues)")
@@ -297,7 +264,7 @@ def _queue(plan: Plan, reader: _Reader, obj_id: str, options: Options) -> str | 
 
 
 def _add_data_edges(
-    plan: Plan, reader: _Reader, activities: list[str], ids: dict[str, str]
+    plan: Plan, reader: Reader, activities: list[str], ids: dict[str, str]
 ) -> None:
     """The activity that writes a data node runs before each one that reads it."""
     writers: dict[str, list[str]] = {}
@@ -312,7 +279,7 @@ def _add_data_edges(
                     plan.edges.append(edge)
 
 
-def _list_leftovers(plan: Plan, reader: _Reader, activities: list[str]) -> None:
+def _list_leftovers(plan: Plan, reader: Reader, activities: list[str]) -> None:
     """Resources and other objects no task runs, and Default's scheduler fields."""
     used = {"Default", *activities}
     for obj_id in activities:
