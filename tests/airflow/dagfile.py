@@ -1,16 +1,20 @@
-"""Reading an exported DAG file back without Airflow: its tasks, edges and literals.
+"""An exported DAG file, made from a definition written in a test and read back
+without Airflow: its tasks, edges and literals.
 
 The file is parsed with ``ast`` (never run), so ``make test`` checks the
-translation without installing Airflow; ``make test-airflow`` runs the same files
-in a real Airflow.
+translation without installing Airflow; ``make test-airflow`` runs such files in a
+real Airflow.
 """
 
 from __future__ import annotations
 
 import ast
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from runner.airflow.export import export
 
 
 @dataclass
@@ -61,3 +65,30 @@ def _assignment(
         task_id = ast.literal_eval(kwargs["task_id"])
         names[target.id] = task_id
         dag.tasks[task_id] = (node.value.func.id, kwargs)
+
+
+def write(tmp_path: Path, doc: dict[str, Any], name: str = "pipe") -> Path:
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def exported(tmp_path: Path, doc: dict[str, Any], **kwargs: Any) -> tuple[DagFile, Any]:
+    out = tmp_path / "dag.py"
+    report = export(write(tmp_path, doc), out, **kwargs)
+    compile(out.read_text(), str(out), "exec")  # valid Python
+    return read_dag(out), report
+
+
+def scheduled(kind: str, schedule: dict[str, str], *objects: Any) -> dict[str, Any]:
+    return {
+        "objects": [
+            {"id": "Default", "scheduleType": kind, "schedule": {"ref": "S"}},
+            {"id": "S", "type": "Schedule", **schedule},
+            *objects,
+        ]
+    }
+
+
+def shell(obj_id: str, **fields: Any) -> dict[str, Any]:
+    return {"id": obj_id, "type": "ShellCommandActivity", "command": "true", **fields}

@@ -6,53 +6,23 @@ mapping. The files run in a real Airflow in tests_airflow/ (``make test-airflow`
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from runner.airflow.export import export
 from runner.airflow.plan import Options
-from runner.airflow.schedule import Period, timing
 from runner.errors import ConfigError
 from runner.pipelinefile import definition_from_json, secret_values
-from tests.airflow.dagfile import DagFile, read_dag
+from tests.airflow.dagfile import exported, read_dag, scheduled, shell, write
 from tests.conftest import REPO
 
 SAMPLES = REPO / "tests" / "localservice" / "samples"
 #: Refused by AWS itself (samples/README.md): no instants to translate.
 REFUSED = {"kinesis__kinesis-to-s3.json", "json-to-dynamodb__definition.json"}
-
-
-def write(tmp_path: Path, doc: dict[str, Any], name: str = "pipe") -> Path:
-    path = tmp_path / f"{name}.json"
-    path.write_text(json.dumps(doc))
-    return path
-
-
-def exported(tmp_path: Path, doc: dict[str, Any], **kwargs: Any) -> tuple[DagFile, Any]:
-    out = tmp_path / "dag.py"
-    report = export(write(tmp_path, doc), out, **kwargs)
-    compile(out.read_text(), str(out), "exec")  # valid Python
-    return read_dag(out), report
-
-
-def scheduled(kind: str, schedule: dict[str, str], *objects: Any) -> dict[str, Any]:
-    return {
-        "objects": [
-            {"id": "Default", "scheduleType": kind, "schedule": {"ref": "S"}},
-            {"id": "S", "type": "Schedule", **schedule},
-            *objects,
-        ]
-    }
-
-
-def shell(obj_id: str, **fields: Any) -> dict[str, Any]:
-    return {"id": obj_id, "type": "ShellCommandActivity", "command": "true", **fields}
 
 
 def test_retry_and_depend_becomes_tasks_edges_and_a_sensor(tmp_path: Path) -> None:
@@ -83,57 +53,6 @@ def test_retry_and_depend_becomes_tasks_edges_and_a_sensor(tmp_path: Path) -> No
         dag.literals["DEFINITION"]["objects"][1]["command"]
         == (source["objects"][1]["command"])
     )
-
-
-def test_timeseries_runs_at_the_end_of_each_slot(tmp_path: Path) -> None:
-    doc = scheduled(
-        "timeseries",
-        {"period": "1 day", "startDateTime": "2026-06-01T00:00:00", "occurrences": "3"},
-        shell("A"),
-    )
-    dag, _ = exported(tmp_path, doc)
-    assert dag.dag_args["schedule"] == "data_interval_timetable(dt.timedelta(days=1))"
-    assert dag.dag_args["start_date"] == (
-        "dt.datetime(2026, 6, 1, 0, 0, tzinfo=dt.timezone.utc)"
-    )
-    # three occurrences: the last slot starts two periods after the first
-    assert dag.dag_args["end_date"] == (
-        "dt.datetime(2026, 6, 3, 0, 0, tzinfo=dt.timezone.utc)"
-    )
-    assert dag.dag_args["catchup"] == "True"
-
-
-def test_cron_runs_at_the_start_and_end_date_time_is_exclusive(tmp_path: Path) -> None:
-    doc = scheduled(
-        "cron",
-        {
-            "period": "2 hours",
-            "startDateTime": "2026-06-01T00:00:00",
-            "endDateTime": "2026-06-02T00:00:00",
-        },
-        shell("A"),
-    )
-    dag, _ = exported(tmp_path, doc)
-    assert dag.dag_args["schedule"] == "trigger_timetable(dt.timedelta(hours=2))"
-    assert dag.dag_args["end_date"] == (
-        "dt.datetime(2026, 6, 1, 23, 59, 59, tzinfo=dt.timezone.utc)"
-    )
-
-
-def test_months_are_calendar_months() -> None:
-    fields = {"period": "1 Month", "startDateTime": "2026-01-31T00:00:00"}
-    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    got = timing("timeseries", {**fields, "occurrences": "2"}, now)
-    assert got.period == Period(1, "months")
-    assert got.end == dt.datetime(2026, 2, 28, tzinfo=dt.UTC)
-
-
-def test_first_activation_is_the_export_time_and_says_so() -> None:
-    now = dt.datetime(2026, 6, 1, 12, 34, 56, tzinfo=dt.UTC)
-    fields = {"period": "1 day", "startAt": "FIRST_ACTIVATION_DATE_TIME"}
-    got = timing("cron", {**fields, "occurrences": "1"}, now)
-    assert got.start == got.end == dt.datetime(2026, 6, 1, 12, 34, tzinfo=dt.UTC)
-    assert "FIRST_ACTIVATION_DATE_TIME" in got.notes[0]
 
 
 def test_input_node_writer_runs_first_and_node_precondition_is_sensed(
@@ -318,15 +237,6 @@ def test_the_command_prints_variables_and_refuses_a_masked_value(
     assert refused.returncode == ConfigError.exit_code
     assert "s3cr3t" not in refused.stdout + refused.stderr
     assert not (tmp_path / "no.py").exists()
-
-
-def test_a_schedule_without_instants_is_exit_78_and_writes_nothing(
-    tmp_path: Path,
-) -> None:
-    doc = scheduled("cron", {"period": "1 fortnight", "startAt": "NOW"}, shell("A"))
-    with pytest.raises(ConfigError, match="S: period"):
-        exported(tmp_path, doc)
-    assert not (tmp_path / "dag.py").exists()
 
 
 def test_the_export_loads_neither_airflow_nor_boto3() -> None:

@@ -1,13 +1,13 @@
 """Exported DAGs in a real Airflow: ``make test-airflow`` (marked ``airflow``, so
 ``make test`` deselects them).
 
-Airflow runs from ``.venv-airflow`` (installed from constraints-airflow.txt), as
-its own CLI: ``airflow dags test DAG DATE`` for one logical date, with
-AIRFLOW_HOME in a temp dir and sqlite. Each test exports a definition of
-tests/airflow/defs/ with ``dp-runner export airflow`` and checks what really
-happened: the files the activities wrote, their start and end times against every
-edge, the attempts Airflow made, the pokes of a sensor, the processes a SIGTERM
-left, and every byte Airflow wrote, for the secret.
+Airflow runs as its own CLI (tests/airflow/live.py): ``airflow dags test DAG
+DATE`` for one logical date, with AIRFLOW_HOME in a temp dir and sqlite. Each test
+exports a definition of tests/airflow/defs/ with ``dp-runner export airflow`` and
+checks what really happened: the files the activities wrote, their start and end
+times against every edge, the attempts Airflow made, the pokes of a sensor, the
+processes a SIGTERM left, every byte Airflow wrote (for the secret), the alarms
+that reached SNS. The service-backed examples are in test_live_examples.py.
 """
 
 from __future__ import annotations
@@ -26,90 +26,12 @@ import psutil
 import pytest
 
 from tests.airflow.dagfile import read_dag
-from tests.conftest import REPO, run_local, wait_for
-from tests.dbservers import DbServer
+from tests.airflow.live import AIRFLOW, DEFS, SCRIPTS, airflow_env, dags_test, export
+from tests.conftest import run_local, wait_for
 
 pytestmark = [pytest.mark.airflow, pytest.mark.timeout(900)]
-#: The Airflow under test: .venv-airflow (3.x) unless DP_AIRFLOW_VENV names another
-#: (make test-airflow runs the module once per venv: .venv-airflow2 holds 2.11).
-AIRFLOW = REPO / os.environ.get("DP_AIRFLOW_VENV", ".venv-airflow") / "bin" / "airflow"
-DEFS = Path(__file__).parent / "defs"
-EXAMPLES = REPO / "examples"
-STAGED = {"a.txt": b"hello\nworld\n", "b.txt": b"data pipeline\n"}
-SCRIPTS = REPO / "tests" / "scripts"
 ORDER_EDGES = {("Extract", "Count"), ("Extract", "Sum"), ("Sum", "Report")}
 ORDER_EDGES |= {("Count", "Report")}
-
-
-@pytest.fixture(scope="module")
-def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One Airflow home (sqlite) for the module, its database migrated."""
-    assert AIRFLOW.exists(), "make test-airflow installs .venv-airflow first"
-    home = tmp_path_factory.mktemp("airflow-home")
-    done = subprocess.run(
-        [str(AIRFLOW), "db", "migrate"],
-        env=airflow_env(home, home / "dags"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return home
-
-
-def airflow_env(home: Path, dags: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__CORE__DAGS_FOLDER=str(dags),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
-        **extra,
-    )
-    return env
-
-
-def export(tmp_path: Path, name: str, dag_id: str, *args: str) -> Path:
-    """``dp-runner export airflow defs/NAME.json`` into a DAGs folder of its own."""
-    return export_file(tmp_path, DEFS / f"{name}.json", dag_id, *args)
-
-
-def export_file(tmp_path: Path, definition: Path, dag_id: str, *args: str) -> Path:
-    dags = tmp_path / "dags"
-    dags.mkdir()
-    out = dags / f"{dag_id}.py"
-    command = [sys.executable, "-m", "runner", "export", "airflow"]
-    done = subprocess.run(
-        [
-            *command,
-            str(definition),
-            "-o",
-            str(out),
-            "--dag-id",
-            dag_id,
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
-    )
-    assert done.returncode == 0, done.stderr
-    return out
-
-
-def dags_test(
-    home: Path, dag_file: Path, dag_id: str, date: str, **extra: str
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(AIRFLOW), "dags", "test", dag_id, date],
-        env=airflow_env(home, dag_file.parent, **extra),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
 
 
 def stamps(out: Path, name: str) -> tuple[int, int]:
@@ -243,98 +165,6 @@ def _gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
-
-
-@pytest.mark.parametrize("engine", ["postgresql", "mysql"])
-def test_sql_example_exports_the_same_rows_as_run_local(
-    tmp_path: Path,
-    airflow_home: Path,
-    s3_admin: Any,
-    s3_bucket: str,
-    engine: str,
-    request: pytest.FixtureRequest,
-) -> None:
-    """examples/sql.json against the test database and moto's S3: the DAG's run
-    fills the table and exports the same CSV as ``run --local``; the password, an
-    Airflow Variable, is in neither the DAG file nor anything Airflow wrote."""
-    db: DbServer = request.getfixturevalue(
-        "pg_db" if engine == "postgresql" else "mysql_db"
-    )
-    values = [
-        f"myConnectionString={db.url}",
-        f"myUsername={db.user}",
-        "myGreeting=hi",
-    ]
-    dag_file = export_file(
-        tmp_path,
-        EXAMPLES / "sql.json",
-        "sql",
-        "--parameter-values",
-        *values,
-        f"myOutputUri=s3://{s3_bucket}/airflow/greetings.csv",
-    )
-    assert db.password not in dag_file.read_text()
-    done = dags_test(
-        airflow_home,
-        dag_file,
-        "sql",
-        "2026-06-01T00:00:00+00:00",
-        **{"AIRFLOW_VAR_SQL.MYPASSWORD": db.password},
-    )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    local = run_local(
-        EXAMPLES / "sql.json",
-        tmp_path,
-        "--parameter-values",
-        *values,
-        f"*myPassword={db.password}",
-        f"myOutputUri=s3://{s3_bucket}/local/greetings.csv",
-    )
-    assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
-    by_airflow = s3_admin.get_object(Bucket=s3_bucket, Key="airflow/greetings.csv")
-    by_local = s3_admin.get_object(Bucket=s3_bucket, Key="local/greetings.csv")
-    assert by_airflow["Body"].read() == by_local["Body"].read()
-    assert db.password not in done.stdout + done.stderr
-    for path in airflow_home.rglob("*"):
-        if path.is_file():
-            assert db.password.encode() not in path.read_bytes(), path
-
-
-def test_staging_example_writes_what_run_local_writes(
-    tmp_path: Path, airflow_home: Path, s3_admin: Any, s3_bucket: str
-) -> None:
-    """examples/staging.json against moto's S3: the sensor of the input node's
-    S3KeyExists holds, the activity stages in and out, and the DAG's outputs are
-    those of ``run --local`` (each under its own prefix)."""
-    for prefix in ("airflow", "local"):
-        for name, data in STAGED.items():
-            s3_admin.put_object(
-                Bucket=s3_bucket, Key=f"{prefix}/input/{name}", Body=data
-            )
-        s3_admin.put_object(Bucket=s3_bucket, Key=f"{prefix}/input/_SUCCESS", Body=b"")
-    dag_file = export_file(
-        tmp_path,
-        EXAMPLES / "staging.json",
-        "staging",
-        "--parameter-values",
-        f"myBucket={s3_bucket}",
-        "myPrefix=airflow",
-    )
-    assert ("RawLines__RawLinesReady", "Uppercase") in read_dag(dag_file).edges
-    done = dags_test(airflow_home, dag_file, "staging", "2026-06-01T00:00:00+00:00")
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    local = run_local(
-        EXAMPLES / "staging.json",
-        tmp_path,
-        "--parameter-values",
-        f"myBucket={s3_bucket}",
-        "myPrefix=local",
-    )
-    assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
-    for name, data in STAGED.items():
-        by_airflow = s3_admin.get_object(Bucket=s3_bucket, Key=f"airflow/output/{name}")
-        by_local = s3_admin.get_object(Bucket=s3_bucket, Key=f"local/output/{name}")
-        assert by_airflow["Body"].read() == by_local["Body"].read() == data.upper()
 
 
 def test_on_fail_and_on_success_publish_to_sns(
