@@ -19,7 +19,7 @@ PYTHON ?= $(shell systemd/find-python)
 # dev venv all install these versions.
 LOCK := constraints.txt
 
-.PHONY: demo test test-deps test-fast test-loaded lint types imports docs pytest bench floors package wheelhouse clean
+.PHONY: demo test test-deps test-fast test-loaded lint types imports docs pytest bench floors package wheelhouse clean test-airflow
 
 $(STAMP): pyproject.toml constraints-dev.txt $(LOCK)
 	@test -n "$(PYTHON)" || { systemd/find-python; exit 1; }
@@ -69,7 +69,7 @@ pytest: $(STAMP)
 # The inner loop: the tests that start no runner process and no server (the conftest
 # marks the others `slow`), in well under a minute.
 test-fast: $(STAMP)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not slow"
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not slow and not airflow"
 
 # The proof that no test depends on the machine's speed: three full runs in a row
 # while another process keeps one core busy.
@@ -79,6 +79,31 @@ test-loaded: test-deps $(STAMP)
 	for run in 1 2 3; do \
 		echo "== loaded run $$run of 3"; \
 		$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup || exit 1; \
+	done
+
+# `dp-runner export airflow` in a real Airflow (docs/airflow.md), not inside `make
+# test`'s five minutes: Apache Airflow 3.3.2 and 2.11.2 (the newest 2.x, MWAA's), each
+# in a venv of its own from the project's own constraints file; the tests (marked
+# `airflow`, deselected by default) run in .venv and start Airflow's CLI from the venv
+# DP_AIRFLOW_VENV names, with AIRFLOW_HOME in a temp dir.
+AIRFLOW_VENVS := .venv-airflow .venv-airflow2
+.venv-airflow/.installed: pyproject.toml constraints-airflow.txt
+	$(PYTHON) -m venv .venv-airflow
+	.venv-airflow/bin/python -m pip install --quiet --upgrade pip
+	.venv-airflow/bin/python -m pip install --quiet -e '.[airflow]' -c constraints-airflow.txt
+	touch $@
+
+.venv-airflow2/.installed: pyproject.toml constraints-airflow2.txt
+	$(PYTHON) -m venv .venv-airflow2
+	.venv-airflow2/bin/python -m pip install --quiet --upgrade pip
+	.venv-airflow2/bin/python -m pip install --quiet -e '.[airflow]' -c constraints-airflow2.txt
+	touch $@
+
+test-airflow: $(STAMP) $(AIRFLOW_VENVS:=/.installed)
+	for v in $(AIRFLOW_VENVS); do \
+		echo "== $$v"; \
+		DP_AIRFLOW_VENV=$$v $(BIN)/pytest -m airflow tests/airflow -p no:randomly \
+			-o faulthandler_timeout=900 || exit 1; \
 	done
 
 bench: $(STAMP)

@@ -86,7 +86,13 @@ install_apt() {
 need_postgres=no need_mariadb=no
 found postgres initdb || need_postgres=yes
 found mariadbd mariadb-install-db || need_mariadb=yes
-if [ $need_postgres = no ] && [ $need_mariadb = no ]; then
+# Tools the tests run, found on PATH: jq (run --local's JSON lines piped through
+# it, as a user would) and systemd-analyze (the unit's verify and exposure). Each
+# distribution names their packages alike.
+tools=()
+command -v jq >/dev/null 2>&1 || tools+=(jq)
+command -v systemd-analyze >/dev/null 2>&1 || tools+=(systemd)
+if [ $need_postgres = no ] && [ $need_mariadb = no ] && [ ${#tools[@]} -eq 0 ]; then
     exit 0
 fi
 
@@ -106,6 +112,7 @@ esac
 packages=()
 if [ $need_postgres = yes ]; then packages+=("$postgres_package"); fi
 if [ $need_mariadb = yes ]; then packages+=("$mariadb_package"); fi
+packages+=(${tools[@]+"${tools[@]}"})
 
 echo "install-test-deps: installing ${packages[*]}"
 before=$(servers)
