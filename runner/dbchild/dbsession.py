@@ -17,7 +17,9 @@ Sessions run in autocommit, as JDBC does by default: a script that wants
 atomicity writes BEGIN/COMMIT. Bulk loads run in one transaction. PostgreSQL
 loads use COPY FROM STDIN and exports COPY TO STDOUT in the text format, through
 ``dialect``'s byte translators; Redshift has no COPY FROM STDIN, so it gets
-multi-row INSERTs (``redshiftsql.py``), and MySQL PyMySQL's batched INSERTs.
+multi-row INSERTs (``redshiftsql.py``); MySQL loads are one ``LOAD DATA LOCAL
+INFILE`` fed from the stream (``mysqlload.py``), or with an ``insertQuery``,
+PyMySQL's batched INSERTs.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any
 import psycopg
 import pymysql  # type: ignore[import-untyped]  # PyMySQL ships no stubs
 
-from runner.dbchild import pgcopy, redshiftsql, redshifttext
+from runner.dbchild import mysqlload, mysqlrows, pgcopy, redshiftsql, redshifttext
 from runner.dbchild.dbrows import BATCH_ROWS, Param, encode_batches, insert_batches
 from runner.dbchild.dialect import Dialect, dialect_to_pg, pg_to_dialect
 
@@ -282,7 +284,7 @@ class MySqlSession(Session):
     def __init__(self, job: Mapping[str, Any]) -> None:
         self._kwargs = _mysql_kwargs(job)
         try:
-            self.conn = pymysql.connect(autocommit=True, **self._kwargs)
+            self.conn = mysqlload.StreamingConnection(autocommit=True, **self._kwargs)
         except pymysql.err.MySQLError as exc:
             raise _mysql_failure(exc) from exc
         self._thread_id = self.conn.thread_id()
@@ -326,8 +328,12 @@ class MySqlSession(Session):
     ) -> int:
         try:
             self.conn.begin()
-            with self.conn.cursor() as cur:
-                count = insert_batches(cur.executemany, table, insert, chunks, dialect)
+            if insert is None:
+                count = mysqlload.load_data(self.conn, table, chunks, dialect)
+            else:
+                with self.conn.cursor() as cur:
+                    run = cur.executemany
+                    count = insert_batches(run, table, insert, chunks, dialect)
             self.conn.commit()
         except pymysql.err.MySQLError as exc:
             raise _mysql_failure(exc) from exc
@@ -337,8 +343,6 @@ class MySqlSession(Session):
         self, query: str, dialect: Dialect, rows: list[int], table: str | None = None
     ) -> Iterator[bytes]:
         try:
-            with self.conn.cursor(pymysql.cursors.SSCursor) as cur:
-                cur.execute(query)
-                yield from encode_batches(cur, dialect, rows)
+            yield from mysqlrows.export(self.conn, query, dialect, rows)
         except pymysql.err.MySQLError as exc:
             raise _mysql_failure(exc) from exc
