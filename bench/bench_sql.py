@@ -119,6 +119,18 @@ class Sampler:
         return self.figures
 
 
+def settle(pid: int) -> None:
+    """Wait until the runner is idle: its RSS unchanged for 3 s (a minute at most:
+    on a loaded machine its start takes a while)."""
+    proc, last, since = psutil.Process(pid), -1, time.monotonic()
+    deadline = since + 60
+    while time.monotonic() < deadline and time.monotonic() - since < 3:
+        rss = proc.memory_info().rss
+        if rss != last:
+            last, since = rss, time.monotonic()
+        time.sleep(0.2)
+
+
 def timed(argv: list[str], env: dict[str, str], stdout: Any = None) -> float:
     started = time.monotonic()
     subprocess.run(
@@ -367,7 +379,7 @@ def bench_engine(
     runner = Runner(env, scratch / db.engine)
     rows: list[dict[str, float]] = []
     try:
-        time.sleep(3)  # let it settle into its idle polling
+        settle(runner.process.pid)
         sampler = Sampler(runner.process.pid)
         for number in range(runs):
             truncate(db)
