@@ -74,6 +74,17 @@ def test_a_streamed_load_stores_what_batched_inserts_store(mysql_db: DbServer) -
     assert streamed[5][1:] == ("", None)
 
 
+def test_a_value_its_column_cannot_hold_fails_the_load_and_keeps_none(
+    mysql_db: DbServer,
+) -> None:
+    conn = session(mysql_db)
+    conn.execute(TABLE.format(name="items"), None)
+    with pytest.raises(dbsession.SqlError) as failed:
+        conn.load("items", None, [b"1,a,b\nnot a number,c,d\n"], CSV)
+    assert failed.value.error_id == "SqlError:1366"  # incorrect integer value
+    assert mysql_db.query("SELECT COUNT(*) FROM items") == [(0,)]
+
+
 def test_a_file_the_server_asks_for_by_another_name_is_refused(
     mysql_db: DbServer,
 ) -> None:

@@ -15,7 +15,8 @@ DATA LOCAL INFILE ..."``. Here the records go to the server as the file's bytes,
 in packets of ``PACKET_BYTES``, the dialect's six differing escapes rewritten
 by one regex (``dialect.dialect_to_mysql``); the server splits the fields. A stop
 (``KILL QUERY``) or a failed stream ends the statement with the server's error,
-and the load's transaction is rolled back.
+and the load's transaction is rolled back. A LOCAL load reports bad values as
+warnings and goes on: the first warning fails the load, as an INSERT would.
 """
 
 from __future__ import annotations
@@ -96,6 +97,18 @@ def load_data(
     conn.pending = (name, dialect_to_mysql(chunks))
     try:
         with conn.cursor() as cur:
-            return int(cur.execute(sql))
+            count = int(cur.execute(sql))
     finally:
         conn.pending = None
+    _raise_first_warning(conn)
+    return count
+
+
+def _raise_first_warning(conn: StreamingConnection) -> None:
+    """A LOCAL load turns the errors an INSERT would raise (a value its column
+    cannot hold, a record with too few fields) into warnings, and goes on: the
+    first one fails the load here, as the INSERT would have, and the caller rolls
+    the load back."""
+    for level, code, message in conn.show_warnings() or ():
+        if level != "Note":
+            raise pymysql.err.DataError(int(code), str(message))
