@@ -28,6 +28,8 @@ time to the runner's per direction (target: at least 1.0x), the runner's RSS
 RSS (target: under 200 MB).
 
 Run: python bench/bench_sql.py [--mb 1000] [--runs 3] [--engines postgresql,mysql]
+[--python .venv-runtime/bin/python] (the runner as shipped: the dev venv's rich,
+which structlog imports, adds to each database child's start)
 """
 
 from __future__ import annotations
@@ -173,6 +175,7 @@ class Clis:
         else:
             sql = (
                 f"LOAD DATA LOCAL INFILE '{local}' INTO TABLE base"
+                " CHARACTER SET utf8mb4"
                 " FIELDS TERMINATED BY ',' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'"
             )
             seconds += timed([*self.client, "--local-infile=1", "-e", sql], self.db_env)
@@ -258,7 +261,7 @@ def pipeline(db: DbServer, run: int) -> list[dict[str, Any]]:
 class Runner:
     """The local service and one ``runner run`` process, for all of an engine's runs."""
 
-    def __init__(self, env: dict[str, str], scratch: Path) -> None:
+    def __init__(self, python: str, env: dict[str, str], scratch: Path) -> None:
         self.service = LocalService(
             host="127.0.0.1",
             port=0,
@@ -268,7 +271,7 @@ class Runner:
         )
         self.service.start()
         self.log_path = scratch / "runner.log"
-        argv = [sys.executable, "-m", "runner", "run"]
+        argv = [python, "-m", "runner", "run"]
         argv += ["--endpoint-url", self.service.endpoint_url, "--region", "us-east-1"]
         argv += ["--work-dir", str(scratch / "work"), "--log-format", "json"]
         argv += ["--worker-group", "bench", "--heartbeat-interval", "5"]
@@ -351,7 +354,10 @@ def prepare(server: DbServer) -> DbServer:
             cur.execute("GRANT ALL ON bench.* TO 'dp'@'%'")
             cur.execute("USE bench")
         for name in ("base", "runner_copy"):
-            cur.execute(TABLE_SQL.format(name=name))
+            # UTF-8 text, and both sides' LOAD DATA says so: the server's work is
+            # the same (MariaDB's own default here would be latin1)
+            utf8 = " CHARACTER SET utf8mb4" if server.engine == "mysql" else ""
+            cur.execute(TABLE_SQL.format(name=name) + utf8)
             if server.engine == "postgresql":
                 cur.execute(f"ALTER TABLE {name} OWNER TO dp")
     admin.close()
@@ -369,14 +375,20 @@ def truncate(server: DbServer) -> None:
 
 
 def bench_engine(
-    server: DbServer, env: dict[str, str], scratch: Path, size: int, runs: int
+    server: DbServer,
+    *,
+    env: dict[str, str],
+    scratch: Path,
+    size: int,
+    runs: int,
+    python: str,
 ) -> dict[str, Any]:
     db = prepare(server)
     clis = Clis(db, env, scratch)
     s3 = boto3.client(
         "s3", endpoint_url=env["AWS_ENDPOINT_URL_S3"], region_name="us-east-1"
     )
-    runner = Runner(env, scratch / db.engine)
+    runner = Runner(python, env, scratch / db.engine)
     rows: list[dict[str, float]] = []
     try:
         settle(runner.process.pid)
@@ -446,6 +458,12 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--engines", default="postgresql,mysql")
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="interpreter for the runner (and its database child): `make bench` "
+        "gives the runtime-only venv, as shipped",
+    )
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="bench-sql-", dir="/tmp"))
     moto, endpoint = start_moto_server(scratch / "moto.log")
@@ -462,7 +480,14 @@ def main() -> None:
         for engine in args.engines.split(","):
             (scratch / engine).mkdir()
             with SERVERS[engine]() as server:
-                result = bench_engine(server, env, scratch, size, args.runs)
+                result = bench_engine(
+                    server,
+                    env=env,
+                    scratch=scratch,
+                    size=size,
+                    runs=args.runs,
+                    python=args.python,
+                )
             summary(engine, result, size)
     finally:
         stop_moto_server(moto)
