@@ -112,7 +112,7 @@ bench: $(STAMP)
 	$(RUNTIME)/bin/python -m pip install --quiet --no-deps --force-reinstall .
 	for b in bench/bench_*.py; do \
 		echo "== $$b"; \
-		if [ $$b = bench/bench_healthcheck.py ]; then \
+		if [ $$b = bench/bench_healthcheck.py ] || [ $$b = bench/bench_sql.py ]; then \
 			$(PY) $$b --python $(RUNTIME)/bin/python || exit 1; \
 		elif [ $$b = bench/bench_worker.py ]; then \
 			$(PY) $$b --python $(RUNTIME)/bin/python || exit 1; \

@@ -437,10 +437,10 @@ def imported_after(statement: str) -> list[str]:
 
 def test_the_runner_never_imports_a_driver() -> None:
     assert imported_after("import runner.cli, runner.activities, runner.worker") == []
-    assert imported_after("import runner.dbchild.dbsession") == [
-        "psycopg",
-        "pymysql",
-    ]
+    # the child: a driver once its job names the engine, and only that one
+    assert imported_after("import runner.dbchild.dbjob") == []
+    assert imported_after("import runner.dbchild.pgsession") == ["psycopg"]
+    assert imported_after("import runner.dbchild.mysqlsession") == ["pymysql"]
 
 
 def test_script_uri_is_fetched_first_and_run_as_fetched(

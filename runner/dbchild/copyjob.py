@@ -17,19 +17,23 @@ job in the runner), chunk by chunk, with the row count as the result.
 Must not: be imported by the runner (it imports the drivers, through
 ``dbsession``).
 
-Why this way: the stop thread (``dbjob.StopWatch``) cancels the statement on the
-server, and every chunk checks the stop, so a stop ends a copy within one chunk;
-the load's transaction is then rolled back and the upload aborted.
+Why this way: a load reads S3 a few chunks ahead in a thread of its own
+(``readahead``), so the S3 side and the database side overlap. The stop thread
+(``dbjob.StopWatch``) cancels the statement on the server, and every chunk
+checks the stop, so a stop ends a copy within one chunk; the load's transaction
+is then rolled back and the upload aborted.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from runner.aws.s3stream import S3Streams
 from runner.dbchild import dbsession, sqlscript
 from runner.dbchild.dialect import DIALECTS, Dialect, RecordReader, encode_record
+from runner.dbchild.readahead import read_ahead
 
 Check = Callable[[], None]
 Log = Callable[..., None]
@@ -85,8 +89,9 @@ def _s3_to_sql(
     if insert:
         statement = sqlscript.split(insert, mysql=session.engine == "mysql")[0]
         insert = statement.bound_text()
-    chunks = _node_chunks(source, streams, check)
-    return session.load(table, insert, chunks, _dialect(source))
+    # closed whatever happens, so the read-ahead thread ends with the load
+    with contextlib.closing(read_ahead(_node_chunks(source, streams, check))) as chunks:
+        return session.load(table, insert, chunks, _dialect(source))
 
 
 def _node_chunks(

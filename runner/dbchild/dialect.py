@@ -163,15 +163,13 @@ class _Carry:
 # take it for the end of the line).
 # An escaped backslash is matched as a pair (kept as it is), so the scan stays
 # aligned on pairs; ``\,`` and ``\N`` mean the same to both and are not matched.
-_TO_PG = re.compile(rb"\\([\\\n\rbfnrtvx0-7.])|\r")
+_TO_PG = re.compile(rb"\\([\\\n\rbfnrtvx0-7.])")
 _TO_PG_MAP = {b"\n": b"\\n", b"\r": b"\\r"}
 _TO_PG_BARE = frozenset(b"bfnrtvx01234567.")
 
 
 def _to_pg(match: re.Match[bytes]) -> bytes:
     escaped = match.group(1)
-    if escaped is None:
-        return b"\\r"
     if escaped == _BACKSLASH:
         return match.group()
     if escaped[0] in _TO_PG_BARE:
@@ -185,8 +183,12 @@ def dialect_to_pg(chunks: Iterable[bytes]) -> Iterator[bytes]:
     carry = _Carry()
     for chunk in chunks:
         data = carry.take(chunk)
-        if _BACKSLASH in data or b"\r" in data:
+        # two passes, each a plain scan (one regex with both would test every
+        # byte against both): escapes first, then the CRs left are bare ones
+        if _BACKSLASH in data:
             data = _TO_PG.sub(_to_pg, data)
+        if b"\r" in data:
+            data = data.replace(b"\r", b"\\r")
         if data:
             yield data
     rest = carry.leftover()
@@ -229,3 +231,30 @@ class _PgToDialect:
 
     def leftover(self) -> bytes:
         return self._carry.leftover()
+
+
+# Dialect -> MySQL's LOAD DATA (FIELDS ESCAPED BY '\\'): MySQL reads the same
+# escapes as the dialect (a backslash before the separator, itself or LF keeps it;
+# the field ``\N`` is NULL; ``\N`` inside a value is "N") except six letters it
+# turns into control bytes: those lose their backslash. ``\\`` is matched (and
+# kept) so the scan stays aligned on pairs.
+_TO_MYSQL = re.compile(rb"\\([\\0bnrtZ])")
+
+
+def _to_mysql(match: re.Match[bytes]) -> bytes:
+    escaped = match.group(1)
+    return match.group() if escaped == _BACKSLASH else escaped
+
+
+def dialect_to_mysql(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Dialect bytes -> bytes for MySQL's ``LOAD DATA`` with the same separator
+    and ``ESCAPED BY '\\\\'``, chunk by chunk."""
+    carry = _Carry()
+    for chunk in chunks:
+        data = carry.take(chunk)
+        if _BACKSLASH in data:
+            data = _TO_MYSQL.sub(_to_mysql, data)
+        if data:
+            yield data
+    if carry.leftover():
+        raise ValueError("the data ends inside an escape sequence")

@@ -219,6 +219,13 @@ def running_postgres() -> Iterator[DbServer]:
 @pytest.fixture(scope="session")
 def mariadb_server() -> Iterator[DbServer]:
     """A private MariaDB for the session, with a login ``dp``."""
+    with running_mariadb() as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running_mariadb() -> Iterator[DbServer]:
+    """A private MariaDB until the ``with`` ends (the benchmark uses it too)."""
     install, mariadbd = shutil.which("mariadb-install-db"), shutil.which("mariadbd")
     if mariadbd is None:  # Debian keeps it in /usr/sbin, RHEL in /usr/libexec
         found = [p for p in MARIADBD_PATHS if Path(p).exists()]
