@@ -21,7 +21,7 @@ takes one set of values, and the same flags give the same pipeline on AWS.
 Its end takes the daemon's one path: once every instance has ended, the watch thread
 queues ``LOCAL_RUN_ENDED`` in the dispatcher's inbox, exactly as a signal would be.
 
-Must not import ``runner.localservice`` at module level: ``cli.py`` imports this module
+Must not import ``runner.localservice`` at module level: ``cli/`` imports this module
 for its constants and ``run`` without ``--local`` must not pay for the service.
 """
 

@@ -50,7 +50,8 @@ from structlog.typing import FilteringBoundLogger
 from runner import supervisor
 from runner.aws.client import Client
 from runner.task import commit
-from runner.task.journal import Journal, JournalEntry
+from runner.task.journal import Journal
+from runner.task.journalfile import JournalEntry
 from runner.taskmodel import FinalStatus
 
 RESTARTED_ERROR_ID = "RunnerRestarted"
