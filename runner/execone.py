@@ -118,7 +118,7 @@ def run(  # noqa: PLR0917 - the CLI's options, passed on
         logs.mask_values(secret_values(defn))
         pipeline_id = _submit(runner.client, defn, slot, definition.stem)
         _started(runner, pipeline_id, definition, slot)
-        daemon.start(runner)
+        serving = daemon.start(runner)
         answer = start_slot_watch(
             runner.client,
             pipeline_id,
@@ -128,7 +128,7 @@ def run(  # noqa: PLR0917 - the CLI's options, passed on
             runner.log,
             runner.say,
         )
-        dispatcher.dispatch(runner)
+        dispatcher.dispatch(serving)
     finally:
         service.stop()
     verdict = answer.verdict or signaled(runner.shutdown.reason)
@@ -145,8 +145,8 @@ def _build(settings: Settings, say: Callable[[str], None] | None) -> dispatcher.
     signals = Signals()
     signals.install()
     session = new_session(settings.region, localrun.LOCAL_CREDENTIALS)
-    runner = daemon.build(settings, signals, session)
-    runner.say = say if localrun.for_people(settings) else None
+    say = say if localrun.for_people(settings) else None
+    runner = daemon.build(settings, signals, session, say=say)
     supervisor.contain()
     return runner
 

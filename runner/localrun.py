@@ -106,8 +106,7 @@ def run(  # noqa: PLR0917 - the CLI's options, passed on
         signals = Signals()
         signals.install()
         session = new_session(settings.region, LOCAL_CREDENTIALS)
-        runner = daemon.build(settings, signals, session)
-        runner.say = say
+        runner = daemon.build(settings, signals, session, say=say)
         supervisor.contain()
         pipeline_id = submit(runner.client, defn, definition.stem)
         runner.log.info(
@@ -121,7 +120,7 @@ def run(  # noqa: PLR0917 - the CLI's options, passed on
                 f"{definition}: pipeline {pipeline_id} on a local service at "
                 f"{service.endpoint_url}, its clock x{time_scale:g}; Ctrl-C drains"
             )
-        daemon.start(runner)
+        serving = daemon.start(runner)
         start_watch(
             runner.client,
             pipeline_id,
@@ -133,7 +132,7 @@ def run(  # noqa: PLR0917 - the CLI's options, passed on
             LOCAL_RUN_LIMIT_S,
             retry_delays(defn),
         )
-        dispatcher.dispatch(runner)
+        dispatcher.dispatch(serving)
         rows = instance_rows(runner.client, pipeline_id)
     finally:
         service.stop()

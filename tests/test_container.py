@@ -33,8 +33,9 @@ import yaml  # PyYAML comes with awscli, a dev extra
 
 from runner.cli import main as cli
 from runner.config import load_settings
-from runner.dispatcher import MAIN_LOOP_S, REAP_EVERY_S
+from runner.dispatcher import MAIN_LOOP_S
 from runner.drain import STATUS_BUDGET_S
+from runner.housekeeping import REAP_EVERY_S
 from runner.localservice import LocalService
 from runner.signals import STOP_SIGNALS
 from tests.conftest import (

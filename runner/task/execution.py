@@ -161,11 +161,6 @@ class Execution:
             log=self._log,
         )
 
-    @property
-    def paths(self) -> AttemptPaths | None:
-        """The attempt's folder, once known (pruning keeps it)."""
-        return self._record.paths
-
     def stop(self, reason: StopReason, detail: str = "") -> bool:
         """Stop the attempt for ``reason``; True when it was the first reason."""
         return self._flag.set(reason, detail)

@@ -77,11 +77,12 @@ class AttemptRecord:
             activities.safe_path_part(task.pipeline_id or "unknown"),
             *activities.component_ids(task),
         )
-        self.paths = paths  # known to pruning before the folder exists
-        self._work_dir.make_attempt(paths)
+        self.paths = paths
+        # journaled before it is made: pruning keeps every folder the journal holds
         self._journal.attempt_opened(
             self.task_id, self.attempt_id, paths.root, self.marker
         )
+        self._work_dir.make_attempt(paths)
         self._runner_log = attemptlogs.AttemptLog(
             paths.root / attemptlogs.RUNNER_LOG_NAME
         )
