@@ -29,9 +29,9 @@ from runner.aws.client import Client
 from runner.aws.s3 import S3
 from runner.config import Settings, split_http_address
 from runner.dispatcher import Runner, Serving, dispatch, request_name
-from runner.drain import Shutdown
 from runner.liveness import Liveness
 from runner.runnerbeat import RunnerBeat
+from runner.shutdown import Shutdown
 from runner.signals import DUMP_SIGNAL, STOP_SIGNALS, TERMINATE, WAKE, Signals
 from runner.task.execution import ExecutionSettings
 from runner.task.journal import Journal

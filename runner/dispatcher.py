@@ -33,10 +33,10 @@ from runner import probes, systemd
 from runner.aws.client import Client
 from runner.aws.s3 import S3
 from runner.config import Settings
-from runner.drain import Shutdown
 from runner.housekeeping import Housekeeping
 from runner.liveness import Liveness
 from runner.runnerbeat import RunnerBeat
+from runner.shutdown import Shutdown
 from runner.signals import DUMP_SIGNAL, STOP_SIGNALS, WAKE, Request, Signals
 from runner.task.journal import Journal
 from runner.workdir import WorkDir

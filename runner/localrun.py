@@ -42,16 +42,14 @@ from runner.aws import management
 from runner.aws.client import Client
 from runner.aws.session import new_session
 from runner.config import Settings, load_settings
+from runner.definitionquery import inherited_field, secret_values, worker_groups
 from runner.errors import ConfigError
 from runner.localwatch import InstanceRow, instance_rows, start_watch
 from runner.pipelinefile import (
     Definition,
-    inherited_field,
     load_definition,
     load_values,
-    secret_values,
     values_from_pairs,
-    worker_groups,
 )
 from runner.signals import Signals
 
@@ -70,7 +68,7 @@ VALUES_FLAG = "--parameter-values"
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class RunSummary:
     """How a local run ended: the closing table's rows, the root of the attempts'
     folders, and the work dir this run made for itself (None when ``--work-dir``
     named one: that one is yours, never removed)."""
@@ -92,7 +90,7 @@ def run(  # noqa: PLR0917 - the CLI's options, passed on
     defn: Definition,
     time_scale: float,
     say: Callable[[str], None] | None = None,
-) -> Outcome:
+) -> RunSummary:
     """The embedded service, one pipeline, served to its end. ``say`` writes a
     line for a person: used when the output is for people (``for_people``),
     where the runner's own lines drop to warnings. Raises ``ConfigError``."""
@@ -138,7 +136,7 @@ def run(  # noqa: PLR0917 - the CLI's options, passed on
         service.stop()
     made = None if "work_dir" in overrides else settings.work_dir
     # the root: dp-runner-<uid> when the work dir is a folder of another user
-    return Outcome(rows, runner.work_dir.root, made)
+    return RunSummary(rows, runner.work_dir.root, made)
 
 
 def retry_delays(defn: Definition) -> dict[str, str]:
@@ -158,7 +156,7 @@ def for_people(settings: Settings) -> bool:
     return settings.log_format == "console"
 
 
-def clean_up(outcome: Outcome, *, keep: bool) -> bool:
+def clean_up(outcome: RunSummary, *, keep: bool) -> bool:
     """Remove the work dir the run made, unless ``keep`` or an instance did not
     finish (its attempts' folders are what you look at next); True if removed."""
     if keep or outcome.made_dir is None or not outcome.finished:

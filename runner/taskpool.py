@@ -28,7 +28,7 @@ import structlog
 from runner import tasklabels
 from runner.aws.client import Client
 from runner.aws.s3 import S3
-from runner.drain import Shutdown
+from runner.shutdown import Shutdown
 from runner.signals import WAKE, Request
 from runner.task.execution import Execution, ExecutionResult, ExecutionSettings
 from runner.task.journal import Journal

@@ -44,9 +44,9 @@ from typing import Any
 import structlog
 
 from runner.aws.client import Client
-from runner.drain import Shutdown
 from runner.liveness import Liveness
 from runner.runnerbeat import RunnerBeat
+from runner.shutdown import Shutdown
 from runner.task.journal import Journal
 from runner.taskmodel import StopReason
 from runner.taskpool import TaskPool

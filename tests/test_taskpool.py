@@ -21,8 +21,8 @@ import structlog
 from runner.aws.client import Client, RetryPolicies
 from runner.aws.s3 import S3
 from runner.aws.session import new_session
-from runner.drain import Shutdown
 from runner.localservice import LocalService
+from runner.shutdown import Shutdown
 from runner.signals import Signals
 from runner.task.execution import ExecutionSettings
 from runner.task.journal import Journal

@@ -26,10 +26,10 @@ from runner.aws.client import Client
 from runner.aws.retries import RetryPolicies, RetryPolicy
 from runner.aws.s3 import S3
 from runner.aws.session import new_session
-from runner.drain import Shutdown
 from runner.liveness import Liveness
 from runner.localservice import LocalService
 from runner.runnerbeat import RunnerBeat
+from runner.shutdown import Shutdown
 from runner.signals import Signals
 from runner.task.execution import ExecutionSettings
 from runner.task.journal import Journal

@@ -230,10 +230,10 @@ class _Run:
             until=self._until,
             wake=(self.stop,),
         )
-        if sent.outcome == "sent":
+        if sent.delivery == "sent":
             log.info("journal_status_sent", **fields)
             return "sent"
-        if sent.outcome == "not_sent":
+        if sent.delivery == "not_sent":
             log.warning("journal_status_not_sent", code=sent.error, **fields)
             return "unsent"
         log.info("journal_status_dropped", code=sent.error, **fields)
