@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from structlog.typing import FilteringBoundLogger
@@ -95,6 +95,8 @@ class Caller:
         deadline_s: float | None = None,
         task: str | None = None,
         retry_on: type[ServiceError] = TransientServiceError,
+        until: Callable[[], float | None] = lambda: None,
+        wake: Sequence[threading.Event] = (),
     ) -> T:
         """``attempt`` under ``policy``; only ``retry_on`` is retried."""
         context = {"task_id": digest(task)} if task is not None else {}
@@ -112,6 +114,8 @@ class Caller:
                 interrupt=interrupt,
                 on_retry=on_retry,
                 deadline_s=deadline_s,
+                until=until,
+                wake=wake,
             )
         except ServiceError:
             self._stats.failed(operation)

@@ -34,7 +34,6 @@ from runner.aws.callstats import ClientStatistics as ClientStatistics  # noqa: P
 from runner.aws.pollanswer import MALFORMED
 from runner.aws.retries import RetryPolicies as RetryPolicies  # noqa: PLC0414 - re-export
 from runner.aws.retries import RetryPolicy as RetryPolicy  # noqa: PLC0414 - re-export
-from runner.aws.retries import retry_until
 from runner.aws.session import credential_secrets, datapipeline_client, new_session
 from runner.aws.translate import THROTTLING_CODES
 from runner.errors import (
@@ -220,7 +219,16 @@ class Client:
                 return True
             return False
 
-        if self._retry_until("SetTaskStatus", send, until, wake, task_id):
+        delivered = self._calls.retried(
+            "SetTaskStatus",
+            send,
+            self._policies.status,
+            (),
+            task=task_id,
+            until=until,
+            wake=wake,
+        )
+        if delivered:
             self._log.warning(
                 "task_status_assumed_delivered",
                 task_id=digest(task_id),
@@ -268,26 +276,6 @@ class Client:
         return self._calls.statistics()
 
     # -- machinery ---------------------------------------------------------------
-
-    def _retry_until(
-        self,
-        operation: str,
-        attempt: Callable[[], T],
-        until: Callable[[], float | None],
-        wake: Sequence[threading.Event],
-        task: str,
-    ) -> T:
-        """``attempt`` under the status policy, never past ``until()``; when an
-        event of ``wake`` is set, the retries go on under the new deadline."""
-        policy = self._policies.status
-        return retry_until(
-            lambda pending, left_s: self._calls.retried(
-                operation, attempt, policy, pending, deadline_s=left_s, task=task
-            ),
-            policy.budget_s,
-            until,
-            wake,
-        )
 
     def call(
         self,
