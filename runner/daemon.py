@@ -1,9 +1,12 @@
 """The daemon: how one ``dp-runner run`` is put together and started.
 
-Owns: ``build`` (logs, the locked work dir, the clients, the one shutdown state, the
-worker, from ``Settings``), ``open_work_dir`` (the umask, the ``run_as`` user, the
-work dir's folder and lock), ``start`` (the start-up recovery, then the worker) and
-``serve`` (the daemon's whole life); its main thread's loop is ``dispatcher.py``'s.
+Owns the one lifecycle that ``run``, ``run --local`` and ``exec`` share: ``build``
+(logs, the locked work dir, the journal, the clients, the one shutdown state, the
+runner heartbeat, and the ``say`` of a terminal run, from ``Settings``),
+``open_work_dir`` (the umask, the ``run_as`` user, the work dir's folder and lock),
+``start`` (the start-up recovery, then the worker built with what it found, and
+the listener: a ``Serving``) and ``serve`` (the daemon's whole life); the main
+thread's loop is ``dispatcher.py``'s. Nothing is set on what it builds afterwards.
 This module and ``localrun`` are the composition root with ``cli``, split out of it
 by size: they read ``Settings``; nothing below them does.
 
