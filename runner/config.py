@@ -6,7 +6,7 @@ precedence: flag > environment ``DP_RUNNER_<KEY>`` > ``--config`` TOML > default
 (exit 78) that names the setting, its value and where that value came from, and so
 does every ``DP_RUNNER_*`` variable that names no setting.
 
-Must not: log, exit, import click, or be read below ``cli.py`` (lower layers take
+Must not: log, exit, import click, or be read below ``cli/`` (lower layers take
 explicit keyword arguments). It never clamps: a value out of bounds is an error, and
 an unknown key in the config file is an error, never ignored (an operator's typo).
 
@@ -117,7 +117,7 @@ class Settings(BaseSettings):
     region: str | None = None
     endpoint_url: str | None = None
     taskrunner_id: str | None = None
-    #: None means the host's FQDN; cli.py resolves it once (a DNS lookup can be slow).
+    #: None means the host's FQDN; cli/ resolves it once (a DNS lookup can be slow).
     hostname: str | None = None
     max_tasks: int = Field(default=2, ge=1, le=64)
     heartbeat_interval: float = Field(default=60.0, gt=0, lt=SERVICE_LEASE_S)

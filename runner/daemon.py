@@ -1,9 +1,12 @@
 """The daemon: how one ``dp-runner run`` is put together and started.
 
-Owns: ``build`` (logs, the locked work dir, the clients, the one shutdown state, the
-worker, from ``Settings``), ``open_work_dir`` (the umask, the ``run_as`` user, the
-work dir's folder and lock), ``start`` (the start-up recovery, then the worker) and
-``serve`` (the daemon's whole life); its main thread's loop is ``dispatcher.py``'s.
+Owns the one lifecycle that ``run``, ``run --local`` and ``exec`` share: ``build``
+(logs, the locked work dir, the journal, the clients, the one shutdown state, the
+runner heartbeat, and the ``say`` of a terminal run, from ``Settings``),
+``open_work_dir`` (the umask, the ``run_as`` user, the work dir's folder and lock),
+``start`` (the start-up recovery, then the worker built with what it found, and
+the listener: a ``Serving``) and ``serve`` (the daemon's whole life); the main
+thread's loop is ``dispatcher.py``'s. Nothing is set on what it builds afterwards.
 This module and ``localrun`` are the composition root with ``cli``, split out of it
 by size: they read ``Settings``; nothing below them does.
 
@@ -19,7 +22,8 @@ from __future__ import annotations
 import gc
 import os
 import threading
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -27,15 +31,21 @@ from runner import __version__, ec2, logs, logship, probes, runas, supervisor, s
 from runner.aws.client import Client
 from runner.aws.s3 import S3
 from runner.config import Settings, split_http_address
-from runner.dispatcher import Runner, dispatch, request_name
-from runner.drain import Shutdown
+from runner.dispatcher import Runner, Serving, dispatch, request_name
 from runner.liveness import Liveness
+from runner.runnerbeat import RunnerBeat
+from runner.shutdown import Shutdown
 from runner.signals import DUMP_SIGNAL, STOP_SIGNALS, TERMINATE, WAKE, Signals
 from runner.task.execution import ExecutionSettings
 from runner.task.journal import Journal
 from runner.task.recovery import Recovery, recover
+from runner.taskpool import TaskPool
 from runner.workdir import WorkDir
 from runner.worker import Worker, default_hostname
+from runner.workerbooks import WorkerBooks
+
+if TYPE_CHECKING:
+    from runner.health import HealthServer
 
 #: The runner's umask from ``open_work_dir`` on (its tasks get 077 from Supervisor).
 RUNNER_UMASK = 0o077
@@ -47,10 +57,18 @@ RECOVERY_ABANDON_S = 2.0
 S3_MIN_READ_TIMEOUT_S = 1.0
 
 
-def build(settings: Settings, signals: Signals, session: Any = None) -> Runner:
-    """Logs, the work dir (locked), the clients and the worker. ``session``: the
+def build(
+    settings: Settings,
+    signals: Signals,
+    session: Any = None,
+    *,
+    say: Callable[[str], None] | None = None,
+) -> Runner:
+    """Logs, the work dir (locked), the journal, the clients and the runner
+    heartbeat: what the start-up recovery and the preflight need. ``session``: the
     boto3 session of the Data Pipeline client (``run --local``); None for boto3's
-    chain. Raises ``ConfigError``."""
+    chain. ``say``: a line for a person at a terminal (``run --local``, ``exec``).
+    The worker is built by ``start``, after the recovery. Raises ``ConfigError``."""
     logs.configure(log_format=settings.log_format, level=settings.log_level)
     log = logs.get_logger("dp-runner")
     work_dir = open_work_dir(settings, log)
@@ -75,26 +93,18 @@ def build(settings: Settings, signals: Signals, session: Any = None) -> Runner:
     s3 = S3(
         region=settings.region, log=log, read_timeout_s=_s3_read_timeout_s(settings)
     )
-    worker = Worker(
+    groups = list(settings.worker_groups)
+    books = WorkerBooks(settings.max_tasks, tuple(groups))
+    hostname = settings.hostname or default_hostname()
+    taskrunner_id = settings.taskrunner_id or work_dir.taskrunner_id()
+    runner_beat = RunnerBeat(
         client=client,
-        s3=s3,
-        work_dir=work_dir,
-        worker_groups=list(settings.worker_groups),
-        hostname=settings.hostname or default_hostname(),
-        taskrunner_id=settings.taskrunner_id or work_dir.taskrunner_id(),
-        max_tasks=settings.max_tasks,
-        runner_heartbeat_interval=settings.runner_heartbeat_interval,
-        keep_attempts=settings.keep_attempts,
-        execution_settings=ExecutionSettings(
-            heartbeat_interval=settings.heartbeat_interval,
-            lease_timeout=settings.lease_timeout,
-            kill_grace=settings.kill_grace,
-            region=settings.region or client.region,
-            wind_down_s=_s3_read_timeout_s(settings),
-        ),
-        shutdown=shutdown,
+        taskrunner_id=taskrunner_id,
+        groups=groups,
+        hostname=hostname,
+        interval_s=settings.runner_heartbeat_interval,
         requests=signals.inbox,
-        journal=journal,
+        books=books,
         log=log,
         liveness=liveness,
     )
@@ -107,8 +117,54 @@ def build(settings: Settings, signals: Signals, session: Any = None) -> Runner:
         s3,
         work_dir,
         journal,
-        worker,
         liveness,
+        books,
+        runner_beat,
+        taskrunner_id,
+        hostname,
+        say,
+    )
+
+
+def _worker(
+    runner: Runner,
+    blocked_attempts: frozenset[str],
+    instance_identity: Mapping[str, str] | None,
+) -> Worker:
+    """The pollers and the task pool, with what the recovery found."""
+    settings, client = runner.settings, runner.client
+    pool = TaskPool(
+        max_tasks=settings.max_tasks,
+        client=client,
+        s3=runner.s3,
+        work_dir=runner.work_dir,
+        settings=ExecutionSettings(
+            heartbeat_interval=settings.heartbeat_interval,
+            lease_timeout=settings.lease_timeout,
+            kill_grace=settings.kill_grace,
+            region=settings.region or client.region,
+            wind_down_s=_s3_read_timeout_s(settings),
+        ),
+        shutdown=runner.shutdown,
+        journal=runner.journal,
+        books=runner.books,
+        requests=runner.signals.inbox,
+        log=runner.log,
+        blocked_attempts=blocked_attempts,
+    )
+    return Worker(
+        client=client,
+        pool=pool,
+        runner_beat=runner.runner_beat,
+        books=runner.books,
+        worker_groups=list(settings.worker_groups),
+        hostname=runner.hostname,
+        taskrunner_id=runner.taskrunner_id,
+        shutdown=runner.shutdown,
+        journal=runner.journal,
+        log=runner.log,
+        liveness=runner.liveness,
+        instance_identity=instance_identity,
     )
 
 
@@ -142,18 +198,24 @@ def open_work_dir(
     return work_dir
 
 
-def start(runner: Runner, **details: Any) -> None:
+def start(
+    runner: Runner,
+    *,
+    instance_identity: Mapping[str, str] | None = None,
+    **details: Any,
+) -> Serving:
     """Before the first poll: what the last run left (its trees killed, its unsent
-    statuses sent, from the journal), then the worker; ``details`` go on its
-    start-up line. A stop signal during the recovery ends it, and the worker is
-    then never started: ``dispatch`` finds the runner stopping and idle."""
+    statuses sent, from the journal), then the worker, built with what the
+    recovery found, and the listener; ``details`` go on its start-up line. A stop
+    signal during the recovery ends it, and the worker is then never started:
+    ``dispatch`` finds the runner stopping and idle."""
     recovery = _recover(runner)
     if recovery is None:
         runner.signals.inbox.put(WAKE)  # the dispatcher: nothing to wait for
-        return
-    runner.worker.blocked_attempts = recovery.blocked_attempts
-    http_address = _serve_http(runner)
-    runner.worker.start(
+        return Serving(runner, _worker(runner, frozenset(), instance_identity))
+    worker = _worker(runner, recovery.blocked_attempts, instance_identity)
+    http, http_address = _serve_http(runner, worker)
+    worker.start(
         version=__version__,
         region=runner.client.region,
         endpoint_url=runner.settings.endpoint_url,
@@ -164,6 +226,7 @@ def start(runner: Runner, **details: Any) -> None:
         **supervisor.containment().fields(),
         **details,
     )
+    return Serving(runner, worker, http)
 
 
 def _recover(runner: Runner) -> Recovery | None:
@@ -209,23 +272,25 @@ def _recover(runner: Runner) -> Recovery | None:
     return done[0]
 
 
-def _serve_http(runner: Runner) -> str | None:
-    """/healthz, /readyz and /metrics when ``http_address`` is set; the address
-    listened on. Raises ``ConfigError`` when it cannot listen."""
+def _serve_http(
+    runner: Runner, worker: Worker
+) -> tuple[HealthServer | None, str | None]:
+    """/healthz, /readyz and /metrics when ``http_address`` is set: the listener
+    and the address it listens on. Raises ``ConfigError`` when it cannot listen."""
     if runner.settings.http_address is None:
-        return None
+        return None, None
     from runner import health, metrics  # noqa: PLC0415 - only with http_address
 
     host, port = split_http_address(runner.settings.http_address)
-    worker, client, shutdown = runner.worker, runner.client, runner.shutdown
-    runner.http = health.HealthServer(
+    client, shutdown = runner.client, runner.shutdown
+    http = health.HealthServer(
         host,
         port,
         live=lambda: probes.live(runner.liveness),
         ready=lambda: probes.ready(worker, client, shutdown),
         metrics=metrics.exposition(worker, client),
     )
-    return runner.http.start()
+    return http, http.start()
 
 
 def serve(settings: Settings) -> int:
@@ -238,23 +303,27 @@ def serve(settings: Settings) -> int:
     shipper = logship.start(
         settings.log_uri,
         s3=runner.s3,
-        runner_id=runner.worker.taskrunner_id,
+        runner_id=runner.taskrunner_id,
         log=runner.log,
     )
     supervisor.contain()
     metadata = ec2.metadata_service()
     identity = ec2.instance_identity(metadata, runner.log)
-    runner.worker.preflight()
+    runner.runner_beat.preflight()
     gc.collect()  # the sessions' endpoint tables, in reference cycles (aws/session.py)
-    watch = None
+    watch, sent = None, None
     if identity is not None and metadata is not None:
-        runner.worker.instance_identity = identity.to_api()
         watch = ec2.InstanceWatch(metadata, signals.inbox, runner.log)
-    start(runner, instance_id=identity.instance_id if identity else None)
+        sent = identity.to_api()
+    serving = start(
+        runner,
+        instance_identity=sent,
+        instance_id=identity.instance_id if identity else None,
+    )
     systemd.ready()
     if watch is not None:
         watch.start()
-    dispatch(runner)
+    dispatch(serving)
     if watch is not None:
         watch.stop()
     if shipper is not None:

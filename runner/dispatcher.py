@@ -1,8 +1,8 @@
 """The dispatcher: the runner's main thread from the first poll until it has drained,
 and the objects of one run it dispatches for (``Runner``).
 
-Owns: ``dispatch``, the one dispatcher of the shutdown state, and the housekeeping
-it drives (the worker's, and reaping the orphans the runner adopted).
+Owns: ``dispatch``, the one dispatcher of the shutdown state, the drain as one
+function (``_drain``), and when the housekeeping runs (``housekeeping.py``).
 
 Must not: build anything (``daemon.build`` does), exit, echo, or import click.
 
@@ -23,37 +23,38 @@ round, the status line, the stop timeout extended while draining). Split from
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
 
-from runner import probes, supervisor, systemd
+from runner import probes, systemd
 from runner.aws.client import Client
 from runner.aws.s3 import S3
 from runner.config import Settings
-from runner.drain import Shutdown
+from runner.housekeeping import Housekeeping
 from runner.liveness import Liveness
+from runner.runnerbeat import RunnerBeat
+from runner.shutdown import Shutdown
 from runner.signals import DUMP_SIGNAL, STOP_SIGNALS, WAKE, Request, Signals
 from runner.task.journal import Journal
 from runner.workdir import WorkDir
 from runner.worker import Worker
+from runner.workerbooks import WorkerBooks
 
 if TYPE_CHECKING:
     from runner.health import HealthServer
 
 #: The dispatcher's longest wait between two looks at the housekeeping.
 MAIN_LOOP_S = 1.0
-#: Orphan reaping scans the process table: often enough to keep zombies few,
-#: rarely enough that an idle runner stays near 0 % CPU.
-REAP_EVERY_S = 5.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class Runner:
-    """The objects of one ``dp-runner run``, built by ``build``."""
+    """The objects of one ``dp-runner run``, built by ``daemon.build``; nothing is
+    set on them after. ``say``: ``run --local`` or ``exec`` on a terminal writes a
+    line for the person at it."""
 
     settings: Settings
     signals: Signals
@@ -63,36 +64,70 @@ class Runner:
     s3: S3
     work_dir: WorkDir
     journal: Journal
-    worker: Worker
     liveness: Liveness
-    http: HealthServer | None = None
-    #: ``run --local`` on a terminal: writes a line for the person at it.
+    books: WorkerBooks
+    runner_beat: RunnerBeat
+    taskrunner_id: str
+    hostname: str
     say: Callable[[str], None] | None = None
 
 
-def dispatch(runner: Runner) -> None:
+@dataclass(frozen=True)
+class Serving:
+    """A started runner (``daemon.start``): its worker, built after the start-up
+    recovery with what it found, and its listener."""
+
+    runner: Runner
+    worker: Worker
+    http: HealthServer | None = None
+
+
+def dispatch(serving: Serving) -> None:
     """The main thread until the runner has drained: act on each request of the
-    inbox, expire the drain, do the housekeeping; then stop the worker."""
-    shutdown, worker = runner.shutdown, runner.worker
-    notifier = probes.Notifier(runner.liveness, worker, shutdown, runner.log)
-    reaper = _Reaper(runner.journal, runner.log)
+    inbox and do the housekeeping until the shutdown begins; then ``_drain``."""
+    runner = serving.runner
+    notifier = probes.Notifier(
+        runner.liveness, serving.worker, runner.shutdown, runner.log
+    )
+    housekeeping = Housekeeping(
+        runner.journal, runner.work_dir, runner.settings.keep_attempts, runner.log
+    )
     stop_signals = 0
-    while True:
-        request = runner.signals.next(_next_wait_s(shutdown))
-        if request in STOP_SIGNALS:
-            stop_signals += 1
+    while not runner.shutdown.requested.is_set():
+        request = runner.signals.next(MAIN_LOOP_S)
+        stop_signals += request in STOP_SIGNALS
         if request is not None:
-            _act(runner, request, second_signal=stop_signals > 1)
-        if shutdown.requested.is_set():
-            worker.expire()
-            if worker.idle():
-                break
-        worker.housekeeping()
-        reaper.reap()
+            _act(serving, request, second_signal=False)
+        housekeeping.run()
+        notifier.notify()
+    _drain(serving, housekeeping, notifier, stop_signals=stop_signals)
+
+
+def _drain(
+    serving: Serving,
+    housekeeping: Housekeeping,
+    notifier: probes.Notifier,
+    *,
+    stop_signals: int,
+) -> None:
+    """The drain, from the first stop to the exit: running attempts go on until
+    they end or the drain runs out (then DRAIN_EXPIRED), a second stop signal
+    hurries them (FAST_STOP); the housekeeping and systemd go on meanwhile. Then
+    the worker, the listener and the journal close."""
+    runner, worker = serving.runner, serving.worker
+    while True:
+        worker.expire()
+        if worker.idle():
+            break
+        request = runner.signals.next(_next_wait_s(runner.shutdown))
+        stop_signals += request in STOP_SIGNALS
+        if request is not None:
+            _act(serving, request, second_signal=stop_signals > 1)
+        housekeeping.run()
         notifier.notify()
     worker.stop()
-    if runner.http is not None:
-        runner.http.close()
+    if serving.http is not None:
+        serving.http.close()
     runner.journal.close()
     stats = worker.statistics()
     runner.log.info(
@@ -105,41 +140,20 @@ def dispatch(runner: Runner) -> None:
     )
 
 
-class _Reaper:
-    """Reaps the orphans the runner adopted as subreaper, at most every
-    ``REAP_EVERY_S``: never a process the journal names (a running attempt's, or
-    one a recovery could not kill), nor one a ``Supervisor`` owns."""
-
-    def __init__(
-        self, journal: Journal, log: structlog.typing.FilteringBoundLogger
-    ) -> None:
-        self._journal = journal
-        self._log = log
-        self._last = 0.0
-
-    def reap(self) -> None:
-        now = time.monotonic()
-        if now - self._last < REAP_EVERY_S:
-            return
-        self._last = now
-        owned = [e.pid for e in self._journal.entries() if e.pid is not None]
-        for pid in supervisor.reap_orphans(owned):
-            self._log.info("orphan_reaped", pid=pid)
-
-
-def _act(runner: Runner, request: Request, *, second_signal: bool) -> None:
+def _act(serving: Serving, request: Request, *, second_signal: bool) -> None:
+    runner = serving.runner
     if request == DUMP_SIGNAL:
         runner.signals.dump()
     elif request == WAKE:
         return
     elif second_signal and not runner.shutdown.fast.is_set():
         runner.shutdown.hurry(request_name(request))
-        runner.worker.hurry()
+        serving.worker.hurry()
         if runner.say is not None:
             runner.say("stopping now: running tasks are killed, then reported")
     elif runner.shutdown.begin(request_name(request)):
         systemd.stopping()
-        runner.worker.drain()
+        serving.worker.drain()
         if runner.say is not None and request in STOP_SIGNALS:
             runner.say("draining — Ctrl-C again to stop now")
 

@@ -28,7 +28,6 @@ import ipaddress
 import json
 import os
 import tempfile
-import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +48,7 @@ from runner.errors import (
     TaskNotFoundError,
     TransientServiceError,
 )
+from runner.wakeup import Wakeable
 
 #: A clock this far from the endpoint's is refused by SigV4 (5 minutes), or near.
 SKEW_FAIL_S, SKEW_WARN_S = 240.0, 30.0
@@ -145,8 +145,8 @@ def _client(target: Target, log: structlog.typing.FilteringBoundLogger) -> Clien
     return Client(
         region=target.region,
         endpoint_url=target.endpoint_url,
-        stop=threading.Event(),
-        abort=threading.Event(),
+        stop=Wakeable(),
+        abort=Wakeable(),
         log=log,
     )
 

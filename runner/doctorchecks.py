@@ -6,7 +6,7 @@ error, and the next check runs), and ``within`` (checks that share one deadline:
 those that need an endpoint that has just failed to answer).
 
 Must not: call AWS itself, print, or exit; ``doctor.py`` decides what is checked
-and ``cli.py`` prints.
+and ``cli/`` prints.
 
 Why a thread for the deadline: a call to an endpoint that accepts and never answers
 blocks in a socket read until botocore's read timeout (20 s), and five such calls

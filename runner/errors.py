@@ -3,7 +3,7 @@
 A leaf module: it imports nothing from ``runner``. Every error we raise ourselves is a
 ``RunnerError``; foreign errors (botocore, OSError from exec) are translated into this
 tree once, at the module that owns the boundary (``aws/client.py``, ``supervisor/``).
-Only ``cli.py`` turns a ``RunnerError`` into a message and an exit code, with its one
+Only ``cli/`` turns a ``RunnerError`` into a message and an exit code, with its one
 table (``cli.EXIT_CODES``); the codes' numbers are named here.
 
 ::

@@ -37,10 +37,11 @@ from runner.aws import management
 from runner.aws.client import Client
 from runner.aws.session import new_session
 from runner.config import Settings
+from runner.definitionquery import secret_values
 from runner.errors import ConfigError, RejectedRequestError, RunnerError
 from runner.execslot import ExecUsageError, Slot, SlotError
 from runner.execwatch import Verdict, signaled, start_slot_watch
-from runner.pipelinefile import Definition, secret_values
+from runner.pipelinefile import Definition
 from runner.signals import Signals
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ GROUP_PREFIX = "dp-runner-exec-"
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class ExecSummary:
     """How an ``exec`` ended: the verdict, the root of the attempts' folders, and
     the work dir it made for itself (None when ``--work-dir`` named one)."""
 
@@ -106,7 +107,7 @@ def run(  # noqa: PLR0917 - the CLI's options, passed on
     defn: Definition,
     slot: Slot,
     say: Callable[[str], None] | None = None,
-) -> Outcome:
+) -> ExecSummary:
     """The embedded service, the slot, served to its verdict. ``say`` writes a
     line for a person (``localrun.for_people``). Raises ``ConfigError`` (the
     definition refused, a bad setting) and ``RunnerError`` when it ended without
@@ -118,7 +119,7 @@ def run(  # noqa: PLR0917 - the CLI's options, passed on
         logs.mask_values(secret_values(defn))
         pipeline_id = _submit(runner.client, defn, slot, definition.stem)
         _started(runner, pipeline_id, definition, slot)
-        daemon.start(runner)
+        serving = daemon.start(runner)
         answer = start_slot_watch(
             runner.client,
             pipeline_id,
@@ -128,14 +129,14 @@ def run(  # noqa: PLR0917 - the CLI's options, passed on
             runner.log,
             runner.say,
         )
-        dispatcher.dispatch(runner)
+        dispatcher.dispatch(serving)
     finally:
         service.stop()
     verdict = answer.verdict or signaled(runner.shutdown.reason)
     if verdict is None:
         raise RunnerError(f"{slot.instance_id}: exec ended without a verdict")
     made = None if "work_dir" in overrides else settings.work_dir
-    return Outcome(verdict, runner.work_dir.root, made)
+    return ExecSummary(verdict, runner.work_dir.root, made)
 
 
 def _build(settings: Settings, say: Callable[[str], None] | None) -> dispatcher.Runner:
@@ -145,8 +146,8 @@ def _build(settings: Settings, say: Callable[[str], None] | None) -> dispatcher.
     signals = Signals()
     signals.install()
     session = new_session(settings.region, localrun.LOCAL_CREDENTIALS)
-    runner = daemon.build(settings, signals, session)
-    runner.say = say if localrun.for_people(settings) else None
+    say = say if localrun.for_people(settings) else None
+    runner = daemon.build(settings, signals, session, say=say)
     supervisor.contain()
     return runner
 
@@ -231,7 +232,7 @@ def check_whole(client: Client, defn: Definition, name: str) -> None:
         raise ConfigError("the definition is invalid:\n  " + "\n  ".join(problems))
 
 
-def clean_up(outcome: Outcome, *, keep: bool) -> bool:
+def clean_up(outcome: ExecSummary, *, keep: bool) -> bool:
     """Remove the work dir the exec made when the slot FINISHED (or its
     precondition held), unless ``keep``; True if removed."""
     if keep or outcome.made_dir is None or outcome.verdict.code != 0:

@@ -11,7 +11,7 @@ Must not: import pydantic, boto3, click or anything of ``runner`` beyond the
 standard library (``runner.__main__`` branches here before the command line is
 imported; ``tests/test_lazy_imports.py`` holds it), and never go through a proxy.
 
-Why apart from ``cli.py``: Kubernetes and ECS run the probe every 10 to 30 s. The
+Why apart from ``cli/``: Kubernetes and ECS run the probe every 10 to 30 s. The
 full command line costs 0.4 to 0.6 s and 53 to 58 MB a probe (pydantic, boto3, click);
 this module costs the interpreter and ``tomllib``, measured in
 ``bench/bench_healthcheck.py``. The address is all it needs, so it reads only that

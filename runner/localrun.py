@@ -21,7 +21,7 @@ takes one set of values, and the same flags give the same pipeline on AWS.
 Its end takes the daemon's one path: once every instance has ended, the watch thread
 queues ``LOCAL_RUN_ENDED`` in the dispatcher's inbox, exactly as a signal would be.
 
-Must not import ``runner.localservice`` at module level: ``cli.py`` imports this module
+Must not import ``runner.localservice`` at module level: ``cli/`` imports this module
 for its constants and ``run`` without ``--local`` must not pay for the service.
 """
 
@@ -41,17 +41,16 @@ from runner.aws import management
 from runner.aws.client import Client
 from runner.aws.session import new_session
 from runner.config import Settings, load_settings
+from runner.definitionquery import secret_values, worker_groups
 from runner.errors import ConfigError
 from runner.localdelivery import DeliveryWatch
-from runner.localshow import Outcome, make_watch
+from runner.localshow import RunSummary, make_watch
 from runner.localwatch import instance_rows, start_watch
 from runner.pipelinefile import (
     Definition,
     load_definition,
     load_values,
-    secret_values,
     values_from_pairs,
-    worker_groups,
 )
 from runner.signals import Signals
 
@@ -78,7 +77,7 @@ def run(  # noqa: PLR0917 - the CLI's options, passed on
     say: Callable[[str], None] | None = None,
     *,
     quiet: bool = False,
-) -> Outcome:
+) -> RunSummary:
     """The embedded service, one pipeline, served to its end. ``say`` writes a
     line for a person: used when the output is for people (``for_people``),
     where the runner's own lines drop to warnings. ``quiet``: no attempt's
@@ -94,8 +93,7 @@ def run(  # noqa: PLR0917 - the CLI's options, passed on
         signals = Signals()
         signals.install()
         session = new_session(settings.region, LOCAL_CREDENTIALS)
-        runner = daemon.build(settings, signals, session)
-        runner.say = say
+        runner = daemon.build(settings, signals, session, say=say)
         supervisor.contain()
         delivery.install()
         pipeline_id = submit_or_clean_up(
@@ -112,7 +110,7 @@ def run(  # noqa: PLR0917 - the CLI's options, passed on
                 f"{definition}: pipeline {pipeline_id} on a local service at "
                 f"{service.endpoint_url}, its clock x{time_scale:g}; Ctrl-C drains"
             )
-        daemon.start(runner)
+        serving = daemon.start(runner)
         root = runner.work_dir.root
         watch = make_watch(defn, time_scale, root, pipeline_id, shown=not quiet)
         start_watch(
@@ -125,13 +123,15 @@ def run(  # noqa: PLR0917 - the CLI's options, passed on
             LOCAL_RUN_LIMIT_S,
             watch,
         )
-        dispatcher.dispatch(runner)
+        dispatcher.dispatch(serving)
         rows = instance_rows(runner.client, pipeline_id)
     finally:
         delivery.remove()
         service.stop()
     # the root: dp-runner-<uid> when the work dir is a folder of another user
-    return Outcome(rows, root, made_dir(overrides, settings), delivery.failed(), people)
+    return RunSummary(
+        rows, root, made_dir(overrides, settings), delivery.failed(), people
+    )
 
 
 def made_dir(overrides: dict[str, Any], settings: Settings) -> Path | None:
@@ -159,7 +159,7 @@ def for_people(settings: Settings) -> bool:
     return settings.log_format == "console"
 
 
-def clean_up(outcome: Outcome, *, keep: bool) -> bool:
+def clean_up(outcome: RunSummary, *, keep: bool) -> bool:
     """Remove the work dir the run made, unless ``keep``, an instance did not
     finish (its attempts' folders are what you look at next), or a log or
     output location failed (the work dir is then where they are); True if

@@ -1,6 +1,6 @@
 """What ``run --local`` shows of its run: the watch it sets up, and its closing.
 
-Owns: ``Outcome`` (how a local run ended), the ``Watch`` built for a definition
+Owns: ``RunSummary`` (how a local run ended), the ``Watch`` built for a definition
 (the retry fields it sets, the work dir's prefix to take out of messages, each
 finished attempt's stdout tail read from its attempt folder), and the closing
 lines: the table and the work dir's fate for a person, JSON lines for a machine.
@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.activities import safe_path_part
+from runner.definitionquery import inherited_field
 from runner.localsummary import render_table, summary_fields
 from runner.localview import TAIL_LINES, AttemptRow, Definitions, InstanceRow, Watch
-from runner.pipelinefile import Definition, inherited_field
+from runner.pipelinefile import Definition
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class RunSummary:
     """How a local run ended: the closing table's rows, the root of the attempts'
     folders, the work dir this run made for itself (None when ``--work-dir``
     named one: that one is yours, never removed), the log and output locations
@@ -119,7 +120,7 @@ def component_fields(defn: Definition, key: str) -> dict[str, str]:
     return {obj_id: value for obj_id, value in found.items() if value is not None}
 
 
-def closing_lines(outcome: Outcome, *, removed: bool) -> list[str]:
+def closing_lines(outcome: RunSummary, *, removed: bool) -> list[str]:
     """What the run says when it ends: the closing table and what became of the
     work dir, for a person; the same as JSON lines, one per instance and one
     for the run, for a machine (``--log-format json``: every line is JSON)."""

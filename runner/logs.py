@@ -7,7 +7,7 @@ boto3/botocore/urllib3 through the same processors. The masking of known secret
 values is ``logmasks.py``'s, the stdout handler (journald priorities, a closed
 stdout) ``logstream.py``'s: this module puts them in the chain.
 
-Must not: decide *what* is logged, read ``Settings`` (``cli.py`` passes the values),
+Must not: decide *what* is logged, read ``Settings`` (``cli/`` passes the values),
 or write anywhere but the stream it is given (stdout by default: journald keeps it,
 containers collect it) and, once ``add_file_log`` is called, the work dir's log file.
 It does not ship files anywhere: ``logship.py`` hooks the file handler's rotation.

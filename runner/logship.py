@@ -219,7 +219,7 @@ def start(
     log_uri: str | None, *, s3: S3, runner_id: str, log: FilteringBoundLogger
 ) -> LogShipper | None:
     """A started ``LogShipper`` on the installed file log, or ``None`` when there is
-    no ``log_uri`` or no file log. For ``cli.py``: call it after ``add_file_log``."""
+    no ``log_uri`` or no file log. For ``cli/``: call it after ``add_file_log``."""
     handler = logs.file_log()
     if log_uri is None or handler is None:
         return None

@@ -2,11 +2,11 @@
 
 Owns: the table of the Java runner's flags (TaskRunner-1.0.jar ``--help`` and the
 Developer Guide's options page) with dp-runner's equivalent of each, or "none,
-because ...", and the two answers ``cli.py`` gives before click parses anything:
+because ...", and the two answers ``cli/`` gives before click parses anything:
 a Java flag anywhere on the command line, and one of ``run``'s options given
 without ``run``.
 
-Must not: import click, print or exit (``cli.py`` turns an answer into one line on
+Must not: import click, print or exit (``cli/`` turns an answer into one line on
 stderr and exit 2), or guess: a flag that is in neither table is click's to refuse.
 
 Why before click: click answers ``--proxyUsername`` with "Did you mean

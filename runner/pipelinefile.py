@@ -3,12 +3,13 @@
 Owns: reading the JSON file that ``aws datapipeline put-pipeline-definition
 --pipeline-definition file://x.json`` takes, turning it into the ``pipelineObjects``,
 ``parameterObjects`` and ``parameterValues`` of PutPipelineDefinition, turning those
-back into a file (for GetPipelineDefinition), and listing the worker groups in it;
-also the parameter values given apart from the file (a values file, ``{"values":
-{...}}``, and the CLI's inline ``myX=v`` pairs), and which values are secret.
+back into a file (for GetPipelineDefinition); also the parameter values given apart
+from the file (a values file, ``{"values": {...}}``, and the CLI's inline ``myX=v``
+pairs). What a loaded definition says (its worker groups, a field an object
+inherits, its secret values) left for ``definitionquery.py``, by concept.
 
 Must not: import anything but the standard library, talk to a service, or evaluate
-expressions (the service does; ``worker_groups`` only substitutes ``#{myParam}``).
+expressions (the service does).
 
 Why: a file that works with the AWS CLI must work with ``dp-runner run --local``, and
 back. So this mirrors the CLI's translator (awscli/customizations/datapipeline/
@@ -25,7 +26,6 @@ object that is not a JSON object, an id that is missing, empty or used twice.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +40,7 @@ __all__ = [
     "definition_to_json",
     "load_definition",
     "load_values",
-    "secret_values",
     "values_from_pairs",
-    "worker_groups",
 ]
 
 
@@ -95,31 +93,6 @@ def values_from_pairs(pairs: Iterable[str]) -> list[dict[str, Any]]:
     return values
 
 
-def secret_values(defn: Definition) -> set[str]:
-    """The values a log must never show: those of ``*my…`` parameters (given or
-    default), the literal values of ``*`` fields (``*password``), and the values of
-    every parameter a ``*`` field names (``"*password": "#{myPassword}"``)."""
-    known: dict[str, set[str]] = {}  # every value a parameter may take
-    for parameter in defn.parameter_objects:
-        for attribute in parameter["attributes"]:
-            if attribute["key"] == "default":
-                known.setdefault(parameter["id"], set()).add(attribute["stringValue"])
-    for value in defn.parameter_values:
-        known.setdefault(value["id"], set()).add(value["stringValue"])
-    found = {v for name, texts in known.items() if name.startswith("*") for v in texts}
-    for obj in defn.pipeline_objects:
-        for field in obj["fields"]:
-            text = field.get("stringValue")
-            if not field["key"].startswith("*") or text is None:
-                continue
-            if "#{" not in text:
-                found.add(text)
-            for name in _NAME.findall(text):
-                found.update(known.get(name, ()))
-    found.discard("")
-    return found
-
-
 def definition_from_json(doc: Mapping[str, Any]) -> Definition:
     """Translate a parsed definition file (file -> API). Raises DefinitionError."""
     if not isinstance(doc, Mapping):
@@ -163,45 +136,6 @@ def definition_to_json(
     if values:
         doc["values"] = values
     return doc
-
-
-def worker_groups(defn: Definition) -> list[str]:
-    """The distinct ``workerGroup`` values of the definition's objects, sorted.
-
-    A ``#{myParam}`` in a value is replaced with the parameter's value, or else its
-    default. Raises DefinitionError for any other expression: only the service can
-    evaluate it, and a runner must poll with the evaluated name.
-    """
-    params = _parameter_map(defn)
-    groups: set[str] = set()
-    for obj in defn.pipeline_objects:
-        for field in obj["fields"]:
-            if field["key"] == "workerGroup" and "stringValue" in field:
-                groups.add(_substitute(field["stringValue"], params, obj["id"]))
-    return sorted(groups)
-
-
-def inherited_field(defn: Definition, obj_id: str, key: str) -> str | None:
-    """``key``'s string value on the object, else on its ``parent`` chain, else
-    on ``Default`` (how the service resolves a field); a plain ``#{myParam}`` is
-    replaced with its value. None when no object in the chain sets it."""
-    objects = {obj["id"]: obj["fields"] for obj in defn.pipeline_objects}
-    params = _parameter_map(defn)
-    seen: set[str] = set()
-    owner: str | None = obj_id
-    while owner is not None and owner in objects and owner not in seen:
-        seen.add(owner)
-        fields = objects[owner]
-        found = [
-            f["stringValue"] for f in fields if f["key"] == key and "stringValue" in f
-        ]
-        if found:
-            return _PARAMETER_REF.sub(
-                lambda m: (params.get(m.group(1)) or [m.group(0)])[0], found[0]
-            )
-        parents = [f["refValue"] for f in fields if f["key"] == "parent"]
-        owner = parents[0] if parents else ("Default" if owner != "Default" else None)
-    return None
 
 
 # ---- file -> API ---------------------------------------------------------------------
@@ -319,41 +253,3 @@ def _add_value(current: dict[str, Any], key: str, value: Any) -> None:
         current[key].append(value)
     else:
         current[key] = [current[key], value]
-
-
-# ---- worker groups -----------------------------------------------------------------
-_PARAMETER_REF = re.compile(r"#\{\s*(\*?[A-Za-z_][A-Za-z0-9_]*)\s*\}")
-_NAME = re.compile(r"\*?[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _parameter_map(defn: Definition) -> dict[str, list[str]]:
-    """Each parameter's values: those given, else its default."""
-    params: dict[str, list[str]] = {}
-    for parameter in defn.parameter_objects:
-        for attribute in parameter["attributes"]:
-            if attribute["key"] == "default":
-                params.setdefault(parameter["id"], []).append(attribute["stringValue"])
-    given: dict[str, list[str]] = {}
-    for value in defn.parameter_values:
-        given.setdefault(value["id"], []).append(value["stringValue"])
-    return params | given
-
-
-def _substitute(text: str, params: Mapping[str, list[str]], obj_id: str) -> str:
-    def replace(match: re.Match[str]) -> str:
-        values = params.get(match.group(1), [])
-        if len(values) != 1:
-            count = "no value" if not values else f"{len(values)} values"
-            raise DefinitionError(
-                f'object "{obj_id}": workerGroup uses parameter '
-                f'"{match.group(1)}", which has {count}'
-            )
-        return values[0]
-
-    result = _PARAMETER_REF.sub(replace, text)
-    if "#{" in result:
-        raise DefinitionError(
-            f'object "{obj_id}": workerGroup {text!r} holds an expression that only '
-            "the service can evaluate; use a plain name or #{myParameter}"
-        )
-    return result

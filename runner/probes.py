@@ -15,7 +15,7 @@ stream of errors and backoffs, and each one is an iteration of the thread that
 met it; only a thread that stops coming round (wedged on a lock, dead of a bug)
 fails it. Readiness is where the service's answers count.
 
-Why ``EXTEND_TIMEOUT_USEC``: the runner bounds its own exit (``drain.py``), and a
+Why ``EXTEND_TIMEOUT_USEC``: the runner bounds its own exit (``shutdown.py``), and a
 ``drain_timeout`` above what the unit's ``TimeoutStopSec`` was written for would
 get the runner SIGKILLed mid-drain; extending by what is left of the bound (plus a
 margin), at every pass, keeps systemd's deadline just past the runner's own.
@@ -29,8 +29,8 @@ import structlog
 
 from runner import systemd
 from runner.aws.client import Client
-from runner.drain import Shutdown
 from runner.liveness import Liveness
+from runner.shutdown import Shutdown
 from runner.worker import Worker, WorkerStatistics
 
 #: Ready only when the service answered within this long (an empty long poll

@@ -115,8 +115,8 @@ def ending(result: ExecutionResult | None) -> Ending:
         return Ending("crashed", "RunnerBug", None)
     reason = result.reason.value if result.reason else None
     error_id = result.status.error_id if result.status is not None else None
-    failed = result.outcome == "failed"
-    return Ending(result.outcome, error_class(error_id) if failed else None, reason)
+    failed = result.label == "failed"
+    return Ending(result.label, error_class(error_id) if failed else None, reason)
 
 
 def error_class(error_id: str | None) -> str:

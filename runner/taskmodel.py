@@ -1,9 +1,10 @@
-"""Value objects shared by the runner's layers: tasks, outcomes, statuses, stop reasons.
+"""Value objects shared by the runner's layers: tasks, statuses, stop reasons.
 
 This module owns the shapes, and the pure rules that go with them: how a task object
 is read (design.md §4) and how a final status is cut to the API's limits. It does no
 I/O and imports nothing but ``errors``, so every layer can use it and tests can build
-values by hand.
+values by hand. An attempt's folder and how its process ended are
+``attempt.py``'s (split by concept).
 
 Secrets are masked at the source: the value of a field whose key starts with ``*``
 (``*password``) becomes ``***`` wherever a task, an object or a field becomes text
@@ -19,7 +20,6 @@ import hashlib
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from runner.errors import ActivityError
@@ -251,48 +251,6 @@ class Task:
             f"Task(task_id={digest(self.task_id)!r}, pipeline_id={self.pipeline_id!r}, "
             f"attempt_id={self.attempt_id!r}, objects={list(self.objects.values())!r})"
         )
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptPaths:
-    """The per-attempt folder and the files in it (Java runner layout)."""
-
-    root: Path
-
-    @property
-    def stdout(self) -> Path:
-        return self.root / "StdOutput"
-
-    @property
-    def stderr(self) -> Path:
-        return self.root / "StdError"
-
-    @property
-    def workdir(self) -> Path:
-        return self.root / "work"
-
-    @property
-    def staging(self) -> Path:
-        """Where INPUTn/OUTPUTn staging folders go; removed after the attempt."""
-        return self.root / "staging"
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How a supervised process ended.
-
-    ``returncode`` is the exit code, or ``None`` when a signal ended it; then
-    ``signal`` names it. ``killed`` is true when we stopped the tree ourselves.
-    """
-
-    returncode: int | None
-    signal: int | None
-    duration_s: float
-    killed: bool = False
-
-    @property
-    def succeeded(self) -> bool:
-        return self.returncode == 0 and not self.killed
 
 
 @dataclass(frozen=True, slots=True)

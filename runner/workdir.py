@@ -33,8 +33,9 @@ Why it is safe against what a task plants in it (design.md §3):
 - A work dir that belongs to another user (a container volume mounted root-owned
   0777) is not ours to tighten: the runner uses ``dp-runner-<uid>`` in it, a folder
   of its own, and fails only when it cannot make one.
-- Pruning walks through descriptors with ``lstat`` and removes with
-  ``shutil.rmtree(dir_fd=...)``: a link is removed as a link, never what it names.
+- Pruning (``prune.py``, split by concept) walks through descriptors with ``lstat``
+  and removes with ``shutil.rmtree(dir_fd=...)``: a link is removed as a link,
+  never what it names.
 - Under ``run_as`` the attempt's ``work/`` and ``staging/`` stay the runner's while
   the runner writes into them (the script, the staged files), and go to the user
   only when the process is about to start (``hand_over``).
@@ -46,24 +47,21 @@ import contextlib
 import fcntl
 import os
 import stat
-import time
 import uuid
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import nofollow
+from runner import nofollow, prune
+from runner.attempt import AttemptPaths
 from runner.errors import ConfigError, SpawnError, refusal
 from runner.logs import LOG_DIR_NAME
 from runner.nofollow import DIR_FLAGS, PASSABLE_DIR, PRIVATE_DIR
 from runner.runas import RunAs, chown_tree
-from runner.taskmodel import AttemptPaths
 
 LOCK_NAME = "dp-runner.lock"
 RUNNER_ID_NAME = "taskrunner-id"
 ATTEMPTS_NAME = "attempts"
-_DAY_S = 86400.0
-_ATTEMPT_DEPTH = 4  # <pipeline>/<component>/<instance>/<attempt>
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,16 +210,7 @@ class WorkDir:
         anything else as old that is not a folder (a link is removed as a link);
         returns how many. Walks ``attempts/<pipeline>/<component>/<instance>/
         <attempt>`` with ``lstat``, removing the folders it leaves empty."""
-        base = self.root / ATTEMPTS_NAME
-        cutoff = (time.time() if now is None else now) - keep_days * _DAY_S
-        try:
-            fd = os.open(base, DIR_FLAGS)
-        except OSError:
-            return 0  # nothing yet (or not a folder: never followed)
-        try:
-            return _prune(fd, base, _ATTEMPT_DEPTH, cutoff, {Path(p) for p in keep})
-        finally:
-            os.close(fd)
+        return prune.prune_attempts(self.root / ATTEMPTS_NAME, keep_days, now, keep)
 
     @contextlib.contextmanager
     def _attempt_folder(self, root_fd: int, paths: AttemptPaths) -> Iterator[int]:
@@ -339,26 +328,3 @@ def _reclaim(fd: int) -> None:
         os.fchown(fd, os.geteuid(), os.getegid())
     if stat.S_IMODE(found.st_mode) != PRIVATE_DIR:
         os.fchmod(fd, PRIVATE_DIR)
-
-
-def _prune(dir_fd: int, path: Path, depth: int, cutoff: float, keep: set[Path]) -> int:
-    """Prune below ``path`` (open as ``dir_fd``), ``depth`` levels above the
-    attempt folders; how many entries were removed."""
-    removed = 0
-    with os.scandir(dir_fd) as entries:
-        found = list(entries)
-    for entry in found:
-        if path / entry.name in keep:
-            continue
-        try:
-            folder = entry.is_dir(follow_symlinks=False)
-            if depth > 1 and folder:
-                with nofollow.entered(dir_fd, entry.name, make=False) as sub:
-                    removed += _prune(sub, path / entry.name, depth - 1, cutoff, keep)
-                with contextlib.suppress(OSError):  # only succeeds when empty
-                    os.rmdir(entry.name, dir_fd=dir_fd)
-            elif entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                removed += nofollow.remove_entry(dir_fd, entry.name)
-        except OSError:
-            continue  # raced with another prune or a running attempt: next time
-    return removed

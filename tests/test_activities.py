@@ -33,9 +33,10 @@ from runner.activities import (
     task_variables,
 )
 from runner.activities.ids import MAX_PART_BYTES
+from runner.attempt import AttemptPaths
 from runner.aws.s3 import S3
 from runner.errors import ActivityError, SpawnError
-from runner.taskmodel import AttemptPaths, Task
+from runner.taskmodel import Task
 from tests.support.tasks import (
     ATTEMPT_ID,
     COMPONENT_ID,

@@ -33,9 +33,10 @@ import yaml  # PyYAML comes with awscli, a dev extra
 
 from runner.cli import main as cli
 from runner.config import load_settings
-from runner.dispatcher import MAIN_LOOP_S, REAP_EVERY_S
-from runner.drain import STATUS_BUDGET_S
+from runner.dispatcher import MAIN_LOOP_S
+from runner.housekeeping import REAP_EVERY_S
 from runner.localservice import LocalService
+from runner.shutdown import STATUS_BUDGET_S
 from runner.signals import STOP_SIGNALS
 from tests.support.pipelines import default_object, shell, submit, wait_instances
 from tests.support.runners import REPO, RunnerProcess, runner_command
@@ -145,7 +146,7 @@ def snippets(language: str) -> list[str]:
 
 
 def stop_bound_s(env: dict[str, str]) -> float:
-    """The runner's own bound on its exit after SIGTERM (drain.py), with the
+    """The runner's own bound on its exit after SIGTERM (shutdown.py), with the
     settings that ``env`` gives and the defaults of config.py for the rest."""
     settings = load_settings(config_file=None, overrides={}, env=env)
     return settings.drain_timeout + settings.kill_grace + STATUS_BUDGET_S

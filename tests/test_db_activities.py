@@ -19,10 +19,11 @@ import structlog
 from structlog.testing import capture_logs
 
 from runner.activities import ActivityContext, Plan, Process, database, plan
+from runner.attempt import AttemptPaths
 from runner.aws.s3 import S3
 from runner.errors import ActivityError
 from runner.supervisor import Supervisor
-from runner.taskmodel import AttemptPaths, Task
+from runner.taskmodel import Task
 from tests.support.runners import REPO
 from tests.support.tasks import make_task
 

@@ -27,13 +27,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runner.activities import ActivityContext, plan
+from runner.attempt import AttemptPaths
 from runner.aws.pollanswer import shape_problem
 from runner.aws.s3 import S3
 from runner.config import load_settings
 from runner.errors import ActivityError, ConfigError, SpawnError
 from runner.localservice import LocalService
 from runner.task.verdict import final_status
-from runner.taskmodel import AttemptPaths, Task, TaskStatus
+from runner.taskmodel import Task, TaskStatus
 from tests.support.pipelines import default_object, shell, statuses_sent, submit
 from tests.support.runners import REPO, RunnerProcess
 from tests.support.waiting import wait_for

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from runner.definitionquery import secret_values, worker_groups
 from runner.pipelinefile import (
     Definition,
     DefinitionError,
@@ -16,9 +17,7 @@ from runner.pipelinefile import (
     definition_to_json,
     load_definition,
     load_values,
-    secret_values,
     values_from_pairs,
-    worker_groups,
 )
 
 HELLO: dict[str, Any] = {

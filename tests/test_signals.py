@@ -1,5 +1,5 @@
 """Signals delivered for real to the test process, after install(); restored after.
-And the one shutdown state (``drain.Shutdown``), which the dispatcher drives."""
+And the one shutdown state (``shutdown.Shutdown``), which the dispatcher drives."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.drain import FAST_STATUS_BUDGET_S, STATUS_BUDGET_S, Shutdown
+from runner.shutdown import FAST_STATUS_BUDGET_S, STATUS_BUDGET_S, Shutdown
 from runner.signals import LOCAL_RUN_ENDED, STOP_SIGNALS, Signals, hold_stop_signals
 
 

@@ -19,11 +19,12 @@ from structlog.testing import capture_logs
 
 from runner.activities import staging
 from runner.activities.shell import script_argv
+from runner.attempt import AttemptPaths
 from runner.aws.retries import RetryPolicy
 from runner.aws.s3 import S3
 from runner.errors import ActivityError, StagingError
 from runner.task import attemptlogs
-from runner.taskmodel import AttemptPaths, FieldValue, PipelineObject, Ref, Task
+from runner.taskmodel import FieldValue, PipelineObject, Ref, Task
 from tests.support.staging import ATTEMPT, NEVER, make_task, node, obj
 
 

@@ -14,10 +14,11 @@ import pytest
 import structlog
 
 from runner.activities import ActivityContext, plan, staging
+from runner.attempt import AttemptPaths
 from runner.aws.s3 import S3
 from runner.errors import ActivityError
 from runner.runas import RunAs
-from runner.taskmodel import AttemptPaths, Ref
+from runner.taskmodel import Ref
 from tests.support.staging import NEVER, make_task, node
 
 NOBODY = RunAs(name="nobody", uid=65534, gid=65534, groups=(65534,), home="/")

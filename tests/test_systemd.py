@@ -14,9 +14,9 @@ from runner import systemd
 from runner.aws.client import POLL_READ_TIMEOUT_S
 from runner.aws.retries import RetryPolicies
 from runner.config import Settings
-from runner.drain import STATUS_BUDGET_S
 from runner.errors import EX_CONFIG, EX_TEMPFAIL
 from runner.liveness import SLACK_S
+from runner.shutdown import STATUS_BUDGET_S
 from tests.support.runners import REPO
 from tests.support.units import unit_with_exec_start, verified_exposure
 

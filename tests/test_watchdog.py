@@ -26,14 +26,17 @@ from runner.aws.client import Client
 from runner.aws.retries import RetryPolicies, RetryPolicy
 from runner.aws.s3 import S3
 from runner.aws.session import new_session
-from runner.drain import Shutdown
 from runner.liveness import Liveness
 from runner.localservice import LocalService
+from runner.runnerbeat import RunnerBeat
+from runner.shutdown import Shutdown
 from runner.signals import Signals
 from runner.task.execution import ExecutionSettings
 from runner.task.journal import Journal
+from runner.taskpool import TaskPool
 from runner.workdir import WorkDir
 from runner.worker import Worker
+from runner.workerbooks import WorkerBooks
 from tests.support.pipelines import REGION, default_object, shell, submit
 from tests.support.runners import RunnerProcess
 from tests.support.waiting import wait_for
@@ -149,21 +152,42 @@ class InProcess:
         work_dir = WorkDir(tmp_path / "work")
         work_dir.lock()
         self.journal = Journal.open(work_dir.root / "journal.db", log=log)
-        self.worker = Worker(
+        books = WorkerBooks(1, ("wg",))
+        requests = Signals().inbox
+        pool = TaskPool(
+            max_tasks=1,
             client=client,
             s3=S3(region=REGION, log=log),
             work_dir=work_dir,
-            worker_groups=["wg"],
-            hostname="test-host",
-            taskrunner_id="test-runner",
-            max_tasks=1,
-            runner_heartbeat_interval=0.5,
-            keep_attempts=7,
-            execution_settings=ExecutionSettings(
+            settings=ExecutionSettings(
                 heartbeat_interval=0.2, lease_timeout=2, kill_grace=0.1, region=REGION
             ),
             shutdown=self.shutdown,
-            requests=Signals().inbox,
+            journal=self.journal,
+            books=books,
+            requests=requests,
+            log=log,
+        )
+        runner_beat = RunnerBeat(
+            client=client,
+            taskrunner_id="test-runner",
+            groups=["wg"],
+            hostname="test-host",
+            interval_s=0.5,
+            requests=requests,
+            books=books,
+            log=log,
+            liveness=self.liveness,
+        )
+        self.worker = Worker(
+            client=client,
+            pool=pool,
+            runner_beat=runner_beat,
+            books=books,
+            worker_groups=["wg"],
+            hostname="test-host",
+            taskrunner_id="test-runner",
+            shutdown=self.shutdown,
             journal=self.journal,
             log=log,
             poll_floor_s=0.05,

@@ -40,9 +40,10 @@ from structlog.typing import FilteringBoundLogger
 
 from runner.activities.ids import raw_component_ids
 from runner.activities.plan import Plan
+from runner.attempt import AttemptPaths
 from runner.aws.s3 import S3
 from runner.runas import RunAs
-from runner.taskmodel import AttemptPaths, Task
+from runner.taskmodel import Task
 
 
 @dataclass(frozen=True, slots=True)

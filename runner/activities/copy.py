@@ -32,7 +32,7 @@ from runner.activities.dbprocess import db_process
 from runner.activities.periods import attempt_timeout_s
 from runner.activities.plan import Plan, Transfer
 from runner.activities.sqlnames import sql_name
-from runner.aws.s3 import parse_s3_uri
+from runner.aws.s3uri import parse_s3_uri
 from runner.errors import ActivityError
 from runner.taskmodel import PipelineObject, Ref, Task
 

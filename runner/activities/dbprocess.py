@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.activities.plan import ChildReport, Process
+from runner.attempt import ProcessExit
 from runner.errors import ActivityError
-from runner.taskmodel import Outcome
 
 CHILD_MODULE = "runner.dbchild"
 RESULT_NAME = "dbjob-result.json"
@@ -63,7 +63,7 @@ def db_process(
     )
 
 
-def read_report(path: Path, outcome: Outcome) -> ChildReport:
+def read_report(path: Path, outcome: ProcessExit) -> ChildReport:
     """What the child wrote; an empty report when it wrote nothing readable."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)

@@ -27,8 +27,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from runner.attempt import ProcessExit
 from runner.errors import ActivityError
-from runner.taskmodel import Outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +75,13 @@ class Process:
     argv: Callable[[], Sequence[str]]
     env: Mapping[str, str] = field(default_factory=dict)
     stdin: Callable[[], bytes] | None = None
-    report: Callable[[Outcome], ChildReport] | None = None
+    report: Callable[[ProcessExit], ChildReport] | None = None
 
     def input(self) -> bytes | None:
         """The bytes for the child's stdin (None: /dev/null); call at the spawn."""
         return self.stdin() if self.stdin is not None else None
 
-    def explain(self, outcome: Outcome) -> ChildReport:
+    def explain(self, outcome: ProcessExit) -> ChildReport:
         """What the process reported about its work (empty without ``report``)."""
         return self.report(outcome) if self.report is not None else ChildReport()
 

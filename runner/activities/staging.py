@@ -25,7 +25,7 @@ attempt before a byte moves; each transfer is a small function a plan step wraps
 
 The task wrote its staging folders, and under ``run_as`` another task of the same
 user may still be writing them: before the runner reads them (``stage_out``) or
-removes them (``cleanup``), ``_take_back`` makes each folder the runner's, 0700,
+removes them (``cleanup``), ``takeback.take_back`` makes each folder the runner's, 0700,
 *before* listing it, so that what it lists cannot change after, and removes what
 is neither a folder nor a file of the folders' owner: a symlink is never followed
 (design.md §3), and a hard link to someone else's file is not uploaded.
@@ -34,18 +34,18 @@ is neither a folder nor a file of the folders' owner: a symlink is never followe
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import nofollow
-from runner.aws.s3 import S3, parse_s3_uri, relative_key_path
+from runner.activities.takeback import take_back
+from runner.attempt import AttemptPaths
+from runner.aws.s3 import S3
+from runner.aws.s3uri import parse_s3_uri, relative_key_path
 from runner.errors import ActivityError, StagingError
 from runner.runas import RunAs
-from runner.taskmodel import AttemptPaths, PipelineObject, Ref, Task
+from runner.taskmodel import PipelineObject, Ref, Task
 
 S3_DATA_NODE = "S3DataNode"
 _DIR_MODE = 0o700
@@ -163,7 +163,7 @@ def stage_out(
     are taken back first (``_take_back``: no symlink is followed). Raises
     ``StagingError``."""
     try:
-        _take_back(staging_root)
+        take_back(staging_root)
     except OSError as exc:
         raise StagingError("StagingIOError", f"{staging_root}: {exc}") from exc
     for n, node in enumerate(fields.outputs, start=1):
@@ -208,56 +208,8 @@ def cleanup(staging_root: Path) -> None:
     """Remove ``staging_root`` and everything in it, even folders the task made
     unreadable; never follows a symlink, never raises."""
     with contextlib.suppress(OSError):
-        _take_back(staging_root)
+        take_back(staging_root)
     shutil.rmtree(staging_root, ignore_errors=True)
-
-
-def _take_back(top: Path) -> None:
-    """Make ``top`` and every folder in it the runner's and 0700, each before it is
-    listed, and remove what is neither a folder nor a regular file of ``top``'s
-    owner. Nothing when ``top`` does not exist. Opens nothing through a symlink,
-    one descriptor at a time: every folder above the one being opened is the
-    runner's already (``top``'s parent too), so no path on the way can change.
-    Raises ``OSError``."""
-    euid, owner = os.geteuid(), -1
-    if euid != 0:  # a task of a runner that is not root is the runner's own user
-        with contextlib.suppress(FileNotFoundError):
-            os.chmod(top, _DIR_MODE)  # readable again, if the task made it not
-    pending = [top]
-    while pending:
-        path = pending.pop()
-        try:
-            fd = os.open(path, nofollow.DIR_FLAGS)
-        except FileNotFoundError:
-            if path == top:
-                return
-            raise
-        try:
-            found = os.fstat(fd)
-            owner = found.st_uid if owner < 0 else owner
-            if found.st_uid != euid:  # root, taking a run_as user's folder back
-                os.fchown(fd, euid, os.getegid())
-            os.fchmod(fd, _DIR_MODE)
-            pending.extend(path / name for name in _drop_foreign(fd, owner))
-        finally:
-            os.close(fd)
-
-
-def _drop_foreign(dir_fd: int, owner: int) -> list[str]:
-    """Remove the entries of the folder ``dir_fd`` (the runner's: they cannot
-    change) that are neither folders nor regular files of ``owner``; make its
-    folders 0700 and return their names."""
-    folders = []
-    with os.scandir(dir_fd) as entries:
-        found = list(entries)
-    for entry in found:
-        info = entry.stat(follow_symlinks=False)
-        if stat.S_ISDIR(info.st_mode):
-            os.chmod(entry.name, _DIR_MODE, dir_fd=dir_fd)
-            folders.append(entry.name)
-        elif not stat.S_ISREG(info.st_mode) or info.st_uid != owner:
-            os.unlink(entry.name, dir_fd=dir_fd)
-    return folders
 
 
 def guarded_node(task: Task) -> DataNode:

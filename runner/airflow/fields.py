@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.pipelinefile import Definition, inherited_field
+from runner.definitionquery import inherited_field
+from runner.pipelinefile import Definition
 
 
 class Reader:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
@@ -30,19 +29,15 @@ import botocore.exceptions
 from botocore import xform_name  # PutPipelineDefinition -> put_pipeline_definition
 from structlog.typing import FilteringBoundLogger
 
-from runner.aws.callstats import CallStats
+from runner.aws.calls import Caller
 from runner.aws.callstats import ClientStatistics as ClientStatistics  # noqa: PLC0414 - re-export
-from runner.aws.outage import OutageLog
 from runner.aws.pollanswer import MALFORMED
 from runner.aws.retries import RetryPolicies as RetryPolicies  # noqa: PLC0414 - re-export
 from runner.aws.retries import RetryPolicy as RetryPolicy  # noqa: PLC0414 - re-export
-from runner.aws.retries import call_with_retries, retry_until
 from runner.aws.session import credential_secrets, datapipeline_client, new_session
-from runner.aws.translate import FOREIGN_ERRORS, THROTTLING_CODES, translate
+from runner.aws.translate import THROTTLING_CODES
 from runner.errors import (
     ConfigError,
-    CredentialsRejectedError,
-    RejectedRequestError,
     ServiceError,
     TaskNotFoundError,
     TransientServiceError,
@@ -95,7 +90,7 @@ class Client:
         self._both = (stop, abort)  # what cuts short the poll and the runner heartbeat
         self.policies = self._policies = policies or RetryPolicies.default()
         self._log = log
-        self._stats, self._outages = CallStats(), OutageLog(log)
+        self._calls = Caller(log, liveness)
         self.liveness = liveness
         #: A watched poller's bound is this plus the poll's longest backoff: the
         #: liveness ticks before and after each try, so the two never add up.
@@ -142,7 +137,9 @@ class Client:
 
         def poll() -> dict[str, Any] | None:
             try:
-                answer = self._try("PollForTask", self._poll.poll_for_task, request)
+                answer = self._calls.one_try(
+                    "PollForTask", self._poll.poll_for_task, request
+                )
             except TransientServiceError as exc:
                 if exc.code == "ReadTimeoutError":
                     return None
@@ -155,7 +152,7 @@ class Client:
             return task
 
         policy = self._policies.poll
-        return self._retry(
+        return self._calls.retried(
             "PollForTask", poll, policy, self._both, retry_on=ServiceError
         )
 
@@ -209,7 +206,9 @@ class Client:
 
         def send() -> bool:
             try:
-                self._try("SetTaskStatus", self._short.set_task_status, request)
+                self._calls.one_try(
+                    "SetTaskStatus", self._short.set_task_status, request
+                )
             except TransientServiceError as exc:
                 if exc.code not in THROTTLING_CODES:
                     in_doubt.append(exc.code)
@@ -220,7 +219,16 @@ class Client:
                 return True
             return False
 
-        if self._retry_until("SetTaskStatus", send, until, wake, task_id):
+        delivered = self._calls.retried(
+            "SetTaskStatus",
+            send,
+            self._policies.status,
+            (),
+            task=task_id,
+            until=until,
+            wake=wake,
+        )
+        if delivered:
             self._log.warning(
                 "task_status_assumed_delivered",
                 task_id=digest(task_id),
@@ -265,29 +273,9 @@ class Client:
         return found
 
     def statistics(self) -> ClientStatistics:
-        return self._stats.snapshot()  # a consistent snapshot; thread-safe
+        return self._calls.statistics()
 
     # -- machinery ---------------------------------------------------------------
-
-    def _retry_until(
-        self,
-        operation: str,
-        attempt: Callable[[], T],
-        until: Callable[[], float | None],
-        wake: Sequence[threading.Event],
-        task: str,
-    ) -> T:
-        """``attempt`` under the status policy, never past ``until()``; when an
-        event of ``wake`` is set, the retries go on under the new deadline."""
-        policy = self._policies.status
-        return retry_until(
-            lambda pending, left_s: self._retry(
-                operation, attempt, policy, pending, deadline_s=left_s, task=task
-            ),
-            policy.budget_s,
-            until,
-            wake,
-        )
 
     def call(
         self,
@@ -302,9 +290,9 @@ class Client:
         """One operation on the short client, retried; the answer sans metadata.
         For operations without a method here (``management.py``)."""
         method = getattr(self._short, xform_name(operation))
-        answer = self._retry(
+        answer = self._calls.retried(
             operation,
-            lambda: self._try(operation, method, request),
+            lambda: self._calls.one_try(operation, method, request),
             policy or self._policies.other,
             interrupt or (self._abort,),
             deadline_s=deadline_s,
@@ -326,71 +314,3 @@ class Client:
             marked = {**request, "marker": str(page["marker"])}
             page = self.call(operation, marked, interrupt=interrupt)
             yield page
-
-    def _try(
-        self,
-        operation: str,
-        method: Callable[..., dict[str, Any]],
-        request: Mapping[str, Any],
-    ) -> dict[str, Any]:
-        """One counted and timed try; a foreign error leaves as ours, ``from`` the
-        original. The calling thread's liveness watch is ticked before and after."""
-        if liveness := self.liveness:
-            liveness.tick()
-        began = time.monotonic()
-        try:
-            answer = method(**request)
-        except FOREIGN_ERRORS as exc:
-            error = translate(operation, exc)
-            code = error.code if isinstance(error, ServiceError) else type(exc).__name__
-            answered = not isinstance(error, TransientServiceError)
-            self._stats.tried(operation, began, code, answered=answered)
-            if liveness:
-                liveness.tick()
-            if isinstance(error, RejectedRequestError):  # never retried
-                self._log.error(
-                    "service_credentials_rejected"  # an operator's problem
-                    if isinstance(error, CredentialsRejectedError)
-                    else "service_rejected_request",  # our bug
-                    operation=operation,
-                    code=code,
-                    message=error.message[:500] or "(the service gave no message)",
-                )
-            raise error from exc
-        self._stats.tried(operation, began, None, answered=True)
-        self._outages.answered(operation)
-        if liveness:
-            liveness.tick()
-        return answer
-
-    def _retry(
-        self,
-        operation: str,
-        attempt: Callable[[], T],
-        policy: RetryPolicy,
-        interrupt: tuple[threading.Event, ...],
-        *,
-        deadline_s: float | None = None,
-        task: str | None = None,
-        retry_on: type[ServiceError] = TransientServiceError,
-    ) -> T:
-        """``attempt`` under ``policy``; only ``retry_on`` is retried."""
-        context = {"task_id": digest(task)} if task is not None else {}
-
-        def on_retry(attempt_number: int, wait_s: float, error: BaseException) -> None:
-            self._stats.retried()
-            code = getattr(error, "code", type(error).__name__)
-            self._outages.retrying(operation, attempt_number, wait_s, code, **context)
-
-        try:
-            return call_with_retries(
-                attempt,
-                policy,
-                retry_on=retry_on,
-                interrupt=interrupt,
-                on_retry=on_retry,
-                deadline_s=deadline_s,
-            )
-        except ServiceError:
-            self._stats.failed(operation)
-            raise

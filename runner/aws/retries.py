@@ -26,14 +26,9 @@ from typing import TypeVar
 
 import tenacity
 
-from runner.errors import TransientServiceError
+from runner.wakeup import wait_any
 
 T = TypeVar("T")
-
-#: How often a wait on two events looks at the ones after the first.
-EVENT_SLICE_S = 0.05
-#: Waited on when there is nothing to wait for: never set.
-_NEVER = threading.Event()
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,23 +83,6 @@ class RetryPolicies:
         return cls(quick, quick, quick, quick, quick, quick)
 
 
-def wait_any(events: Sequence[threading.Event], timeout_s: float) -> bool:
-    """Block up to ``timeout_s``; return True as soon as any event is set.
-
-    One event is waited on directly; with more, the first is waited on in slices
-    of ``EVENT_SLICE_S`` and the others are looked at between slices. With none,
-    the wait is the whole ``timeout_s``.
-    """
-    events = events or (_NEVER,)
-    deadline = time.monotonic() + timeout_s
-    while not any(event.is_set() for event in events):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        events[0].wait(remaining if len(events) == 1 else min(remaining, EVENT_SLICE_S))
-    return True
-
-
 class _Interrupted(Exception):  # noqa: N818 - a control-flow signal, not an error
     """Raised out of tenacity by the backoff sleep when an event is set."""
 
@@ -117,15 +95,24 @@ def call_with_retries(
     interrupt: Sequence[threading.Event],
     on_retry: Callable[[int, float, BaseException], None],
     deadline_s: float | None = None,
+    until: Callable[[], float | None] = lambda: None,
+    wake: Sequence[threading.Event] = (),
 ) -> T:
     """Call ``attempt`` until it returns, retrying only ``retry_on``.
 
     Stops on ``policy.attempts``, on the budget (the sooner of ``policy.budget_s``
-    and ``deadline_s``, from now) or when an ``interrupt`` event is set; then the
-    last error is raised. ``on_retry(attempt_number, wait_s, error)`` runs before
-    each backoff. An event set during a backoff ends it at once (no extra try).
+    and ``deadline_s``, from now), once ``until()`` (a ``time.monotonic()``
+    deadline that may move, or None) has passed, or when an ``interrupt`` event is
+    set; then the last error is raised. A backoff never ends past ``until()``: the
+    last one is cut to end on it.
+    ``on_retry(attempt_number, wait_s, error)`` runs before each backoff. An
+    ``interrupt`` event set during a backoff ends it at once (no extra try); a
+    ``wake`` event set during one means ``until`` may have moved: the backoff
+    ends and one more try is made at once, after which the stop reads the new
+    deadline.
+    The events are waited on together (``wakeup.wait_any``), never in slices.
     Blocks; thread-safe (a fresh ``Retrying`` per call). Every try, the first
-    included, is tenacity's: one loop, nothing replayed.
+    included, is tenacity's: one loop, nothing replayed, never a loop of loops.
     """
     errors: list[BaseException] = []
 
@@ -136,14 +123,19 @@ def call_with_retries(
             on_retry(state.attempt_number, state.upcoming_sleep, error)
 
     def sleep(seconds: float) -> None:
-        if wait_any(interrupt, seconds):
+        pending = [event for event in wake if not event.is_set()]
+        wait_any((*interrupt, *pending), seconds)
+        if any(event.is_set() for event in interrupt):
             raise _Interrupted
 
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(retry_on),
-        stop=_stop(policy, deadline_s, interrupt),
-        wait=tenacity.wait_random_exponential(
-            multiplier=policy.wait_initial_s, max=policy.wait_max_s
+        stop=_stop(policy, deadline_s, interrupt) | _Past(until),
+        wait=_Fit(
+            tenacity.wait_random_exponential(
+                multiplier=policy.wait_initial_s, max=policy.wait_max_s
+            ),
+            until,
         ),
         sleep=sleep,
         before_sleep=before_sleep,
@@ -154,33 +146,6 @@ def call_with_retries(
     except _Interrupted:
         pass
     raise errors[-1]
-
-
-def retry_until(
-    retry: Callable[[tuple[threading.Event, ...], float], T],
-    budget_s: float,
-    until: Callable[[], float | None],
-    wake: Sequence[threading.Event],
-) -> T:
-    """``retry(pending, left_s)``: one retry loop (``call_with_retries``) that the
-    events ``pending`` cut short and that ends within ``left_s``. Runs it within
-    ``budget_s`` and never past ``until()`` (a monotonic deadline, or None), which
-    may move: when an event of ``wake`` cuts a loop short, the loop starts again
-    under the new deadline (SetTaskStatus during a shutdown: each stage of the
-    shutdown brings its deadline closer). The last ``TransientServiceError``
-    leaves once no event woke it or no time is left."""
-    ends = time.monotonic() + budget_s
-    while True:
-        deadline = until()
-        left_s = ends - time.monotonic()
-        if deadline is not None:
-            left_s = min(left_s, deadline - time.monotonic())
-        pending = tuple(event for event in wake if not event.is_set())
-        try:
-            return retry(pending, left_s)
-        except TransientServiceError:
-            if not any(event.is_set() for event in pending) or left_s <= 0:
-                raise
 
 
 def _stop(
@@ -195,3 +160,33 @@ def _stop(
     for event in interrupt:
         stop = stop | tenacity.stop_when_event_set(event)
     return stop
+
+
+class _Past(tenacity.stop.stop_base):
+    """Stop once ``until()`` has passed, read at each stop (the status deadline
+    moves closer as the shutdown goes on)."""
+
+    def __init__(self, until: Callable[[], float | None]) -> None:
+        self._until = until
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        deadline = self._until()
+        return deadline is not None and time.monotonic() >= deadline
+
+
+class _Fit(tenacity.wait.wait_base):
+    """A backoff cut to end by ``until()``: the retries go on until the deadline,
+    the last backoff ending on it, never past it."""
+
+    def __init__(
+        self, inner: tenacity.wait.wait_base, until: Callable[[], float | None]
+    ) -> None:
+        self._inner = inner
+        self._until = until
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        wait_s = self._inner(retry_state)
+        deadline = self._until()
+        if deadline is None:
+            return wait_s
+        return max(0.0, min(wait_s, deadline - time.monotonic()))

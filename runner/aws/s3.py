@@ -20,7 +20,8 @@ many files in flight, the way ``aws s3 cp --recursive`` does it.
 
 Errors are translated once, here, into ``StagingError`` with an ``error_id`` and a
 message naming the object (``s3://bucket/key``). A key that would land outside its
-destination folder is refused before anything is written.
+destination folder is refused before anything is written (``s3uri.py``: URIs and
+keys as paths left this module by concept).
 
 It must not know about tasks, data nodes or the Data Pipeline API (``staging.py`` does),
 and it does not log on its own except through the logger it is given.
@@ -31,7 +32,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
@@ -41,6 +42,7 @@ from s3transfer.subscribers import BaseSubscriber
 
 from runner.aws import s3errors
 from runner.aws.retries import RetryPolicy, call_with_retries
+from runner.aws.s3uri import parse_s3_uri, relative_key_path
 from runner.aws.session import new_session
 from runner.errors import StagingError, TransientStagingError
 
@@ -58,38 +60,6 @@ DEFAULT_POLICY = RetryPolicy(
 )
 #: Waited on when a caller gives no stop event: never set.
 _NEVER = threading.Event()
-
-
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/key`` -> ``("bucket", "key")``; ``StagingError(S3InvalidUri)``
-    for anything that is not an S3 URI with a bucket."""
-    scheme, sep, rest = uri.partition("://")
-    bucket, _, key = rest.partition("/")
-    if not sep or scheme.lower() not in ("s3", "s3n", "s3a") or not bucket:
-        raise StagingError("S3InvalidUri", f"{uri!r} is not an s3://bucket/key URI")
-    return bucket, key
-
-
-def relative_key_path(bucket: str, key: str, prefix: str) -> PurePosixPath | None:
-    """The safe relative path of ``key`` under ``prefix`` (which ends with ``/`` or is
-    empty); ``None`` for a folder marker (a key ending in ``/``). Raises
-    ``StagingError(S3PathTraversal)`` for ``..``, ``.``, empty segments, an absolute
-    path or a NUL: anything that could land outside the destination folder."""
-    relative = key[len(prefix) :]
-    if relative == "":
-        return None  # the folder marker of the prefix itself
-    is_marker = relative.endswith("/")
-    parts = relative.removesuffix("/").split("/")
-    if not _safe_parts(parts):
-        raise StagingError(
-            "S3PathTraversal",
-            f"refusing {f's3://{bucket}/{key}'!r}: it would land outside its folder",
-        )
-    return None if is_marker else PurePosixPath(*parts)
-
-
-def _safe_parts(parts: list[str]) -> bool:
-    return all(p not in ("", ".", "..") and "\0" not in p for p in parts)
 
 
 class S3:

@@ -27,7 +27,8 @@ from typing import Any
 
 from botocore.config import Config
 
-from runner.aws.s3 import S3, parse_s3_uri, relative_key_path
+from runner.aws.s3 import S3
+from runner.aws.s3uri import parse_s3_uri, relative_key_path
 
 CHUNK_BYTES = 1024 * 1024
 PART_BYTES = 8 * 1024 * 1024  # as the AWS CLI's, and the minimum S3 takes is 5 MiB

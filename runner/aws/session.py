@@ -15,7 +15,7 @@ Every client keeps that loader (for paginators and waiters), so the table outliv
 the session for as long as the client lives (boto/botocore#3078), although it is only
 read while a client is being created. This loader reads the table without caching
 it, so it lives in the session's resolver only, and is freed once the session is
-collected (``cli.py`` runs ``gc.collect()`` after start-up: the session holds
+collected (``cli/`` runs ``gc.collect()`` after start-up: the session holds
 reference cycles). For the idle daemon that is about 2 MB less RSS; the rest of the
 7 MB stays as pymalloc fragmentation. Should botocore stop loading the table through
 ``load_data_with_path``, the override is simply never called.

@@ -9,7 +9,7 @@ task's environment; ``delegation`` says whether the runner's cgroup is its own;
 by the fallback walk; ``kill`` signals (the TERM/grace/KILL policy, shared with
 ``kill_marked``, which stops what a runner killed with ``kill -9`` left);
 ``proctable`` scans and reaps. It knows nothing about the API, tasks or statuses:
-it turns an argv into an ``Outcome``.
+it turns an argv into an ``ProcessExit``.
 
 Why it is built this way:
 
@@ -53,6 +53,7 @@ from pathlib import Path
 
 import structlog
 
+from runner.attempt import ProcessExit
 from runner.errors import SpawnError
 from runner.runas import RunAs
 from runner.supervisor import cgroup, proctable
@@ -69,7 +70,6 @@ from runner.supervisor.proctable import (
     start_time,
 )
 from runner.supervisor.tree import CgroupTree, ProcessTree
-from runner.taskmodel import Outcome
 
 __all__ = [
     "MARKER_ENV",
@@ -123,8 +123,8 @@ class Supervisor:
         self._started = time.monotonic()
         self._log = log
         self._lock = threading.Lock()
-        self._outcome: Outcome | None = None
-        self._terminated: Outcome | None = None
+        self._outcome: ProcessExit | None = None
+        self._terminated: ProcessExit | None = None
         self._watch = ExitWatch.open(popen.pid)
 
     @classmethod
@@ -173,13 +173,13 @@ class Supervisor:
         log.debug("child_started", pid=popen.pid)
         return cls(popen, marker=marker, log=log, group=group)
 
-    def poll_nowait(self) -> Outcome | None:
+    def poll_nowait(self) -> ProcessExit | None:
         """The outcome if the child has ended (reaping it), else None."""
         if self._popen.poll() is None:
             return None
         return self._record()
 
-    def wait_exit(self, timeout: float | None) -> Outcome | None:
+    def wait_exit(self, timeout: float | None) -> ProcessExit | None:
         """Block up to ``timeout`` seconds (forever when None) for the child to
         end, or until ``interrupt_wait``; None if it is still running. Waits on
         this child's pid only."""
@@ -201,7 +201,7 @@ class Supervisor:
 
     def terminate(
         self, grace: float, cut_short: threading.Event | None = None
-    ) -> Outcome:
+    ) -> ProcessExit:
         """Kill the whole tree: SIGTERM it, wait ``grace`` (or until ``cut_short``
         is set), SIGKILL the survivors, reap; then remove the attempt's cgroup.
         Blocks about ``grace`` at most when the tree ignores SIGTERM, far less when
@@ -240,13 +240,13 @@ class Supervisor:
         if not self._tree.close() and isinstance(self._tree, CgroupTree):
             self._log.warning("cgroup_not_removed", cgroup=str(self._tree.group.path))
 
-    def _record(self) -> Outcome:
+    def _record(self) -> ProcessExit:
         """The outcome of the reaped child, measured once."""
         if self._outcome is None:
             rc = self._popen.returncode
             assert rc is not None  # noqa: S101 - only called after poll/wait returned
             duration = time.monotonic() - self._started
-            self._outcome = Outcome(
+            self._outcome = ProcessExit(
                 returncode=rc if rc >= 0 else None,
                 signal=-rc if rc < 0 else None,
                 duration_s=duration,

@@ -30,9 +30,11 @@ from structlog.typing import FilteringBoundLogger
 
 from runner import logs
 from runner.activities import component_ids, safe_path_part
-from runner.aws.s3 import S3, parse_s3_uri
+from runner.attempt import AttemptPaths
+from runner.aws.s3 import S3
+from runner.aws.s3uri import parse_s3_uri
 from runner.errors import ActivityError, StagingError
-from runner.taskmodel import AttemptPaths, Task
+from runner.taskmodel import Task
 
 RUNNER_LOG_NAME = "TaskRunner.log"
 #: The attempt's log uploads may hold the final status back this long at most.

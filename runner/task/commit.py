@@ -31,7 +31,7 @@ class Sent:
     gone), ``invalid`` (closed: refused as a bad request, our bug) or ``not_sent``
     (kept in the journal); ``error`` is the service's code when it was not sent."""
 
-    outcome: Literal["sent", "dropped", "invalid", "not_sent"]
+    delivery: Literal["sent", "dropped", "invalid", "not_sent"]
     error: str | None = None
     message: str | None = None
 

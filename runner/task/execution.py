@@ -35,7 +35,8 @@ are deadlines of those waits, so nothing polls. A stopped attempt winds down in
 bounded time: its tree gets ``kill_grace`` after TERM, then its output and logs get
 ``wind_down_s``; ``hurry`` (the second signal) ends both at once.
 
-This module keeps the sequence. It runs no process, makes no HTTP call, moves no
+This module keeps the sequence; ``work.py`` runs the plan's steps (split by
+concept). It runs no process, makes no HTTP call, moves no
 byte and writes no record itself: the plan's steps do, ``Supervisor`` owns the tree,
 ``Client`` the API, and ``record.AttemptRecord`` what the attempt leaves behind (its
 folder, journal rows, runner log, wind-down and the status's send). It catches
@@ -55,13 +56,13 @@ from typing import Any
 import structlog
 
 from runner import activities, logs
+from runner.attempt import AttemptPaths, ProcessExit
 from runner.aws.client import Client
 from runner.aws.pollanswer import MALFORMED
 from runner.aws.s3 import S3
-from runner.drain import Shutdown
 from runner.errors import ActivityError, SpawnError
 from runner.masking import secret_values
-from runner.supervisor import Supervisor, task_environment
+from runner.shutdown import Shutdown
 from runner.task import attemptlogs, references
 from runner.task.journal import Journal
 from runner.task.progress import Progress
@@ -69,14 +70,8 @@ from runner.task.record import AttemptRecord
 from runner.task.steps import StepRunner, Stopped
 from runner.task.stopflag import StopFlag
 from runner.task.verdict import final_status
-from runner.taskmodel import (
-    AttemptPaths,
-    FinalStatus,
-    Outcome,
-    StopReason,
-    Task,
-    digest,
-)
+from runner.task.work import Work
+from runner.taskmodel import FinalStatus, StopReason, Task, digest
 from runner.workdir import WorkDir
 
 #: The stop detail of a wind-down cut short by the runner's shutdown.
@@ -103,7 +98,8 @@ class ExecutionSettings:
 class ExecutionResult:
     """How one execution ended, for the worker's books and the tests."""
 
-    outcome: str
+    #: The run's label for the books: finished, failed, canceled, ...
+    label: str
     status: FinalStatus | None
     reason: StopReason | None
 
@@ -146,9 +142,8 @@ class Execution:
         self._flag = StopFlag()
         self._progress: Progress | None = None
         self._steps: StepRunner | None = None
-        self.outcome: Outcome | None = None
+        self._ran: Work | None = None  # the plan's steps, once they ran
         self._facts: dict[str, int | str] = {}  # the process's, for task_finished
-        self.supervisor: Supervisor | None = None
         self._record = AttemptRecord(
             self.task_id,
             self.attempt_id,
@@ -160,11 +155,6 @@ class Execution:
             shutdown=shutdown,
             log=self._log,
         )
-
-    @property
-    def paths(self) -> AttemptPaths | None:
-        """The attempt's folder, once known (pruning keeps it)."""
-        return self._record.paths
 
     def stop(self, reason: StopReason, detail: str = "") -> bool:
         """Stop the attempt for ``reason``; True when it was the first reason."""
@@ -248,7 +238,17 @@ class Execution:
             )
             if plan.timeout_s:
                 steps.timeout_at = started + plan.timeout_s
-            self._work(plan, paths, steps)
+            work = Work(
+                flag=self._flag,
+                work_dir=self._work_dir,
+                environment=self._settings.environment,
+                marker=self.marker,
+                record=self._record,
+                log=self._log,
+                facts=self._facts,
+            )
+            self._ran = work
+            work.run(plan, paths, steps)
         except (ActivityError, SpawnError) as exc:
             error = exc
         except Stopped:
@@ -261,6 +261,11 @@ class Execution:
             self._record.wind_down(task, plan, self._steps, self._flag)
         return status
 
+    @property
+    def process_exit(self) -> ProcessExit | None:
+        """How the main step ended (a check as exit 0 or 1), once it did."""
+        return None if self._ran is None else self._ran.process_exit
+
     def _verdict(
         self,
         task: Task | None,
@@ -268,10 +273,11 @@ class Execution:
         paths: AttemptPaths | None,
         error: ActivityError | SpawnError | None,
     ) -> FinalStatus | None:
-        succeeded = self.outcome is not None and self.outcome.succeeded and not error
+        process_exit = self.process_exit
+        succeeded = process_exit is not None and process_exit.succeeded and not error
         status = final_status(
             self._flag.reason,
-            self.outcome,
+            process_exit,
             error=error,
             precondition=plan.precondition if plan is not None else False,
             stderr_tail=""
@@ -318,52 +324,6 @@ class Execution:
             log=self._log,
         )
 
-    def _work(
-        self, plan: activities.Plan, paths: AttemptPaths, steps: StepRunner
-    ) -> None:
-        """The before steps, the main step, and after a success the after steps."""
-        for step in plan.before:
-            steps.step(step.name, step.run)
-        began = time.monotonic()
-        if isinstance(plan.main, activities.Check):
-            holds = steps.step(plan.main.name, plan.main.holds)
-            self.outcome = Outcome(0 if holds else 1, None, time.monotonic() - began)
-        else:
-            self.outcome = self._run_process(plan.main, paths, steps)
-        if self.outcome.succeeded and not self._flag.is_set():
-            for step in plan.after_success:
-                steps.step(step.name, step.run)
-
-    def _run_process(
-        self, main: activities.Process, paths: AttemptPaths, steps: StepRunner
-    ) -> Outcome:
-        """Spawn the process (unless a stop came first); supervise; read its report."""
-        argv, run_as, stdin = main.argv(), self._work_dir.run_as, main.input()
-        if self._flag.is_set():
-            raise Stopped
-        self._work_dir.hand_over(paths)  # under run_as: work/ and staging/ are its
-        self.supervisor = child = Supervisor.spawn(
-            argv,
-            cwd=paths.workdir,
-            env=task_environment(self._settings.environment, main.env, run_as=run_as),
-            stdout=paths.stdout,
-            stderr=paths.stderr,
-            marker=self.marker,
-            log=self._log,
-            run_as=run_as,
-            stdin=stdin,
-            on_cgroup=self._record.cgroup_opened,
-        )
-        self._record.process_started(child.pid)
-        self._log.info("task_started", pid=child.pid)
-        self.outcome = outcome = steps.supervise(child)
-        if not self._flag.is_set():
-            report = main.explain(outcome)
-            self._facts.update(report.facts)
-            if report.error is not None and not outcome.succeeded:
-                raise report.error
-        return outcome
-
     # ----------------------------------------------------------------- finish
 
     def _finish(self, started: float, status: FinalStatus | None) -> ExecutionResult:
@@ -373,17 +333,17 @@ class Execution:
             label = status.status.value.lower()
         else:
             label = reason.value if reason else "dropped"
-        outcome = self.outcome
+        process_exit = self.process_exit
         self._log.log(
             logging.WARNING if label == "failed" else logging.INFO,
             "task_finished",
             outcome=label,
             error_id=status.error_id if status else None,
-            returncode=outcome.returncode if outcome else None,
-            signal=outcome.signal if outcome else None,
+            returncode=process_exit.returncode if process_exit else None,
+            signal=process_exit.signal if process_exit else None,
             duration_s=round(time.monotonic() - started, 3),
             detail=self._flag.detail or None,
             **self._facts,
         )
         self._masking.close()  # the attempt is over: its secrets are no longer masked
-        return ExecutionResult(outcome=label, status=status, reason=reason)
+        return ExecutionResult(label=label, status=status, reason=reason)

@@ -45,86 +45,41 @@ Why it is built this way:
 - Each row names the runner that wrote it (``runner_pid``, ``runner_start``: its
   pid and psutil create time), so that recovery never touches an attempt whose
   runner is alive, whatever happened to the work dir's lock. The two columns are
-  added to an older table in place (``_add_columns``): a runner of the
+  added to an older table in place (``journalfile.add_columns``): a runner of the
   previous schema reads its columns by name and ignores them.
+
+The file itself (its schema, its creation and upgrade, a row read back) is
+``journalfile.py``'s; this module keeps the connection, the writes in their order
+and the owed ones.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
-import stat
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
-from runner.errors import ConfigError, HostFaultError, RunnerError, refusal
+from runner.errors import ConfigError, refusal
 from runner.supervisor import boot_id, start_time
-from runner.taskmodel import FinalStatus, TaskStatus, digest
+from runner.task.journalfile import (
+    COLUMNS,
+    JournalEntry,
+    create_private,
+    entry_of,
+    host_fault,
+    prepare,
+    refused,
+    status_to_json,
+)
+from runner.taskmodel import FinalStatus, digest
 
-#: Bumped when the table changes; a journal of a newer schema is refused.
-SCHEMA_VERSION = 1
-_FILE_MODE = 0o600
 _BUSY_TIMEOUT_S = 5.0  # only another process (the sqlite3 CLI) can hold the lock
-_COLUMNS = (
-    "task_id, attempt_id, folder, marker, pid, pgid, proc_start,"
-    " boot_id, run_id, opened_at, status, cgroup, runner_pid, runner_start"
-)
-#: Columns added to the table of schema 1 in place: the attempt's cgroup, and the
-#: runner that wrote the row.
-_ADDED_COLUMNS = {"cgroup": "TEXT", "runner_pid": "INTEGER", "runner_start": "REAL"}
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS attempts (
-    task_id    TEXT PRIMARY KEY,
-    attempt_id TEXT NOT NULL,
-    folder     TEXT,
-    marker     TEXT,
-    pid        INTEGER,
-    pgid       INTEGER,
-    proc_start REAL,
-    boot_id    TEXT NOT NULL,
-    run_id     TEXT NOT NULL,
-    opened_at  REAL NOT NULL,
-    status     TEXT,
-    cgroup     TEXT
-)
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class JournalEntry:
-    """One row. ``folder`` and ``marker`` are None for a status journaled without
-    an opened attempt; ``pid``, ``pgid`` and ``proc_start`` until the process
-    started; ``status`` until one is due. Times are epoch seconds (``proc_start``
-    is psutil's create time). ``task_id`` is left out of the repr: log ``digest``.
-    """
-
-    task_id: str = field(repr=False)
-    attempt_id: str
-    folder: Path | None
-    marker: str | None
-    pid: int | None
-    pgid: int | None
-    proc_start: float | None
-    boot_id: str
-    run_id: str
-    opened_at: float
-    status: FinalStatus | None
-    #: The attempt's cgroup (a path), where the runner had cgroups.
-    cgroup: str | None = None
-    #: The runner that wrote the row (None in a row of an older runner).
-    runner_pid: int | None = None
-    runner_start: float | None = None
-
-    @property
-    def digest(self) -> str:
-        return digest(self.task_id)
 
 
 #: How often owed writes are made again while the journal cannot be written.
@@ -167,7 +122,7 @@ class Journal:
         ``HostFaultError`` instead when the disk is full, or on an I/O error or
         no memory: the host's fault, for now (exit 75, the unit restarts)."""
         try:
-            _create_private(path)
+            create_private(path)
             db = sqlite3.connect(
                 path,
                 isolation_level=None,  # autocommit: each write is its own transaction
@@ -177,12 +132,12 @@ class Journal:
         except OSError as exc:
             raise refusal(f"journal {path}: cannot open it: {exc}", exc) from exc
         except sqlite3.Error as exc:
-            raise _refused(f"journal {path}: cannot open it: {exc}", exc) from exc
+            raise refused(f"journal {path}: cannot open it: {exc}", exc) from exc
         try:
-            _prepare(db)
+            prepare(db)
         except (sqlite3.Error, ConfigError) as exc:
             db.close()
-            raise _refused(f"journal {path}: {exc}", exc) from exc
+            raise refused(f"journal {path}: {exc}", exc) from exc
         journal = cls(db, path, boot_id(), log)
         log.info(
             "journal_opened",
@@ -239,7 +194,7 @@ class Journal:
         """Before SetTaskStatus: the status to send (already redacted). Adds a row
         when the attempt has none (a task that failed before its folder opened),
         with ``attempt_id`` for the logs."""
-        row = self._new_row(task_id, attempt_id, status=_status_to_json(status))
+        row = self._new_row(task_id, attempt_id, status=status_to_json(status))
         self._write(
             "INSERT INTO attempts"
             " (task_id, attempt_id, boot_id, run_id, opened_at, status,"
@@ -324,7 +279,7 @@ class Journal:
             try:
                 changed = self._db.execute(sql, args).rowcount
             except sqlite3.Error as exc:
-                if not _host_fault(exc):
+                if not host_fault(exc):
                     self._owed.pop(0)
                     raise
                 self._said("journal_write_failed", owed=len(self._owed), error=str(exc))
@@ -344,96 +299,7 @@ class Journal:
     def _read(self, where: str, args: tuple[Any, ...]) -> list[JournalEntry]:
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM attempts {where}",  # noqa: S608 - constants
+                f"SELECT {COLUMNS} FROM attempts {where}",  # noqa: S608 - constants
                 args,
             ).fetchall()
-        return [_entry(row) for row in rows]
-
-
-#: SQLite's primary result codes of a host at fault for now (not of the file).
-_HOST_FAULTS = frozenset(
-    {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_NOMEM}
-)
-
-
-def _host_fault(exc: Exception) -> bool:
-    """Whether SQLite failed for the host (a full disk, I/O, no memory)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    return code is not None and code & 0xFF in _HOST_FAULTS
-
-
-def _refused(message: str, exc: Exception) -> RunnerError:
-    """``HostFaultError`` for a full disk, an I/O error or no memory; else
-    ``ConfigError``."""
-    return HostFaultError(message) if _host_fault(exc) else ConfigError(message)
-
-
-def _create_private(path: Path) -> None:
-    """Create ``path`` mode 0600 if absent, never through a symlink; make an
-    existing one 0600. Raises ``OSError``."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"{path} is not a regular file")
-        os.fchmod(fd, _FILE_MODE)
-    finally:
-        os.close(fd)
-
-
-def _prepare(db: sqlite3.Connection) -> None:
-    """WAL, NORMAL sync, the table; refuses a journal of a newer schema."""
-    (mode,) = db.execute("PRAGMA journal_mode = WAL").fetchone()
-    if str(mode).lower() != "wal":
-        raise ConfigError(f"WAL mode is not available (journal_mode={mode})")
-    db.execute("PRAGMA synchronous = NORMAL")
-    (version,) = db.execute("PRAGMA user_version").fetchone()
-    if version > SCHEMA_VERSION:
-        raise ConfigError(f"schema {version} is newer than this runner's")
-    db.execute(_SCHEMA)
-    _add_columns(db)
-    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-
-def _add_columns(db: sqlite3.Connection) -> None:
-    """``cgroup``, ``runner_pid`` and ``runner_start``, added to a table of an
-    older runner that lacks them."""
-    present = {row[1] for row in db.execute("PRAGMA table_info(attempts)")}
-    for name, kind in _ADDED_COLUMNS.items():
-        if name not in present:
-            db.execute(f"ALTER TABLE attempts ADD COLUMN {name} {kind}")
-
-
-def _entry(row: tuple[Any, ...]) -> JournalEntry:
-    task_id, attempt_id, folder, marker, pid, pgid, proc_start, boot, run_id = row[:9]
-    opened_at, status, cgroup, runner_pid, runner_start = row[9:]
-    return JournalEntry(
-        task_id=task_id,
-        attempt_id=attempt_id,
-        folder=None if folder is None else Path(folder),
-        marker=marker,
-        pid=pid,
-        pgid=pgid,
-        proc_start=proc_start,
-        boot_id=boot,
-        run_id=run_id,
-        opened_at=opened_at,
-        status=None if status is None else _status_from_json(status),
-        cgroup=cgroup,
-        runner_pid=runner_pid,
-        runner_start=runner_start,
-    )
-
-
-def _status_to_json(status: FinalStatus) -> str:
-    """The SetTaskStatus arguments as JSON: the wire names are a stable format."""
-    return json.dumps(status.to_api(), sort_keys=True)
-
-
-def _status_from_json(text: str) -> FinalStatus:
-    args = json.loads(text)
-    return FinalStatus(
-        status=TaskStatus(args["taskStatus"]),
-        error_id=args.get("errorId"),
-        error_message=args.get("errorMessage"),
-        error_stack_trace=args.get("errorStackTrace"),
-    )
+        return [entry_of(row) for row in rows]

@@ -25,14 +25,15 @@ import structlog
 
 from runner import activities, supervisor
 from runner.activities import staging
+from runner.attempt import AttemptPaths
 from runner.aws.client import Client
 from runner.aws.s3 import S3
-from runner.drain import Shutdown
+from runner.shutdown import Shutdown
 from runner.task import attemptlogs, commit
 from runner.task.journal import Journal
 from runner.task.steps import StepRunner
 from runner.task.stopflag import StopFlag
-from runner.taskmodel import AttemptPaths, FinalStatus, Task
+from runner.taskmodel import FinalStatus, Task
 from runner.workdir import WorkDir
 
 
@@ -77,11 +78,12 @@ class AttemptRecord:
             activities.safe_path_part(task.pipeline_id or "unknown"),
             *activities.component_ids(task),
         )
-        self.paths = paths  # known to pruning before the folder exists
-        self._work_dir.make_attempt(paths)
+        self.paths = paths
+        # journaled before it is made: pruning keeps every folder the journal holds
         self._journal.attempt_opened(
             self.task_id, self.attempt_id, paths.root, self.marker
         )
+        self._work_dir.make_attempt(paths)
         self._runner_log = attemptlogs.AttemptLog(
             paths.root / attemptlogs.RUNNER_LOG_NAME
         )
@@ -149,10 +151,10 @@ class AttemptRecord:
             until=shutdown.status_deadline,
             wake=(shutdown.requested, shutdown.fast),
         )
-        if sent.outcome == "dropped":  # the service moved on: TaskNotFound
+        if sent.delivery == "dropped":  # the service moved on: TaskNotFound
             self.log.warning("task_status_dropped", error=sent.error)
-        elif sent.outcome != "sent":  # invalid (our bug) or not sent (journaled)
-            event = f"task_status_{sent.outcome}"
+        elif sent.delivery != "sent":  # invalid (our bug) or not sent (journaled)
+            event = f"task_status_{sent.delivery}"
             self.log.error(event, error=sent.error, message=sent.message)
 
     def close(self, status: FinalStatus | None) -> None:

@@ -50,7 +50,8 @@ from structlog.typing import FilteringBoundLogger
 from runner import supervisor
 from runner.aws.client import Client
 from runner.task import commit
-from runner.task.journal import Journal, JournalEntry
+from runner.task.journal import Journal
+from runner.task.journalfile import JournalEntry
 from runner.taskmodel import FinalStatus
 
 RESTARTED_ERROR_ID = "RunnerRestarted"
@@ -229,10 +230,10 @@ class _Run:
             until=self._until,
             wake=(self.stop,),
         )
-        if sent.outcome == "sent":
+        if sent.delivery == "sent":
             log.info("journal_status_sent", **fields)
             return "sent"
-        if sent.outcome == "not_sent":
+        if sent.delivery == "not_sent":
             log.warning("journal_status_not_sent", code=sent.error, **fields)
             return "unsent"
         log.info("journal_status_dropped", code=sent.error, **fields)

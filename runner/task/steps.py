@@ -26,10 +26,11 @@ from typing import Generic, TypeVar
 import structlog
 
 from runner.activities import Transfer
+from runner.attempt import ProcessExit
 from runner.supervisor import Supervisor
 from runner.task.progress import Progress
 from runner.task.stopflag import StopFlag
-from runner.taskmodel import Outcome, StopReason
+from runner.taskmodel import StopReason
 
 T = TypeVar("T")
 
@@ -114,7 +115,7 @@ class StepRunner:
             raise Stopped
         return step.result()
 
-    def supervise(self, child: Supervisor) -> Outcome:
+    def supervise(self, child: Supervisor) -> ProcessExit:
         """Wait for ``child``; kill its tree as soon as the flag is set (TERM, the
         rest of ``kill_grace``, KILL; none once hurried)."""
         remove = self._flag.add_waker(child.interrupt_wait)

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 
 from runner.taskmodel import StopReason
+from runner.wakeup import Wakeable
 
 
 class StopFlag:
@@ -37,8 +38,8 @@ class StopFlag:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._event = threading.Event()
-        self._urgent = threading.Event()
+        self._event = Wakeable()
+        self._urgent = Wakeable()
         self._reason: StopReason | None = None
         self._detail = ""
         self._set_at: float | None = None

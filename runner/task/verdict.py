@@ -1,7 +1,7 @@
 """The final status of one attempt, decided in one place.
 
 Owns: ``final_status``, the one mapping from how an attempt ended (the ``StopReason``
-on its stop flag, or none; the main step's ``Outcome``, or the error that ended it
+on its stop flag, or none; the main step's ``ProcessExit``, or the error that ended it
 early) to the final call: FINISHED, FALSE, FAILED with an errorId that names the
 cause, or no call at all.
 
@@ -26,15 +26,16 @@ from __future__ import annotations
 
 import signal
 
+from runner.attempt import ProcessExit
 from runner.errors import ActivityError, SpawnError
-from runner.taskmodel import FinalStatus, Outcome, StopReason, TaskStatus
+from runner.taskmodel import FinalStatus, StopReason, TaskStatus
 
 _NO_STATUS = frozenset({StopReason.CANCELED, StopReason.LOST, StopReason.LEASE_EXPIRED})
 
 
 def final_status(
     reason: StopReason | None,
-    outcome: Outcome | None,
+    outcome: ProcessExit | None,
     *,
     error: ActivityError | SpawnError | None = None,
     precondition: bool = False,

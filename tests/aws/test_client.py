@@ -35,6 +35,7 @@ from runner.errors import (
 )
 from runner.localservice import LocalService
 from runner.taskmodel import FinalStatus, TaskStatus, digest
+from runner.wakeup import Wakeable
 
 WORKER_GROUP = "wg-client"
 HOSTNAME = "host-1"
@@ -97,8 +98,8 @@ def new_client(service: LocalService) -> Callable[..., Client]:
         return Client(
             region="us-east-1",
             endpoint_url=service.endpoint_url,
-            stop=stop or threading.Event(),
-            abort=abort or threading.Event(),
+            stop=stop or Wakeable(),
+            abort=abort or Wakeable(),
             policies=policies,
             log=logs.get_logger("test"),
             **kwargs,
@@ -427,7 +428,7 @@ class _Later:
 def test_stop_interrupts_the_backoff_of_the_runner_heartbeat(
     new_client: Callable[..., Client], service: LocalService
 ) -> None:
-    stop = threading.Event()
+    stop = Wakeable()
     client = new_client(RetryPolicies(*[SLOW] * 6), stop=stop)
     service.faults.add(
         "ReportTaskRunnerHeartbeat", error="ThrottlingException", times=None
@@ -446,7 +447,7 @@ def test_set_task_status_retries_until_its_deadline_which_may_move_closer(
 ) -> None:
     """Neither ``stop`` nor ``abort`` ends the final status: only its deadline does
     (the shutdown's status deadline), re-read whenever a ``wake`` event is set."""
-    stop, abort, moved = threading.Event(), threading.Event(), threading.Event()
+    stop, abort, moved = Wakeable(), Wakeable(), Wakeable()
     client = new_client(RetryPolicies(*[SLOW] * 6), stop=stop, abort=abort)
     task = make_task()
     service.faults.add("SetTaskStatus", error="InternalServiceError", times=None)
@@ -477,7 +478,7 @@ def test_set_task_status_retries_until_its_deadline_which_may_move_closer(
 def test_abort_interrupts_the_backoff_of_the_poll(
     new_client: Callable[..., Client], service: LocalService
 ) -> None:
-    abort = threading.Event()
+    abort = Wakeable()
     client = new_client(RetryPolicies(*[SLOW] * 6), abort=abort)
     service.faults.add("PollForTask", error="drop", times=None)
     later = _Later(abort, 0.2)
@@ -532,8 +533,8 @@ def test_no_region_and_no_endpoint_is_a_config_error(
         Client(
             region=None,
             endpoint_url=None,
-            stop=threading.Event(),
-            abort=threading.Event(),
+            stop=Wakeable(),
+            abort=Wakeable(),
             log=logs.get_logger("test"),
         )
 
@@ -543,8 +544,8 @@ def test_region_comes_from_the_flag_then_aws_region_then_boto3(
 ) -> None:
     kwargs: dict[str, Any] = {
         "endpoint_url": service.endpoint_url,
-        "stop": threading.Event(),
-        "abort": threading.Event(),
+        "stop": Wakeable(),
+        "abort": Wakeable(),
         "log": logs.get_logger("test"),
     }
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
@@ -563,8 +564,8 @@ def test_missing_credentials_is_a_config_error(
     bare = Client(
         region="us-east-1",
         endpoint_url=service.endpoint_url,
-        stop=threading.Event(),
-        abort=threading.Event(),
+        stop=Wakeable(),
+        abort=Wakeable(),
         log=logs.get_logger("test"),
     )
     with pytest.raises(ConfigError, match="no AWS credentials found"):
@@ -614,7 +615,7 @@ def test_translate(exc: Exception, expected: type[Exception]) -> None:
 
 
 def test_an_event_set_before_the_call_still_allows_one_try() -> None:
-    stop = threading.Event()
+    stop = Wakeable()
     stop.set()
     tries: list[int] = []
 

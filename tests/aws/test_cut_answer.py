@@ -11,7 +11,6 @@ service received.
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from runner.aws.translate import (
 from runner.errors import TransientServiceError
 from runner.localservice import LocalService
 from runner.taskmodel import FinalStatus, TaskStatus, digest
+from runner.wakeup import Wakeable
 from tests.support.pipelines import default_object, fields_of, shell, submit
 from tests.support.waiting import wait_for
 
@@ -46,8 +46,8 @@ def _client(endpoint_url: str) -> Client:
     return Client(
         region="us-east-1",
         endpoint_url=endpoint_url,
-        stop=threading.Event(),
-        abort=threading.Event(),
+        stop=Wakeable(),
+        abort=Wakeable(),
         policies=RetryPolicies.fast(),
         log=logs.get_logger("test"),
     )

@@ -11,7 +11,8 @@ import structlog
 from boto3.s3.transfer import TransferConfig
 from structlog.testing import capture_logs
 
-from runner.aws.s3 import S3, parse_s3_uri, relative_key_path
+from runner.aws.s3 import S3
+from runner.aws.s3uri import parse_s3_uri, relative_key_path
 from runner.errors import ActivityError, StagingError
 
 MIB = 1024 * 1024

@@ -20,7 +20,8 @@ import pytest
 import structlog
 
 from runner.errors import ConfigError
-from runner.task.journal import SCHEMA_VERSION, Journal, JournalEntry
+from runner.task.journal import Journal
+from runner.task.journalfile import SCHEMA_VERSION, JournalEntry
 from runner.taskmodel import FinalStatus, TaskStatus, digest
 from tests.support.runners import REPO
 

@@ -34,6 +34,7 @@ from runner.supervisor import MARKER_ENV
 from runner.task.journal import Journal
 from runner.task.recovery import RESTARTED_ERROR_ID, recover
 from runner.taskmodel import FinalStatus, TaskStatus, digest
+from runner.wakeup import Wakeable
 from tests.support.pipelines import default_object, shell, submit
 from tests.support.runners import SCRIPTS
 from tests.support.waiting import wait_for
@@ -61,8 +62,8 @@ def new_client(service: LocalService) -> Callable[..., Client]:
         return Client(
             region="us-east-1",
             endpoint_url=service.endpoint_url,
-            stop=threading.Event(),
-            abort=threading.Event(),
+            stop=Wakeable(),
+            abort=Wakeable(),
             policies=policies or RetryPolicies.fast(),
             log=logs.get_logger("test"),
         )
@@ -349,7 +350,7 @@ def test_a_stop_ends_the_recovery_and_leaves_the_rows(
     for n in range(3):
         old.status_pending(f"task-{n}", FINISHED)
     old.close()
-    stop = threading.Event()
+    stop = Wakeable()
     service.faults.add("SetTaskStatus", error="InternalServiceError", times=None)
     journal = Journal.open(journal_path, log=LOG)
     threading.Timer(0.3, stop.set).start()

@@ -10,10 +10,11 @@ import pytest
 import structlog
 
 from runner.activities import ActivityContext, Process
+from runner.attempt import AttemptPaths
 from runner.aws.s3 import S3
 from runner.errors import ActivityError, TransientServiceError
 from runner.task import references
-from runner.taskmodel import AttemptPaths, Task
+from runner.taskmodel import Task
 
 ATTEMPT = "@Act_2024-01-01T00:00:00_Attempt=1"
 

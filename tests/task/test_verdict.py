@@ -6,13 +6,16 @@ import signal
 
 import pytest
 
+from runner.attempt import ProcessExit
 from runner.errors import ActivityError, SpawnError, StagingError
 from runner.task.verdict import final_status, signal_name
-from runner.taskmodel import FinalStatus, Outcome, StopReason, TaskStatus
+from runner.taskmodel import FinalStatus, StopReason, TaskStatus
 
-OK = Outcome(returncode=0, signal=None, duration_s=0.1)
-EXIT_3 = Outcome(returncode=3, signal=None, duration_s=0.1)
-KILLED = Outcome(returncode=None, signal=signal.SIGKILL, duration_s=0.1, killed=True)
+OK = ProcessExit(returncode=0, signal=None, duration_s=0.1)
+EXIT_3 = ProcessExit(returncode=3, signal=None, duration_s=0.1)
+KILLED = ProcessExit(
+    returncode=None, signal=signal.SIGKILL, duration_s=0.1, killed=True
+)
 
 
 @pytest.mark.parametrize(
@@ -91,7 +94,7 @@ def test_exit_code_and_signal_name_the_error_and_hide_secrets() -> None:
 def test_a_real_time_signal_is_named_not_a_crash() -> None:
     # signal.Signals(40) raises ValueError: the old verdict crashed into RunnerError
     rtmin = int(signal.SIGRTMIN)
-    status = final_status(None, Outcome(None, rtmin + 6, 0.1))
+    status = final_status(None, ProcessExit(None, rtmin + 6, 0.1))
     assert status is not None
     assert status.error_id == "Signal:SIGRTMIN+6"
     assert signal_name(int(signal.SIGTERM)) == "SIGTERM"

@@ -27,6 +27,8 @@ from __future__ import annotations
 import threading
 import time
 
+from runner.wakeup import Wakeable
+
 #: After the drain and the kill, each final status gets at most this long, and
 #: the start-up recovery all its statuses together (the default of the setting
 #: ``status_budget``).
@@ -50,9 +52,9 @@ class Shutdown:
         self.kill_grace = kill_grace
         self.status_budget_s = status_budget_s
         #: Set by ``begin``: stop polling; backoffs of polls and heartbeats end.
-        self.requested = threading.Event()
+        self.requested = Wakeable()
         #: Set by ``hurry``: kill now; every other backoff ends.
-        self.fast = threading.Event()
+        self.fast = Wakeable()
         self.reason: str | None = None
         self._began: float | None = None
         self._hurried: float | None = None
@@ -92,7 +94,8 @@ class Shutdown:
     def status_deadline(self) -> float | None:
         """``time.monotonic()`` by which a final status must have been sent, or None
         while the runner is not stopping. Moves closer on ``hurry``: wait on
-        ``requested`` and ``fast`` to learn when it moves."""
+        ``requested`` and ``fast`` (``Wakeable``: a retry's backoff wakes on them)
+        to learn when it moves."""
         began, hurried = self._began, self._hurried
         if began is None:
             return None

@@ -1,0 +1,106 @@
+"""``dp-runner exec``: one instance of one activity or precondition, here.
+
+It owns the options and the exit code of the verdict; ``execone.py`` builds and
+runs the instance.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from runner import execone, localrun
+from runner.cli.exits import fail
+from runner.errors import RunnerError
+from runner.execslot import ExecUsageError
+
+
+class ExecCommand(click.Command):
+    """``exec`` (and ``export airflow``), whose ``--parameter-values`` takes several
+    values after one flag."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, execone.spread_values(args))
+
+
+@click.command(name="exec", cls=ExecCommand)
+@click.argument(
+    "definition", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--object", "target", required=True, help="Activity or precondition id.")
+@click.option(
+    "--scheduled-start",
+    required=True,
+    metavar="TIME",
+    help="The slot's @scheduledStartTime, ISO 8601 (UTC unless an offset is given).",
+)
+@click.option(
+    localrun.VALUES_FLAG,
+    "parameter_values",
+    multiple=True,
+    metavar="ID=VALUE...",
+    help="Parameter values, instead of the file's (masked *my... never here).",
+)
+@click.option(
+    "--parameter-values-uri",
+    metavar="file://FILE",
+    help='A {"values": {...}} file, instead of the file\'s.',
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    envvar="DP_RUNNER_CONFIG",
+    help="TOML file (config.example.toml).",
+)
+@click.option(
+    "--work-dir",
+    type=click.Path(path_type=Path),
+    help="Attempt folders, logs and state (default: a temporary one).",
+)
+@click.option("--kill-grace", type=float, help="SIGTERM to SIGKILL (10).")
+@click.option("--run-as", help="When root: run the task as this user.")
+@click.option("--log-format", type=click.Choice(["auto", "json", "console"]))
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--keep", is_flag=True, help="Keep the work dir it made, even on exit 0.")
+def exec_(  # noqa: PLR0917 - click passes each option
+    definition: Path,
+    target: str,
+    scheduled_start: str,
+    parameter_values: tuple[str, ...],
+    parameter_values_uri: str | None,
+    config_file: Path | None,
+    *,
+    keep: bool,
+    **flags: Any,
+) -> None:
+    """Run one instance of one activity or precondition of DEFINITION, here.
+
+    Masked *my... values come from DP_PARAMETER_<name> (for *myPassword:
+    DP_PARAMETER_myPassword) or the values file. Exit 0 FINISHED, 3 the
+    precondition is FALSE, 4 FAILED, 5 stopped by a signal, 78 a definition or
+    configuration error, 2 usage (docs/install.md)."""
+    if parameter_values and parameter_values_uri is not None:
+        raise click.UsageError("--parameter-values-uri excludes --parameter-values")
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    try:
+        defn = execone.load(
+            definition, pairs=parameter_values, values_uri=parameter_values_uri
+        )
+        slot = execone.slot_of(defn, target, scheduled_start)
+        outcome = execone.run(
+            config_file, overrides, definition, defn, slot, say=click.echo
+        )
+    except ExecUsageError as exc:
+        raise click.UsageError(str(exc)) from exc
+    except RunnerError as exc:
+        fail("dp-runner exec", exc)
+    verdict = outcome.verdict
+    if verdict.code != 0:
+        click.echo(f"dp-runner exec: {slot.instance_id} {verdict.line()}", err=True)
+    if not execone.clean_up(outcome, keep=keep):
+        click.echo(f"attempt folders: {outcome.work_dir / 'attempts'}", err=True)
+    sys.exit(verdict.code)
