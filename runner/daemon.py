@@ -267,7 +267,11 @@ def _recover(runner: Runner) -> Recovery | None:
     if failed:
         raise failed[0]
     if runner.shutdown.requested.is_set():
-        runner.log.info("recovery_stopped", abandoned=thread.is_alive())
+        runner.log.info(
+            "recovery_stopped",
+            abandoned=thread.is_alive(),
+            reason=runner.shutdown.reason,
+        )
         return None
     return done[0]
 

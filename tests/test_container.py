@@ -376,7 +376,9 @@ def test_as_pid_1_a_stop_during_start_up_is_kept_not_lost(
 ) -> None:
     """The kernel drops a signal sent to PID 1 while it has no handler for it. The
     runner holds the stop signals from its first line until its handlers are in,
-    so a SIGTERM during its imports drains it at once instead of being lost."""
+    so a SIGTERM during its imports drains it at once instead of being lost. Once
+    the handlers are in, the held SIGTERM lands in the start-up recovery or in the
+    worker's drain, whichever the machine's speed puts it in: either says so."""
     runner = contain()
     sigterm = 1 << (signal.SIGTERM - 1)
 
@@ -390,5 +392,5 @@ def test_as_pid_1_a_stop_during_start_up_is_kept_not_lost(
     wait_for(starting, 10, "a runner that holds SIGTERM and has no handler yet")
     runner.signal(signal.SIGTERM)
     assert runner.wait_exit() == 0
-    (draining,) = runner.events("worker_draining")
-    assert draining["reason"] == "SIGTERM"
+    (stopped,) = runner.events("worker_draining") + runner.events("recovery_stopped")
+    assert stopped["reason"] == "SIGTERM"

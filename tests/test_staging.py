@@ -8,7 +8,6 @@ import socket
 import stat
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -303,8 +302,10 @@ def silent_endpoint(
 def test_a_hung_transfer_ends_soon_after_its_stop(
     silent_endpoint: str, tmp_path: Path
 ) -> None:
-    """The invariant behind abandoning a step: the thread left behind ends within
-    about one read timeout of the stop, because the stop ends the retries."""
+    """The invariant behind abandoning a step: the thread left behind ends soon
+    after the stop, because the stop ends the retries. Without it the retries
+    would go on for the policy's 60 s budget; the bound sits far below that and
+    far above a read timeout, so that it holds on a machine of any speed."""
     patient = RetryPolicy(
         attempts=100, budget_s=60.0, wait_initial_s=0.01, wait_max_s=0.05
     )
@@ -325,9 +326,7 @@ def test_a_hung_transfer_ends_soon_after_its_stop(
     threading.Thread(target=upload, daemon=True).start()
     assert not ended.wait(1.5)  # retried, not given up: only the stop ends it
     stop.set()
-    started = time.monotonic()
-    assert ended.wait(5)
-    assert time.monotonic() - started < 1.5
+    assert ended.wait(10)  # the stop, not the 60 s budget, ended the retries
     assert errors
     assert errors[0].error_id == "S3Error"
 

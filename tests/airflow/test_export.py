@@ -15,8 +15,9 @@ import pytest
 
 from runner.airflow.export import export
 from runner.airflow.plan import Options
+from runner.definitionquery import secret_values
 from runner.errors import EX_CONFIG
-from runner.pipelinefile import definition_from_json, secret_values
+from runner.pipelinefile import definition_from_json
 from tests.support.dagfile import exported, read_dag, scheduled, shell, write
 from tests.support.runners import REPO
 

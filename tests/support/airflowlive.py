@@ -20,7 +20,7 @@ from tests.support.runners import REPO
 #: The Airflow under test: .venv-airflow (3.x) unless DP_AIRFLOW_VENV names another
 #: (make test-airflow runs the tests once per venv: .venv-airflow2 holds 2.11).
 AIRFLOW = REPO / os.environ.get("DP_AIRFLOW_VENV", ".venv-airflow") / "bin" / "airflow"
-DEFS = Path(__file__).parent / "defs"
+DEFS = Path(__file__).parent.parent / "airflow" / "defs"
 EXAMPLES = REPO / "examples"
 SCRIPTS = REPO / "tests" / "scripts"
 

@@ -66,7 +66,7 @@ def test_a_status_for_a_task_that_is_gone_is_dropped_and_closed(
     sent = send(
         new_client(service.endpoint_url), journal, task["taskId"], failed, until=never
     )
-    assert (sent.outcome, sent.error) == ("dropped", "TaskNotFoundException")
+    assert (sent.delivery, sent.error) == ("dropped", "TaskNotFoundException")
     assert journal.entries() == []
     journal.close()
 
@@ -98,7 +98,7 @@ def test_a_status_the_service_keeps_failing_stays_for_the_next_start(
         until=lambda: time.monotonic() if moved.is_set() else None,
         wake=[moved],
     )
-    assert (sent.outcome, sent.error) == ("not_sent", "InternalServiceError")
+    assert (sent.delivery, sent.error) == ("not_sent", "InternalServiceError")
     assert len(service.calls("SetTaskStatus")) >= tries  # retried, not given up
     (left,) = journal.entries()
     assert left.status == FINISHED  # kept, for the next start
