@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner import daemon, dispatcher, execslot, localrun, logs, supervisor
-from runner.aws import management
 from runner.aws.client import Client
 from runner.aws.session import new_session
 from runner.config import Settings
@@ -213,23 +212,9 @@ def exec_settings(
 def check_whole(client: Client, defn: Definition, name: str) -> None:
     """Put the whole definition to a pipeline that is never activated: what the
     service refuses (AWS would refuse it too) is a ``ConfigError``."""
-    pipeline_id = management.create_pipeline(
-        client, f"{name}-check", f"dp-runner-exec-check-{uuid.uuid4()}"
+    localrun.put_checked(
+        client, defn, f"{name}-check", f"dp-runner-exec-check-{uuid.uuid4()}"
     )
-    answer = management.put_pipeline_definition(
-        client,
-        pipeline_id,
-        defn.pipeline_objects,
-        defn.parameter_objects,
-        defn.parameter_values,
-    )
-    problems = [
-        f"{item.get('id')}: {error}"
-        for item in answer.get("validationErrors", [])
-        for error in item.get("errors", [])
-    ]
-    if answer.get("errored") or problems:
-        raise ConfigError("the definition is invalid:\n  " + "\n  ".join(problems))
 
 
 def clean_up(outcome: ExecSummary, *, keep: bool) -> bool:

@@ -226,17 +226,10 @@ def groups_to_serve(defn: Definition) -> list[str]:
     return sorted({*worker_groups(defn), RUNS_ON_GROUP})
 
 
-def submit(client: Client, defn: Definition, name: str) -> str:
-    """Create, put and activate; ``ConfigError`` when the definition is refused.
-
-    First, the definition's secret values (``*my…`` parameters, what ``*`` fields
-    use) are masked in every log line from now on (``logs.mask_values``): the
-    put's body carries them, and botocore logs bodies at debug level; so do the
-    task objects the runner will receive."""
-    logs.mask_values(secret_values(defn))
-    pipeline_id = management.create_pipeline(
-        client, name, f"dp-runner-local-{uuid.uuid4()}"
-    )
+def put_checked(client: Client, defn: Definition, name: str, token: str) -> str:
+    """Create a pipeline and put the definition to it; its id. ``ConfigError``
+    (exit 78) naming each problem when the service refuses the definition."""
+    pipeline_id = management.create_pipeline(client, name, token)
     answer = management.put_pipeline_definition(
         client,
         pipeline_id,
@@ -251,6 +244,18 @@ def submit(client: Client, defn: Definition, name: str) -> str:
     ]
     if answer.get("errored") or problems:
         raise ConfigError("the definition is invalid:\n  " + "\n  ".join(problems))
+    return pipeline_id
+
+
+def submit(client: Client, defn: Definition, name: str) -> str:
+    """Create, put and activate; ``ConfigError`` when the definition is refused.
+
+    First, the definition's secret values (``*my…`` parameters, what ``*`` fields
+    use) are masked in every log line from now on (``logs.mask_values``): the
+    put's body carries them, and botocore logs bodies at debug level; so do the
+    task objects the runner will receive."""
+    logs.mask_values(secret_values(defn))
+    pipeline_id = put_checked(client, defn, name, f"dp-runner-local-{uuid.uuid4()}")
     management.activate_pipeline(client, pipeline_id, defn.parameter_values)
     return pipeline_id
 
