@@ -37,7 +37,7 @@ from runner.localview import (
     InstanceRow,
     Watch,
 )
-from runner.localwatch import attempt_rows, instance_rows
+from runner.localwatch import attempt_rows, event_sink, instance_rows
 from runner.signals import LOCAL_RUN_ENDED, STOP_SIGNALS, Request
 
 EXIT_FINISHED = 0
@@ -159,13 +159,7 @@ def start_slot_watch(  # noqa: PLR0917 - the watch's one composition point
     before ``LOCAL_RUN_ENDED`` goes to ``inbox`` (also when ``stop`` is set or
     the watch failed, without a verdict)."""
     answer = Answer()
-
-    def on_events(events: list[Event], width: int) -> None:
-        for event in events:
-            if say is not None:
-                say(event.line(width))
-            else:
-                log.info(f"instance_{event.kind}", **event.fields())
+    on_events = event_sink(log, say)
 
     def watch() -> None:
         try:

@@ -121,6 +121,22 @@ def wait_all_ended(
     return rows
 
 
+def event_sink(
+    log: structlog.typing.FilteringBoundLogger, say: Callable[[str], None] | None
+) -> Callable[[list[Event], int], None]:
+    """Where a look's events go: a line each for a person (``say``), else a JSON
+    log line each (``instance_<kind>``). Shared by ``run --local`` and ``exec``."""
+
+    def on_events(events: list[Event], width: int) -> None:
+        for event in events:
+            if say is not None:
+                say(event.line(width))
+            else:
+                log.info(f"instance_{event.kind}", **event.fields())
+
+    return on_events
+
+
 def start_watch(  # noqa: PLR0917 - the watch's one composition point
     client: Client,
     pipeline_id: str,
@@ -135,12 +151,7 @@ def start_watch(  # noqa: PLR0917 - the watch's one composition point
     terminal) or logged; ``LOCAL_RUN_ENDED`` goes to ``inbox`` once every
     instance has ended, ``stop`` is set, time runs out, or the watch failed."""
 
-    def on_events(events: list[Event], width: int) -> None:
-        for event in events:
-            if say is not None:
-                say(event.line(width))
-            else:
-                log.info(f"instance_{event.kind}", **event.fields())
+    on_events = event_sink(log, say)
 
     def run() -> None:
         try:

@@ -37,7 +37,7 @@ import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 try:  # Airflow 3.x
     from airflow.sdk import BaseOperator, BaseSensorOperator, Variable
@@ -120,6 +120,33 @@ class _ExecMixin:
     object_id: str
     secrets: Mapping[str, str]
     kill_grace: float
+    _runner: _Exec
+
+    def _bind(
+        self,
+        definition: Mapping[str, Any],
+        object_id: str,
+        secrets: Mapping[str, str] | None,
+        kill_grace: float,
+    ) -> None:
+        """The fields both keep; each class's own ``__init__`` still names its
+        arguments, as Airflow reads them from the signature."""
+        self.definition = definition
+        self.object_id = object_id
+        self.secrets = dict(secrets or {})
+        self.kill_grace = kill_grace
+        self._runner = _Exec(kill_grace)
+
+    def _fail(self, code: int) -> NoReturn:
+        """A failed exec: no retry for a definition or usage error (78, 2)."""
+        message = f"dp-runner exec --object {self.object_id}: exit {code}"
+        if code in EXIT_NO_RETRY:
+            raise AirflowFailException(message)
+        raise AirflowException(message)
+
+    def on_kill(self) -> None:
+        """Airflow stops the task: the exec's tree gets SIGTERM, then a kill."""
+        self._runner.stop()
 
     def _exec_code(self, context: Mapping[str, Any], runner: _Exec, log: Any) -> int:
         start = context.get("data_interval_start") or context.get("logical_date")
@@ -169,23 +196,13 @@ class DpRunnerExecOperator(_ExecMixin, BaseOperator):  # type: ignore[misc]
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.definition = definition
-        self.object_id = object_id
-        self.secrets = dict(secrets or {})
-        self.kill_grace = kill_grace
-        self._runner = _Exec(kill_grace)
+        self._bind(definition, object_id, secrets, kill_grace)
 
     def execute(self, context: Any) -> None:
         code = self._exec_code(context, self._runner, self.log)
         if code == 0:
             return
-        message = f"dp-runner exec --object {self.object_id}: exit {code}"
-        if code in EXIT_NO_RETRY:
-            raise AirflowFailException(message)
-        raise AirflowException(message)
-
-    def on_kill(self) -> None:
-        self._runner.stop()
+        self._fail(code)
 
 
 class DpRunnerPreconditionSensor(_ExecMixin, BaseSensorOperator):  # type: ignore[misc]
@@ -204,23 +221,13 @@ class DpRunnerPreconditionSensor(_ExecMixin, BaseSensorOperator):  # type: ignor
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.definition = definition
-        self.object_id = object_id
-        self.secrets = dict(secrets or {})
-        self.kill_grace = kill_grace
-        self._runner = _Exec(kill_grace)
+        self._bind(definition, object_id, secrets, kill_grace)
 
     def poke(self, context: Any) -> bool:
         code = self._exec_code(context, self._runner, self.log)
         if code in {0, EXIT_FALSE}:
             return code == 0
-        message = f"dp-runner exec --object {self.object_id}: exit {code}"
-        if code in EXIT_NO_RETRY:
-            raise AirflowFailException(message)
-        raise AirflowException(message)
-
-    def on_kill(self) -> None:
-        self._runner.stop()
+        self._fail(code)
 
 
 class NotTranslatedOperator(BaseOperator):  # type: ignore[misc]

@@ -8,6 +8,7 @@ data format, action, schedule, utility), its required fields, its required group
 tables. Each type names its page.
 
 Must not: check anything itself (`typerules` does), or know about the service.
+What a type is (`ObjectType`, the kinds) is `objecttype`'s; this module is the tables.
 
 Why: AWS refuses an unknown type, a missing required field or group, and warns
 about a field its type does not have; the local service must give the same
@@ -24,85 +25,62 @@ inline connection, Hive and Pig's `generatedScriptsPath`).
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
-ACTIVITY = "activity"
-DATA_NODE = "datanode"
-RESOURCE = "resource"
-PRECONDITION = "precondition"
-DATABASE = "database"
-DATA_FORMAT = "dataformat"
-ACTION = "action"
-SCHEDULE = "schedule"
-UTILITY = "utility"
-
-
-def _names(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
+from runner.localservice.objecttype import (
+    ACTION,
+    ACTIVITY,
+    DATA_FORMAT,
+    DATA_NODE,
+    DATABASE,
+    PRECONDITION,
+    RESOURCE,
+    SCHEDULE,
+    UTILITY,
+    ObjectType,
+    names,
+)
 
 # The runtime fields without `@` that the pages list: users do not set them, but
 # naming one is not a typo.
-_RUNTIME = _names(
+_RUNTIME = names(
     "cancellationReason emrStepLog errorId errorMessage errorStackTrace "
     "hadoopJobLog hostname reportProgressTime"
 )
 # Fields every scheduled, retried object has (activities, data nodes, resources).
-_RUNNABLE = _RUNTIME | _names(
+_RUNNABLE = _RUNTIME | names(
     "attemptStatus attemptTimeout failureAndRerunMode lateAfterTimeout "
     "maxActiveInstances maximumRetries onFail onLateAction onSuccess parent "
     "pipelineLogUri reportProgressTimeout retryDelay schedule scheduleType"
 )
-_ACTIVITY = _RUNNABLE | _names("dependsOn input output precondition runsOn workerGroup")
-_EMR_ACTIVITY = _ACTIVITY | _names(
+_ACTIVITY = _RUNNABLE | names("dependsOn input output precondition runsOn workerGroup")
+_EMR_ACTIVITY = _ACTIVITY | names(
     "resizeClusterBeforeRunning resizeClusterMaxInstances"
 )
 # `generatedScriptsPath` is not in the stored pages' tables, but AWS's own
 # SimplePigActivity sample sets it (where the evaluated script is kept).
-_TASK_CONFIG = _names(
+_TASK_CONFIG = names(
     "preActivityTaskConfig postActivityTaskConfig hadoopQueue generatedScriptsPath"
 )
-_DATA_NODE = _RUNNABLE | _names("dependsOn precondition runsOn workerGroup")
-_SQL_NODE = _DATA_NODE | _names(
+_DATA_NODE = _RUNNABLE | names("dependsOn precondition runsOn workerGroup")
+_SQL_NODE = _DATA_NODE | names(
     "createTableSql database insertQuery schemaName selectQuery table"
 )
-_RESOURCE = _RUNNABLE | _names(
+_RESOURCE = _RUNNABLE | names(
     "actionOnResourceFailure actionOnTaskFailure availabilityZone httpProxy "
     "initTimeout keyPair region resourceRole role runsOn subnetId terminateAfter "
     "useOnDemandOnLastAttempt workerGroup"
 )
-_PRECONDITION = _names(
+_PRECONDITION = names(
     "attemptStatus attemptTimeout failureAndRerunMode lateAfterTimeout "
     "maximumRetries onFail onLateAction onSuccess parent preconditionTimeout "
     "reportProgressTimeout retryDelay cancellationReason currentRetryCount "
     "emrStepLog errorId errorMessage errorStackTrace hadoopJobLog hostname "
     "lastRetryTime node reportProgressTime"
 )
-_RUNNER_PRECONDITION = _PRECONDITION | _names("workerGroup runsOn")
-_DATABASE = _names("*password databaseName jdbcProperties parent username")
-_FORMAT = _names("column parent")
+_RUNNER_PRECONDITION = _PRECONDITION | names("workerGroup runsOn")
+_DATABASE = names("*password databaseName jdbcProperties parent username")
+_FORMAT = names("column parent")
 _COMMAND = ("command", "scriptUri")
 _ROUTE = ("runsOn", "workerGroup")
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectType:
-    """One type: its DG page, kind, required fields and groups, known fields.
-    A group is a tuple of fields of which one must be present."""
-
-    page: str
-    kind: str
-    required: tuple[str, ...] = ()
-    groups: tuple[tuple[str, ...], ...] = ()
-    optional: frozenset[str] = frozenset()
-    # Fields the page says are "not allowed on this object" (resources).
-    forbidden: tuple[str, ...] = ()
-
-    @property
-    def fields(self) -> frozenset[str]:
-        named = {*self.required, *(f for group in self.groups for f in group)}
-        return self.optional | named | {"type"}
 
 
 _A, _D, _R, _P = ACTIVITY, DATA_NODE, RESOURCE, PRECONDITION
@@ -114,56 +92,56 @@ TYPES: dict[str, ObjectType] = {
         _A,
         ("step",),
         (_ROUTE,),
-        _EMR_ACTIVITY | _names("postStepCommand preStepCommand"),
+        _EMR_ACTIVITY | names("postStepCommand preStepCommand"),
     ),
     "HadoopActivity": ObjectType(
         "dp-object-hadoopactivity",
         _A,
         ("jarUri",),
         (_ROUTE,),
-        _ACTIVITY | _TASK_CONFIG | _names("argument mainClass"),
+        _ACTIVITY | _TASK_CONFIG | names("argument mainClass"),
     ),
     "HiveActivity": ObjectType(
         "dp-object-hiveactivity",
         _A,
         (),
         (("hiveScript", "scriptUri"), _ROUTE),
-        _EMR_ACTIVITY | _TASK_CONFIG | _names("scriptVariable stage"),
+        _EMR_ACTIVITY | _TASK_CONFIG | names("scriptVariable stage"),
     ),
     "HiveCopyActivity": ObjectType(
         "dp-object-hivecopyactivity",
         _A,
         (),
         (_ROUTE,),
-        _EMR_ACTIVITY | _TASK_CONFIG | _names("filterSql"),
+        _EMR_ACTIVITY | _TASK_CONFIG | names("filterSql"),
     ),
     "PigActivity": ObjectType(
         "dp-object-pigactivity",
         _A,
         (),
         (("script", "scriptUri"), _ROUTE),
-        _EMR_ACTIVITY | _TASK_CONFIG | _names("scriptVariable stage"),
+        _EMR_ACTIVITY | _TASK_CONFIG | names("scriptVariable stage"),
     ),
     "RedshiftCopyActivity": ObjectType(
         "dp-object-redshiftcopyactivity",
         _A,
         ("insertMode",),
         (_ROUTE,),
-        _ACTIVITY | _names("commandOptions queue transformSql"),
+        _ACTIVITY | names("commandOptions queue transformSql"),
     ),
     "ShellCommandActivity": ObjectType(
         "dp-object-shellcommandactivity",
         _A,
         (),
         (_COMMAND, _ROUTE),
-        _ACTIVITY | _names("scriptArgument stage stderr stdout"),
+        _ACTIVITY | names("scriptArgument stage stderr stdout"),
     ),
     "SqlActivity": ObjectType(
         "dp-object-sqlactivity",
         _A,
         ("database",),
         (("script", "scriptUri"), _ROUTE),
-        _ACTIVITY | _names("queue scriptArgument"),
+        _ACTIVITY | names("queue scriptArgument"),
     ),
     # ---- data nodes (DG dp-object-datanodes) ------------------------------------
     "DynamoDBDataNode": ObjectType(
@@ -172,7 +150,7 @@ TYPES: dict[str, ObjectType] = {
         ("tableName",),
         (),
         _DATA_NODE
-        | _names("dataFormat readThroughputPercent region writeThroughputPercent"),
+        | names("dataFormat readThroughputPercent region writeThroughputPercent"),
     ),
     # The connection written inline (`connectionString`, `username`,
     # `*password`), as DG dp-object-pigactivity's example and AWS's RDStoS3 sample
@@ -182,14 +160,14 @@ TYPES: dict[str, ObjectType] = {
         _D,
         ("table",),
         (),
-        _SQL_NODE | _names("connectionString username *password"),
+        _SQL_NODE | names("connectionString username *password"),
     ),
     "RedshiftDataNode": ObjectType(
         "dp-object-redshiftdatanode",
         _D,
         ("database", "tableName"),
         (),
-        _DATA_NODE | _names("createTableSql primaryKeys schemaName"),
+        _DATA_NODE | names("createTableSql primaryKeys schemaName"),
     ),
     "S3DataNode": ObjectType(
         "dp-object-s3datanode",
@@ -197,7 +175,7 @@ TYPES: dict[str, ObjectType] = {
         (),
         (),
         _DATA_NODE
-        | _names(
+        | names(
             "compression dataFormat directoryPath filePath manifestFilePath "
             "s3EncryptionType"
         ),
@@ -210,7 +188,7 @@ TYPES: dict[str, ObjectType] = {
         ("resourceRole", "role"),
         (),
         _RESOURCE
-        | _names(
+        | names(
             "associatePublicIpAddress imageId instanceCount instanceType "
             "minInstanceCount runAsUser securityGroupIds securityGroups "
             "spotBidPrice"
@@ -223,7 +201,7 @@ TYPES: dict[str, ObjectType] = {
         (),
         (),
         _RESOURCE
-        | _names(
+        | names(
             "additionalMasterSecurityGroupIds additionalSlaveSecurityGroupIds "
             "amiVersion applications bootstrapAction configuration "
             "coreInstanceBidPrice coreInstanceCount coreInstanceType "
@@ -241,7 +219,7 @@ TYPES: dict[str, ObjectType] = {
         UTILITY,
         ("hostname", "port"),
         (),
-        _names("parent *password s3NoProxy username windowsDomain windowsWorkgroup"),
+        names("parent *password s3NoProxy username windowsDomain windowsWorkgroup"),
     ),
     # ---- preconditions (DG dp-object-preconditions) -----------------------------
     "DynamoDBDataExists": ObjectType(
@@ -262,7 +240,7 @@ TYPES: dict[str, ObjectType] = {
         _P,
         (),
         (_COMMAND,),
-        _RUNNER_PRECONDITION | _names("scriptArgument stderr stdout"),
+        _RUNNER_PRECONDITION | names("scriptArgument stderr stdout"),
     ),
     # ---- databases (DG dp-object-databases) -------------------------------------
     "JdbcDatabase": ObjectType(
@@ -270,32 +248,32 @@ TYPES: dict[str, ObjectType] = {
         DATABASE,
         ("connectionString", "jdbcDriverClass", "*password", "username"),
         (),
-        _DATABASE | _names("jdbcDriverJarUri"),
+        _DATABASE | names("jdbcDriverJarUri"),
     ),
     "RdsDatabase": ObjectType(
         "dp-object-rdsdatabase",
         DATABASE,
         ("*password", "rdsInstanceId", "username"),
         (),
-        _DATABASE | _names("jdbcDriverJarUri region"),
+        _DATABASE | names("jdbcDriverJarUri region"),
     ),
     "RedshiftDatabase": ObjectType(
         "dp-object-redshiftdatabase",
         DATABASE,
         ("*password", "username"),
         (("clusterId", "connectionString"),),
-        _DATABASE | _names("region"),
+        _DATABASE | names("region"),
     ),
     # ---- data formats (DG dp-object-dataformats) --------------------------------
     "CSV": ObjectType(
-        "dp-object-csv", DATA_FORMAT, (), (), _FORMAT | _names("escapeChar")
+        "dp-object-csv", DATA_FORMAT, (), (), _FORMAT | names("escapeChar")
     ),
     "Custom": ObjectType(
         "dp-object-custom",
         DATA_FORMAT,
         ("columnSeparator",),
         (),
-        _FORMAT | _names("recordSeparator"),
+        _FORMAT | names("recordSeparator"),
     ),
     "DynamoDBDataFormat": ObjectType(
         "dp-object-dynamodbdataformat", DATA_FORMAT, (), (), _FORMAT
@@ -308,14 +286,14 @@ TYPES: dict[str, ObjectType] = {
         DATA_FORMAT,
         (),
         (),
-        _FORMAT | _names("inputRegEx outputFormat"),
+        _FORMAT | names("inputRegEx outputFormat"),
     ),
     "TSV": ObjectType(
         "dp-object-tsv",
         DATA_FORMAT,
         (),
         (),
-        _FORMAT | _names("columnSeparator escapeChar recordSeparator"),
+        _FORMAT | names("columnSeparator escapeChar recordSeparator"),
     ),
     # ---- actions (DG dp-object-actions) -----------------------------------------
     "SnsAlarm": ObjectType(
@@ -323,10 +301,10 @@ TYPES: dict[str, ObjectType] = {
         ACTION,
         ("message", "role", "subject", "topicArn"),
         (),
-        _names("parent node"),
+        names("parent node"),
     ),
     "Terminate": ObjectType(
-        "dp-object-terminate", ACTION, (), (), _names("parent node")
+        "dp-object-terminate", ACTION, (), (), names("parent node")
     ),
     # ---- schedule and utilities -------------------------------------------------
     "Schedule": ObjectType(
@@ -334,24 +312,24 @@ TYPES: dict[str, ObjectType] = {
         SCHEDULE,
         ("period",),
         (("startAt", "startDateTime"),),
-        _names("endDateTime occurrences parent"),
+        names("endDateTime occurrences parent"),
     ),
     "ShellScriptConfig": ObjectType(
         "dp-object-shellscriptconfig",
         UTILITY,
         (),
         (),
-        _names("parent scriptArgument scriptUri"),
+        names("parent scriptArgument scriptUri"),
     ),
     "EmrConfiguration": ObjectType(
         "dp-object-emrconfiguration",
         UTILITY,
         ("classification",),
         (),
-        _names("configuration parent property"),
+        names("configuration parent property"),
     ),
     "Property": ObjectType(
-        "dp-object-property", UTILITY, ("key", "value"), (), _names("parent")
+        "dp-object-property", UTILITY, ("key", "value"), (), names("parent")
     ),
 }
 
@@ -364,14 +342,3 @@ def kind_of(type_name: str) -> str:
     """The kind of a type ("" for a type the DG does not document)."""
     found = TYPES.get(type_name)
     return found.kind if found is not None else ""
-
-
-_USER_FIELD = re.compile(r"\*?my")
-
-
-def is_user_field(key: str) -> bool:
-    """A user-defined field: one that starts with "my" (`*` in front marks it
-    encrypted). The DG (dp-writing-pipeline-definition) asks for "my" and then a
-    capital letter or underscore; a field that only starts with "my" is the user's
-    all the same, and never warned about (issue 13: no warning for `my` fields)."""
-    return _USER_FIELD.match(key) is not None

@@ -24,7 +24,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from runner.localservice.catalog import ACTIVITY, DATA_NODE, RESOURCE, kind_of
+from runner.localservice.catalog import kind_of
 from runner.localservice.expressions import (
     ExpressionError,
     evaluate,
@@ -39,6 +39,7 @@ from runner.localservice.fieldtypes import (
     parse_number,
 )
 from runner.localservice.model import Field
+from runner.localservice.objecttype import ACTIVITY, DATA_NODE, RESOURCE
 from runner.localservice.parameters import Parameters, redact
 
 RUNNER_PRECONDITIONS = frozenset({"ShellCommandPrecondition", "Exists"})

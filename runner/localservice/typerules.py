@@ -23,8 +23,9 @@ import difflib
 import re
 from collections.abc import Iterable
 
-from runner.localservice.catalog import ALL_FIELDS, TYPES, ObjectType, is_user_field
+from runner.localservice.catalog import ALL_FIELDS, TYPES
 from runner.localservice.definition import Definition
+from runner.localservice.objecttype import ObjectType, is_user_field
 
 # DG dp-limits, "Account Limits" (none of these three is adjustable; the objects
 # per pipeline limit is, and is not enforced here).

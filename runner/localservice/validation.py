@@ -30,7 +30,6 @@ from typing import Any
 
 from runner.localservice import typerules
 from runner.localservice.awschecks import s3_location
-from runner.localservice.catalog import ACTION
 from runner.localservice.definition import (
     SERVICE_PRECONDITIONS,
     Definition,
@@ -44,6 +43,7 @@ from runner.localservice.fieldtypes import (
     parse_duration,
     parse_number,
 )
+from runner.localservice.objecttype import ACTION
 
 Report = dict[str, list[str]]
 _PERIOD_KEYS = (
