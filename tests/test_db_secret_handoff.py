@@ -17,7 +17,7 @@ import secrets
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -143,19 +143,36 @@ def probed_again(folder: Path, child: Supervisor) -> None:
         wait_file(folder / "end.probed", child)
 
 
-def start_probe(
-    python: str, pid: int, password: str, stop: Path
-) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [python, "-c", PROBE, str(pid), password, str(stop), str(stop) + ".probed"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd="/",
-        user=NOBODY,
-        group=NOBODY,
-        extra_groups=[],
-    )
+ProbeStarter = Callable[[str, int, str, Path], "subprocess.Popen[str]"]
+
+
+@pytest.fixture
+def start_probe() -> Iterator[ProbeStarter]:
+    """Starts the probe as nobody; whatever a failing test left running is killed
+    and reaped at teardown, its pipes closed."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(
+        python: str, pid: int, password: str, stop: Path
+    ) -> subprocess.Popen[str]:
+        probe = subprocess.Popen(
+            [python, "-c", PROBE, str(pid), password, str(stop), str(stop) + ".probed"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd="/",
+            user=NOBODY,
+            group=NOBODY,
+            extra_groups=[],
+        )
+        started.append(probe)
+        return probe
+
+    yield start
+    for probe in started:
+        if probe.poll() is None:
+            probe.kill()
+        probe.communicate()
 
 
 def finish_probe(probe: subprocess.Popen[str]) -> dict[str, object]:
@@ -174,7 +191,9 @@ def spawn(
         env={"PATH": "/usr/bin:/bin"},
         stdout=folder / "out",
         stderr=folder / "err",
-        marker="test-secret-handoff",
+        # One per spawn: as root, a stop sweeps every process that carries its
+        # marker, and this file's tests may run at once on other workers.
+        marker=f"test-secret-handoff-{secrets.token_hex(6)}",
         log=structlog.get_logger(),
         run_as=resolve("nobody"),
         stdin=job,
@@ -182,7 +201,7 @@ def spawn(
 
 
 def test_a_same_user_probe_never_reads_the_childs_password(
-    nobody_python: str, folder: Path
+    nobody_python: str, folder: Path, start_probe: ProbeStarter
 ) -> None:
     password = "pw-" + secrets.token_hex(12)
     job = json.dumps({"connection": {"password": password}}).encode()
@@ -208,7 +227,7 @@ def test_a_same_user_probe_never_reads_the_childs_password(
 
 
 def test_the_probe_finds_a_password_in_a_dumpable_process(
-    nobody_python: str, folder: Path
+    nobody_python: str, folder: Path, start_probe: ProbeStarter
 ) -> None:
     password = "pw-" + secrets.token_hex(12)
     child = spawn(nobody_python, DUMPABLE, [password[::-1], str(folder)], folder, None)
@@ -225,7 +244,7 @@ def test_the_probe_finds_a_password_in_a_dumpable_process(
 
 
 def test_the_real_child_as_nobody_keeps_its_password_while_it_works(
-    nobody_python: str, folder: Path, pg_db: DbServer
+    nobody_python: str, folder: Path, pg_db: DbServer, start_probe: ProbeStarter
 ) -> None:
     """``python -m runner.dbchild`` itself, as nobody, connected and running a
     statement (the password in its memory and in libpq's): the probe reads no
@@ -250,7 +269,7 @@ def test_the_real_child_as_nobody_keeps_its_password_while_it_works(
         env={"PATH": "/usr/bin:/bin"},
         stdout=folder / "out",
         stderr=folder / "err",
-        marker="test-secret-dbchild",
+        marker=f"test-secret-dbchild-{secrets.token_hex(6)}",
         log=structlog.get_logger(),
         run_as=resolve("nobody"),
         stdin=json.dumps(job).encode(),
