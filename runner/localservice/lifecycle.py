@@ -1,14 +1,16 @@
-"""State transitions of instances and attempts: readiness, leases, retries, cascades.
+"""State transitions of instances and attempts: readiness, retries, cascades.
 
 Owns: moving instances (made by `instances`) from WAITING_ON_DEPENDENCIES to
 WAITING_FOR_RUNNER (a data node straight to FINISHED: it has no attempts),
-creating attempts, leasing, acknowledging and ending attempts, retries after
-`retryDelay`, precondition retries until `preconditionTimeout` (the system-managed
-preconditions' attempts go to the service's own checker, `preconditions`, instead
-of a worker group), CASCADE_FAILED propagation, and the idempotent `check` timer
-that enforces the ack window, `reportProgressTimeout`, `attemptTimeout` and a
-resource's `terminateAfter` (telling `resources` what happened to its activities,
-and failing those a stopped resource leaves behind).
+creating and ending attempts, retries after `retryDelay`, precondition retries
+until `preconditionTimeout` (the system-managed preconditions' attempts go to the
+service's own checker, `preconditions`, instead of a worker group), CASCADE_FAILED
+propagation, and the idempotent `check` timer: it asks `leases` whether an
+attempt's lease ran out (the ack window, `reportProgressTimeout`,
+`attemptTimeout`) and ends it if so, and it applies a resource's `terminateAfter`
+(telling `resources` what happened to its activities, and failing those a stopped
+resource leaves behind). The lease rules themselves (handing an attempt to a
+runner, its ack and keep-alives, its deadlines) are `leases`'.
 
 Must not: parse requests or build wire objects. Callers hold the engine lock.
 
@@ -22,9 +24,8 @@ reportProgressTimeout 15 minutes, ack window 2 minutes, no preconditionTimeout.
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 
-from runner.localservice import resources, timing
+from runner.localservice import leases, resources, timing
 from runner.localservice.definition import Definition
 from runner.localservice.engine import Engine
 from runner.localservice.expressions import ExpressionError
@@ -41,7 +42,6 @@ from runner.localservice.model import (
     PAUSED,
     PRECONDITION,
     RESOURCE,
-    RUNNING,
     TIMEDOUT,
     WAITING_FOR_RUNNER,
     WAITING_ON_DEPENDENCIES,
@@ -50,14 +50,7 @@ from runner.localservice.model import (
     wall_time,
 )
 
-ACK_WINDOW_S = 120.0
 DEFAULT_RETRY_DELAY = dt.timedelta(minutes=10)
-DEFAULT_PROGRESS_TIMEOUT = dt.timedelta(minutes=15)
-# The runner enforces attemptTimeout in real seconds and reports FAILED. The
-# service's backstop waits the grace longer (scaled), never less than the
-# unscaled timeout plus the floor: a scaled clock must not beat the runner.
-ATTEMPT_TIMEOUT_GRACE_S = 60.0
-ATTEMPT_TIMEOUT_FLOOR_S = 2.0
 
 
 def register(engine: Engine) -> None:
@@ -165,64 +158,6 @@ def start_attempt(engine: Engine, instance: Run, now: float) -> None:
     resources.attempt_queued(engine, instance, now)
 
 
-# ---- leases --------------------------------------------------------------------
-def lease(engine: Engine, attempt: Run, now: float, hostname: str) -> str:
-    """Hand the attempt to a runner: new task id, ack deadline."""
-    task_id = (
-        secrets.token_urlsafe(600)
-        + ":"
-        + attempt.pipeline_id
-        + ":"
-        + str(attempt.seq)
-        + ":"
-        + str(engine.next_seq())
-    )
-    attempt.task_id = task_id
-    attempt.hostname = hostname
-    attempt.acked = False
-    attempt.deadline = now + engine.scaled_lease(ACK_WINDOW_S)
-    if not attempt.actual_start:
-        attempt.actual_start = wall_time(now)
-    timeout = timing.period_of(engine, attempt, "attemptTimeout", dt.timedelta(), now)
-    if timeout and not attempt.attempt_deadline:
-        # attemptTimeout bounds real work: it is never scaled, only the grace is
-        attempt.attempt_deadline = (
-            now
-            + timeout.total_seconds()
-            + max(engine.scaled(ATTEMPT_TIMEOUT_GRACE_S), ATTEMPT_TIMEOUT_FLOOR_S)
-        )
-    engine.tasks[task_id] = (attempt.pipeline_id, attempt.id)
-    engine.touch(attempt)
-    instance = engine.run(attempt.pipeline_id, attempt.instance)
-    if instance is not None:
-        resources.attempt_leased(engine, instance, now)
-    engine.add_timer(_lease_deadline(attempt), "check", attempt.pipeline_id, attempt.id)
-    return task_id
-
-
-def _lease_deadline(attempt: Run) -> float:
-    if attempt.attempt_deadline:
-        return min(attempt.deadline, attempt.attempt_deadline)
-    return attempt.deadline
-
-
-def report_progress(engine: Engine, attempt: Run, now: float) -> None:
-    """An ack (first call) or keep-alive: extend the progress deadline."""
-    window = timing.period_of(
-        engine, attempt, "reportProgressTimeout", DEFAULT_PROGRESS_TIMEOUT, now
-    )
-    attempt.deadline = now + engine.scaled_lease(window.total_seconds())
-    if not attempt.acked:
-        attempt.acked = True
-        attempt.status = RUNNING
-        instance = engine.run(attempt.pipeline_id, attempt.instance)
-        if instance is not None:
-            instance.status = RUNNING
-            instance.actual_start = instance.actual_start or wall_time(now)
-            engine.touch(instance)
-    engine.touch(attempt)
-
-
 def check(engine: Engine, pipeline_id: str, run_id: str, now: float) -> None:
     """Timer: enforce lease deadlines, start due retries, re-check dependencies."""
     run = engine.run(pipeline_id, run_id)
@@ -232,7 +167,9 @@ def check(engine: Engine, pipeline_id: str, run_id: str, now: float) -> None:
         for activity in resources.expire(engine, run, now):
             _lose_resource(engine, activity, now)
     elif run.sphere == "ATTEMPT":
-        _check_lease(engine, run, now)
+        ended = leases.check_lease(engine, run, now)
+        if ended is not None:
+            end_attempt(engine, run, ended, now)
     elif run.status == WAITING_ON_DEPENDENCIES:
         check_instance(engine, run, now)
     elif run.status == WAITING_FOR_RUNNER:
@@ -242,30 +179,6 @@ def check(engine: Engine, pipeline_id: str, run_id: str, now: float) -> None:
                 start_attempt(engine, run, now)
             else:
                 engine.add_timer(run.ready_at, "check", pipeline_id, run.id)
-
-
-def _check_lease(engine: Engine, attempt: Run, now: float) -> None:
-    if not attempt.task_id:
-        return
-    if attempt.attempt_deadline and now >= attempt.attempt_deadline:
-        attempt.error_id = "AttemptTimeout"
-        attempt.error_message = "attemptTimeout passed (service side)"
-        end_attempt(engine, attempt, TIMEDOUT, now)
-    elif now < attempt.deadline:
-        engine.add_timer(
-            _lease_deadline(attempt), "check", attempt.pipeline_id, attempt.id
-        )
-    elif attempt.acked:
-        attempt.error_id = "ReportProgressTimeout"
-        attempt.error_message = "no ReportTaskProgress within reportProgressTimeout"
-        end_attempt(engine, attempt, TIMEDOUT, now)
-    else:
-        # Ack window missed: the same attempt goes back to the queue; the old
-        # task id is forgotten so that it answers TaskNotFoundException.
-        engine.tasks.pop(attempt.task_id, None)
-        attempt.task_id = ""
-        engine.touch(attempt)
-        engine.enqueue(attempt)
 
 
 # ---- endings -------------------------------------------------------------------

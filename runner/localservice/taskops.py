@@ -23,7 +23,7 @@ import json
 import time
 from typing import Any
 
-from runner.localservice import lifecycle
+from runner.localservice import leases, lifecycle
 from runner.localservice.engine import Engine
 from runner.localservice.model import CANCELED, FAILED, FALSE, FINISHED, Pipeline, Run
 from runner.localservice.protocol import ServiceError, invalid
@@ -53,7 +53,7 @@ class TaskApi:
                 engine.advance(now)
                 attempt = engine.take(group)
                 if attempt is not None:
-                    lifecycle.lease(engine, attempt, now, body.get("hostname", ""))
+                    leases.lease(engine, attempt, now, body.get("hostname", ""))
                     pipeline = engine.pipelines[attempt.pipeline_id]
                     answer = task_object(engine, pipeline, attempt, now)
                     engine.commit()
@@ -86,7 +86,7 @@ class TaskApi:
                 [f["key"], f.get("stringValue", f.get("refValue", ""))]
                 for f in body.get("fields", [])
             ] or attempt.progress
-            lifecycle.report_progress(engine, attempt, now)
+            leases.report_progress(engine, attempt, now)
             engine.commit()
             return {"canceled": False}
 
