@@ -37,6 +37,10 @@ the moment the answer is built (just before the one ``sendall``), so nothing in
 
 Must not: edit or monkeypatch the runner; it is measured as shipped.
 
+6. instructions (``--only instructions``, not run by default: valgrind, about 5
+   minutes): the runner's instructions per no-op task against the bare loop's,
+   under callgrind (``bench_worker_instructions.py``). Budget: ratio <= 1.6.
+
 Run: python bench/bench_worker.py [--only idle,overhead,parallel,cancel] (about 40 s)
 Exit status 1 when a target is missed.
 """
@@ -57,6 +61,7 @@ from typing import Any
 
 import psutil
 from bench_worker_harness import (
+    BASELINE,
     MB,
     Results,
     TimedService,
@@ -72,6 +77,7 @@ from bench_worker_harness import (
     submit,
     wait_until,
 )
+from bench_worker_instructions import instructions
 
 #: 60 MB, plus about 1.4 MB for the journal's sqlite3 (issue 10).
 RSS_TARGET_MB = 62
@@ -107,29 +113,6 @@ def idle(scratch: Path, res: Results, args: argparse.Namespace) -> None:
             f"(target <= 0.5 %)",
             cpu <= 0.5,
         )
-
-
-BASELINE = """
-import os, socket, subprocess, sys, boto3
-from botocore.config import Config
-url, group, count, work = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-dp = boto3.client("datapipeline", endpoint_url=url, region_name="us-east-1",
-                  config=Config(retries={"total_max_attempts": 1}, read_timeout=120))
-host = socket.gethostname()
-for _ in range(count):
-    task = dp.poll_for_task(workerGroup=group, hostname=host)["taskObject"]
-    dp.report_task_progress(taskId=task["taskId"])
-    attempt = task["objects"][task["attemptId"]]
-    command = [f["stringValue"] for f in attempt["fields"] if f["key"] == "command"][0]
-    script = os.path.join(work, "script.sh")
-    with open(script, "w") as handle:
-        handle.write(command)
-    with open(os.path.join(work, "StdOutput"), "ab") as out, \\
-            open(os.path.join(work, "StdError"), "ab") as err:
-        subprocess.run(["bash", script], cwd=work, stdin=subprocess.DEVNULL,
-                       stdout=out, stderr=err, start_new_session=True, check=False)
-    dp.set_task_status(taskId=task["taskId"], taskStatus="FINISHED")
-"""
 
 
 def cycle_gaps_s(svc: TimedService, since: int) -> list[float]:
@@ -339,7 +322,15 @@ def acks(res: Results) -> None:
     res.figure(f"runner, all phases: p99 {p99:.1f} ms (target <= 20 ms)", p99 <= 20)
 
 
-RUNS = {"idle": idle, "overhead": overhead, "parallel": parallel, "cancel": cancel}
+RUNS = {
+    "idle": idle,
+    "overhead": overhead,
+    "parallel": parallel,
+    "cancel": cancel,
+    "instructions": instructions,
+}
+#: What runs without ``--only``: all but ``instructions`` (valgrind, minutes).
+DEFAULT = "idle,overhead,parallel,cancel"
 
 
 def default_scratch() -> str:
@@ -355,11 +346,17 @@ def default_scratch() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default=",".join(RUNS))
+    parser.add_argument("--only", default=DEFAULT)
     parser.add_argument("--settle-s", type=float, default=3.0)
     parser.add_argument("--idle-s", type=float, default=10.0)
     parser.add_argument("--tasks", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument(
+        "--warmup", type=int, default=5, help="instructions: tasks run first"
+    )
+    parser.add_argument(
+        "--keep-dump", default="", help="instructions: copy the runner's dump here"
+    )
     parser.add_argument("--waves", type=int, default=4)
     parser.add_argument("--cancel-rounds", type=int, default=12)
     parser.add_argument(

@@ -37,6 +37,30 @@ from runner.localservice import LocalService  # noqa: E402 - after the path fix-
 MB = 1024 * 1024
 REGION = "us-east-1"
 
+#: The bare loop: the three calls and the shell a no-op task needs, nothing else
+#: (no log, no journal, no heartbeat). Argv: endpoint, group, tasks, work dir.
+BASELINE = """
+import os, socket, subprocess, sys, boto3
+from botocore.config import Config
+url, group, count, work = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+dp = boto3.client("datapipeline", endpoint_url=url, region_name="us-east-1",
+                  config=Config(retries={"total_max_attempts": 1}, read_timeout=120))
+host = socket.gethostname()
+for _ in range(count):
+    task = dp.poll_for_task(workerGroup=group, hostname=host)["taskObject"]
+    dp.report_task_progress(taskId=task["taskId"])
+    attempt = task["objects"][task["attemptId"]]
+    command = [f["stringValue"] for f in attempt["fields"] if f["key"] == "command"][0]
+    script = os.path.join(work, "script.sh")
+    with open(script, "w") as handle:
+        handle.write(command)
+    with open(os.path.join(work, "StdOutput"), "ab") as out, \\
+            open(os.path.join(work, "StdError"), "ab") as err:
+        subprocess.run(["bash", script], cwd=work, stdin=subprocess.DEVNULL,
+                       stdout=out, stderr=err, start_new_session=True, check=False)
+    dp.set_task_status(taskId=task["taskId"], taskStatus="FINISHED")
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Answer:
@@ -136,12 +160,20 @@ def service(scratch: Path, poll_hold_s: float) -> Iterator[TimedService]:
 
 @contextmanager
 def runner(
-    svc: LocalService, scratch: Path, group: str, *flags: str, python: str
+    svc: LocalService,
+    scratch: Path,
+    group: str,
+    *flags: str,
+    python: str,
+    wrap: tuple[str, ...] = (),
+    start_timeout_s: float = 20.0,
 ) -> Iterator[psutil.Process]:
-    """The real runner; yields once it logged ``worker_started``."""
+    """The real runner (under ``wrap``, e.g. valgrind, when given); yields once it
+    logged ``worker_started``."""
     name = f"runner-{time.monotonic_ns()}"
     log_path = scratch / f"{name}.log"
     command = [
+        *wrap,
         *(python, "-m", "runner", "run", "--endpoint-url", svc.endpoint_url),
         *("--region", REGION, "--worker-group", group, "--log-format", "json"),
         *("--work-dir", str(scratch / name), "--drain-timeout", "5", *flags),
@@ -156,7 +188,11 @@ def runner(
             env=clean_env(scratch),
         )
     try:
-        wait_until(lambda: b'"worker_started"' in log_path.read_bytes(), 20, proc)
+        wait_until(
+            lambda: b'"worker_started"' in log_path.read_bytes(),
+            start_timeout_s,
+            proc,
+        )
         yield psutil.Process(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)

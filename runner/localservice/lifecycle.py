@@ -14,11 +14,11 @@ runner, its ack and keep-alives, its deadlines) are `leases`'.
 
 Must not: parse requests or build wire objects. Callers hold the engine lock.
 
-Why: every rule that decides what a runner sees next lives here, in one place,
-written against wall-clock deadlines already multiplied by `time_scale`, so the
-same code runs the 2-minute rules in real time and in a one-second test.
-Defaults (AWS's documented ones): maximumRetries 2, retryDelay 10 minutes,
-reportProgressTimeout 15 minutes, ack window 2 minutes, no preconditionTimeout.
+Why: every rule that decides what an instance becomes next lives here (the
+lease's windows in `leases`), written against wall-clock deadlines already
+multiplied by `time_scale`, so the same code runs the 10-minute rules in real
+time and in a one-second test. Defaults (AWS's documented ones): maximumRetries
+2, retryDelay 10 minutes, no preconditionTimeout.
 """
 
 from __future__ import annotations
