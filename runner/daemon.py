@@ -1,14 +1,14 @@
-"""The daemon: how one ``dp-runner run`` is put together and started.
+"""The daemon's parts: how a runner is built and started.
 
-Owns the one lifecycle that ``run``, ``run --local`` and ``exec`` share: ``build``
-(logs, the locked work dir, the journal, the clients, the one shutdown state, the
-runner heartbeat, and the ``say`` of a terminal run, from ``Settings``),
-``open_work_dir`` (the umask, the ``run_as`` user, the work dir's folder and lock),
-``start`` (the start-up recovery, then the worker built with what it found, and
-the listener: a ``Serving``) and ``serve`` (the daemon's whole life); the main
+Owns the steps that ``lifecycle.Lifecycle`` puts in one order for ``run``, ``run
+--local`` and ``exec``: ``build`` (logs, the locked work dir, the journal, the
+clients, the one shutdown state, the runner heartbeat, and the ``say`` of a
+terminal run, from ``Settings``), ``open_work_dir`` (the umask, the ``run_as``
+user, the work dir's folder and lock) and ``start`` (the start-up recovery, then
+the worker built with what it found, and the listener: a ``Serving``); the main
 thread's loop is ``dispatcher.py``'s. Nothing is set on what it builds afterwards.
-This module and ``localrun`` are the composition root with ``cli``, split out of it
-by size: they read ``Settings``; nothing below them does.
+This module, ``lifecycle`` and ``localrun`` are the composition root with ``cli``:
+they read ``Settings``; nothing below them does.
 
 Must not: exit, echo, or import click (``cli`` turns results into exit codes).
 
@@ -19,7 +19,6 @@ server cost an idle runner that does not ask for them nothing.
 
 from __future__ import annotations
 
-import gc
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -27,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from runner import __version__, ec2, logs, logship, probes, runas, supervisor, systemd
+from runner import __version__, logs, probes, runas, supervisor, systemd
 from runner.aws.client import Client
 from runner.aws.s3 import S3
 from runner.config import Settings, split_http_address
-from runner.dispatcher import Runner, Serving, dispatch, request_name
+from runner.dispatcher import Runner, Serving, request_name
 from runner.liveness import Liveness
 from runner.runnerbeat import RunnerBeat
 from runner.shutdown import Shutdown
@@ -295,44 +294,6 @@ def _serve_http(
         metrics=metrics.exposition(worker, client),
     )
     return http, http.start()
-
-
-def serve(settings: Settings) -> int:
-    """The daemon: run until a signal or ``terminate`` drains it. Returns 0."""
-    settings.require_worker_groups()
-    signals = Signals()
-    signals.install()
-    runner = build(settings, signals)
-    # the runner's own id: two runners on one host never ship to the same keys
-    shipper = logship.start(
-        settings.log_uri,
-        s3=runner.s3,
-        runner_id=runner.taskrunner_id,
-        log=runner.log,
-    )
-    supervisor.contain()
-    metadata = ec2.metadata_service()
-    identity = ec2.instance_identity(metadata, runner.log)
-    runner.runner_beat.preflight()
-    gc.collect()  # the sessions' endpoint tables, in reference cycles (aws/session.py)
-    watch, sent = None, None
-    if identity is not None and metadata is not None:
-        watch = ec2.InstanceWatch(metadata, signals.inbox, runner.log)
-        sent = identity.to_api()
-    serving = start(
-        runner,
-        instance_identity=sent,
-        instance_id=identity.instance_id if identity else None,
-    )
-    systemd.ready()
-    if watch is not None:
-        watch.start()
-    dispatch(serving)
-    if watch is not None:
-        watch.stop()
-    if shipper is not None:
-        shipper.close(logship.CLOSE_TIMEOUT_S)
-    return 0
 
 
 def _s3_read_timeout_s(settings: Settings) -> float:

@@ -32,16 +32,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import daemon, dispatcher, execslot, localrun, logs, supervisor
+from runner import dispatcher, execslot, localpipeline, localrun, logs
 from runner.aws.client import Client
 from runner.aws.session import new_session
 from runner.config import Settings
 from runner.definitionquery import secret_values
 from runner.errors import ConfigError, RejectedRequestError, RunnerError
 from runner.execslot import ExecUsageError, Slot, SlotError
-from runner.execwatch import Verdict, signaled, start_slot_watch
+from runner.execwatch import Answer, Verdict, signaled, start_slot_watch
+from runner.lifecycle import Lifecycle
 from runner.pipelinefile import Definition
-from runner.signals import Signals
 
 if TYPE_CHECKING:
     from runner.localservice import LocalService
@@ -114,41 +114,58 @@ def run(  # noqa: PLR0917 - the CLI's options, passed on
     service = start_service()
     try:
         settings = exec_settings(config_file, overrides, service.endpoint_url, slot)
-        runner = _build(settings, say)
-        logs.mask_values(secret_values(defn))
-        pipeline_id = _submit(runner.client, defn, slot, definition.stem)
-        _started(runner, pipeline_id, definition, slot)
-        serving = daemon.start(runner)
-        answer = start_slot_watch(
-            runner.client,
-            pipeline_id,
-            slot,
-            runner.shutdown.requested,
-            runner.signals.inbox,
-            runner.log,
-            runner.say,
-        )
-        dispatcher.dispatch(serving)
+        watch = SlotWatch(defn, slot, definition)
+        runner = Lifecycle(
+            settings,
+            watch,
+            session=new_session(settings.region, localrun.LOCAL_CREDENTIALS),
+            say=say if localrun.for_people(settings) else None,
+        ).run()
     finally:
         service.stop()
-    verdict = answer.verdict or signaled(runner.shutdown.reason)
+    verdict = watch.answer.verdict or signaled(runner.shutdown.reason)
     if verdict is None:
         raise RunnerError(f"{slot.instance_id}: exec ended without a verdict")
     made = None if "work_dir" in overrides else settings.work_dir
     return ExecSummary(verdict, runner.work_dir.root, made)
 
 
-def _build(settings: Settings, say: Callable[[str], None] | None) -> dispatcher.Runner:
-    """The runner, as ``run --local`` builds it: signals in, the subreaper on;
-    ``say`` kept only when the output is for people. Contained as ``run``
-    contains its tasks: the subreaper, and a cgroup of its own where it may."""
-    signals = Signals()
-    signals.install()
-    session = new_session(settings.region, localrun.LOCAL_CREDENTIALS)
-    say = say if localrun.for_people(settings) else None
-    runner = daemon.build(settings, signals, session, say=say)
-    supervisor.contain()
-    return runner
+class SlotWatch:
+    """``exec``'s watcher (``lifecycle.Watcher``): ``prepare`` checks the whole
+    definition and submits the slot's; ``start`` watches the slot on an
+    ``exec-watch`` thread, which commits the verdict to ``answer`` and then
+    queues ``LOCAL_RUN_ENDED``."""
+
+    def __init__(self, defn: Definition, slot: Slot, definition: Path) -> None:
+        self._defn = defn
+        self._slot = slot
+        self._definition = definition
+        self._pipeline_id = ""
+        #: The verdict, once the watch has committed one.
+        self.answer = Answer()
+
+    def prepare(self, runner: dispatcher.Runner) -> dict[str, Any]:
+        logs.mask_values(secret_values(self._defn))
+        self._pipeline_id = _submit(
+            runner.client, self._defn, self._slot, self._definition.stem
+        )
+        _started(runner, self._pipeline_id, self._definition, self._slot)
+        return {}
+
+    def start(self, runner: dispatcher.Runner) -> None:
+        start_slot_watch(
+            runner.client,
+            self._pipeline_id,
+            self._slot,
+            runner.shutdown.requested,
+            runner.signals.inbox,
+            runner.log,
+            runner.say,
+            self.answer,
+        )
+
+    def stop(self) -> None:
+        """Nothing: the watch thread ends with the shutdown it waits on."""
 
 
 def _submit(client: Client, defn: Definition, slot: Slot, name: str) -> str:
@@ -156,7 +173,7 @@ def _submit(client: Client, defn: Definition, slot: Slot, name: str) -> str:
     service refuses is a ``ConfigError`` (exit 78)."""
     try:
         check_whole(client, defn, name)
-        return localrun.submit(client, slot.definition, name)
+        return localpipeline.submit(client, slot.definition, name)
     except RejectedRequestError as exc:
         raise ConfigError(f"the service refused the definition: {exc}") from exc
 
@@ -212,7 +229,7 @@ def exec_settings(
 def check_whole(client: Client, defn: Definition, name: str) -> None:
     """Put the whole definition to a pipeline that is never activated: what the
     service refuses (AWS would refuse it too) is a ``ConfigError``."""
-    localrun.put_checked(
+    localpipeline.put_checked(
         client, defn, f"{name}-check", f"dp-runner-exec-check-{uuid.uuid4()}"
     )
 

@@ -153,12 +153,12 @@ def start_slot_watch(  # noqa: PLR0917 - the watch's one composition point
     inbox: queue.SimpleQueue[Request],
     log: structlog.typing.FilteringBoundLogger,
     say: Callable[[str], None] | None,
-) -> Answer:
+    answer: Answer,
+) -> None:
     """Watch the slot on an ``exec-watch`` thread: each event is said (on a
-    terminal) or logged; the verdict is committed to the returned ``Answer``
-    before ``LOCAL_RUN_ENDED`` goes to ``inbox`` (also when ``stop`` is set or
-    the watch failed, without a verdict)."""
-    answer = Answer()
+    terminal) or logged; the verdict is committed to ``answer`` before
+    ``LOCAL_RUN_ENDED`` goes to ``inbox`` (also when ``stop`` is set or the
+    watch failed, without a verdict)."""
     on_events = event_sink(log, say)
 
     def watch() -> None:
@@ -178,4 +178,3 @@ def start_slot_watch(  # noqa: PLR0917 - the watch's one composition point
             inbox.put(LOCAL_RUN_ENDED)
 
     threading.Thread(target=watch, name="exec-watch", daemon=True).start()
-    return answer

@@ -31,28 +31,25 @@ import dataclasses
 import shutil
 import sys
 import tempfile
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import daemon, dispatcher, logs, supervisor
-from runner.aws import management
-from runner.aws.client import Client
 from runner.aws.session import new_session
 from runner.config import Settings, load_settings
-from runner.definitionquery import secret_values, worker_groups
+from runner.definitionquery import worker_groups
 from runner.errors import ConfigError
+from runner.lifecycle import Lifecycle
 from runner.localdelivery import DeliveryWatch
-from runner.localshow import RunSummary, make_watch
-from runner.localwatch import instance_rows, start_watch
+from runner.localpipeline import PipelineWatch
+from runner.localshow import RunSummary
+from runner.localwatch import instance_rows
 from runner.pipelinefile import (
     Definition,
     load_definition,
     load_values,
     values_from_pairs,
 )
-from runner.signals import Signals
 
 if TYPE_CHECKING:
     from runner.localservice import LocalService
@@ -63,8 +60,6 @@ RUNS_ON_GROUP = "dp-runner-local"
 #: boto3's chain are never sent to it. S3 (staging) still uses the chain.
 LOCAL_CREDENTIALS = ("dp-runner-local", "the-local-service-checks-no-signature")
 DEFAULT_TIME_SCALE = 0.01
-#: How long ``run --local`` waits for its pipeline, in real seconds.
-LOCAL_RUN_LIMIT_S = 3600.0
 VALUES_FLAG = "--parameter-values"
 
 
@@ -90,65 +85,38 @@ def run(  # noqa: PLR0917 - the CLI's options, passed on
         )
         people = for_people(settings)
         say = say if people else None
-        signals = Signals()
-        signals.install()
-        session = new_session(settings.region, LOCAL_CREDENTIALS)
-        runner = daemon.build(settings, signals, session, say=say)
-        supervisor.contain()
-        delivery.install()
-        pipeline_id = submit_or_clean_up(
-            runner.client, defn, definition.stem, made_dir(overrides, settings)
+        watch = PipelineWatch(
+            defn,
+            definition,
+            time_scale,
+            made=made_dir(overrides, settings),
+            delivery=delivery,
+            endpoint_url=service.endpoint_url,
+            shown=not quiet,
         )
-        runner.log.info(
-            "local_pipeline_submitted",
-            pipeline_id=pipeline_id,
-            definition=str(definition),
-            work_dir=str(settings.work_dir),
-        )
-        if say is not None:
-            say(
-                f"{definition}: pipeline {pipeline_id} on a local service at "
-                f"{service.endpoint_url}, its clock x{time_scale:g}; Ctrl-C drains"
-            )
-        serving = daemon.start(runner)
-        root = runner.work_dir.root
-        watch = make_watch(defn, time_scale, root, pipeline_id, shown=not quiet)
-        start_watch(
-            runner.client,
-            pipeline_id,
-            runner.shutdown.requested,
-            signals.inbox,
-            runner.log,
-            say,
-            LOCAL_RUN_LIMIT_S,
+        runner = Lifecycle(
+            settings,
             watch,
-        )
-        dispatcher.dispatch(serving)
-        rows = instance_rows(runner.client, pipeline_id)
+            session=new_session(settings.region, LOCAL_CREDENTIALS),
+            say=say,
+        ).run()
+        rows = instance_rows(runner.client, watch.pipeline_id)
     finally:
         delivery.remove()
         service.stop()
     # the root: dp-runner-<uid> when the work dir is a folder of another user
     return RunSummary(
-        rows, root, made_dir(overrides, settings), delivery.failed(), people
+        rows,
+        runner.work_dir.root,
+        made_dir(overrides, settings),
+        delivery.failed(),
+        people,
     )
 
 
 def made_dir(overrides: dict[str, Any], settings: Settings) -> Path | None:
     """The work dir this run made (None: ``--work-dir`` named one)."""
     return None if "work_dir" in overrides else settings.work_dir
-
-
-def submit_or_clean_up(
-    client: Client, defn: Definition, name: str, made: Path | None
-) -> str:
-    """``submit``; a refused definition leaves no work dir behind."""
-    try:
-        return submit(client, defn, name)
-    except ConfigError:
-        if made is not None:
-            shutil.rmtree(made, ignore_errors=True)
-        raise
 
 
 def for_people(settings: Settings) -> bool:
@@ -224,40 +192,6 @@ def start_service(time_scale: float) -> LocalService:
 def groups_to_serve(defn: Definition) -> list[str]:
     """The definition's worker groups, plus the one that ``runsOn`` maps to."""
     return sorted({*worker_groups(defn), RUNS_ON_GROUP})
-
-
-def put_checked(client: Client, defn: Definition, name: str, token: str) -> str:
-    """Create a pipeline and put the definition to it; its id. ``ConfigError``
-    (exit 78) naming each problem when the service refuses the definition."""
-    pipeline_id = management.create_pipeline(client, name, token)
-    answer = management.put_pipeline_definition(
-        client,
-        pipeline_id,
-        defn.pipeline_objects,
-        defn.parameter_objects,
-        defn.parameter_values,
-    )
-    problems = [
-        f"{item.get('id')}: {error}"
-        for item in answer.get("validationErrors", [])
-        for error in item.get("errors", [])
-    ]
-    if answer.get("errored") or problems:
-        raise ConfigError("the definition is invalid:\n  " + "\n  ".join(problems))
-    return pipeline_id
-
-
-def submit(client: Client, defn: Definition, name: str) -> str:
-    """Create, put and activate; ``ConfigError`` when the definition is refused.
-
-    First, the definition's secret values (``*my…`` parameters, what ``*`` fields
-    use) are masked in every log line from now on (``logs.mask_values``): the
-    put's body carries them, and botocore logs bodies at debug level; so do the
-    task objects the runner will receive."""
-    logs.mask_values(secret_values(defn))
-    pipeline_id = put_checked(client, defn, name, f"dp-runner-local-{uuid.uuid4()}")
-    management.activate_pipeline(client, pipeline_id, defn.parameter_values)
-    return pipeline_id
 
 
 def load(

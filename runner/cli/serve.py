@@ -1,8 +1,8 @@
-"""``dp-runner run``: serve worker groups (``daemon.serve``), or with ``--local``
+"""``dp-runner run``: serve worker groups (``lifecycle.serve``), or with ``--local``
 run one definition to completion on an embedded local service (``localrun``).
 
 It owns the options and their checks; the daemon and the local run are put
-together by ``daemon.py`` and ``localrun.py``, the rest of the composition root.
+together by ``lifecycle.py`` and ``localrun.py``, the rest of the composition root.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from runner import daemon, localflags, localrun, localshow
+from runner import lifecycle, localflags, localrun, localshow
 from runner.cli.exits import EXIT_UNFINISHED, fail
 from runner.config import load_settings
 from runner.errors import RunnerError
@@ -168,7 +168,7 @@ def run(
             )
         else:
             settings = load_settings(config_file=config_file, overrides=overrides)
-            code = daemon.serve(settings)
+            code = lifecycle.serve(settings)
     except RunnerError as exc:
         fail("dp-runner", exc)
     sys.exit(code)
