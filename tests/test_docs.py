@@ -11,6 +11,7 @@ gone afterwards. A block that is not run carries, on the line above it, one of:
     <!-- needs: systemd -->        a host whose PID 1 is systemd, as root
     <!-- needs: docker -->         a Docker engine (none runs where the tests run;
                                    tests/test_container.py stands in for it)
+    <!-- needs: valgrind, a quiet host -->  callgrind, and nothing else loading it
     <!-- is: the test suite -->    the suite this test is part of (make test, make docs)
     <!-- is: bench -->             a benchmark (minutes, and figures, not checks)
     <!-- is: an outline -->        commands to adapt, one process per host or terminal
@@ -44,6 +45,7 @@ MARKERS = {
     "<!-- needs: aws -->",
     "<!-- needs: systemd -->",
     "<!-- needs: docker -->",
+    "<!-- needs: valgrind, a quiet host -->",
     "<!-- is: the test suite -->",
     "<!-- is: bench -->",
     "<!-- is: an outline -->",
