@@ -5,9 +5,10 @@ clock; a start in the past is allowed, as a scheduler runs yesterday's slot),
 checks the whole definition there as AWS would check it (PutPipelineDefinition
 of a pipeline that is never activated: a dangling reference anywhere is exit
 78), submits the one-slot definition ``execslot.cut`` makes, serves its private
-worker group with a real runner (``daemon.build``: the same work dir, lock,
-journal, stops, staging, secrets rules and containment as ``run``), and waits
-for the verdict that ``execwatch`` commits. Parameters are taken as ``run
+worker group with a real runner (``lifecycle.Lifecycle``, as ``run`` does:
+the same work dir, lock, journal, stops, staging, secrets rules and
+containment; ``SlotWatch`` is its watcher), and waits for the verdict that
+``execwatch`` commits. Parameters are taken as ``run
 --local`` takes them (``localrun.load``), masked ones also from
 ``DP_PARAMETER_<name>``; expressions, parameters and staging variables are
 evaluated by the service, as for a task from AWS.
