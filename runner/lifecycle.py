@@ -74,7 +74,7 @@ class Lifecycle:
             supervisor.contain()
             runner.runner_beat.preflight()
             details = self.watcher.prepare(runner)
-            gc.collect()  # the sessions' endpoint tables, in cycles (aws/session.py)
+            gc.collect()  # start-up's garbage: the sessions hold reference cycles
             serving = daemon.start(runner, **details)
             systemd.ready()
             self.watcher.start(runner)

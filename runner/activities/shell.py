@@ -50,7 +50,9 @@ def shell_interpreter() -> str:
 
 @functools.lru_cache(maxsize=4)
 def _find_shell(path: str) -> str:
-    # Looked up once per PATH, not once per task: a search stats every directory.
+    # Looked up once per PATH, not once per task: a search stats every directory,
+    # about 0.2 M instructions a task, an eighth of the margin of the per-task
+    # budget (docs/development.md, issue 23's callgrind figure).
     return shutil.which("bash", path=path) or "/bin/sh"
 
 

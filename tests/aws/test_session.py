@@ -1,5 +1,5 @@
-"""``aws_session.new_session``: a boto3 session whose loader reads botocore's endpoint
-table without keeping it; clients made from it must resolve endpoints as usual."""
+"""``aws_session.new_session``: a boto3 session for a region, from boto3's chain or
+from the credentials given; clients made from it resolve endpoints as usual."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from runner.aws import session as aws_session
         ("cn-north-1", "s3", "https://s3.cn-north-1.amazonaws.com.cn"),
     ],
 )
-def test_clients_resolve_endpoints_through_the_uncached_loader(
+def test_clients_resolve_endpoints_for_the_sessions_region(
     region: str, service: str, expected: str
 ) -> None:
     session = aws_session.new_session(region)
@@ -27,12 +27,8 @@ def test_clients_resolve_endpoints_through_the_uncached_loader(
 
 
 @pytest.mark.usefixtures("clean_env")
-def test_each_session_reads_the_table_afresh() -> None:
-    first = aws_session.new_session("eu-west-1")
-    loader = first._session.get_component("data_loader")
-    assert isinstance(loader, aws_session.EndpointsUncachedLoader)
-    table, path = loader.load_data_with_path(aws_session.ENDPOINTS)
-    again, _ = loader.load_data_with_path(aws_session.ENDPOINTS)
-    assert path.endswith("botocore/data/endpoints")
-    assert "partitions" in table
-    assert table is not again  # not served from a cache that would outlive the clients
+def test_given_credentials_replace_the_chain_and_their_secret_is_known() -> None:
+    session = aws_session.new_session("eu-west-1", ("AKIDGIVEN", "given-secret"))
+    frozen = session.get_credentials().get_frozen_credentials()
+    assert (frozen.access_key, frozen.secret_key) == ("AKIDGIVEN", "given-secret")
+    assert aws_session.credential_secrets(session) == ("given-secret",)
