@@ -25,6 +25,10 @@ Two collection rules, so that no list of tests is kept by hand:
 
 ``leases_hold`` (a mark) gives a test a ``service`` whose lease windows run at 1x,
 so that no lease lapses during the test whatever the machine's speed.
+``time_scale(x)`` (a mark, with ``leases_hold``) sets the rest of that service's
+clock (retry delays, schedules) to ``x`` instead of ``TIME_SCALE``: a test that
+waits out an AWS sample's default retries (three attempts, 10 minutes apart)
+waits 1.2 s at 0.001 instead of 12 s.
 """
 
 from __future__ import annotations
@@ -139,11 +143,12 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture
 def service(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalService]:
     hold = request.node.get_closest_marker("leases_hold") is not None
+    scale = request.node.get_closest_marker("time_scale")
     svc = LocalService(
         host="127.0.0.1",
         port=0,
         state_path=tmp_path / "service.db",
-        time_scale=TIME_SCALE,
+        time_scale=TIME_SCALE if scale is None else float(scale.args[0]),
         poll_hold_s=0.5,
         runs_on_worker_group="local",
         lease_time_scale=1.0 if hold else None,
