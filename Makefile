@@ -60,8 +60,11 @@ $(DOCS_STAMP): pyproject.toml
 docs: $(DOCS_STAMP)
 	$(DOCS_VENV)/bin/sphinx-build -W --keep-going -n -q -b html docs docs/_build/html
 
-# One worker per core; the tests that share a server run on one worker
-# (tests/conftest.py gives them an xdist_group).
+# One worker per core; the tests of a module that share its fixture run on one
+# worker (tests/conftest.py gives them an xdist_group). Twice as many workers halve
+# the wall time (the tests mostly wait), but on a loaded 2-core host 3 and 4 workers
+# each failed two tests on their wall-clock hang guards: docs/development.md,
+# "Where the time goes". `make pytest PYTEST_WORKERS=4` on an idle machine.
 PYTEST_WORKERS ?= auto
 pytest: $(STAMP)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup

@@ -15,13 +15,20 @@ Two collection rules, so that no list of tests is kept by hand:
   imports a helper which does (``STARTER_HELPERS``: ``REPO`` among them, the
   checkout a test starts this project from) or that starts ``python -m runner``
   itself (``RUNS_THE_RUNNER``). ``make test-fast`` runs the others.
-* ``xdist_group``: tests that share a costly fixture run on one xdist worker,
-  which sets it up once: the tests on the private database servers (session
-  fixtures: group "db"), and the tests of a module that share a module-scoped
-  fixture (the module's own group), such as AWS's samples through the aws CLI.
+* ``xdist_group``: the tests of a module that share a module-scoped fixture run
+  on one xdist worker, which sets it up once (the module's own group), such as
+  AWS's samples through the aws CLI. The database tests are not grouped: each
+  worker starts its own private servers (session fixtures, OS-chosen ports, data
+  dirs of their own) in a few seconds, and the tests spread over every worker
+  instead of queueing on one (tests/support/groups.py stops a run whose groups
+  xdist cannot see).
 
 ``leases_hold`` (a mark) gives a test a ``service`` whose lease windows run at 1x,
 so that no lease lapses during the test whatever the machine's speed.
+``time_scale(x)`` (a mark, with ``leases_hold``) sets the rest of that service's
+clock (retry delays, schedules) to ``x`` instead of ``TIME_SCALE``: a test that
+waits out an AWS sample's default retries (three attempts, 10 minutes apart)
+waits 1.2 s at 0.001 instead of 12 s.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ pytest_plugins = [
     "tests.support.dbservers",
     "tests.support.harness",
     "tests.support.silents3",
+    "tests.support.groups",
 ]
 
 #: Fuzzing (tests/test_fuzz.py) the same way on every run and machine: no example
@@ -80,9 +88,6 @@ STARTERS = frozenset(
 STARTER_HELPERS = (LocalService, RunnerProcess, runner_command, run_local, REPO)
 #: A module that starts the runner as a program by itself.
 RUNS_THE_RUNNER = re.compile(r'"-m",\s*"runner"')
-#: Session fixtures that a group of tests shares on one xdist worker (``any_db``
-#: asks for its server at run time, so its tests are named here by it).
-SHARED_SERVERS = {"postgres_server": "db", "mariadb_server": "db", "any_db": "db"}
 
 
 def _starts_something(item: pytest.Item) -> bool:
@@ -107,21 +112,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _starts_something(item):
             item.add_marker(pytest.mark.slow)
-        for group in sorted(_groups(item)):
-            item.add_marker(pytest.mark.xdist_group(group))
+        if _shares_a_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
 
 
-def _groups(item: pytest.Item) -> set[str]:
-    """The xdist groups of ``item``: "db" for the database servers, its module's
-    path for a module-scoped fixture it uses."""
-    fixtures = getattr(item, "fixturenames", ())
-    groups = {SHARED_SERVERS[f] for f in fixtures if f in SHARED_SERVERS}
+def _shares_a_module_fixture(item: pytest.Item) -> bool:
+    """Whether ``item`` uses a module-scoped fixture: its module's tests then form
+    one xdist group."""
     # pytest has no public view of a test's fixture definitions; this one is stable
     info = getattr(item, "_fixtureinfo", None)
     definitions = info.name2fixturedefs.values() if info is not None else ()
-    if any(d.scope == "module" for defs in definitions for d in defs):
-        groups.add(item.nodeid.split("::", 1)[0])
-    return groups
+    return any(d.scope == "module" for defs in definitions for d in defs)
 
 
 @pytest.fixture(autouse=True)
@@ -142,11 +143,12 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture
 def service(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalService]:
     hold = request.node.get_closest_marker("leases_hold") is not None
+    scale = request.node.get_closest_marker("time_scale")
     svc = LocalService(
         host="127.0.0.1",
         port=0,
         state_path=tmp_path / "service.db",
-        time_scale=TIME_SCALE,
+        time_scale=TIME_SCALE if scale is None else float(scale.args[0]),
         poll_hold_s=0.5,
         runs_on_worker_group="local",
         lease_time_scale=1.0 if hold else None,

@@ -109,6 +109,9 @@ def load_tsv(
     return put_sample(dp, name, values, lambda obj: None), pg_db
 
 
+# AWS's default retries (3 attempts, 10 min apart) in 1.2 s; the leases hold at 1x
+@pytest.mark.leases_hold
+@pytest.mark.time_scale(0.001)
 def test_load_tsv_sample_reaches_the_database_and_fails_only_at_copy(
     service: LocalService, spawn_runner: Spawn, dp: Any, load_tsv: tuple[str, DbServer]
 ) -> None:
@@ -128,6 +131,9 @@ def test_load_tsv_sample_reaches_the_database_and_fails_only_at_copy(
     assert db.password not in everything_written(runner)
 
 
+# AWS's default retries (3 attempts, 10 min apart) in 1.2 s; the leases hold at 1x
+@pytest.mark.leases_hold
+@pytest.mark.time_scale(0.001)
 def test_a_secret_key_in_the_runners_environment_appears_in_no_output(
     service: LocalService,
     spawn_runner: Spawn,
@@ -156,6 +162,9 @@ def test_a_secret_key_in_the_runners_environment_appears_in_no_output(
         assert secret not in json.dumps(failures + shown)
 
 
+# AWS's default retries (3 attempts, 10 min apart) in 1.2 s; the leases hold at 1x
+@pytest.mark.leases_hold
+@pytest.mark.time_scale(0.001)
 def test_redshift_to_rds_sample_fails_only_at_unload(
     service: LocalService,
     spawn_runner: Spawn,

@@ -82,11 +82,28 @@ def host_path(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory, host_path: str) -> Path:
-    """``install.sh --root R --prefix /opt/dp-runner``, with the index reachable."""
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``make wheelhouse``, built once: the module's installs take their wheels from
+    it, so that pip builds this project and resolves the lock once, not per install
+    (tests/test_install.py installs from the index)."""
+    folder = tmp_path_factory.mktemp("wheelhouse")
+    made = subprocess.run(
+        ["make", "-C", str(REPO), "wheelhouse", f"WHEELHOUSE={folder / 'wheels'}",
+         f"WHEELVENV={folder / 'venv'}", f"PYTHON={PYTHON311}"],
+        capture_output=True, text=True, timeout=800, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stdout + made.stderr
+    return folder / "wheels"
+
+
+@pytest.fixture(scope="module")
+def installed(
+    tmp_path_factory: pytest.TempPathFactory, host_path: str, wheelhouse: Path
+) -> Path:
+    """``install.sh --root R --prefix /opt/dp-runner --wheels W``, found Python."""
     root = tmp_path_factory.mktemp("root")
     env = {k: v for k, v in os.environ.items() if k != "PYTHON"} | {"PATH": host_path}
-    done = install(root, env)
+    done = install(root, env, "--wheels", str(wheelhouse))
     assert done.returncode == 0, done.stdout + done.stderr
     return root
 
@@ -175,15 +192,8 @@ def test_an_upgrade_that_cannot_download_leaves_the_install_running(
 
 
 def test_the_wheelhouse_installs_with_no_index_and_rolls_back(
-    installed: Path, no_index: dict[str, str], tmp_path: Path
+    installed: Path, no_index: dict[str, str], wheelhouse: Path
 ) -> None:
-    wheelhouse = tmp_path / "wheelhouse"
-    made = subprocess.run(
-        ["make", "-C", str(REPO), "wheelhouse", f"WHEELHOUSE={wheelhouse}",
-         f"WHEELVENV={tmp_path / 'venv'}", f"PYTHON={PYTHON311}"],
-        capture_output=True, text=True, timeout=800, check=False,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stdout + made.stderr
     wheels = {p.name.split("-")[0].lower() for p in wheelhouse.glob("*.whl")}
     for line in (REPO / "constraints.txt").read_text().splitlines():
         if line and not line.startswith("#"):

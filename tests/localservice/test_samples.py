@@ -1,12 +1,15 @@
 """AWS's own sample definitions against ``dp-runner local``, through the AWS CLI.
 
 ``samples/`` holds eleven definitions written by AWS with their values
-(samples/README.md). Each is created, put (with ``--parameter-values-uri``),
-validated and activated by the ``aws`` command, as separate processes, against
-``dp-runner local`` started as a process: nine are accepted with no validation
-error and activate, and two are refused, as AWS refuses them. The flows run side
-by side (one service for all, a module-scoped fixture) to keep the module to
-seconds; the tests then read each flow's outcome.
+(samples/README.md). Each is put by the ``aws`` command (``aws datapipeline
+put-pipeline-definition --pipeline-definition file://... --parameter-values-uri
+file://...``: the CLI's own translation of the definition file and of the values
+file is what is under test), against ``dp-runner local`` started as a process;
+create, validate and activate go over the same HTTP through boto3, in process,
+since the CLI adds nothing to those but a process each. Nine are accepted with no
+validation error and activate, and two are refused, as AWS refuses them. The
+flows run side by side (one service for all, a module-scoped fixture) to keep the
+module to seconds; the tests then read each flow's outcome.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.support.localservice import fields_of, make_client, wait_for
 
@@ -53,8 +57,8 @@ SERVING = re.compile(r"serving the Data Pipeline API on (http://\S+)")
 
 pytestmark = [
     pytest.mark.skipif(not AWS.exists(), reason="no aws command here"),
-    # The hang guard, not a speed bound: the module fixture runs 44 aws processes,
-    # about 30 s of CPU, which a loaded machine stretches past the suite's 60 s.
+    # The hang guard, not a speed bound: the module fixture runs 11 aws processes,
+    # about 8 s of CPU, which a loaded machine stretches past the suite's 60 s.
     pytest.mark.timeout(240),
 ]
 
@@ -75,7 +79,7 @@ class Outcome:
     pipeline_id: str
     put: dict[str, Any]
     validated: dict[str, Any]
-    activated: subprocess.CompletedProcess[str]
+    refusal: str | None  # activate's error code, None once activated
     instances: dict[str, list[str]] = field(default_factory=dict)
 
 
@@ -137,54 +141,43 @@ def aws_json(service: Service, *args: str) -> dict[str, Any]:
     return answer
 
 
-def api_files(name: str, folder: Path) -> list[str]:
-    """The sample in the API's shapes, as validate-pipeline-definition takes it
-    (the AWS CLI translates only put-pipeline-definition's files itself)."""
+def api_shapes(name: str) -> dict[str, Any]:
+    """The sample in the API's shapes, as ValidatePipelineDefinition takes it
+    (the AWS CLI's own translator, which put-pipeline-definition uses)."""
     doc = json.loads((SAMPLES / "definitions" / name).read_text())
     values = json.loads((SAMPLES / "values" / name).read_text())
-    parts = {
-        "pipeline-objects": translator.definition_to_api_objects(doc),
-        "parameter-objects": translator.definition_to_api_parameters(doc) or [],
-        "parameter-values": translator.definition_to_parameter_values(values) or [],
+    return {
+        "pipelineObjects": translator.definition_to_api_objects(doc),
+        "parameterObjects": translator.definition_to_api_parameters(doc) or [],
+        "parameterValues": translator.definition_to_parameter_values(values) or [],
     }
-    args = []
-    for option, shape in parts.items():
-        path = folder / f"{option}.json"
-        path.write_text(json.dumps(shape))
-        args += [f"--{option}", f"file://{path}"]
-    return args
 
 
-def try_sample(service: Service, name: str, folder: Path) -> Outcome:
+def try_sample(service: Service, dp: Any, name: str) -> Outcome:
     """create, put, validate, activate: the flow of the samples' READMEs."""
-    folder.mkdir()
-    pipeline_id = aws_json(
-        service, "create-pipeline", "--name", name, "--unique-id", name
-    )["pipelineId"]
+    pipeline_id = dp.create_pipeline(name=name, uniqueId=name)["pipelineId"]
     put = aws_json(
         service,
         *("put-pipeline-definition", "--pipeline-id", pipeline_id),
         *("--pipeline-definition", f"file://{SAMPLES / 'definitions' / name}"),
         *("--parameter-values-uri", f"file://{SAMPLES / 'values' / name}"),
     )
-    validated = aws_json(
-        service,
-        *("validate-pipeline-definition", "--pipeline-id", pipeline_id),
-        *api_files(name, folder),
+    validated = dp.validate_pipeline_definition(
+        pipelineId=pipeline_id, **api_shapes(name)
     )
-    activated = aws(service, "activate-pipeline", "--pipeline-id", pipeline_id)
-    return Outcome(pipeline_id, put, validated, activated)
+    try:
+        dp.activate_pipeline(pipelineId=pipeline_id)
+    except ClientError as exc:
+        return Outcome(pipeline_id, put, validated, exc.response["Error"]["Code"])
+    return Outcome(pipeline_id, put, validated, None)
 
 
 @pytest.fixture(scope="module")
-def outcomes(
-    local_service: Service, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, Outcome]:
-    folder = tmp_path_factory.mktemp("samples")
+def outcomes(local_service: Service) -> dict[str, Outcome]:
+    dp = make_client(local_service.endpoint_url)  # one client: its threads share it
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = {
-            name: pool.submit(try_sample, local_service, name, folder / name)
-            for name in NAMES
+            name: pool.submit(try_sample, local_service, dp, name) for name in NAMES
         }
         return {name: future.result() for name, future in futures.items()}
 
@@ -211,7 +204,7 @@ def test_sample_is_accepted_and_activates(
         if warning.startswith("Unknown field")
     ]
     assert unknown == []  # AWS wrote them: every field is one AWS knows
-    assert outcome.activated.returncode == 0, outcome.activated.stderr
+    assert outcome.refusal is None
     dp = make_client(local_service.endpoint_url)
 
     def instances() -> list[dict[str, Any]]:
@@ -239,8 +232,7 @@ def test_sample_is_refused_as_aws_refuses_it(
     for answer in (outcome.put, outcome.validated):
         assert answer["errored"] is True
         assert [e for e in errors_of(answer) if REFUSED[name] in e], errors_of(answer)
-    assert outcome.activated.returncode != 0
-    assert "InvalidRequestException" in outcome.activated.stderr
+    assert outcome.refusal == "InvalidRequestException"
 
 
 def test_masked_values_work_and_never_reach_the_service_output(

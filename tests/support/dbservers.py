@@ -106,6 +106,14 @@ def _as_user(owner: str, argv: list[str]) -> list[str]:
     return [runuser, "-u", owner, "--", *argv]
 
 
+def _owned_by(owner: str) -> dict[str, Any]:
+    """``Popen`` arguments that run the child as ``owner`` when we are root."""
+    if not _as_root():
+        return {}
+    user = pwd.getpwnam(owner)
+    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+
+
 def _wait_ready(connect: Any, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
@@ -194,8 +202,14 @@ def running_postgres() -> Iterator[DbServer]:
     argv = [postgres, "-D", str(data), "-k", str(folder), "-p", str(port)]
     argv += ["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
     with log.open("wb") as out:
+        # postgres itself is the child (not runuser, which does not pass SIGINT on):
+        # the stop's SIGINT is its fast shutdown, not a 20 s wait and a SIGKILL
         process = subprocess.Popen(
-            _as_user("postgres", argv), stdout=out, stderr=out, stdin=subprocess.DEVNULL
+            argv,
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+            **_owned_by("postgres"),
         )
     admin = {
         "host": "127.0.0.1",
