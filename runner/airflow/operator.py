@@ -4,7 +4,10 @@ Owns: ``DpRunnerExecOperator`` (one activity, one slot: ``dp-runner exec`` as a
 subprocess, its output in the task log), ``DpRunnerPreconditionSensor`` (a
 precondition: each poke is an ``exec`` of it, exit 3 means "not yet"),
 ``NotTranslatedOperator`` (fails at once with the reason), ``SnsAlarm`` (an
-``onFail``/``onSuccess`` callback that publishes through ``runner.aws.sns``), and
+``onFail``/``onSuccess`` callback that publishes through ``runner.aws.sns``),
+``deadline_alerts`` (``lateAfterTimeout`` + ``onLateAction``: a DeadlineAlert on
+the DAG run whose callback, ``publish_late``, runs on the triggerer; none on
+Airflow 2.x, which has no deadline alerts: see ``runner.airflow.alarms``), and
 the two timetables the DAG file uses, imported where the Airflow version keeps
 them.
 
@@ -28,7 +31,9 @@ the next attempt would fail the same way).
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
+import datetime as dt
 import json
 import os
 import signal
@@ -36,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -59,6 +65,12 @@ except ImportError:  # Airflow 2.x (MWAA)
         DeltaTriggerTimetable as _Trigger,
     )
     from airflow.utils.log.secrets_masker import mask_secret
+try:  # Airflow 3.1+: deadline alerts on the DAG run
+    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+
+    HAS_DEADLINES = True
+except ImportError:  # Airflow 2.x, 3.0: none (the export reports them not carried)
+    HAS_DEADLINES = False
 
 EXIT_FALSE = 3
 EXIT_NO_RETRY = frozenset({2, 78})
@@ -259,3 +271,58 @@ class SnsAlarm:
         from runner.aws import sns  # noqa: PLC0415 - boto3 only when an alarm fires
 
         sns.publish(self.topic_arn, self.subject, self.message)
+
+
+@dataclass(frozen=True, slots=True)
+class LateAlarm:
+    """One ``onLateAction`` SnsAlarm of an activity: published when the DAG run
+    has not finished ``after_s`` (``lateAfterTimeout``) after its logical date,
+    the slot's ``@scheduledStartTime``."""
+
+    object_id: str
+    after_s: float
+    topic_arn: str
+    subject: str = ""
+    message: str = ""
+
+
+def deadline_alerts(*alarms: LateAlarm) -> dict[str, Any]:
+    """The DAG's ``deadline`` argument: a DeadlineAlert per late alarm, where the
+    Airflow version has them (3.1+); ``{}`` on 2.x, whose export lists them as
+    not carried."""
+    if not HAS_DEADLINES or not alarms:
+        return {}
+    return {
+        "deadline": [
+            DeadlineAlert(
+                reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
+                interval=dt.timedelta(seconds=alarm.after_s),
+                callback=AsyncCallback(
+                    publish_late,
+                    kwargs={
+                        "object_id": alarm.object_id,
+                        "topic_arn": alarm.topic_arn,
+                        "subject": alarm.subject,
+                        "message": alarm.message,
+                    },
+                ),
+            )
+            for alarm in alarms
+        ]
+    }
+
+
+async def publish_late(
+    object_id: str,
+    topic_arn: str,
+    subject: str,
+    message: str,
+    context: Mapping[str, Any] | None = None,
+) -> str:
+    """A missed deadline (on the triggerer, which awaits it): the onLateAction
+    alarm published through boto3, off the triggerer's event loop; the
+    MessageId."""
+    from runner.aws import sns  # noqa: PLC0415 - boto3 only when an alarm fires
+
+    del object_id, context  # what it was for, kept in the callback's record
+    return await asyncio.to_thread(sns.publish, topic_arn, subject, message)
