@@ -13,9 +13,13 @@ them.
 
 How a task runs: the DAG's ``DEFINITION`` is written to a private temporary
 file; ``--scheduled-start`` is the run's ``data_interval_start`` (the slot's
-``@scheduledStartTime``, see ``schedule``); each masked parameter's value is read
-from its Airflow Variable, registered with Airflow's secret masker, and handed to
-``exec`` as ``DP_PARAMETER_<name>``, never on the command line. The subprocess
+``@scheduledStartTime``, see ``schedule``); ``--pipeline-id`` is the DAG run's
+own (``run_pipeline_id``: the same for every task and attempt of one run,
+another for each run), so ``@pipelineId``, ``DP_PIPELINE_ID`` and the log path
+under ``pipelineLogUri`` tie an attempt to its run; each masked parameter's
+value is read from its Airflow Variable, registered with Airflow's secret
+masker, and handed to ``exec`` as ``DP_PARAMETER_<name>``, never on the command
+line. The subprocess
 dies with the task process (``PR_SET_PDEATHSIG``, which the kernel enforces); a
 stop (Airflow's ``on_kill``: SIGTERM to the task, a timeout) sends SIGTERM to
 ``exec``, which kills the activity's tree within ``kill_grace`` and exits 5; the
@@ -32,8 +36,10 @@ the next attempt would fail the same way).
 from __future__ import annotations
 
 import asyncio
+import base64
 import ctypes
 import datetime as dt
+import hashlib
 import json
 import os
 import signal
@@ -78,6 +84,14 @@ DEFAULT_KILL_GRACE_S = 10.0
 #: Beyond ``kill_grace``: how long exec may take to report and exit after a stop.
 STOP_SLACK_S = 5.0
 _PR_SET_PDEATHSIG = 1
+
+
+def run_pipeline_id(dag_id: str, run_id: str) -> str:
+    """The pipeline id of one DAG run, as AWS spells one (``df-`` and 21
+    capitals and digits): a digest of the DAG id and the run id, so every task
+    of the run gets the same, and another run another."""
+    digest = hashlib.sha256(f"{dag_id}\0{run_id}".encode()).digest()
+    return "df-" + base64.b32encode(digest).decode("ascii")[:21]
 
 
 def data_interval_timetable(period: Any) -> Any:
@@ -164,6 +178,7 @@ class _ExecMixin:
         start = context.get("data_interval_start") or context.get("logical_date")
         if start is None:
             raise AirflowFailException("the run has no data_interval_start")
+        pipeline_id = run_pipeline_id(context["dag"].dag_id, context["run_id"])
         env = dict(os.environ)
         env.update(self._secret_env())
         with tempfile.TemporaryDirectory(prefix="dp-runner-dag-") as folder:
@@ -173,6 +188,7 @@ class _ExecMixin:
                 sys.executable, "-m", "runner", "exec", str(path),
                 "--object", self.object_id,
                 "--scheduled-start", start.isoformat(),
+                "--pipeline-id", pipeline_id,
                 "--kill-grace", str(self.kill_grace),
             ]  # fmt: skip
             return runner.run(argv, env, log)
