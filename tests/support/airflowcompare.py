@@ -33,6 +33,7 @@ class TaskRow:
     state: str
     start: dt.datetime
     end: dt.datetime
+    tries: int
 
 
 @dataclass(frozen=True)
@@ -135,13 +136,13 @@ def task_rows(home: Path, dag_id: str) -> dict[str, TaskRow]:
     """The DAG's task instances in Airflow's database (one run per test)."""
     with sqlite3.connect(home / "airflow.db") as db:
         rows = db.execute(
-            "SELECT task_id, state, start_date, end_date FROM task_instance"
-            " WHERE dag_id = ?",
+            "SELECT task_id, state, start_date, end_date, try_number"
+            " FROM task_instance WHERE dag_id = ?",
             (dag_id,),
         ).fetchall()
     return {
-        task: TaskRow(str(state), _moment(start), _moment(end))
-        for task, state, start, end in rows
+        task: TaskRow(str(state), _moment(start), _moment(end), int(tries))
+        for task, state, start, end, tries in rows
     }
 
 
