@@ -181,7 +181,7 @@ def _task_lines(task: Task) -> str:
         if task.sensor_timeout_s is not None:
             args.append(f"timeout={task.sensor_timeout_s!r},  # preconditionTimeout")
         args.append(f"poke_interval={task.poke_interval_s!r},  # retryDelay")
-        args.append("mode='poke'")
+        args.append("mode='reschedule',  # no worker slot held between checks")
         return _call(task.task_id, "DpRunnerPreconditionSensor", [*args, *_queue(task)])
     args.append(f"retries={task.retries},  # maximumRetries")
     args.append(f"retry_delay={_delta(task.retry_delay_s)},  # retryDelay")
