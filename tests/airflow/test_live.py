@@ -228,7 +228,7 @@ def test_each_run_has_a_pipeline_id_of_its_own(
         assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     with sqlite3.connect(airflow_home / "airflow.db") as db:
         runs = db.execute(
-            "SELECT substr(logical_date, 1, 10), run_id FROM dag_run"
+            "SELECT substr(data_interval_start, 1, 10), run_id FROM dag_run"
             " WHERE dag_id = 'ids'"
         ).fetchall()
     seen = set()

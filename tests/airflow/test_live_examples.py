@@ -12,7 +12,12 @@ from typing import Any
 
 import pytest
 
-from tests.support.airflowcompare import component_of, instances, task_rows
+from tests.support.airflowcompare import (
+    check_order,
+    component_of,
+    instances,
+    task_rows,
+)
 from tests.support.airflowlive import EXAMPLES, dags_test, export_file
 from tests.support.dagfile import read_dag
 from tests.support.dbservers import DbServer
@@ -138,8 +143,7 @@ def test_retry_and_depend_shares_its_folder_through_the_run_pipeline_id(
         "Load": "success",
     }
     assert tasks["Transform"].tries == 2  # the transient failure, then done
-    for upstream, downstream in read_dag(dag_file).edges:
-        assert tasks[upstream].end <= tasks[downstream].start, (upstream, downstream)
+    check_order(tasks, read_dag(dag_file).edges)
     (tmp_path / "local").mkdir()
     local = run_local(
         EXAMPLES / "retry-and-depend.json",
