@@ -26,6 +26,7 @@ module; ``run`` must not pay for the service) or anything of the service but
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Sequence
@@ -48,6 +49,9 @@ if TYPE_CHECKING:
     from runner.localservice import LocalService
 
 GROUP_PREFIX = "dp-runner-exec-"
+#: ``--pipeline-id``: it names the attempts' folder (``attempts/<pipelineId>/``)
+#: and the log path under ``pipelineLogUri``, so one safe path component.
+PIPELINE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,15 +111,18 @@ def run(  # noqa: PLR0917 - the CLI's options, passed on
     defn: Definition,
     slot: Slot,
     say: Callable[[str], None] | None = None,
+    pipeline_id: str | None = None,
 ) -> ExecSummary:
     """The embedded service, the slot, served to its verdict. ``say`` writes a
-    line for a person (``localrun.for_people``). Raises ``ConfigError`` (the
-    definition refused, a bad setting) and ``RunnerError`` when it ended without
-    a verdict (exit 1)."""
-    service = start_service()
+    line for a person (``localrun.for_people``); ``pipeline_id`` is the id the
+    slot runs under (``--pipeline-id``; default: a new one). Raises
+    ``ConfigError`` (the definition refused, a bad setting) and ``RunnerError``
+    when it ended without a verdict (exit 1)."""
+    token = f"dp-runner-exec-{uuid.uuid4()}"
+    service = start_service({token: pipeline_id} if pipeline_id else None)
     try:
         settings = exec_settings(config_file, overrides, service.endpoint_url, slot)
-        watch = SlotWatch(defn, slot, definition)
+        watch = SlotWatch(defn, slot, definition, token)
         runner = Lifecycle(
             settings,
             watch,
@@ -137,10 +144,13 @@ class SlotWatch:
     ``exec-watch`` thread, which commits the verdict to ``answer`` and then
     queues ``LOCAL_RUN_ENDED``."""
 
-    def __init__(self, defn: Definition, slot: Slot, definition: Path) -> None:
+    def __init__(
+        self, defn: Definition, slot: Slot, definition: Path, token: str
+    ) -> None:
         self._defn = defn
         self._slot = slot
         self._definition = definition
+        self._token = token  # the slot's pipeline's uniqueId (``--pipeline-id``)
         self._pipeline_id = ""
         #: The verdict, once the watch has committed one.
         self.answer = Answer()
@@ -148,7 +158,7 @@ class SlotWatch:
     def prepare(self, runner: dispatcher.Runner) -> dict[str, Any]:
         logs.mask_values(secret_values(self._defn))
         self._pipeline_id = _submit(
-            runner.client, self._defn, self._slot, self._definition.stem
+            runner.client, self._defn, self._slot, self._definition.stem, self._token
         )
         _started(runner, self._pipeline_id, self._definition, self._slot)
         return {}
@@ -169,12 +179,13 @@ class SlotWatch:
         """Nothing: the watch thread ends with the shutdown it waits on."""
 
 
-def _submit(client: Client, defn: Definition, slot: Slot, name: str) -> str:
-    """Check the whole definition, then submit and activate the slot's; what the
-    service refuses is a ``ConfigError`` (exit 78)."""
+def _submit(client: Client, defn: Definition, slot: Slot, name: str, token: str) -> str:
+    """Check the whole definition, then submit and activate the slot's (created
+    with ``token`` as its uniqueId); what the service refuses is a
+    ``ConfigError`` (exit 78)."""
     try:
         check_whole(client, defn, name)
-        return localpipeline.submit(client, slot.definition, name)
+        return localpipeline.submit(client, slot.definition, name, token)
     except RejectedRequestError as exc:
         raise ConfigError(f"the service refused the definition: {exc}") from exc
 
@@ -194,9 +205,10 @@ def _started(
         runner.say(f"{definition}: {slot.instance_id}, on this host")
 
 
-def start_service() -> LocalService:
+def start_service(pipeline_ids: dict[str, str] | None = None) -> LocalService:
     """The embedded service: loopback, ephemeral port, throwaway state, the real
-    clock, and a past start allowed."""
+    clock, and a past start allowed; ``pipeline_ids``: uniqueId -> the pipeline
+    id it gets (``--pipeline-id``)."""
     # imported here: run without --local never pays for the service
     from runner.localservice import LocalService  # noqa: PLC0415 - see above
 
@@ -208,6 +220,7 @@ def start_service() -> LocalService:
         poll_hold_s=1.0,
         runs_on_worker_group=localrun.RUNS_ON_GROUP,
         refuse_old_starts=False,
+        pipeline_ids=pipeline_ids,
     )
     service.start()
     return service

@@ -58,15 +58,19 @@ def put_checked(client: Client, defn: Definition, name: str, token: str) -> str:
     return pipeline_id
 
 
-def submit(client: Client, defn: Definition, name: str) -> str:
+def submit(
+    client: Client, defn: Definition, name: str, token: str | None = None
+) -> str:
     """Create, put and activate; ``ConfigError`` when the definition is refused.
+    ``token``: the CreatePipeline ``uniqueId`` (default: a new one).
 
     First, the definition's secret values (``*my…`` parameters, what ``*`` fields
     use) are masked in every log line from now on (``logs.mask_values``): the
     put's body carries them, and botocore logs bodies at debug level; so do the
     task objects the runner will receive."""
     logs.mask_values(secret_values(defn))
-    pipeline_id = put_checked(client, defn, name, f"dp-runner-local-{uuid.uuid4()}")
+    token = token or f"dp-runner-local-{uuid.uuid4()}"
+    pipeline_id = put_checked(client, defn, name, token)
     management.activate_pipeline(client, pipeline_id, defn.parameter_values)
     return pipeline_id
 

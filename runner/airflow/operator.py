@@ -4,15 +4,22 @@ Owns: ``DpRunnerExecOperator`` (one activity, one slot: ``dp-runner exec`` as a
 subprocess, its output in the task log), ``DpRunnerPreconditionSensor`` (a
 precondition: each poke is an ``exec`` of it, exit 3 means "not yet"),
 ``NotTranslatedOperator`` (fails at once with the reason), ``SnsAlarm`` (an
-``onFail``/``onSuccess`` callback that publishes through ``runner.aws.sns``), and
+``onFail``/``onSuccess`` callback that publishes through ``runner.aws.sns``),
+``deadline_alerts`` (``lateAfterTimeout`` + ``onLateAction``: a DeadlineAlert on
+the DAG run whose callback, ``publish_late``, runs on the triggerer; none on
+Airflow 2.x, which has no deadline alerts: see ``runner.airflow.alarms``), and
 the two timetables the DAG file uses, imported where the Airflow version keeps
 them.
 
 How a task runs: the DAG's ``DEFINITION`` is written to a private temporary
 file; ``--scheduled-start`` is the run's ``data_interval_start`` (the slot's
-``@scheduledStartTime``, see ``schedule``); each masked parameter's value is read
-from its Airflow Variable, registered with Airflow's secret masker, and handed to
-``exec`` as ``DP_PARAMETER_<name>``, never on the command line. The subprocess
+``@scheduledStartTime``, see ``schedule``); ``--pipeline-id`` is the DAG run's
+own (``run_pipeline_id``: the same for every task and attempt of one run,
+another for each run), so ``@pipelineId``, ``DP_PIPELINE_ID`` and the log path
+under ``pipelineLogUri`` tie an attempt to its run; each masked parameter's
+value is read from its Airflow Variable, registered with Airflow's secret
+masker, and handed to ``exec`` as ``DP_PARAMETER_<name>``, never on the command
+line. The subprocess
 dies with the task process (``PR_SET_PDEATHSIG``, which the kernel enforces); a
 stop (Airflow's ``on_kill``: SIGTERM to the task, a timeout) sends SIGTERM to
 ``exec``, which kills the activity's tree within ``kill_grace`` and exits 5; the
@@ -28,7 +35,11 @@ the next attempt would fail the same way).
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import ctypes
+import datetime as dt
+import hashlib
 import json
 import os
 import signal
@@ -36,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -59,6 +71,12 @@ except ImportError:  # Airflow 2.x (MWAA)
         DeltaTriggerTimetable as _Trigger,
     )
     from airflow.utils.log.secrets_masker import mask_secret
+try:  # Airflow 3.1+: deadline alerts on the DAG run
+    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+
+    HAS_DEADLINES = True
+except ImportError:  # Airflow 2.x, 3.0: none (the export reports them not carried)
+    HAS_DEADLINES = False
 
 EXIT_FALSE = 3
 EXIT_NO_RETRY = frozenset({2, 78})
@@ -66,6 +84,14 @@ DEFAULT_KILL_GRACE_S = 10.0
 #: Beyond ``kill_grace``: how long exec may take to report and exit after a stop.
 STOP_SLACK_S = 5.0
 _PR_SET_PDEATHSIG = 1
+
+
+def run_pipeline_id(dag_id: str, run_id: str) -> str:
+    """The pipeline id of one DAG run, as AWS spells one (``df-`` and 21
+    capitals and digits): a digest of the DAG id and the run id, so every task
+    of the run gets the same, and another run another."""
+    digest = hashlib.sha256(f"{dag_id}\0{run_id}".encode()).digest()
+    return "df-" + base64.b32encode(digest).decode("ascii")[:21]
 
 
 def data_interval_timetable(period: Any) -> Any:
@@ -152,6 +178,7 @@ class _ExecMixin:
         start = context.get("data_interval_start") or context.get("logical_date")
         if start is None:
             raise AirflowFailException("the run has no data_interval_start")
+        pipeline_id = run_pipeline_id(context["dag"].dag_id, context["run_id"])
         env = dict(os.environ)
         env.update(self._secret_env())
         with tempfile.TemporaryDirectory(prefix="dp-runner-dag-") as folder:
@@ -161,6 +188,7 @@ class _ExecMixin:
                 sys.executable, "-m", "runner", "exec", str(path),
                 "--object", self.object_id,
                 "--scheduled-start", start.isoformat(),
+                "--pipeline-id", pipeline_id,
                 "--kill-grace", str(self.kill_grace),
             ]  # fmt: skip
             return runner.run(argv, env, log)
@@ -259,3 +287,58 @@ class SnsAlarm:
         from runner.aws import sns  # noqa: PLC0415 - boto3 only when an alarm fires
 
         sns.publish(self.topic_arn, self.subject, self.message)
+
+
+@dataclass(frozen=True, slots=True)
+class LateAlarm:
+    """One ``onLateAction`` SnsAlarm of an activity: published when the DAG run
+    has not finished ``after_s`` (``lateAfterTimeout``) after its logical date,
+    the slot's ``@scheduledStartTime``."""
+
+    object_id: str
+    after_s: float
+    topic_arn: str
+    subject: str = ""
+    message: str = ""
+
+
+def deadline_alerts(*alarms: LateAlarm) -> dict[str, Any]:
+    """The DAG's ``deadline`` argument: a DeadlineAlert per late alarm, where the
+    Airflow version has them (3.1+); ``{}`` on 2.x, whose export lists them as
+    not carried."""
+    if not HAS_DEADLINES or not alarms:
+        return {}
+    return {
+        "deadline": [
+            DeadlineAlert(
+                reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
+                interval=dt.timedelta(seconds=alarm.after_s),
+                callback=AsyncCallback(
+                    publish_late,
+                    kwargs={
+                        "object_id": alarm.object_id,
+                        "topic_arn": alarm.topic_arn,
+                        "subject": alarm.subject,
+                        "message": alarm.message,
+                    },
+                ),
+            )
+            for alarm in alarms
+        ]
+    }
+
+
+async def publish_late(
+    object_id: str,
+    topic_arn: str,
+    subject: str,
+    message: str,
+    context: Mapping[str, Any] | None = None,
+) -> str:
+    """A missed deadline (on the triggerer, which awaits it): the onLateAction
+    alarm published through boto3, off the triggerer's event loop; the
+    MessageId."""
+    from runner.aws import sns  # noqa: PLC0415 - boto3 only when an alarm fires
+
+    del object_id, context  # what it was for, kept in the callback's record
+    return await asyncio.to_thread(sns.publish, topic_arn, subject, message)

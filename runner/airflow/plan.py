@@ -25,6 +25,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 
+from runner.airflow.alarms import Alarm, Late, alarms, late_alarm
 from runner.airflow.fields import Reader
 from runner.airflow.schedule import ScheduleError, Timing, period_seconds, timing
 from runner.execslot import PRECONDITION_TYPES
@@ -60,16 +61,6 @@ class PlanError(ValueError):
     """A definition the export cannot translate; the message names the object."""
 
 
-@dataclass(frozen=True, slots=True)
-class Alarm:
-    """An SnsAlarm, as a callback publishes it."""
-
-    object_id: str
-    topic_arn: str
-    subject: str
-    message: str
-
-
 @dataclass(slots=True)
 class Task:
     """One Airflow task. ``kind``: ``exec`` (an activity), ``sensor`` (a
@@ -92,13 +83,15 @@ class Task:
 
 @dataclass(slots=True)
 class Plan:
-    """The DAG: its timing, tasks, ``(upstream, downstream)`` task-id edges, and
-    every object or field it does not carry (``not_carried``)."""
+    """The DAG: its timing, tasks, ``(upstream, downstream)`` task-id edges,
+    every object or field it does not carry (``not_carried``), and the late
+    alarms (``alarms.Late``), each a deadline on the DAG run."""
 
     timing: Timing
     tasks: list[Task]
     edges: list[tuple[str, str]]
     not_carried: list[str]
+    late: list[Late] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,8 +162,9 @@ def _add_activity(
         plan.not_carried.append(f"{obj_id}: a {kind} (its task fails: not translated)")
     else:
         _retries_and_time(task, reader, options)
-        task.on_fail = _alarms(plan, reader, obj_id, "onFail")
-        task.on_success = _alarms(plan, reader, obj_id, "onSuccess")
+        task.on_fail = alarms(reader, obj_id, "onFail", plan.not_carried)
+        task.on_success = alarms(reader, obj_id, "onSuccess", plan.not_carried)
+        _late(plan, reader, obj_id)
         task.queue = _queue(plan, reader, obj_id, options)
         active = reader.text(obj_id, "maxActiveInstances")
         task.max_active = _number(active, obj_id, "maxActiveInstances")
@@ -190,9 +184,18 @@ def _add_activity(
             plan.edges.append((ids[upstream], task.task_id))
         else:
             plan.not_carried.append(f"{obj_id}: dependsOn {upstream}, not an activity")
-    for key in ("runsOn", "lateAfterTimeout", "onLateAction"):
-        if reader.text(obj_id, key) is not None or reader.refs(obj_id, key):
-            plan.not_carried.append(f"{obj_id}: {key}")
+    if reader.refs(obj_id, "runsOn"):
+        plan.not_carried.append(f"{obj_id}: runsOn")
+
+
+def _late(plan: Plan, reader: Reader, obj_id: str) -> None:
+    manual = plan.timing.kind == "manual"
+    try:
+        late = late_alarm(reader, obj_id, manual=manual, notes=plan.not_carried)
+    except ValueError as exc:
+        raise PlanError(str(exc)) from exc
+    if late is not None:
+        plan.late.append(late)
 
 
 def _retries_and_time(task: Task, reader: Reader, options: Options) -> None:
@@ -235,27 +238,6 @@ def _preconditions(reader: Reader, obj_id: str) -> list[tuple[str, str]]:
     for node in reader.refs(obj_id, "input"):
         found.extend((node, p) for p in reader.refs(node, "precondition"))
     return found
-
-
-def _alarms(plan: Plan, reader: Reader, obj_id: str, key: str) -> list[Alarm]:
-    alarms = []
-    for action in reader.refs(obj_id, key):
-        kind = reader.type_of(action)
-        topic = reader.text(action, "topicArn")
-        if kind != "SnsAlarm" or topic is None:
-            plan.not_carried.append(
-                f"{obj_id}: {key} {action} (a {kind or 'typeless object'})"
-            )
-            continue
-        subject = reader.text(action, "subject") or ""
-        message = reader.text(action, "message") or ""
-        if "#{" in subject + message:
-            plan.not_carried.append(
-                f"{obj_id}: {key} {action}: expressions in subject or message "
-                "(published as written)"
-            )
-        alarms.append(Alarm(action, topic, subject, message))
-    return alarms
 
 
 def _queue(plan: Plan, reader: Reader, obj_id: str, options: Options) -> str | None:
@@ -303,8 +285,6 @@ def _list_leftovers(plan: Plan, reader: Reader, activities: list[str]) -> None:
     mode = reader.text("Default", "failureAndRerunMode")
     if mode is not None and mode.lower() == "none":
         plan.not_carried.append("Default: failureAndRerunMode none (Airflow cascades)")
-    if reader.text("Default", "pipelineLogUri") is not None:
-        plan.not_carried.append("Default: pipelineLogUri (Airflow keeps the task logs)")
 
 
 def _task_id(obj_id: str, taken: set[str]) -> str:

@@ -20,7 +20,8 @@ import datetime as dt
 import json
 from collections.abc import Iterable
 
-from runner.airflow.plan import Alarm, Plan, Task
+from runner.airflow.alarms import Alarm, Late
+from runner.airflow.plan import Plan, Task
 from runner.airflow.schedule import Period, Timing
 from runner.pipelinefile import Definition, definition_to_json
 
@@ -45,8 +46,10 @@ from dateutil.relativedelta import relativedelta  # noqa: F401 - month periods
 from runner.airflow.operator import (  # noqa: F401
     DpRunnerExecOperator,
     DpRunnerPreconditionSensor,
+    LateAlarm,
     NotTranslatedOperator,
     SnsAlarm,
+    deadline_alerts,
     data_interval_timetable,
     trigger_timetable,
 )
@@ -82,6 +85,7 @@ def render(
         *_schedule_lines(plan.timing),
         "    max_active_runs=1,",
         "    tags=['dp-runner'],",
+        *_late_lines(plan.late),
         "):",
     ]
     parts.extend(_task_lines(task) for task in plan.tasks)
@@ -129,6 +133,25 @@ def _schedule_lines(timing: Timing) -> list[str]:
     ]
 
 
+def _late_lines(late: list[Late]) -> list[str]:
+    """``lateAfterTimeout`` + ``onLateAction``: the DAG's deadline alerts, where
+    the Airflow version has them (``deadline_alerts`` gives none on 2.x)."""
+    if not late:
+        return []
+    return [
+        "    # lateAfterTimeout + onLateAction: late if the run is not done by then",
+        "    **deadline_alerts(",
+        *(
+            f"        LateAlarm({item.object_id!r}, {item.after_s!r}, "
+            f"{alarm.topic_arn!r}, subject={alarm.subject!r}, "
+            f"message={alarm.message!r}),  # onLateAction {alarm.object_id}"
+            for item in late
+            for alarm in item.alarms
+        ),
+        "    ),",
+    ]
+
+
 def _period(period: Period) -> str:
     kind = "relativedelta" if period.calendar else "dt.timedelta"
     return f"{kind}({period.unit}={period.count})"
@@ -158,7 +181,7 @@ def _task_lines(task: Task) -> str:
         if task.sensor_timeout_s is not None:
             args.append(f"timeout={task.sensor_timeout_s!r},  # preconditionTimeout")
         args.append(f"poke_interval={task.poke_interval_s!r},  # retryDelay")
-        args.append("mode='poke'")
+        args.append("mode='reschedule',  # no worker slot held between checks")
         return _call(task.task_id, "DpRunnerPreconditionSensor", [*args, *_queue(task)])
     args.append(f"retries={task.retries},  # maximumRetries")
     args.append(f"retry_delay={_delta(task.retry_delay_s)},  # retryDelay")

@@ -26,6 +26,15 @@ class ExecCommand(click.Command):
         return super().parse_args(ctx, execone.spread_values(args))
 
 
+def _pipeline_id(value: str | None) -> str | None:
+    """``--pipeline-id``: a folder name of the attempts too, so a safe one."""
+    if value is not None and not execone.PIPELINE_ID.fullmatch(value):
+        raise click.BadParameter(
+            "letters, digits, '_', '.' and '-' (at most 128), a letter or digit first"
+        )
+    return value
+
+
 @click.command(name="exec", cls=ExecCommand)
 @click.argument(
     "definition", type=click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -61,6 +70,13 @@ class ExecCommand(click.Command):
     type=click.Path(path_type=Path),
     help="Attempt folders, logs and state (default: a temporary one).",
 )
+@click.option(
+    "--pipeline-id",
+    callback=lambda _ctx, _param, value: _pipeline_id(value),
+    metavar="ID",
+    help="The pipeline id (@pipelineId, DP_PIPELINE_ID) the slot runs under "
+    "(default: a new one): a scheduler passes one per run.",
+)
 @click.option("--kill-grace", type=float, help="SIGTERM to SIGKILL (10).")
 @click.option("--run-as", help="When root: run the task as this user.")
 @click.option("--log-format", type=click.Choice(["auto", "json", "console"]))
@@ -75,6 +91,7 @@ def exec_(  # noqa: PLR0917 - click passes each option
     config_file: Path | None,
     *,
     keep: bool,
+    pipeline_id: str | None,
     **flags: Any,
 ) -> None:
     """Run one instance of one activity or precondition of DEFINITION, here.
@@ -92,7 +109,13 @@ def exec_(  # noqa: PLR0917 - click passes each option
         )
         slot = execone.slot_of(defn, target, scheduled_start)
         outcome = execone.run(
-            config_file, overrides, definition, defn, slot, say=click.echo
+            config_file,
+            overrides,
+            definition,
+            defn,
+            slot,
+            say=click.echo,
+            pipeline_id=pipeline_id,
         )
     except ExecUsageError as exc:
         raise click.UsageError(str(exc)) from exc

@@ -62,6 +62,8 @@ class Engine:
         self.runs_on_worker_group = runs_on_worker_group
         #: AWS refuses a schedule that starts over a day ago; `exec` lifts that.
         self.refuse_old_starts = True
+        #: uniqueId -> the id CreatePipeline gives it: `exec --pipeline-id`.
+        self.named_pipeline_ids: dict[str, str] = {}
         self.cond = threading.Condition(threading.Lock())
         self.stopping = False
         self.pipelines: dict[str, Pipeline] = {}

@@ -69,7 +69,7 @@ class PipelineApi:
             if len(tags) > MAX_TAGS:
                 raise invalid(f"tags: at most {MAX_TAGS} tags per pipeline")
             pipeline = Pipeline(
-                id="df-" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(21)),
+                id=self._new_id(body["uniqueId"]),
                 name=body["name"],
                 unique_id=body["uniqueId"],
                 description=body.get("description", ""),
@@ -83,6 +83,16 @@ class PipelineApi:
             engine.touch(pipeline)
             engine.commit()
             return {"pipelineId": pipeline.id}
+
+    def _new_id(self, unique_id: str) -> str:
+        """The id the embedder named for this uniqueId, else a new one as AWS
+        makes them (``df-`` and 21 capitals and digits)."""
+        named = self.engine.named_pipeline_ids.get(unique_id)
+        if named is None:
+            return "df-" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(21))
+        if named in self.engine.pipelines:
+            raise invalid(f"pipeline id {named} is already taken")
+        return named
 
     def put_pipeline_definition(self, body: Body) -> Body:
         raw = _raw_definition(body)

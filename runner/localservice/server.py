@@ -28,7 +28,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from runner.localservice import lifecycle, listener, preconditions, schedule, throttle
@@ -73,6 +73,7 @@ class LocalService:
         max_body_bytes: int = MAX_BODY_BYTES,
         refuse_old_starts: bool = True,
         lease_time_scale: float | None = None,
+        pipeline_ids: Mapping[str, str] | None = None,
     ) -> None:
         """Open the state (raises StartupError); `start()` binds. `throttle`
         "aws" enforces AWS's call rates (`throttle`), in real time.
@@ -81,7 +82,10 @@ class LocalService:
         `lease_time_scale` scales the lease windows (the 2-minute ack window,
         reportProgressTimeout) apart from the rest of the clock; None: `time_scale`.
         A test whose verdict must not hang on a lease lapsing passes 1.0: its
-        leases then outlast the test, whatever the machine's speed."""
+        leases then outlast the test, whatever the machine's speed.
+        `pipeline_ids` maps a CreatePipeline `uniqueId` to the pipeline id it
+        gets (AWS always makes one up): `dp-runner exec --pipeline-id` runs its
+        slot under the id a scheduler chose."""
         if throttle not in THROTTLES:
             raise ValueError(f"throttle must be one of {THROTTLES}, not {throttle!r}")
         self.host, self.port = host, port
@@ -99,6 +103,7 @@ class LocalService:
             time_scale, runs_on_worker_group, lease_time_scale
         )
         self.engine.refuse_old_starts = refuse_old_starts
+        self.engine.named_pipeline_ids = dict(pipeline_ids or {})
         self._checker = Checker(self.engine, endpoint_url=s3_endpoint_url)
         self._tasks = TaskApi(self.engine, poll_hold_s=poll_hold_s)
         self.operations = self._operations()

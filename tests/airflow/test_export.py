@@ -115,6 +115,42 @@ def test_retries_timeouts_alarms_and_short_delays(tmp_path: Path) -> None:
     assert dag.tasks["A"][1]["retry_delay"] == "dt.timedelta(seconds=1.0)"
 
 
+def test_late_after_timeout_becomes_a_deadline_alert(tmp_path: Path) -> None:
+    """lateAfterTimeout + onLateAction: a LateAlarm in the DAG's deadline
+    alerts (Airflow 3.1+), reported as not carried on 2.x; ondemand, or no
+    onLateAction, carries nothing and says why."""
+    alarm = {
+        "id": "Late",
+        "type": "SnsAlarm",
+        "topicArn": "arn:aws:sns:eu-west-1:123456789012:ops",
+        "subject": "A is late",
+        "message": "late",
+    }
+    late = shell("A", lateAfterTimeout="2 hours", onLateAction={"ref": "Late"})
+    schedule = {"period": "1 day", "startDateTime": "2026-06-01T00:00:00"}
+    dag, report = exported(tmp_path, scheduled("cron", schedule, late, alarm))
+    deadline = dag.dag_args["None"]  # the **deadline_alerts(...) of DAG(...)
+    assert deadline == (
+        "deadline_alerts(\n        LateAlarm('A', 7200.0, "
+        "'arn:aws:sns:eu-west-1:123456789012:ops', subject='A is late', "
+        "message='late'),  # onLateAction Late\n    )"
+    )
+    assert report.not_carried == [
+        "A: lateAfterTimeout 2 hours + onLateAction: a deadline alert on the DAG "
+        "run (Airflow 3.1+); not carried on Airflow 2.x (no deadline alerts)"
+    ]
+    ondemand = {"objects": [{"id": "Default", "scheduleType": "ondemand"}, late, alarm]}
+    dag, report = exported(tmp_path, ondemand)
+    assert "None" not in dag.dag_args
+    assert report.not_carried == ["A: lateAfterTimeout (ondemand: no scheduled start)"]
+    alone = shell("A", lateAfterTimeout="2 hours")
+    dag, report = exported(tmp_path, scheduled("cron", schedule, alone))
+    assert "None" not in dag.dag_args
+    assert report.not_carried == [
+        "A: lateAfterTimeout without an onLateAction SnsAlarm"
+    ]
+
+
 def test_queues_only_with_the_flag(tmp_path: Path) -> None:
     doc = {"objects": [{"id": "Default", "scheduleType": "ondemand"}]}
     doc["objects"].append(shell("A", workerGroup="etl-hosts"))

@@ -12,9 +12,12 @@ that reached SNS. The service-backed examples are in test_live_examples.py.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -209,3 +212,31 @@ def test_on_fail_and_on_success_publish_to_sns(
         return subjects >= {"Works finished", "Breaks failed"}
 
     wait_for(both_arrived, 30, "both alarms")
+
+
+def test_each_run_has_a_pipeline_id_of_its_own(
+    tmp_path: Path, airflow_home: Path
+) -> None:
+    """Both tasks of one DAG run see the same DP_PIPELINE_ID and @pipelineId:
+    the run's, "df-" and the first 21 base32 characters of the SHA-256 of the
+    DAG id and the run id; the next run sees another."""
+    out = tmp_path / "out"
+    out.mkdir()
+    dag_file = export(tmp_path, "ids", "ids", "--parameter-values", f"myOut={out}")
+    for date in ("2026-06-01T00:00:00+00:00", "2026-06-02T00:00:00+00:00"):
+        done = dags_test(airflow_home, dag_file, "ids", date)
+        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    with sqlite3.connect(airflow_home / "airflow.db") as db:
+        runs = db.execute(
+            "SELECT substr(data_interval_start, 1, 10), run_id FROM dag_run"
+            " WHERE dag_id = 'ids'"
+        ).fetchall()
+    seen = set()
+    for day, run_id in runs:
+        digest = hashlib.sha256(f"ids\0{run_id}".encode()).digest()
+        expected = "df-" + base64.b32encode(digest).decode()[:21]
+        for task in ("First", "Second"):
+            # DP_PIPELINE_ID, then #{@pipelineId}
+            assert (out / f"{task}-{day}").read_text().split() == 2 * [expected]
+        seen.add(expected)
+    assert len(seen) == 2, runs

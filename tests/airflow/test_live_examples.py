@@ -6,11 +6,18 @@ databases and moto's S3, and both must produce the same objects and rows.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.airflowcompare import (
+    check_order,
+    component_of,
+    instances,
+    task_rows,
+)
 from tests.support.airflowlive import EXAMPLES, dags_test, export_file
 from tests.support.dagfile import read_dag
 from tests.support.dbservers import DbServer
@@ -110,3 +117,42 @@ def test_staging_example_writes_what_run_local_writes(
         by_airflow = s3_admin.get_object(Bucket=s3_bucket, Key=f"airflow/output/{name}")
         by_local = s3_admin.get_object(Bucket=s3_bucket, Key=f"local/output/{name}")
         assert by_airflow["Body"].read() == by_local["Body"].read() == data.upper()
+
+
+def test_retry_and_depend_shares_its_folder_through_the_run_pipeline_id(
+    tmp_path: Path, airflow_home: Path
+) -> None:
+    """examples/retry-and-depend.json keeps its files in a folder named by
+    DP_PIPELINE_ID, which every task of one DAG run shares: under Airflow as
+    under ``run --local``, Extract, the NumbersReady sensor (FALSE, then true),
+    Transform (failed once, then done) and Load ran in the order of the edges,
+    and Load found the sum and removed the folder."""
+    dag_file = export_file(
+        tmp_path, EXAMPLES / "retry-and-depend.json", "retry", "--short-delays"
+    )
+    env = {"TMPDIR": str(tmp_path)}
+    done = dags_test(
+        airflow_home, dag_file, "retry", "2026-06-01T00:00:00+00:00", **env
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    tasks = task_rows(airflow_home, "retry")
+    assert {task: row.state for task, row in tasks.items()} == {
+        "Extract": "success",
+        "Transform__NumbersReady": "success",
+        "Transform": "success",
+        "Load": "success",
+    }
+    assert tasks["Transform"].tries == 2  # the transient failure, then done
+    check_order(tasks, read_dag(dag_file).edges)
+    (tmp_path / "local").mkdir()
+    local = run_local(
+        EXAMPLES / "retry-and-depend.json",
+        tmp_path,
+        env={**os.environ, "TMPDIR": str(tmp_path / "local")},
+    )
+    assert local.returncode == 0, local.stdout[-3000:] + local.stderr[-3000:]
+    ran = {component_of(i): s for i, s in instances(local.stdout).items()}
+    assert {ran[task] for task in ("Extract", "Transform", "Load")} == {"FINISHED"}
+    # each Load removed its run's folder: nothing of either run is left
+    assert not list(tmp_path.glob("dp-runner-demo-*"))
+    assert not list((tmp_path / "local").glob("dp-runner-demo-*"))

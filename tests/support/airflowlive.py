@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -83,10 +84,17 @@ def export_file(tmp_path: Path, definition: Path, dag_id: str, *args: str) -> Pa
 
 
 def dags_test(
-    home: Path, dag_file: Path, dag_id: str, date: str, **extra: str
+    home: Path,
+    dag_file: Path,
+    dag_id: str,
+    date: str,
+    *,
+    prefix: Sequence[str] = (),
+    **extra: str,
 ) -> subprocess.CompletedProcess[str]:
+    """``airflow dags test DAG DATE``, run through ``prefix`` (say, ``unshare``)."""
     return subprocess.run(
-        [str(AIRFLOW), "dags", "test", dag_id, date],
+        [*prefix, str(AIRFLOW), "dags", "test", dag_id, date],
         env=airflow_env(home, dag_file.parent, **extra),
         capture_output=True,
         text=True,
