@@ -14,15 +14,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import stat
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from tests.support.dbservers import DbServer
 from tests.support.runners import run_local
+from tests.support.samplehosts import hosts_namespace, rds_instance_for, stub
 
 SAMPLES = Path(__file__).parent / "localservice" / "samples"
 BUCKET = "dp-samples-bucket"  # the samples' values name it
@@ -101,12 +100,6 @@ def test_shell_command_with_s3_staging_directory(
     assert stdout_of(tmp_path, "Shell_Command_Staging_Activity") == (
         "argument: hello\nstaged: bashscript.sh\n"
     )
-
-
-def stub(folder: Path, name: str, text: str) -> None:
-    path = folder / name
-    path.write_text(text)
-    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
 
 def test_efs_backup_one_node(tmp_path: Path, samples_bucket: Any) -> None:
@@ -225,44 +218,6 @@ UPDATE timeout_check SET finished = NOW(3);
 """
 
 
-def rds_instance_for(
-    moto_server: str, instance_id: str, database: DbServer
-) -> tuple[str, dict[str, str]]:
-    """An RDS instance in moto whose endpoint port is ``database``'s; its
-    endpoint host (made up by moto) and the environment that points the
-    runner's RDS calls at moto."""
-    rds = boto3.client("rds", endpoint_url=moto_server)
-    with contextlib.suppress(rds.exceptions.DBInstanceAlreadyExistsFault):
-        rds.create_db_instance(
-            DBInstanceIdentifier=instance_id,
-            Engine="mysql",
-            DBInstanceClass="db.t3.micro",
-            AllocatedStorage=20,
-            MasterUsername=database.user,
-            MasterUserPassword="irrelevant-123",
-            DBName=database.database,
-            Port=database.port,
-        )
-    (found,) = rds.describe_db_instances(DBInstanceIdentifier=instance_id)[
-        "DBInstances"
-    ]
-    assert found["Endpoint"]["Port"] == database.port, found["Endpoint"]
-    return found["Endpoint"]["Address"], {
-        **os.environ,
-        "AWS_ENDPOINT_URL_RDS": moto_server,
-    }
-
-
-def hosts_namespace(tmp_path: Path, host: str) -> list[str]:
-    """The argv prefix that runs a command in its own mount namespace (the
-    tests run as root), with /etc/hosts bind-mounted over by a copy that maps
-    ``host`` to 127.0.0.1: the name resolves so for that process tree only."""
-    hosts = tmp_path / "hosts"
-    hosts.write_text(Path("/etc/hosts").read_text() + f"\n127.0.0.1 {host}\n")
-    mount = 'mount --bind "$1" /etc/hosts && shift && exec "$@"'
-    return ["unshare", "--mount", "--", "sh", "-c", mount, "sh", str(hosts)]
-
-
 def test_sql_activity_with_timeout(
     tmp_path: Path, samples_bucket: Any, moto_server: str, mysql_db: DbServer
 ) -> None:
@@ -279,7 +234,8 @@ def test_sql_activity_with_timeout(
     )
     name = "SQLActivityWithTimeout__pipeline.json"
     values = json.loads((SAMPLES / "values" / name).read_text())
-    host, env = rds_instance_for(moto_server, values["values"]["myRDSId"], mysql_db)
+    host, rds_env = rds_instance_for(moto_server, values["values"]["myRDSId"], mysql_db)
+    env = {**os.environ, **rds_env}
     values["values"] |= {
         "myRDSUsername": mysql_db.user,
         "myRDSPassword": mysql_db.password,

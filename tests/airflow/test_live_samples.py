@@ -23,18 +23,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import stat
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from tests.support.airflowcompare import run_both
 from tests.support.dbservers import DbServer
 from tests.support.runners import REPO
+from tests.support.samplehosts import hosts_namespace, rds_instance_for, stub
 
 pytestmark = [pytest.mark.airflow, pytest.mark.timeout(900)]
 SAMPLES = REPO / "tests" / "localservice" / "samples"
@@ -136,12 +134,6 @@ def test_shell_command_with_s3_staging_directory(
     ]
 
 
-def stub(folder: Path, name: str, text: str) -> None:
-    path = folder / name
-    path.write_text(text)
-    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-
-
 def efs_stubs(folder: Path) -> tuple[dict[str, str], Path]:
     """``wget`` writes the backup script (which mounts with sudo and says what it
     backs up); ``sudo`` writes down what it was asked. The environment that puts
@@ -239,46 +231,6 @@ INSERT INTO timeout_check (started) VALUES (NOW(3));
 DO SLEEP(1);
 UPDATE timeout_check SET finished = NOW(3) WHERE finished IS NULL;
 """
-
-
-def rds_instance_for(
-    moto_server: str, instance_id: str, database: DbServer
-) -> tuple[str, dict[str, str]]:
-    """An RDS instance in moto whose endpoint port is ``database``'s; its
-    endpoint host (made up by moto) and the environment that points the
-    runner's RDS calls at moto."""
-    rds = boto3.client("rds", endpoint_url=moto_server)
-    with contextlib.suppress(rds.exceptions.DBInstanceAlreadyExistsFault):
-        rds.create_db_instance(
-            DBInstanceIdentifier=instance_id,
-            Engine="mysql",
-            DBInstanceClass="db.t3.micro",
-            AllocatedStorage=20,
-            MasterUsername=database.user,
-            MasterUserPassword="irrelevant-123",
-            DBName=database.database,
-            Port=database.port,
-        )
-    (found,) = rds.describe_db_instances(DBInstanceIdentifier=instance_id)[
-        "DBInstances"
-    ]
-    assert found["Endpoint"]["Port"] == database.port, found["Endpoint"]
-    return found["Endpoint"]["Address"], {"AWS_ENDPOINT_URL_RDS": moto_server}
-
-
-def hosts_namespace(tmp_path: Path, host: str) -> list[str]:
-    """The argv prefix that runs a command in its own mount namespace (the
-    tests run as root), with /etc/hosts bind-mounted over by a copy that maps
-    ``host`` to 127.0.0.1: the name resolves so for that process tree only."""
-    hosts = tmp_path / "hosts"
-    hosts.write_text(Path("/etc/hosts").read_text() + f"\n127.0.0.1 {host}\n")
-    # Python, not sh: sh drops AIRFLOW_VAR_<DAG>.<NAME> (a dot) from the environment
-    mount = (
-        "import os, subprocess, sys; "
-        "subprocess.run(['mount', '--bind', sys.argv[1], '/etc/hosts'], check=True); "
-        "os.execvp(sys.argv[2], sys.argv[2:])"
-    )
-    return ["unshare", "--mount", "--", sys.executable, "-c", mount, str(hosts)]
 
 
 def test_sql_activity_with_timeout(
