@@ -34,7 +34,7 @@ import pymysql  # type: ignore[import-untyped]  # PyMySQL ships no stubs
 from runner.dbchild import mysqlformat
 from runner.dbchild.dialect import NULL, Dialect, encode_field
 
-#: One socket read: a few hundred rows, well under the child's memory bound.
+#: One socket read: a few thousand rows, well under the child's memory bound.
 READ_BYTES = 1024 * 1024
 _HEADER = 4
 _LONG_PACKET = 0xFFFFFF
