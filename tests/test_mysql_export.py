@@ -138,3 +138,18 @@ def test_an_export_left_half_read_closes_its_connection(
     assert not conn.conn.open  # type: ignore[attr-defined]
     conn.rollback()  # what the child does next: no error for a closed connection
     conn.close()
+
+
+#: Canonical dialect records: an escaped separator and backslash, NULL and the
+#: value "\N", an escaped LF, a bare CR, 4-byte UTF-8, an empty string.
+ROUND_TRIP = "1,a\\,b,x\\\\y\n2,\\N,line\\\nbreak\rcr\n3,\\\\N,😀 é\n4,,\\N\n".encode()
+
+
+def test_awkward_records_come_back_as_they_went_in(mysql_db: DbServer) -> None:
+    conn = session(mysql_db)
+    table = "CREATE TABLE rt (id INT PRIMARY KEY, a TEXT, b TEXT) CHARACTER SET utf8mb4"
+    conn.execute(table, None)
+    assert conn.load("rt", None, [ROUND_TRIP], CSV) == 4
+    query = "SELECT * FROM rt"
+    assert mysqlformat.formatted_query(conn.conn, query, CSV) is not None  # type: ignore[attr-defined]
+    assert export(conn, query, CSV) == (ROUND_TRIP, 4)
