@@ -29,7 +29,9 @@ RSS (target: under 200 MB).
 
 Run: python bench/bench_sql.py [--mb 1000] [--runs 3] [--engines postgresql,mysql]
 [--python .venv-runtime/bin/python] (the runner as shipped: the dev venv's rich,
-which structlog imports, adds to each database child's start)
+which structlog imports, adds to each database child's start). The database child
+runs in the task's folder, so it imports the runner installed in that venv, not
+this checkout's: reinstall it after a change (``make bench`` does).
 """
 
 from __future__ import annotations

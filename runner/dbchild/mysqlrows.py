@@ -3,12 +3,14 @@
 Owns: ``export``, which runs a query through PyMySQL (connecting, the query, the
 column descriptions: the driver's work) and then reads the rows itself: the text
 protocol's row packets, parsed a socket read (up to ``READ_BYTES``) at a time and
-written as dialect records.
+written as dialect records. When the server can write the records itself
+(``mysqlformat.py``), each row is one field, the record, passed on as it is.
 
 Must not: be imported by the runner (the child's ``dbsession`` uses it), or leave
 the connection mid-result: every path either reads to the end of the rows (the
-EOF packet, or the server's error) or lets PyMySQL close the cursor, which drains
-them; then the driver's own state says the result is finished.
+EOF packet, or the server's error) or, left half-read (a stop, a failed upload),
+closes the connection (the rest of the rows are on their way); then the
+driver's own state says the result is finished.
 
 Why this way: PyMySQL turns every row into a tuple of Python values (a packet
 object, a decoder call per field), and the copy then turned each value back into
@@ -17,7 +19,9 @@ already carries each value as the server's text, which is what a CSV holds, so a
 row here costs one slice per field and a join; a field is escaped only when its
 row holds a backslash, the separator or LF (one scan of the packet). The values
 are the server's own text (a DATETIME(6) keeps its six digits, a TIME reads
-``01:00:00``), as ``mariadb --batch`` writes them.
+``01:00:00``), as ``mariadb --batch`` writes them. A record the server wrote
+costs one slice: the loop for it (``_RowReader._lines``) is kept apart from the
+general one, as tight as it can be.
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ from typing import Any
 
 import pymysql  # type: ignore[import-untyped]  # PyMySQL ships no stubs
 
+from runner.dbchild import mysqlformat
 from runner.dbchild.dialect import NULL, Dialect, encode_field
 
-#: One socket read: a few hundred rows, well under the child's memory bound.
+#: One socket read: a few thousand rows, well under the child's memory bound.
 READ_BYTES = 1024 * 1024
 _HEADER = 4
 _LONG_PACKET = 0xFFFFFF
@@ -40,21 +45,33 @@ def export(conn: Any, query: str, dialect: Dialect, rows: list[int]) -> Iterator
     """Run ``query`` and yield its rows as dialect bytes, one socket read at a
     time; the row count is appended to ``rows`` at the end. Raises PyMySQL's
     errors (the server's error packet, a lost connection)."""
+    formatted = mysqlformat.formatted_query(conn, query, dialect)
     with conn.cursor(pymysql.cursors.SSCursor) as cur:
-        cur.execute(query)
+        cur.execute(formatted or query)
         result = conn._result
         if result is None or not result.unbuffered_active:  # no rows: not a SELECT
             rows.append(0)
             return
-        reader = _RowReader(int(result.field_count), dialect)
-        while not reader.done:
-            data = _read(conn)
-            yield reader.feed(data)
-        result.unbuffered_active = False
-        result.has_next = reader.more_results
-        result.connection = None
-        conn._next_seq_id = (reader.last_seq + 1) % 256
+        reader = _RowReader(int(result.field_count), dialect, formatted is not None)
+        try:
+            while not reader.done:
+                data = _read(conn)
+                yield reader.feed(data)
+        finally:
+            _finish(conn, result, reader)
         rows.append(reader.count)
+
+
+def _finish(conn: Any, result: Any, reader: _RowReader) -> None:
+    """Hand the connection back to PyMySQL: after the EOF packet or the server's
+    error, in step for the next statement; left half-read, closed."""
+    result.unbuffered_active = False
+    result.connection = None
+    if reader.done:
+        result.has_next = reader.more_results
+        conn._next_seq_id = (reader.last_seq + 1) % 256
+    else:
+        conn._force_close()
 
 
 def _read(conn: Any) -> bytes:
@@ -74,11 +91,13 @@ def _read(conn: Any) -> bytes:
 
 
 class _RowReader:
-    """Row packets in, dialect records out; holds at most one partial packet."""
+    """Row packets in, dialect records out; holds at most one partial packet.
+    ``formatted``: each row is one field, a record the server wrote."""
 
-    def __init__(self, columns: int, dialect: Dialect) -> None:
+    def __init__(self, columns: int, dialect: Dialect, formatted: bool) -> None:
         self.columns = columns
         self.dialect = dialect
+        self.formatted = formatted
         self.count = 0
         self.done = False
         self.more_results = False
@@ -90,28 +109,69 @@ class _RowReader:
         """The records completed by ``chunk`` (the rest of a packet is kept)."""
         data = self._rest + chunk if self._rest else chunk
         out: list[bytes] = []
-        pos, end, columns, count = 0, len(data), self.columns, self.count
-        while pos + _HEADER <= end:
-            length = data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16
-            stop = pos + _HEADER + length
+        pos = self._lines(data, out) if self.formatted else self._records(data, out)
+        self._rest = data[pos:]
+        return b"\n".join(out) + b"\n" if out else b""
+
+    def _lines(self, data: bytes, out: list[bytes]) -> int:
+        """Rows of one field (a record): each a slice, a packet that is not one
+        short field (NULL, a long field, the end) through ``_packet``. Returns
+        where the first packet not yet whole starts."""
+        append = out.append
+        pos, end, count, long_row = 0, len(data), 0, bool(self._long)
+        while pos + _HEADER < end:
+            stop = (
+                pos + _HEADER + (data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16)
+            )
+            if stop > end:
+                break
+            if data[pos + _HEADER] < _NULL_FIELD and not long_row:
+                append(data[pos + _HEADER + 1 : stop])
+                count += 1
+            else:
+                self.last_seq = data[pos + 3]
+                count += self._packet(data[pos + _HEADER : stop], stop - pos, out)
+                long_row = bool(self._long)
+                if self.done:
+                    pos = stop
+                    break
+            pos = stop
+        self.count += count
+        return pos
+
+    def _records(self, data: bytes, out: list[bytes]) -> int:
+        """Rows of the query's own columns, each made a record here."""
+        pos, end = 0, len(data)
+        while pos + _HEADER <= end and not self.done:
+            stop = (
+                pos + _HEADER + (data[pos] | data[pos + 1] << 8 | data[pos + 2] << 16)
+            )
             if stop > end:
                 break
             self.last_seq = data[pos + 3]
-            payload = data[pos + _HEADER : stop]
+            self.count += self._packet(data[pos + _HEADER : stop], stop - pos, out)
             pos = stop
-            if length == _LONG_PACKET or self._long:
-                self._long.append(payload)
-                if length == _LONG_PACKET:
-                    continue
-                payload, self._long = b"".join(self._long), []
-            if payload[0] >= _EOF and (payload[0] == _ERROR or length < 9):
-                self._end(payload)
-                break
-            out.append(self._record(_fields(payload, columns), payload))
-            count += 1
-        self.count = count
-        self._rest = data[pos:]
-        return b"\n".join(out) + b"\n" if out else b""
+        return pos
+
+    def _packet(self, payload: bytes, size: int, out: list[bytes]) -> int:
+        """One packet (``size`` with its header): a row's record added to
+        ``out``, a piece of a long row kept, or the end. The records added."""
+        if size - _HEADER == _LONG_PACKET or self._long:
+            self._long.append(payload)
+            if size - _HEADER == _LONG_PACKET:
+                return 0
+            payload, self._long = b"".join(self._long), []
+        if payload[0] >= _EOF and (payload[0] == _ERROR or size - _HEADER < 9):
+            self._end(payload)
+            return 0
+        fields = _fields(payload, self.columns)
+        if not self.formatted:
+            out.append(self._record(fields, payload))
+            return 1
+        if fields[0] is None:  # CONCAT past max_allowed_packet: ruled out ahead
+            raise pymysql.err.DataError(2000, "a row the server could not format")
+        out.append(fields[0])
+        return 1
 
     def _end(self, payload: bytes) -> None:
         """The EOF packet (its status says whether more results follow), or the
