@@ -124,6 +124,20 @@ def test_a_query_ending_in_a_comment_is_formatted_whole(
     assert (got, count) == (b"1,ab\n2,\\N\n", 2)
 
 
+def test_the_probe_never_runs_the_query(kinds: dbsession.Session) -> None:
+    """A query without a table is one the server would run whole to answer a
+    probe of its derived table; the probe's own LIMIT 0 keeps it from running:
+    the query's side effect (a user variable) happens once, in the export."""
+    conn = kinds.conn  # type: ignore[attr-defined]
+    kinds.execute("SET @runs = 0", None)
+    query = "SELECT @runs := @runs + 1 AS n"
+    assert mysqlformat.formatted_query(conn, query, CSV) is not None
+    with conn.cursor() as cur:
+        cur.execute("SELECT @runs")
+        assert cur.fetchone() == (0,)
+    assert export(kinds, query, CSV) == (b"1\n", 1)
+
+
 def test_an_export_left_half_read_closes_its_connection(
     mysql_db: DbServer,
 ) -> None:

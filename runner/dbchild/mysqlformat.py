@@ -28,9 +28,10 @@ anywhere, comments and strings included: a false alarm only costs the faster
 path). A probe (``LIMIT 0``) gives the columns: a type whose text the rewrite
 might spell differently (a geometry), a column too wide to bound, or a probe the
 server refuses (two columns of one name, a statement that is no SELECT) also
-leaves the query as it is. A record can never exceed ``max_allowed_packet`` (a
-``CONCAT`` past it gives NULL): the columns' widths, doubled for escapes, must
-fit under it.
+leaves the query as it is. The probe carries its own ``LIMIT 0`` inside the
+derived table: a table-less query is one the server runs whole to answer a probe
+of it. A record can never exceed ``max_allowed_packet`` (a ``CONCAT`` past it
+gives NULL): the columns' widths, doubled for escapes, must fit under it.
 """
 
 from __future__ import annotations
@@ -105,7 +106,10 @@ def formatted_query(conn: Any, query: str, dialect: Dialect) -> str | None:
     source = f"(\n{query}\n) AS q"  # a comment at the query's end stays closed
     try:
         with conn.cursor() as cur:
-            cur.execute(f"SELECT * FROM {source} LIMIT 0")  # noqa: S608 - the job's SQL
+            # LIMIT 0 inside: outside it, a derived table the server deems
+            # constant (no table, one row) is run whole before the probe answers
+            probe = f"SELECT * FROM (\n{query}\nLIMIT 0\n) AS q"  # noqa: S608 - the job's SQL
+            cur.execute(probe)
             fields = list(cur._result.fields)
             cur.execute("SELECT @@session.max_allowed_packet")
             (limit,) = cur.fetchone()
