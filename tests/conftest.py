@@ -58,6 +58,7 @@ pytest_plugins = [
     "tests.support.harness",
     "tests.support.silents3",
     "tests.support.groups",
+    "tests.support.samplehosts",
 ]
 
 #: Fuzzing (tests/test_fuzz.py) the same way on every run and machine: no example

@@ -11,28 +11,20 @@ sample go on.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.support.dbservers import DbServer
 from tests.support.runners import run_local
-from tests.support.samplehosts import hosts_namespace, rds_instance_for, stub
-
-SAMPLES = Path(__file__).parent / "localservice" / "samples"
-BUCKET = "dp-samples-bucket"  # the samples' values name it
-
-
-@pytest.fixture
-def samples_bucket(s3_admin: Any) -> Any:
-    """moto with the samples' bucket in it."""
-    with contextlib.suppress(s3_admin.exceptions.BucketAlreadyOwnedByYou):
-        s3_admin.create_bucket(Bucket=BUCKET)
-    return s3_admin
+from tests.support.samplehosts import (
+    BUCKET,
+    SAMPLES,
+    hosts_namespace,
+    rds_instance_for,
+    stub,
+)
 
 
 def run_sample(

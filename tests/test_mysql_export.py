@@ -42,16 +42,7 @@ ROWS = [
 
 
 def session(db: DbServer) -> dbsession.Session:
-    return dbsession.connect(
-        {
-            "engine": "mysql",
-            "host": db.host,
-            "port": db.port,
-            "user": db.user,
-            "password": db.password,
-            "database": db.database,
-        }
-    )
+    return dbsession.connect(db.connection)
 
 
 def export(conn: dbsession.Session, query: str, dialect: Dialect) -> tuple[bytes, int]:

@@ -31,16 +31,7 @@ TABLE = "CREATE TABLE {name} (id INT, a TEXT, b MEDIUMTEXT) CHARACTER SET utf8mb
 
 
 def session(db: DbServer) -> dbsession.Session:
-    return dbsession.connect(
-        {
-            "engine": "mysql",
-            "host": db.host,
-            "port": db.port,
-            "user": db.user,
-            "password": db.password,
-            "database": db.database,
-        }
-    )
+    return dbsession.connect(db.connection)
 
 
 def in_sync(conn: dbsession.Session) -> bool:

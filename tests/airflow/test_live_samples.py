@@ -31,20 +31,15 @@ import pytest
 
 from tests.support.airflowcompare import run_both
 from tests.support.dbservers import DbServer
-from tests.support.runners import REPO
-from tests.support.samplehosts import hosts_namespace, rds_instance_for, stub
+from tests.support.samplehosts import (
+    BUCKET,
+    SAMPLES,
+    hosts_namespace,
+    rds_instance_for,
+    stub,
+)
 
 pytestmark = [pytest.mark.airflow, pytest.mark.timeout(900)]
-SAMPLES = REPO / "tests" / "localservice" / "samples"
-BUCKET = "dp-samples-bucket"  # the samples' values name it
-
-
-@pytest.fixture
-def samples_bucket(s3_admin: Any) -> Any:
-    """moto with the samples' bucket in it."""
-    with contextlib.suppress(s3_admin.exceptions.BucketAlreadyOwnedByYou):
-        s3_admin.create_bucket(Bucket=BUCKET)
-    return s3_admin
 
 
 def values_of(name: str, **changes: str) -> dict[str, str]:

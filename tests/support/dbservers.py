@@ -68,6 +68,19 @@ class DbServer:
             return psycopg.connect(**self.admin_kwargs, dbname=name, autocommit=True)
         return pymysql.connect(**self.admin_kwargs, database=name, autocommit=True)
 
+    @property
+    def connection(self) -> dict[str, Any]:
+        """The job's ``connection`` the database child takes for this database
+        (``dbsession.connect``), as the test user."""
+        return {
+            "engine": self.engine,
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            "database": self.database,
+        }
+
     def query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
         """Rows of ``sql``, run as the superuser on this database."""
         conn = self.admin()

@@ -7,6 +7,8 @@ the Airflow runs of those samples.
   database's, for a sample's ``RdsDatabase``.
 * ``hosts_namespace``: an argv prefix that runs a command with an /etc/hosts of
   its own, where moto's made-up RDS host name resolves to 127.0.0.1.
+* ``samples_bucket`` (a fixture; tests/conftest.py loads this module as a plugin):
+  moto with the bucket the samples' values files name.
 """
 
 from __future__ import annotations
@@ -15,10 +17,24 @@ import contextlib
 import stat
 import sys
 from pathlib import Path
+from typing import Any
 
 import boto3
+import pytest
 
 from tests.support.dbservers import DbServer
+
+#: The copies of AWS's samples: definitions/ and values/.
+SAMPLES = Path(__file__).parents[1] / "localservice" / "samples"
+BUCKET = "dp-samples-bucket"  # the samples' values name it
+
+
+@pytest.fixture
+def samples_bucket(s3_admin: Any) -> Any:
+    """moto with the samples' bucket in it."""
+    with contextlib.suppress(s3_admin.exceptions.BucketAlreadyOwnedByYou):
+        s3_admin.create_bucket(Bucket=BUCKET)
+    return s3_admin
 
 
 def stub(folder: Path, name: str, text: str) -> None:
