@@ -20,6 +20,7 @@ import pytest
 from runner.localservice import LocalService
 from tests.support.cgroups import (
     NEEDS_CGROUP2,
+    ONE_AT_A_TIME,
     UNIFIED,
     gone,
     orphan,
@@ -30,7 +31,7 @@ from tests.support.pipelines import default_object, shell, submit
 from tests.support.runners import REPO, RunnerProcess, runner_command
 from tests.support.waiting import wait_for
 
-pytestmark = NEEDS_CGROUP2
+pytestmark = [NEEDS_CGROUP2, ONE_AT_A_TIME]
 
 
 def namespaced_runner(
