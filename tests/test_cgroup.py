@@ -23,7 +23,6 @@ import pytest
 from runner.localservice import LocalService
 from tests.support.cgroups import (
     NEEDS_CGROUP2,
-    ONE_AT_A_TIME,
     UNIFIED,
     Spawn,
     gone,
@@ -37,7 +36,7 @@ from tests.support.runners import RunnerProcess
 from tests.support.users import NOBODY, folder_for
 from tests.support.waiting import wait_for
 
-pytestmark = [NEEDS_CGROUP2, ONE_AT_A_TIME]
+pytestmark = NEEDS_CGROUP2
 
 
 def attempt_cgroups(group: Path) -> list[str]:

@@ -20,7 +20,6 @@ import pytest
 from runner.localservice import LocalService
 from tests.support.cgroups import (
     NEEDS_CGROUP2,
-    ONE_AT_A_TIME,
     UNIFIED,
     gone,
     orphan,
@@ -31,7 +30,7 @@ from tests.support.pipelines import default_object, shell, submit
 from tests.support.runners import REPO, RunnerProcess, runner_command
 from tests.support.waiting import wait_for
 
-pytestmark = [NEEDS_CGROUP2, ONE_AT_A_TIME]
+pytestmark = NEEDS_CGROUP2
 
 
 def namespaced_runner(

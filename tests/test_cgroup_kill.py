@@ -18,10 +18,10 @@ import structlog
 from runner.supervisor import kill, proctable
 from runner.supervisor.cgroup import AttemptCgroup
 from runner.task.journal import Journal
-from tests.support.cgroups import NEEDS_CGROUP2, ONE_AT_A_TIME, UNIFIED, Spawn
+from tests.support.cgroups import NEEDS_CGROUP2, UNIFIED, Spawn
 from tests.support.waiting import wait_for
 
-pytestmark = [NEEDS_CGROUP2, ONE_AT_A_TIME]
+pytestmark = NEEDS_CGROUP2
 
 # ------------------------------------------------------------ the kill, alone
 

@@ -18,11 +18,6 @@ UNIFIED = Path("/sys/fs/cgroup/unified")
 Spawn = Callable[..., RunnerProcess]
 
 
-#: The cgroup tests' runners all make their groups under the one cgroup that the
-#: pytest workers share: two at once, on two workers, left a runner stuck between
-#: ``journal_recovered`` and ``worker_started`` (twice in two 4-worker runs). One
-#: xdist group runs them on one worker, one at a time.
-ONE_AT_A_TIME = pytest.mark.xdist_group("cgroup")
 NEEDS_CGROUP2 = pytest.mark.skipif(
     os.geteuid() != 0 or not (UNIFIED / "cgroup.procs").exists(),
     reason="the cgroup tests need root and cgroup2 at /sys/fs/cgroup/unified",
