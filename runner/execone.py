@@ -43,6 +43,7 @@ from runner.errors import ConfigError, RejectedRequestError, RunnerError
 from runner.execslot import ExecUsageError, Slot, SlotError
 from runner.execwatch import Answer, Verdict, signaled, start_slot_watch
 from runner.lifecycle import Lifecycle
+from runner.localflags import RUNS_ON_GROUP
 from runner.pipelinefile import Definition
 
 if TYPE_CHECKING:
@@ -218,7 +219,7 @@ def start_service(pipeline_ids: dict[str, str] | None = None) -> LocalService:
         state_path=None,
         time_scale=1.0,
         poll_hold_s=1.0,
-        runs_on_worker_group=localrun.RUNS_ON_GROUP,
+        runs_on_worker_group=RUNS_ON_GROUP,
         refuse_old_starts=False,
         pipeline_ids=pipeline_ids,
     )
@@ -255,23 +256,3 @@ def clean_up(outcome: ExecSummary, *, keep: bool) -> bool:
         return False
     shutil.rmtree(outcome.made_dir, ignore_errors=True)
     return not outcome.made_dir.exists()
-
-
-def spread_values(args: list[str]) -> list[str]:
-    """``--parameter-values a=1 b=2`` as ``--parameter-values a=1
-    --parameter-values b=2``, as the AWS CLI takes them. ``exec`` has a
-    positional argument, so only words with ``=`` after the flag's own value are
-    more values; the first word without one ends them (the definition)."""
-    out: list[str] = []
-    state = ""  # "value": the flag's own value is next; "more": spread the words
-    for arg in args:
-        if state == "value":
-            state = "more"
-        elif state == "more" and "=" in arg and not arg.startswith("-"):
-            out.append(localrun.VALUES_FLAG)
-        elif arg == localrun.VALUES_FLAG:
-            state = "value"
-        else:  # --parameter-values=a=1 carries its own value
-            state = "more" if arg.startswith(f"{localrun.VALUES_FLAG}=") else ""
-        out.append(arg)
-    return out

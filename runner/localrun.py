@@ -21,8 +21,9 @@ takes one set of values, and the same flags give the same pipeline on AWS.
 Its end takes the daemon's one path: once every instance has ended, the watch thread
 queues ``LOCAL_RUN_ENDED`` in the dispatcher's inbox, exactly as a signal would be.
 
-Must not import ``runner.localservice`` at module level: ``cli/`` imports this module
-for its constants and ``run`` without ``--local`` must not pay for the service.
+Must not import ``runner.localservice`` at module level: ``run`` without ``--local``
+must not pay for the service. Its flags' defaults and spelling are ``localflags``'s,
+so that the CLI builds its options without importing this module.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from runner.definitionquery import worker_groups
 from runner.errors import ConfigError
 from runner.lifecycle import Lifecycle
 from runner.localdelivery import DeliveryWatch
+from runner.localflags import RUNS_ON_GROUP
 from runner.localpipeline import PipelineWatch
 from runner.localshow import RunSummary
 from runner.localwatch import instance_rows
@@ -54,13 +56,10 @@ from runner.pipelinefile import (
 if TYPE_CHECKING:
     from runner.localservice import LocalService
 
-RUNS_ON_GROUP = "dp-runner-local"
 #: What the runner signs its calls to the embedded service with. The service does not
 #: check signatures, so the demo needs no AWS account, and real credentials from
 #: boto3's chain are never sent to it. S3 (staging) still uses the chain.
 LOCAL_CREDENTIALS = ("dp-runner-local", "the-local-service-checks-no-signature")
-DEFAULT_TIME_SCALE = 0.01
-VALUES_FLAG = "--parameter-values"
 
 
 def run(  # noqa: PLR0917 - the CLI's options, passed on
@@ -220,23 +219,3 @@ def load(
     if values is None:
         return defn
     return dataclasses.replace(defn, parameter_values=values)
-
-
-def spread_values(args: list[str]) -> list[str]:
-    """``--parameter-values a b --x`` as ``--parameter-values a --parameter-values b
-    --x``: the AWS CLI takes several values after the one flag, a click option one.
-    ``run`` has no positional argument, so every plain word after the flag's own
-    value, up to the next option, is one more value."""
-    out: list[str] = []
-    state = ""  # "value": the flag's own value is next; "more": spread the words
-    for arg in args:
-        if state == "value":
-            state = "more"
-        elif state == "more" and not arg.startswith("-"):
-            out.append(VALUES_FLAG)
-        elif arg == VALUES_FLAG:
-            state = "value"
-        else:  # --parameter-values=myX=v carries its own value
-            state = "more" if arg.startswith(f"{VALUES_FLAG}=") else ""
-        out.append(arg)
-    return out

@@ -88,13 +88,13 @@ def test_a_runner_killed_mid_report_sends_the_journaled_status_once(
     submit(dp, [default_object(), shell("Quick", "echo done")])
     runner = HarnessedRunner(service, tmp_path)
     harnessed.append(runner)
-    wait_for(lambda: len(service.calls("SetTaskStatus")) >= 2, 20, "status retries")
+    wait_for(lambda: len(service.calls("SetTaskStatus")) >= 2, what="status retries")
     (task_id,) = {c.request["taskId"] for c in service.calls("SetTaskStatus")}
     before = len(service.calls("SetTaskStatus"))
 
     runner.kill9_and_restart()
     # the restart's recovery tries it too; then the service comes back
-    wait_for(lambda: len(service.calls("SetTaskStatus")) > before, 20, "a resend")
+    wait_for(lambda: len(service.calls("SetTaskStatus")) > before, what="a resend")
     service.faults.clear()
     runner.wait_event("journal_status_sent")
     (status,) = sent(service, task_id)

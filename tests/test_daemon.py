@@ -164,7 +164,9 @@ def test_attempt_timeout_kills_and_fails(
             shell(
                 "Slow",
                 tree_command(pid_file),
-                attemptTimeout="2 seconds",
+                # the tree is three Python starts, which a loaded machine has
+                # taken more than 2 s to make: the timeout must not end it first
+                attemptTimeout="10 seconds",
                 maximumRetries="0",
             ),
         ],

@@ -1,5 +1,5 @@
 """``execslot.cut``: what one slot of a definition keeps, drops and adds; and the
-command line's values (``execone.spread_values``, masked values from the
+command line's values (``localflags.spread_exec_values``, masked values from the
 environment). The slot's run on a real service is tests/test_exec.py's."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from runner import execone, execslot
+from runner import execslot, localflags
 from runner.pipelinefile import Definition, load_definition
 from tests.support.runners import REPO
 
@@ -123,7 +123,7 @@ def test_scheduled_start_is_utc_to_the_second(text: str, expected: str) -> None:
 
 def test_values_after_one_flag_are_spread_until_the_definition() -> None:
     args = ["--parameter-values", "a=1", "b=2", "def.json", "--object", "X"]
-    assert execone.spread_values(args) == [
+    assert localflags.spread_exec_values(args) == [
         "--parameter-values",
         "a=1",
         "--parameter-values",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import localrun
+from runner import localflags
 from tests.support.runners import REPO, run_local
 
 EXAMPLES = REPO / "examples"
@@ -244,7 +244,7 @@ def test_masked_values_never_reach_any_log_of_run_local(tmp_path: Path) -> None:
 def test_several_values_after_one_flag_become_one_flag_each(
     args: list[str], spread: list[str]
 ) -> None:
-    assert localrun.spread_values(args) == spread
+    assert localflags.spread_run_values(args) == spread
 
 
 def test_an_8_s_command_under_terminate_after_10_minutes_finishes(

@@ -1,7 +1,9 @@
 """``dp-runner exec``: one instance of one activity or precondition, here.
 
 It owns the options and the exit code of the verdict; ``execone.py`` builds and
-runs the instance.
+runs the instance. Like every command, it imports its work (``execone``, and with it
+the daemon and boto3) only when it runs: building the options needs ``localflags``
+alone, so ``--version`` or ``doctor`` never pays for them.
 """
 
 from __future__ import annotations
@@ -12,10 +14,9 @@ from typing import Any
 
 import click
 
-from runner import execone, localrun
+from runner import localflags
 from runner.cli.exits import fail
 from runner.errors import RunnerError
-from runner.execslot import ExecUsageError
 
 
 class ExecCommand(click.Command):
@@ -23,7 +24,7 @@ class ExecCommand(click.Command):
     values after one flag."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, execone.spread_values(args))
+        return super().parse_args(ctx, localflags.spread_exec_values(args))
 
 
 def _pipeline_id(value: str | None) -> str | None:
@@ -47,7 +48,7 @@ def _pipeline_id(value: str | None) -> str | None:
     help="The slot's @scheduledStartTime, ISO 8601 (UTC unless an offset is given).",
 )
 @click.option(
-    localrun.VALUES_FLAG,
+    localflags.VALUES_FLAG,
     "parameter_values",
     multiple=True,
     metavar="ID=VALUE...",
@@ -100,6 +101,9 @@ def exec_(  # noqa: PLR0917 - click passes each option
     DP_PARAMETER_myPassword) or the values file. Exit 0 FINISHED, 3 the
     precondition is FALSE, 4 FAILED, 5 stopped by a signal, 78 a definition or
     configuration error, 2 usage (docs/install.md)."""
+    from runner import execone  # noqa: PLC0415 - only this command
+    from runner.execslot import ExecUsageError  # noqa: PLC0415 - only this command
+
     if parameter_values and parameter_values_uri is not None:
         raise click.UsageError("--parameter-values-uri excludes --parameter-values")
     overrides = {k: v for k, v in flags.items() if v is not None}

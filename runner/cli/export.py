@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from runner import localrun
+from runner import localflags
 from runner.cli.execute import ExecCommand
 from runner.cli.exits import fail
 from runner.errors import RunnerError
@@ -28,7 +28,7 @@ def export() -> None:
 )
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True)
 @click.option("--dag-id", help="The DAG id (default: the file's name).")
-@click.option(localrun.VALUES_FLAG, "pairs", multiple=True, metavar="ID=VALUE...")
+@click.option(localflags.VALUES_FLAG, "pairs", multiple=True, metavar="ID=VALUE...")
 @click.option("--parameter-values-uri", metavar="file://FILE")
 @click.option("--queues", is_flag=True, help="workerGroup becomes each task's queue.")
 @click.option(

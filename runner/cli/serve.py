@@ -3,6 +3,9 @@ run one definition to completion on an embedded local service (``localrun``).
 
 It owns the options and their checks; the daemon and the local run are put
 together by ``lifecycle.py`` and ``localrun.py``, the rest of the composition root.
+It imports them (and with them the daemon, boto3 and pydantic) only when ``run``
+runs: the options' defaults come from ``localflags``, so that every other command,
+and ``--help``, builds this one without them.
 """
 
 from __future__ import annotations
@@ -10,15 +13,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from runner import lifecycle, localflags, localrun, localshow
+from runner import localflags
 from runner.cli.exits import EXIT_UNFINISHED, fail
-from runner.config import load_settings
 from runner.errors import RunnerError
-from runner.pipelinefile import Definition
+
+if TYPE_CHECKING:
+    from runner.pipelinefile import Definition
 
 
 def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -90,12 +94,12 @@ def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--time-scale",
             type=float,
-            default=localrun.DEFAULT_TIME_SCALE,
+            default=localflags.DEFAULT_TIME_SCALE,
             show_default=True,
             help="With --local: the service's clock scale.",
         ),
         click.option(
-            localrun.VALUES_FLAG,
+            localflags.VALUES_FLAG,
             multiple=True,
             metavar="ID=VALUE...",
             help="With --local: parameter values, instead of the file's.",
@@ -125,7 +129,7 @@ class _RunCommand(click.Command):
     """``run``, whose ``--parameter-values`` takes several values after one flag."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, localrun.spread_values(args))
+        return super().parse_args(ctx, localflags.spread_run_values(args))
 
 
 @click.command(cls=_RunCommand)
@@ -142,6 +146,9 @@ def run(
     **flags: Any,
 ) -> None:
     """Serve worker groups: poll, run tasks, report (docs/configuration.md)."""
+    from runner import lifecycle, localrun  # noqa: PLC0415 - only this command
+    from runner.config import load_settings  # noqa: PLC0415 - only this command
+
     values, values_uri = parameter_values, parameter_values_uri
     overrides = {k: v for k, v in flags.items() if v not in (None, ())}
     _check_local_flags(
@@ -216,6 +223,8 @@ def _run_local(
 ) -> int:
     """``run --local``: the closing lines, the work dir removed when every
     instance FINISHED (unless ``keep``), and 0 when every instance FINISHED."""
+    from runner import localrun, localshow  # noqa: PLC0415 - only this command
+
     outcome = localrun.run(
         config_file, overrides, definition, defn, time_scale, click.echo, quiet=quiet
     )

@@ -11,11 +11,9 @@ from typing import Any
 
 import click
 
-from runner import localflags, localrun, logs
+from runner import localflags
 from runner.cli.exits import fail
-from runner.config import load_settings
 from runner.errors import ConfigError
-from runner.signals import STOP_SIGNALS, Signals
 
 
 @click.command()
@@ -40,6 +38,8 @@ def doctor(config_file: Path | None, probe_poll: bool, **flags: Any) -> None:
 
     One line per check, with a fix for what fails; exit 0 when none fails."""
     from runner import doctor as diagnosis  # noqa: PLC0415 - only this command
+    from runner import logs  # noqa: PLC0415 - only this command
+    from runner.config import load_settings  # noqa: PLC0415 - only this command
 
     overrides = {k: v for k, v in flags.items() if v not in (None, ())}
     if "worker_groups" in overrides:
@@ -118,7 +118,7 @@ def healthcheck(args: tuple[str, ...]) -> None:
 )
 @click.option(
     "--runs-on-worker-group",
-    default=localrun.RUNS_ON_GROUP,
+    default=localflags.RUNS_ON_GROUP,
     show_default=True,
     help="Worker group that runsOn activities go to.",
 )
@@ -147,10 +147,12 @@ def local(  # noqa: PLR0917 - click passes each option positionally
     log_level: str,
 ) -> None:
     """Serve the Data Pipeline API locally (AWS JSON 1.1 over HTTP)."""
+    from runner import logs  # noqa: PLC0415 - only this command
     from runner.localservice import (  # noqa: PLC0415 - only this command
         LocalService,
         StartupError,
     )
+    from runner.signals import STOP_SIGNALS, Signals  # noqa: PLC0415 - only this command
 
     try:
         localflags.check_service_flags(port, time_scale, poll_hold)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from runner.localservice.throttle import AWS_RATES, Throttle
 from tests.support.localservice import make_client
 from tests.support.pipelines import default_object, shell, submit, wait_instances
 from tests.support.runners import REPO, RunnerProcess
+from tests.support.waiting import wait_for
 
 BOGUS_TASK = "not-a-task-of-this-service"
 
@@ -30,6 +32,25 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+class HeldClock:
+    """A clock that stands still until ``release``, then runs: buckets on it do
+    not refill while the test holds it, however slow the machine."""
+
+    def __init__(self) -> None:
+        self.held_at: float | None = time.monotonic()
+        self._offset = 0.0
+
+    def __call__(self) -> float:
+        if self.held_at is not None:
+            return self.held_at
+        return time.monotonic() - self._offset
+
+    def release(self) -> None:
+        if self.held_at is not None:
+            self._offset = time.monotonic() - self.held_at
+            self.held_at = None
 
 
 def test_a_bucket_holds_the_burst_and_refills_at_the_rate() -> None:
@@ -66,6 +87,7 @@ def service(tmp_path: Path) -> Iterator[LocalService]:
         time_scale=0.01,
         poll_hold_s=0.5,
         throttle="aws",
+        lease_time_scale=1.0,  # a throttled ack must not race a 1.2 s ack window
     ) as svc:
         yield svc
 
@@ -108,10 +130,17 @@ def test_a_runner_rides_out_throttling_with_no_task_lost(
 ) -> None:
     """Empty the task-progress and task-status buckets just before the tasks of
     three pipelines are ready: the runner's acks, heartbeats and statuses meet
-    ThrottlingException, back off with jitter, and every instance finishes."""
+    ThrottlingException, back off with jitter, and every instance finishes.
+
+    The two buckets are on a clock the test holds until the runner's own calls
+    have been refused, so that no refill in real time races a slow runner to
+    its first ack; then the clock runs and the buckets refill at AWS's rates."""
+    clock = HeldClock()
+    held = ("ReportTaskProgress", "SetTaskStatus")
+    service.throttle = Throttle({op: AWS_RATES[op] for op in held}, clock=clock)
     dp = make_client(service.endpoint_url)
     runner = spawn_runner("--max-tasks", "3")
-    runner.wait_event("worker_started", timeout=30)
+    runner.wait_event("worker_started")
     drain(dp, "report_task_progress", taskId=BOGUS_TASK)
     drain(dp, "set_task_status", taskId=BOGUS_TASK, taskStatus="FINISHED")
     pipelines = [
@@ -125,15 +154,19 @@ def test_a_runner_rides_out_throttling_with_no_task_lost(
         )
         for n in range(3)
     ]
+
+    def mine() -> list[Any]:
+        return [
+            c
+            for c in service.calls()
+            if c.error == "ThrottlingException"
+            and c.request.get("taskId", "") not in {"", BOGUS_TASK}
+        ]
+
+    wait_for(mine, what="the runner's own calls throttled")
+    clock.release()
     for pipeline_id in pipelines:
-        wait_instances(dp, pipeline_id, {"FINISHED"}, timeout=60)
-    mine = [
-        c
-        for c in service.calls()
-        if c.error == "ThrottlingException"
-        and c.request.get("taskId", "") not in {"", BOGUS_TASK}
-    ]
-    assert mine, "the runner's own calls were never throttled"
+        wait_instances(dp, pipeline_id, {"FINISHED"})
     assert runner.process.poll() is None
     assert runner.events("task_finished")
 

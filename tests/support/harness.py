@@ -19,7 +19,7 @@ import pytest
 
 from runner.localservice import LocalService
 from tests.support.runners import REPO, SCRIPTS, runner_command
-from tests.support.waiting import wait_for
+from tests.support.waiting import HANG_GUARD_S, wait_for
 
 
 class HarnessedRunner:
@@ -58,7 +58,7 @@ class HarnessedRunner:
         return found
 
     def wait_event(self, name: str, count: int = 1) -> dict[str, Any]:
-        events = wait_for(lambda: self.events(name)[count - 1 :], 20, name)
+        events = wait_for(lambda: self.events(name)[count - 1 :], HANG_GUARD_S, name)
         return dict(events[0])
 
     def kill9_and_restart(self) -> None:

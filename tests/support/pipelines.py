@@ -9,7 +9,7 @@ from typing import Any
 
 from runner.localservice import LocalService
 from runner.pipelinefile import definition_from_json
-from tests.support.waiting import wait_for
+from tests.support.waiting import HANG_GUARD_S, wait_for
 
 REGION = "us-east-1"
 
@@ -69,7 +69,7 @@ def instances(dp: Any, pipeline_id: str) -> dict[str, dict[str, str]]:
 
 
 def wait_instances(
-    dp: Any, pipeline_id: str, statuses: set[str], timeout: float = 20.0
+    dp: Any, pipeline_id: str, statuses: set[str], timeout: float = HANG_GUARD_S
 ) -> dict[str, dict[str, str]]:
     """Wait until every instance has one of ``statuses``."""
 

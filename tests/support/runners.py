@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.support.pipelines import REGION
-from tests.support.waiting import wait_for
+from tests.support.waiting import HANG_GUARD_S, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,7 +44,7 @@ class RunnerProcess:
         return [e for e in parsed if name is None or e.get("event") == name]
 
     def wait_event(
-        self, name: str, timeout: float = 15.0, **match: Any
+        self, name: str, timeout: float = HANG_GUARD_S, **match: Any
     ) -> dict[str, Any]:
         def found() -> dict[str, Any] | None:
             for event in self.events(name):
@@ -62,7 +62,7 @@ class RunnerProcess:
     def signal(self, signum: int = signal.SIGTERM) -> None:
         self.process.send_signal(signum)
 
-    def wait_exit(self, timeout: float = 20.0) -> int:
+    def wait_exit(self, timeout: float = HANG_GUARD_S) -> int:
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -19,7 +19,7 @@ def tree_command(pid_file: Path) -> str:
 
 def wait_tree(pid_file: Path) -> dict[str, int]:
     """Wait until the task tree of ``task_tree.py`` is up; its pids by role."""
-    wait_for(pid_file.exists, 15, "the task tree")
+    wait_for(pid_file.exists, what="the task tree")
     pids: dict[str, int] = json.loads(pid_file.read_text())
     return pids
 
