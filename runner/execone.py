@@ -26,7 +26,6 @@ module; ``run`` must not pay for the service) or anything of the service but
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import uuid
 from collections.abc import Callable, Sequence
@@ -50,9 +49,6 @@ if TYPE_CHECKING:
     from runner.localservice import LocalService
 
 GROUP_PREFIX = "dp-runner-exec-"
-#: ``--pipeline-id``: it names the attempts' folder (``attempts/<pipelineId>/``)
-#: and the log path under ``pipelineLogUri``, so one safe path component.
-PIPELINE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,8 @@
 
 Owns: which ``run`` flags ``run --local`` has no use for, the bounds of
 ``dp-runner local``'s numbers (port, time scale, poll hold), the local flags'
-defaults, and how ``--parameter-values`` takes several values after one flag.
+defaults, the shape of ``exec --pipeline-id``, and how ``--parameter-values``
+takes several values after one flag.
 
 Must not: import click (the CLI turns these into its errors) or start anything.
 
@@ -16,6 +17,7 @@ traceback, costs a person more than one line naming the flag.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from runner.errors import ConfigError
@@ -30,6 +32,9 @@ MAX_PORT = 65535
 #: per ten-minute retry, and AWS holds an empty poll at most 90 s.
 MAX_TIME_SCALE = 1000.0
 MAX_POLL_HOLD_S = 90.0
+#: ``exec --pipeline-id``: it names the attempts' folder (``attempts/<pipelineId>/``)
+#: and the log path under ``pipelineLogUri``, so one safe path component.
+PIPELINE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 #: ``run`` options that ``run --local`` has no use for: it serves the

@@ -29,7 +29,7 @@ class ExecCommand(click.Command):
 
 def _pipeline_id(value: str | None) -> str | None:
     """``--pipeline-id``: a folder name of the attempts too, so a safe one."""
-    if value is not None and not execone.PIPELINE_ID.fullmatch(value):
+    if value is not None and not localflags.PIPELINE_ID.fullmatch(value):
         raise click.BadParameter(
             "letters, digits, '_', '.' and '-' (at most 128), a letter or digit first"
         )
