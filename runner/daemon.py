@@ -236,6 +236,9 @@ def _recover(runner: Runner) -> Recovery | None:
     Raises what ``recover`` raised."""
     done: list[Recovery] = []
     failed: list[Exception] = []
+    # Set before the WAKE is queued: the thread may still be alive when the main
+    # thread reads that WAKE, and a loop on is_alive() would then wait forever.
+    ended = threading.Event()
 
     def run() -> None:
         try:
@@ -252,11 +255,12 @@ def _recover(runner: Runner) -> Recovery | None:
         except Exception as exc:  # noqa: BLE001 - raised again on the main thread
             failed.append(exc)
         finally:
+            ended.set()
             runner.signals.inbox.put(WAKE)
 
     thread = threading.Thread(target=run, name="recovery", daemon=True)
     thread.start()
-    while thread.is_alive() and not runner.shutdown.requested.is_set():
+    while not ended.is_set() and not runner.shutdown.requested.is_set():
         request = runner.signals.next(None)
         if request == DUMP_SIGNAL:
             runner.signals.dump()
