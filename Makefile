@@ -60,14 +60,13 @@ $(DOCS_STAMP): pyproject.toml
 docs: $(DOCS_STAMP)
 	$(DOCS_VENV)/bin/sphinx-build -W --keep-going -n -q -b html docs docs/_build/html
 
-# One worker per core; the tests of a module that share its fixture run on one
-# worker (tests/conftest.py gives them an xdist_group). Four workers halve the wall
-# time (the tests mostly wait: 818 s at 2, 383-402 s at 4 beside a busy core) and
-# no longer fail on hang guards or product timers, but each 4-worker loaded run
-# still failed one or two cgroup run-as tests (a runner that hangs before
-# worker_started, cause open): docs/development.md, "Where the time goes". The
-# default becomes 4 once `make test-loaded PYTEST_WORKERS=4` is green three times.
-PYTEST_WORKERS ?= auto
+# Four workers; the tests of a module that share its fixture run on one worker
+# (tests/conftest.py gives them an xdist_group). The tests mostly wait on
+# subprocesses, polls and servers, so one worker per core left the cores idle
+# about half the time: on 2 cores, 447 s at 2 workers, 366-399 s at 4 beside a
+# busy core, where `make test-loaded PYTEST_WORKERS=4` was green three times in a
+# row (docs/development.md, "Where the time goes").
+PYTEST_WORKERS ?= 4
 pytest: $(STAMP)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
