@@ -30,6 +30,7 @@ from runner.aws.client import Client
 from runner.aws.s3 import S3
 from runner.shutdown import Shutdown
 from runner.signals import WAKE, Request
+from runner.slots import Slots
 from runner.task.execution import Execution, ExecutionResult, ExecutionSettings
 from runner.task.journal import Journal
 from runner.taskmodel import StopReason
@@ -69,7 +70,7 @@ class TaskPool:
         #: Attempts whose earlier run left processes that could not be killed
         #: (``recovery``): never run beside them.
         self._blocked_attempts = blocked_attempts
-        self._slots = threading.BoundedSemaphore(max_tasks)
+        self._slots = Slots(max_tasks)
         self._lock = threading.Lock()
         self._running: dict[object, Execution] = {}
         #: Set while no task runs; waited on by ``wait_idle``.
@@ -88,13 +89,18 @@ class TaskPool:
 
     # -- slots and tasks ------------------------------------------------------------
 
-    def reserve(self, timeout_s: float) -> bool:
-        """Take a free slot, waiting up to ``timeout_s``; False: none came free."""
-        return self._slots.acquire(timeout=timeout_s)
+    def reserve(self, group: str, timeout_s: float) -> bool:
+        """Take a free slot for ``group``'s poller, waiting up to ``timeout_s``;
+        False: none came free (the poller keeps its place: ``slots.Slots``)."""
+        return self._slots.take(group, timeout_s)
 
     def release(self) -> None:
         """Give back a slot reserved for a poll that brought no task."""
-        self._slots.release()
+        self._slots.give_back()
+
+    def leave(self, group: str) -> None:
+        """``group``'s poller has ended: it waits for no slot any more."""
+        self._slots.leave(group)
 
     def submit(self, group: str, raw_task: dict[str, Any]) -> None:
         """Run ``raw_task`` on a task thread, in the slot the caller reserved."""
@@ -193,7 +199,7 @@ class TaskPool:
                     self._idle.set()
             if ran:
                 self._ended(group, arrived.activity_type, began, result)
-            self._slots.release()
+            self._slots.give_back()
             thread.name = own_name
             if self._shutdown.requested.is_set():
                 self._requests.put(WAKE)  # the dispatcher may be waiting for idle

@@ -5,9 +5,11 @@ Threads (style.md), every one made at ``start`` and joined at ``stop``:
 
 * ``poll-<group>``, one per worker group, for the life of the worker: reserve a free
   task slot of the pool, then poll. So a group never has two polls outstanding and
-  is never polled without room for the answer. A task goes to the pool with its
-  slot (``TaskPool.submit``); an empty answer that came back at once is followed by
-  a floor wait with jitter (at most one poll a second per group). Errors are
+  is never polled without room for the answer. Slots go to the pollers first come,
+  first served (``slots.py``): with fewer free slots than groups, every group still
+  gets its turn. A task goes to the pool with its slot (``TaskPool.submit``); an
+  empty answer gives the slot back, and if it came back at once, a floor wait with
+  jitter follows (at most one poll a second per group). Errors are
   retried inside the client (one retry loop, backing off up to a minute), cut
   short by the shutdown.
 * the pool's ``task-slot-<n>`` threads (``taskpool.py``).
@@ -189,22 +191,27 @@ class Worker:
                 if not self._journal.writable:  # no new task until it is again
                     stop.wait(POLL_FLOOR_S)
                     continue
-                if not self._pool.reserve(POLL_FLOOR_S):
+                if not self._pool.reserve(group, POLL_FLOOR_S):
                     continue
-                task = self._poll(group)
+                task, rest_s = self._poll(group)
                 if task is None:
-                    self._pool.release()
+                    self._pool.release()  # first: another group may be waiting
+                    stop.wait(rest_s)
                 else:
                     self._pool.submit(group, task)
         except Exception:  # noqa: BLE001 - thread top: log, never die silently
             self._log.exception("poller_crashed", worker_group=group)
             return  # still watched: a dead poller goes overdue
+        finally:
+            self._pool.leave(group)
         if liveness is not None:
             liveness.leave()
 
-    def _poll(self, group: str) -> dict[str, Any] | None:
-        """One poll (the client retries errors until the shutdown), then the floor
-        wait after an empty answer that came at once. None: no task to run."""
+    def _poll(self, group: str) -> tuple[dict[str, Any] | None, float]:
+        """One poll (the client retries errors until the shutdown): the task, or
+        None and how long to rest before the next (the floor wait after an empty
+        answer that came at once, with jitter), which the caller waits out after
+        it gives the slot back."""
         stop = self._shutdown.requested
         began = time.monotonic()
         self._books.polling()
@@ -215,8 +222,7 @@ class Worker:
         except Exception:  # noqa: BLE001 - one catch per loop iteration: a bug
             if not stop.is_set():  # else the shutdown cut the retries short
                 self._log.exception("poll_failed", worker_group=group)
-                stop.wait(POLL_BUG_BACKOFF_S)
-            return None
+            return None, POLL_BUG_BACKOFF_S
         self._books.polled()
         if task is not None and stop.is_set():
             # Abandoned: never acknowledged, so the service re-offers it.
@@ -225,11 +231,12 @@ class Worker:
                 worker_group=group,
                 attempt_id=task.get("attemptId"),
             )
-            return None
+            return None, 0.0
         spent = time.monotonic() - began
         if task is None and spent < self._poll_floor_s:
-            stop.wait((self._poll_floor_s - spent) * random.uniform(1.0, 1.2))  # noqa: S311 - jitter
-        return task
+            jitter = random.uniform(1.0, 1.2)  # noqa: S311 - not for secrets
+            return None, (self._poll_floor_s - spent) * jitter
+        return task, 0.0
 
 
 def default_hostname() -> str:

@@ -79,7 +79,7 @@ class Pool:
     def take(self, count: int) -> None:
         """Poll ``count`` tasks and submit each in a reserved slot."""
         for _ in range(count):
-            assert self.pool.reserve(5.0)
+            assert self.pool.reserve("wg", 5.0)
             task = wait_for(
                 lambda: self.client.poll_for_task("wg", "test-host"), 15, "a task"
             )
