@@ -35,7 +35,9 @@ Why it is safe against what a task plants in it (design.md §3):
   of its own, and fails only when it cannot make one.
 - Pruning (``prune.py``, split by concept) walks through descriptors with ``lstat``
   and removes with ``shutil.rmtree(dir_fd=...)``: a link is removed as a link,
-  never what it names.
+  never what it names. It removes the folders it leaves empty only under the
+  lock ``make_attempt`` holds while it walks, so a pipeline's folder just made
+  for a new attempt is never removed before the attempt's own folder is in it.
 - Under ``run_as`` the attempt's ``work/`` and ``staging/`` stay the runner's while
   the runner writes into them (the script, the staged files), and go to the user
   only when the process is about to start (``hand_over``).
@@ -47,9 +49,10 @@ import contextlib
 import fcntl
 import os
 import stat
+import threading
 import uuid
 from collections.abc import Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner import nofollow, prune
@@ -85,6 +88,9 @@ class WorkDir:
     root: Path
     run_as: RunAs | None = None
     _lock_fd: int | None = None
+    #: Held while an attempt's folders are made, and while a prune removes an
+    #: emptied folder: the prune never removes a level an attempt is entering.
+    _tree: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def dir_mode(self) -> int:
@@ -174,6 +180,7 @@ class WorkDir:
         Raises ``SpawnError`` (a symlink or a file on the way, a full disk)."""
         try:
             with (
+                self._tree,
                 nofollow.folder(self.root) as root_fd,
                 self._attempt_folder(root_fd, paths) as fd,
             ):
@@ -210,7 +217,8 @@ class WorkDir:
         anything else as old that is not a folder (a link is removed as a link);
         returns how many. Walks ``attempts/<pipeline>/<component>/<instance>/
         <attempt>`` with ``lstat``, removing the folders it leaves empty."""
-        return prune.prune_attempts(self.root / ATTEMPTS_NAME, keep_days, now, keep)
+        base = self.root / ATTEMPTS_NAME
+        return prune.prune_attempts(base, keep_days, now, keep, self._tree)
 
     @contextlib.contextmanager
     def _attempt_folder(self, root_fd: int, paths: AttemptPaths) -> Iterator[int]:

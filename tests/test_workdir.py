@@ -8,7 +8,9 @@ and as ``nobody``) is tested end to end in test_daemon_workdir.py.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,6 +199,40 @@ def test_pruning_keeps_recent_and_kept_attempts(tmp_path: Path) -> None:
     assert not old.root.exists()
     assert kept.root.is_dir()
     assert new.root.is_dir()
+
+
+def test_a_prune_never_removes_a_folder_an_attempt_is_being_made_in(
+    tmp_path: Path,
+) -> None:
+    """A prune running beside new attempts (the runner prunes on its housekeeping
+    thread while tasks start) removes the empty folders it finds, but never one a
+    new attempt is on its way through: each new attempt is made, none refused."""
+    work = WorkDir(tmp_path / "work")
+    work.lock()
+    done = threading.Event()
+    rounds = [0]
+
+    def prune() -> None:
+        while not done.is_set():
+            work.prune_attempts(7)
+            rounds[0] += 1
+
+    pruner = threading.Thread(target=prune, daemon=True)
+    pruner.start()
+    refused: list[str] = []
+    try:
+        for n in range(1000):
+            try:
+                made = work.attempt(f"df-{n}", "Act", "@Act_1", "@Act_1_Attempt=1")
+            except SpawnError as exc:
+                refused.append(str(exc))
+            else:  # the tree stays small: the prune goes round often
+                shutil.rmtree(made.root.parents[2], ignore_errors=True)
+    finally:
+        done.set()
+        pruner.join(30)
+    assert rounds[0] > 0
+    assert refused == []
 
 
 @needs_root
