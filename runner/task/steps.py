@@ -141,6 +141,7 @@ class StepRunner:
             if self._flag.is_set() and not stopped:
                 stopped = True
                 deadline = min(deadline, time.monotonic() + self._wind_down_s)
+                self._log_stop(step=step.name)  # seen after the verdict: say so
             self._wind_down_step(step, deadline, stopped=stopped)
 
     def _wind_down_step(

@@ -238,6 +238,7 @@ def test_after_a_stop_wind_down_gives_a_hung_step_its_short_budget_then_skips(
         own.set(StopReason.CANCELED)
     assert time.monotonic() - started < 0.3 + STOP_BOUND_S  # wind_down_s, not 600
     names = [(e["event"], e.get("step")) for e in logged]
+    assert names[0] == ("task_stopping", "upload")  # the stop is said, once
     assert ("task_step_abandoned", "upload") in names
     assert ("task_step_skipped", "after") in names
     assert not later.is_set()
