@@ -64,43 +64,46 @@ def s3_node(node_id: str, **fields: Any) -> dict[str, Any]:
     return {"id": node_id, "name": node_id, "type": "S3DataNode", **fields}
 
 
-def fetch_script(extra: dict[str, Any]) -> list[dict[str, Any]]:
-    return [activity(scriptUri=f"{BUCKET}/run.sh", **extra)]
+# Each pipeline's S3 paths are under its own prefix (``where``): the silent endpoint
+# keeps the request lines, so the test knows which step waits on S3.
+def fetch_script(where: str, extra: dict[str, Any]) -> list[dict[str, Any]]:
+    return [activity(scriptUri=f"{where}/run.sh", **extra)]
 
 
-def stage_in(extra: dict[str, Any]) -> list[dict[str, Any]]:
+def stage_in(where: str, extra: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         activity(command="true", stage="true", input={"ref": "In"}, **extra),
-        s3_node("In", directoryPath=f"{BUCKET}/in"),
+        s3_node("In", directoryPath=f"{where}/in"),
     ]
 
 
-def exists_check(extra: dict[str, Any]) -> list[dict[str, Any]]:
+def exists_check(where: str, extra: dict[str, Any]) -> list[dict[str, Any]]:
     ready = {"id": "Ready", "name": "Ready", "type": "Exists", "maximumRetries": "0"}
     return [
         activity(command="true", input={"ref": "Node"}),
-        s3_node("Node", filePath=f"{BUCKET}/ready", precondition={"ref": "Ready"}),
+        s3_node("Node", filePath=f"{where}/ready", precondition={"ref": "Ready"}),
         {**ready, **extra},
     ]
 
 
-def stage_out(extra: dict[str, Any]) -> list[dict[str, Any]]:
+def stage_out(where: str, extra: dict[str, Any]) -> list[dict[str, Any]]:
     write = 'echo done > "$OUTPUT1_STAGING_DIR/out.txt"'
     return [
         activity(command=write, stage="true", output={"ref": "Out"}, **extra),
-        s3_node("Out", directoryPath=f"{BUCKET}/out"),
+        s3_node("Out", directoryPath=f"{where}/out"),
     ]
 
 
-def deliver_output(extra: dict[str, Any]) -> list[dict[str, Any]]:
-    return [activity(command="echo hi", stdout=f"{BUCKET}/stdout.txt", **extra)]
+def deliver_output(where: str, extra: dict[str, Any]) -> list[dict[str, Any]]:
+    return [activity(command="echo hi", stdout=f"{where}/stdout.txt", **extra)]
 
 
-def log_upload(extra: dict[str, Any]) -> list[dict[str, Any]]:
+def log_upload(where: str, extra: dict[str, Any]) -> list[dict[str, Any]]:
     return [activity(command="echo hi", **extra)]
 
 
-STEPS: dict[str, tuple[Callable[[dict[str, Any]], list[dict[str, Any]]], str]] = {
+Objects = Callable[[str, dict[str, Any]], list[dict[str, Any]]]
+STEPS: dict[str, tuple[Objects, str]] = {
     # kind of step: (its objects, the component the stops are aimed at)
     "fetch_script": (fetch_script, "Act"),
     "stage_in": (stage_in, "Act"),
@@ -132,13 +135,20 @@ def stopping(runner: RunnerProcess, pipeline_id: str) -> dict[str, Any]:
     return lines[0]
 
 
+def where(group: str) -> str:
+    """The pipeline's own S3 prefix."""
+    return f"{BUCKET}/{group}"
+
+
 def three_hanging(runner: RunnerProcess, silent_s3: SilentS3, timeout_id: str) -> bool:
-    """Three steps hang on S3; or the attempt timeout (a product timer this wait
-    does not control) ended its task before its step reached S3, and the two
-    others hang."""
-    if len(silent_s3.held) >= 3:
+    """Each pipeline's step waits on S3 (its request reached the silent endpoint);
+    or the attempt timeout (a product timer this wait does not control) ended its
+    task before its step reached S3, and the two others wait."""
+    waiting = [g for g in GROUPS if silent_s3.asked_for(f"{g}/")]
+    if len(waiting) == len(GROUPS):
         return True
-    return finished(runner, timeout_id) is not None and len(silent_s3.held) >= 2
+    others = set(GROUPS) - {"wg-timeout"}
+    return finished(runner, timeout_id) is not None and others <= set(waiting)
 
 
 def stop(runner: RunnerProcess, *, committed: bool) -> None:
@@ -166,14 +176,18 @@ def test_every_stop_is_honoured_while_a_step_hangs(
     kind: str, service: LocalService, dp: Any, spawn_runner: Spawn, silent_s3: SilentS3
 ) -> None:
     objects, target = STEPS[kind]
-    log_uri = {"pipelineLogUri": f"{BUCKET}/logs"} if kind == "upload_logs" else {}
     timeout = {"attemptTimeout": f"{int(TIMEOUT_S)} seconds"}
+
+    def log_uri(group: str) -> dict[str, str]:
+        logs = kind == "upload_logs"
+        return {"pipelineLogUri": f"{where(group)}/logs"} if logs else {}
+
     pipelines = {
         group: submit(
             dp,
             [
-                default_object(group, **log_uri),
-                *objects(timeout if group == "wg-timeout" else {}),
+                default_object(group, **log_uri(group)),
+                *objects(where(group), timeout if group == "wg-timeout" else {}),
             ],
         )
         for group in GROUPS

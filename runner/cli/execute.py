@@ -8,14 +8,13 @@ alone, so ``--version`` or ``doctor`` never pays for them.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from runner import localflags
-from runner.cli.exits import fail
+from runner.cli.exits import fail, leave
 from runner.errors import RunnerError
 
 
@@ -130,4 +129,4 @@ def exec_(  # noqa: PLR0917 - click passes each option
         click.echo(f"dp-runner exec: {slot.instance_id} {verdict.line()}", err=True)
     if not execone.clean_up(outcome, keep=keep):
         click.echo(f"attempt folders: {outcome.work_dir / 'attempts'}", err=True)
-    sys.exit(verdict.code)
+    leave(verdict.code)

@@ -10,7 +10,6 @@ and ``--help``, builds this one without them.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from runner import localflags
-from runner.cli.exits import EXIT_UNFINISHED, fail
+from runner.cli.exits import EXIT_UNFINISHED, fail, leave
 from runner.errors import RunnerError
 
 if TYPE_CHECKING:
@@ -178,7 +177,7 @@ def run(
             code = lifecycle.serve(settings)
     except RunnerError as exc:
         fail("dp-runner", exc)
-    sys.exit(code)
+    leave(code)
 
 
 def _check_local_flags(
