@@ -1,8 +1,9 @@
 """Every stop is honoured in every kind of step, with S3 that never answers.
 
-The runner is a real process against the local service; its S3 endpoint is a socket
-that accepts connections and never answers, so each step below hangs where a real
-fleet hangs. For each kind of step, three pipelines run at once on one runner, each
+The runner is a real process against the local service; its S3 endpoint starts
+every answer and never finishes it (``tests/support/silents3.py``: no read timeout
+fires, no S3 retry gives up), so each step below hangs where a real fleet hangs
+until a stop ends it. For each kind of step, three pipelines run at once on one runner, each
 on its own worker group, and each is stopped its own way while it hangs:
 
 * ``attemptTimeout`` -> FAILED ``AttemptTimeout``;
