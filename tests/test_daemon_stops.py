@@ -3,8 +3,9 @@
 The runner is a real process against the local service; its S3 endpoint starts
 every answer and never finishes it (``tests/support/silents3.py``: no read timeout
 fires, no S3 retry gives up), so each step below hangs where a real fleet hangs
-until a stop ends it. For each kind of step, three pipelines run at once on one runner, each
-on its own worker group, and each is stopped its own way while it hangs:
+until a stop ends it. For each kind of step, three pipelines run at once on one
+runner, each on its own worker group, and each is stopped its own way while it
+hangs:
 
 * ``attemptTimeout`` -> FAILED ``AttemptTimeout``;
 * ``TRY_CANCEL`` (the heartbeat answers ``canceled``) -> no SetTaskStatus;
