@@ -165,6 +165,15 @@ def test_with_the_run_as_drop_in_the_exposure_is_at_most_3(tmp_path: Path) -> No
     assert verified_exposure(merged) <= 3.0
 
 
+def test_the_unit_has_journald_take_each_lines_priority_prefix() -> None:
+    """On the journal stream the runner starts each line with ``<N>``
+    (``runner/logstream.py``); ``SyslogLevelPrefix=yes`` is what makes journald read
+    it as the line's priority, so ``journalctl -p warning`` finds failed tasks."""
+    lines = unit_lines((REPO / "systemd" / "dp-runner.service").read_text())
+    assert "SyslogLevelPrefix=yes" in lines
+    assert not [x for x in lines if x.startswith("StandardOutput=")]  # the journal
+
+
 def test_the_unit_restarts_on_75_and_never_on_78() -> None:
     """A start the host failed for now (EX_TEMPFAIL) is retried by systemd; a
     configuration error (EX_CONFIG) is not."""
