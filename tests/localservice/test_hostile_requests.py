@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -220,3 +221,28 @@ def test_fuzz_every_operation_gets_no_5xx(
         assert status < 500, (operation, body, answer)
 
     answered_below_500()
+
+
+def test_a_bug_is_a_500_in_one_log_line_with_the_traceback_only_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug in an operation answers 500 as AWS would, and says so in one line
+    before the first status line of ``run --local``: the traceback (whose locals
+    may hold values) only at debug."""
+
+    def broken(answer: Any) -> Any:
+        raise RuntimeError("the bug")
+
+    with LocalService(time_scale=0.01, poll_hold_s=0.0) as svc:
+        svc.faults.add("ListPipelines", rewrite=broken)
+        with caplog.at_level(logging.DEBUG, logger="runner.localservice.server"):
+            status, answer = post(svc, "ListPipelines", {})
+    assert status == 500
+    assert answer["__type"].endswith("InternalServiceError"), answer
+    failed = [r for r in caplog.records if "operation_failed" in r.getMessage()]
+    errors = [r for r in failed if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert errors[0].exc_info is None
+    assert "RuntimeError: the bug" in errors[0].getMessage()
+    assert "\n" not in errors[0].getMessage()
+    assert [r for r in failed if r.levelno == logging.DEBUG and r.exc_info]
