@@ -1,6 +1,7 @@
 """task/steps.py on its own: ``StepRunner`` waiting on real steps under a real stop
 flag and its clocks. The steps are an S3 transfer to an endpoint that accepts and
-never answers (``SilentS3``), and real process trees under a ``Supervisor``; the
+never finishes its answer (``SilentS3``, the ``silent_s3`` fixture of
+``tests/support/silents3.py``), and real process trees under a ``Supervisor``; the
 clocks are the attempt's timeout and a ``Progress`` lease that no report extends.
 
 What each test shows is that a stop (or a clock that runs out) ends the wait
@@ -14,7 +15,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,14 +44,6 @@ LOG = structlog.get_logger()
 PATIENT = RetryPolicy(
     attempts=1000, budget_s=600.0, wait_initial_s=0.01, wait_max_s=0.05
 )
-
-
-@pytest.fixture
-def silent_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[SilentS3]:
-    server = SilentS3()
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", server.endpoint)
-    yield server
-    server.close()
 
 
 def progress(lease_timeout_s: float) -> Progress:
