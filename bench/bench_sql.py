@@ -17,10 +17,11 @@ machine's load falls on both alike:
   then ``aws s3 cp`` of the file up (multipart, 8 MB parts, as the runner's).
 
 Both exports end in one CompleteMultipartUpload of the same size in 8 MB parts,
-which moto answers by joining the parts in Python, a cost of moto's and not of
-either side. Each run times one such completion on its own (the bench uploads
-the same number of parts and completes them), and the exports are given with it
-and without it (their time minus that completion).
+each part with its CRC32 (``aws s3 cp`` and the runner both declare the
+algorithm), which moto answers by joining the parts in Python, a cost of moto's
+and not of either side. Each run times one such completion on its own (the bench
+uploads the same number of parts, CRC32 included, and completes them), and the
+exports are given with it and without it (their time minus that completion).
 
 Prints each run's seconds and the load average, the median ratio of the CLIs'
 time to the runner's per direction (target: at least 1.0x), the runner's RSS
@@ -56,6 +57,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from runner.aws.s3stream import crc32
 from runner.localservice import LocalService
 from runner.pipelinefile import definition_from_json
 from tests.support.dbservers import DbServer, running_mariadb, running_postgres
@@ -322,19 +324,26 @@ def wait_tasks(log_path: Path, count: int) -> list[dict[str, Any]]:
 
 
 def completion_s(s3: Any, size: int) -> float:
-    """Seconds moto takes to complete an upload of ``size`` bytes in 8 MB parts."""
-    upload = s3.create_multipart_upload(Bucket=BUCKET, Key="completion/probe")
+    """Seconds moto takes to complete an upload of ``size`` bytes in 8 MB parts,
+    each with its CRC32, as both sides send them (moto answers an upload without a
+    checksum algorithm by copying the whole object and checksumming it: about
+    three times as long)."""
+    upload = s3.create_multipart_upload(
+        Bucket=BUCKET, Key="completion/probe", ChecksumAlgorithm="CRC32"
+    )
     body, parts = b"x" * PART, []
     for number, start in enumerate(range(0, size, PART), start=1):
         piece = body[: min(PART, size - start)]
+        checksum = crc32(piece)
         etag = s3.upload_part(
             Bucket=BUCKET,
             Key="completion/probe",
             PartNumber=number,
             UploadId=upload["UploadId"],
             Body=piece,
+            ChecksumCRC32=checksum,
         )["ETag"]
-        parts.append({"PartNumber": number, "ETag": etag})
+        parts.append({"PartNumber": number, "ETag": etag, "ChecksumCRC32": checksum})
     started = time.monotonic()
     s3.complete_multipart_upload(
         Bucket=BUCKET,

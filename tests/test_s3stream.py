@@ -4,8 +4,10 @@ stream of unknown size stays under S3's 10,000 parts."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import os
+import zlib
 from typing import Any
 
 import structlog
@@ -70,3 +72,62 @@ def test_a_small_object_is_one_put_and_an_aborted_one_leaves_nothing(
     assert s3_admin.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
     keys = [o["Key"] for o in s3_admin.list_objects_v2(Bucket=s3_bucket)["Contents"]]
     assert keys == ["small.csv"]
+
+
+def test_every_part_carries_the_crc32_of_its_bytes(
+    s3_admin: Any, s3_bucket: str
+) -> None:
+    """What goes on the wire, seen through botocore's own send event: each
+    UploadPart's checksum header is the CRC32 of the bytes sent, the completion
+    lists them all, and the object keeps a checksum of its parts (as ``aws s3 cp``
+    leaves it); a small object's one PutObject carries its CRC32 too."""
+    writer_streams = streams()
+    sent: dict[str, list[Any]] = {"parts": [], "complete": [], "put": []}
+
+    def record(request: Any, **_: Any) -> None:
+        name = request.context.get("operation_name") or ""
+        if "partNumber=" in request.url:
+            body = request.body
+            sent["parts"].append((header_of(request), crc32_of(body)))
+        elif "uploadId=" in request.url and request.method == "POST":
+            sent["complete"].append(request.body)
+        elif request.method == "PUT" and name != "UploadPart":
+            sent["put"].append((header_of(request), crc32_of(request.body)))
+
+    writer_streams.client.meta.events.register("before-send.s3", record)
+    data = os.urandom(15 * MIB)
+    writer = MultipartWriter(
+        writer_streams,
+        f"s3://{s3_bucket}/summed.bin",
+        gzip=False,
+        sse=False,
+        part_size_bytes=5 * MIB,
+    )
+    for offset in range(0, len(data), MIB):
+        writer.write(data[offset : offset + MIB])
+    writer.close()
+    assert len(sent["parts"]) == 3
+    assert all(header == actual for header, actual in sent["parts"]), sent["parts"]
+    (complete,) = sent["complete"]
+    for header, _ in sent["parts"]:
+        assert f"<ChecksumCRC32>{header}</ChecksumCRC32>".encode() in complete
+    head = s3_admin.head_object(
+        Bucket=s3_bucket, Key="summed.bin", ChecksumMode="ENABLED"
+    )
+    # a checksum of the parts' checksums (without a declared algorithm: none)
+    assert head.get("ChecksumCRC32")
+
+    small = writer_streams.writer(f"s3://{s3_bucket}/small.csv")
+    small.write(b"x,y\n")
+    small.close()
+    assert sent["put"] == [(crc32_of(b"x,y\n"), crc32_of(b"x,y\n"))]
+
+
+def crc32_of(body: Any) -> str:
+    data = body.getvalue() if hasattr(body, "getvalue") else bytes(body)
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
+def header_of(request: Any) -> str:
+    value = request.headers.get("x-amz-checksum-crc32") or b""
+    return value.decode() if isinstance(value, bytes) else str(value)
