@@ -77,18 +77,20 @@ def test_a_small_object_is_one_put_and_an_aborted_one_leaves_nothing(
 def test_every_part_carries_the_crc32_of_its_bytes(
     s3_admin: Any, s3_bucket: str
 ) -> None:
-    """What goes on the wire, seen through botocore's own send event: each
-    UploadPart's checksum header is the CRC32 of the bytes sent, the completion
-    lists them all, and the object keeps a checksum of its parts (as ``aws s3 cp``
-    leaves it); a small object's one PutObject carries its CRC32 too."""
+    """What goes on the wire, seen through botocore's own send event: parts of
+    exactly the part size, each UploadPart's checksum header the CRC32 of the
+    bytes sent, the completion listing them all, and the object keeping a
+    checksum of its parts (as ``aws s3 cp`` leaves it); a small object's one
+    PutObject carries its CRC32 too."""
     writer_streams = streams()
-    sent: dict[str, list[Any]] = {"parts": [], "complete": [], "put": []}
+    sent: dict[str, list[Any]] = {"parts": [], "sizes": [], "complete": [], "put": []}
 
     def record(request: Any, **_: Any) -> None:
         name = request.context.get("operation_name") or ""
         if "partNumber=" in request.url:
             body = request.body
             sent["parts"].append((header_of(request), crc32_of(body)))
+            sent["sizes"].append(len(body))
         elif "uploadId=" in request.url and request.method == "POST":
             sent["complete"].append(request.body)
         elif request.method == "PUT" and name != "UploadPart":
@@ -103,10 +105,10 @@ def test_every_part_carries_the_crc32_of_its_bytes(
         sse=False,
         part_size_bytes=5 * MIB,
     )
-    for offset in range(0, len(data), MIB):
-        writer.write(data[offset : offset + MIB])
+    for offset in range(0, len(data), 3 * MIB):  # chunks that straddle the parts
+        writer.write(data[offset : offset + 3 * MIB])
     writer.close()
-    assert len(sent["parts"]) == 3
+    assert sent["sizes"] == [5 * MIB] * 3  # exactly the part size, as the CLI's
     assert all(header == actual for header, actual in sent["parts"]), sent["parts"]
     (complete,) = sent["complete"]
     for header, _ in sent["parts"]:
