@@ -28,9 +28,14 @@ time to the runner's per direction (target: at least 1.0x), the runner's RSS
 (idle before, peak during, after: it must not move) and the database child's peak
 RSS (target: under 200 MB).
 
+The two sides are ``sql_sides.py``. ``--export-copies K`` makes each export read
+the table K times over (``UNION ALL``, both sides): an export of K times the data,
+to see the child's memory stay flat with the size.
+
 Run: python bench/bench_sql.py [--mb 1000] [--runs 3] [--engines postgresql,mysql]
-[--python .venv-runtime/bin/python] (the runner as shipped: the dev venv's rich,
-which structlog imports, adds to each database child's start). The database child
+[--export-copies 1] [--python .venv-runtime/bin/python] (the runner as shipped:
+the dev venv's rich, which structlog imports, adds to each database child's
+start). The database child
 runs in the task's folder, so it imports the runner installed in that venv, not
 this checkout's: reinstall it after a change (``make bench`` does).
 """
@@ -39,11 +44,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -57,9 +60,9 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sql_sides import BUCKET, Clis, Runner, prepare, truncate
+
 from runner.aws.s3stream import crc32
-from runner.localservice import LocalService
-from runner.pipelinefile import definition_from_json
 from tests.support.dbservers import DbServer, running_mariadb, running_postgres
 from tests.support.s3server import start_moto_server, stop_moto_server
 
@@ -69,10 +72,6 @@ PART = 8 * 1024 * 1024  # the AWS CLI's part size, and the runner's
 NOTE = (
     "order {:>12}: "
     + "delivered to the loading dock; signed for by the night shift " * 3
-)
-BUCKET = "bench-sql"
-TABLE_SQL = (
-    "CREATE TABLE {name} (id BIGINT, name TEXT, amount NUMERIC(12, 2), note TEXT)"
 )
 SERVERS: dict[str, Callable[[], Any]] = {
     "postgresql": running_postgres,
@@ -137,192 +136,6 @@ def settle(pid: int) -> None:
         time.sleep(0.2)
 
 
-def timed(argv: list[str], env: dict[str, str], stdout: Any = None) -> float:
-    started = time.monotonic()
-    subprocess.run(
-        argv, check=True, env=env, stdout=stdout or subprocess.DEVNULL, timeout=1800
-    )
-    return time.monotonic() - started
-
-
-class Clis:
-    """The command lines a user would script: aws s3 cp, then psql or mariadb."""
-
-    def __init__(self, db: DbServer, env: dict[str, str], scratch: Path) -> None:
-        self.db, self.scratch = db, scratch
-        self.aws = [str(Path(sys.executable).with_name("aws")), "s3", "cp", "--quiet"]
-        # One GET, as the runner reads it: moto answers each of the CLI's ranged
-        # GETs by copying the whole object, which would make the CLI ten times
-        # slower. Uploads keep the CLI's defaults (8 MB parts, 10 at once).
-        one_get = scratch / "aws-config"
-        one_get.write_text("[default]\ns3 =\n  multipart_threshold = 64GB\n")
-        self.env = env
-        self.get_env = {**env, "AWS_CONFIG_FILE": str(one_get)}
-        if db.engine == "postgresql":
-            self.client = ["/usr/bin/psql", "-q", "-X", "-v", "ON_ERROR_STOP=1"]
-            self.client += ["-h", db.host, "-p", str(db.port), "-U", db.user]
-            self.client += ["-d", db.database]
-            self.db_env = {**env, "PGPASSWORD": db.password}
-        else:
-            self.client = ["/usr/bin/mariadb", "--no-defaults", "-h", db.host]
-            self.client += ["-P", str(db.port), "-u", db.user, db.database]
-            self.db_env = {**env, "MYSQL_PWD": db.password}
-
-    def load(self) -> float:
-        local = self.scratch / "cli-in.csv"
-        seconds = timed(
-            [*self.aws, f"s3://{BUCKET}/in/data.csv", str(local)], self.get_env
-        )
-        if self.db.engine == "postgresql":
-            sql = f"\\copy base FROM '{local}' WITH (FORMAT text, DELIMITER ',')"
-            seconds += timed([*self.client, "-c", sql], self.db_env)
-        else:
-            sql = (
-                f"LOAD DATA LOCAL INFILE '{local}' INTO TABLE base"
-                " CHARACTER SET utf8mb4"
-                " FIELDS TERMINATED BY ',' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'"
-            )
-            seconds += timed([*self.client, "--local-infile=1", "-e", sql], self.db_env)
-        local.unlink()
-        return seconds
-
-    def export(self) -> float:
-        out = self.scratch / "cli-out.csv"
-        if self.db.engine == "postgresql":
-            sql = "\\copy (SELECT * FROM base) TO "
-            sql += f"'{out}' WITH (FORMAT text, DELIMITER ',')"
-            seconds = timed([*self.client, "-c", sql], self.db_env)
-        else:
-            argv = [*self.client, "--batch", "--skip-column-names"]
-            with out.open("wb") as sink:
-                seconds = timed([*argv, "-e", "SELECT * FROM base"], self.db_env, sink)
-        seconds += timed([*self.aws, str(out), f"s3://{BUCKET}/cli/out.csv"], self.env)
-        out.unlink()
-        return seconds
-
-
-def pipeline(db: DbServer, run: int) -> list[dict[str, Any]]:
-    driver = (
-        "org.postgresql.Driver" if db.engine == "postgresql" else "com.mysql.Driver"
-    )
-    database = {
-        "id": "Db",
-        "name": "Db",
-        "type": "JdbcDatabase",
-        "connectionString": db.url,
-        "jdbcDriverClass": driver,
-        "username": db.user,
-        "*password": db.password,
-    }
-    nodes = [
-        {
-            "id": "In",
-            "name": "In",
-            "type": "S3DataNode",
-            "filePath": f"s3://{BUCKET}/in/data.csv",
-        },
-        {
-            "id": "Out",
-            "name": "Out",
-            "type": "S3DataNode",
-            "filePath": f"s3://{BUCKET}/out/{run}.csv",
-        },
-        {
-            "id": "T",
-            "name": "T",
-            "type": "SqlDataNode",
-            "database": {"ref": "Db"},
-            "table": "runner_copy",
-            "selectQuery": "SELECT * FROM runner_copy",
-        },
-    ]
-    activities = [
-        {
-            "id": "Load",
-            "name": "Load",
-            "type": "CopyActivity",
-            "input": {"ref": "In"},
-            "output": {"ref": "T"},
-        },
-        {
-            "id": "Export",
-            "name": "Export",
-            "type": "CopyActivity",
-            "input": {"ref": "T"},
-            "output": {"ref": "Out"},
-            "dependsOn": {"ref": "Load"},
-        },
-    ]
-    default = {
-        "id": "Default",
-        "name": "Default",
-        "scheduleType": "ondemand",
-        "workerGroup": "bench",
-    }
-    return [default, database, *nodes, *activities]
-
-
-class Runner:
-    """The local service and one ``runner run`` process, for all of an engine's runs."""
-
-    def __init__(self, python: str, env: dict[str, str], scratch: Path) -> None:
-        self.service = LocalService(
-            host="127.0.0.1",
-            port=0,
-            state_path=scratch / "svc.db",
-            time_scale=0.01,
-            poll_hold_s=0.5,
-        )
-        self.service.start()
-        self.log_path = scratch / "runner.log"
-        argv = [python, "-m", "runner", "run"]
-        argv += ["--endpoint-url", self.service.endpoint_url, "--region", "us-east-1"]
-        argv += ["--work-dir", str(scratch / "work"), "--log-format", "json"]
-        argv += ["--worker-group", "bench", "--heartbeat-interval", "5"]
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, env=env
-            )
-        self.dp = boto3.client(
-            "datapipeline",
-            region_name="us-east-1",
-            endpoint_url=self.service.endpoint_url,
-        )
-        self.finished = 0
-
-    def run(self, db: DbServer, number: int) -> tuple[float, float]:
-        pid = self.dp.create_pipeline(name="bench", uniqueId=f"bench-{number}")[
-            "pipelineId"
-        ]
-        defn = definition_from_json({"objects": pipeline(db, number)})
-        self.dp.put_pipeline_definition(
-            pipelineId=pid, pipelineObjects=defn.pipeline_objects
-        )
-        self.dp.activate_pipeline(pipelineId=pid)
-        self.finished += 2
-        events = wait_tasks(self.log_path, self.finished)[-2:]
-        if any(e.get("status") not in (None, "FINISHED") for e in events):
-            raise RuntimeError(f"a copy failed: {events}")
-        load, export = (float(e["duration_s"]) for e in events)
-        return load, export
-
-    def close(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
-        self.service.stop()
-
-
-def wait_tasks(log_path: Path, count: int) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 3600
-    while time.monotonic() < deadline:
-        lines = log_path.read_text(errors="replace").splitlines()
-        events = [json.loads(line) for line in lines if '"task_finished"' in line]
-        if len(events) >= count:
-            return events
-        time.sleep(0.2)
-    raise TimeoutError("the runner did not finish its tasks")
-
-
 def completion_s(s3: Any, size: int) -> float:
     """Seconds moto takes to complete an upload of ``size`` bytes in 8 MB parts,
     each with its CRC32, as both sides send them (moto answers an upload without a
@@ -356,35 +169,6 @@ def completion_s(s3: Any, size: int) -> float:
     return seconds
 
 
-def prepare(server: DbServer) -> DbServer:
-    """The two tables (``base`` for the CLIs, ``runner_copy``), owned by ``dp``."""
-    admin = server.admin()
-    with admin.cursor() as cur:
-        if server.engine == "mysql":
-            cur.execute("CREATE DATABASE bench")
-            cur.execute("GRANT ALL ON bench.* TO 'dp'@'%'")
-            cur.execute("USE bench")
-        for name in ("base", "runner_copy"):
-            # UTF-8 text, and both sides' LOAD DATA says so: the server's work is
-            # the same (MariaDB's own default here would be latin1)
-            utf8 = " CHARACTER SET utf8mb4" if server.engine == "mysql" else ""
-            cur.execute(TABLE_SQL.format(name=name) + utf8)
-            if server.engine == "postgresql":
-                cur.execute(f"ALTER TABLE {name} OWNER TO dp")
-    admin.close()
-    if server.engine == "mysql":
-        return DbServer(**{**server.__dict__, "database": "bench"})
-    return server
-
-
-def truncate(server: DbServer) -> None:
-    admin = server.admin()
-    with admin.cursor() as cur:
-        for name in ("base", "runner_copy"):
-            cur.execute(f"TRUNCATE TABLE {name}")
-    admin.close()
-
-
 def bench_engine(
     server: DbServer,
     *,
@@ -392,10 +176,11 @@ def bench_engine(
     scratch: Path,
     size: int,
     runs: int,
+    copies: int,
     python: str,
 ) -> dict[str, Any]:
     db = prepare(server)
-    clis = Clis(db, env, scratch)
+    clis = Clis(db, env, scratch, copies)
     s3 = boto3.client(
         "s3", endpoint_url=env["AWS_ENDPOINT_URL_S3"], region_name="us-east-1"
     )
@@ -410,13 +195,13 @@ def bench_engine(
             order = ("runner", "cli") if number % 2 == 0 else ("cli", "runner")
             for side in order:
                 if side == "runner":
-                    row["load"], row["export"] = runner.run(db, number)
+                    row["load"], row["export"] = runner.run(db, number, copies)
                     s3.delete_object(Bucket=BUCKET, Key=f"out/{number}.csv")
                 else:
                     row["cli_load"], row["cli_export"] = clis.load(), clis.export()
-            row["completion"] = completion_s(s3, size)
+            row["completion"] = completion_s(s3, size * copies)
             rows.append(row)
-            print_run(db.engine, number, row, size)
+            print_run(db.engine, number, row, size * copies)
         time.sleep(2)
         rss = sampler.stop()
         rss["after"] = sampler.rss()
@@ -425,27 +210,28 @@ def bench_engine(
     return {"rows": rows, "rss": rss}
 
 
-def print_run(engine: str, number: int, row: dict[str, float], size: int) -> None:
+def print_run(engine: str, number: int, row: dict[str, float], out: int) -> None:
     print(
         f"  {LABEL[engine]} run {number + 1} (load average {row['load_avg']:.1f}): "
         f"S3->db runner {row['load']:.1f} s, CLIs {row['cli_load']:.1f} s; "
         f"db->S3 runner {row['export']:.1f} s, CLIs {row['cli_export']:.1f} s; "
-        f"moto's completion of {size / MB:.0f} MB {row['completion']:.1f} s",
+        f"moto's completion of {out / MB:.0f} MB {row['completion']:.1f} s",
         flush=True,
     )
 
 
-def summary(engine: str, result: dict[str, Any], size: int) -> None:
+def summary(engine: str, result: dict[str, Any], size: int, copies: int) -> None:
     rows = result["rows"]
 
     def ratio(ours: str, theirs: str, minus: str | None = None) -> str:
+        moved = size * (copies if ours == "export" else 1)
         cut = (lambda r: r[minus]) if minus else (lambda r: 0.0)
         figures = [(r[theirs] - cut(r)) / (r[ours] - cut(r)) for r in rows]
         ours_s = statistics.median(r[ours] - cut(r) for r in rows)
         return (
             f"{statistics.median(figures):.2f}x (runs: "
             + ", ".join(f"{f:.2f}" for f in figures)
-            + f"; runner {size / MB / ours_s:.0f} MB/s)"
+            + f"; runner {moved / MB / ours_s:.0f} MB/s)"
         )
 
     name = LABEL[engine]
@@ -469,6 +255,13 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--engines", default="postgresql,mysql")
+    parser.add_argument(
+        "--export-copies",
+        type=int,
+        default=1,
+        help="each export reads the table that many times (UNION ALL, both "
+        "sides): an export of that many times --mb, for the child's memory",
+    )
     parser.add_argument(
         "--python",
         default=sys.executable,
@@ -497,9 +290,10 @@ def main() -> None:
                     scratch=scratch,
                     size=size,
                     runs=args.runs,
+                    copies=args.export_copies,
                     python=args.python,
                 )
-            summary(engine, result, size)
+            summary(engine, result, size, args.export_copies)
     finally:
         stop_moto_server(moto)
         shutil.rmtree(scratch, ignore_errors=True)

@@ -5,7 +5,7 @@ Owns: ``S3Streams`` (``S3`` with streaming reads and writes), ``MultipartWriter`
 and the gzip framing of both (``compression: gzip`` on an S3DataNode).
 
 Must not: know about records, dialects or databases (``dbchild/copyjob.py``
-does), or hold more than a part in memory.
+does), or hold more than ``UPLOADS_IN_FLIGHT + 1`` parts in memory.
 
 Why this way: a CopyActivity moves gigabytes between S3 and a database; staging a
 file on disk first would double the I/O and need the space. GetObject's body is
