@@ -19,6 +19,7 @@ import boto3
 from runner.localservice import LocalService
 from runner.pipelinefile import definition_from_json
 from tests.support.dbservers import DbServer
+from tests.support.sqltasks import database_object
 
 BUCKET = "bench-sql"
 TABLE_SQL = (
@@ -99,18 +100,7 @@ class Clis:
 
 
 def pipeline(db: DbServer, run: int, copies: int) -> list[dict[str, Any]]:
-    driver = (
-        "org.postgresql.Driver" if db.engine == "postgresql" else "com.mysql.Driver"
-    )
-    database = {
-        "id": "Db",
-        "name": "Db",
-        "type": "JdbcDatabase",
-        "connectionString": db.url,
-        "jdbcDriverClass": driver,
-        "username": db.user,
-        "*password": db.password,
-    }
+    database = database_object(db)
     nodes = [
         {
             "id": "In",
