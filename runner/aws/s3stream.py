@@ -149,6 +149,7 @@ class MultipartWriter:
         self._part_size = part_size_bytes
         self._parts_per_step = parts_per_step
         self._part: bytearray | None = None  # the part being filled
+        self._size = 0  # the size it is filled to
         self._fill = 0
         self._free: list[bytearray] = []  # buffers whose upload has finished
         self._upload_id: str | None = None
@@ -167,23 +168,27 @@ class MultipartWriter:
         view = memoryview(data)
         while view:
             if self._part is None:
-                self._part, self._fill = self._buffer(self.next_part_size()), 0
-            piece = view[: len(self._part) - self._fill]
-            self._part[self._fill : self._fill + len(piece)] = piece
-            self._fill += len(piece)
+                self._size = self.next_part_size()
+                self._part, self._fill = self._buffer(self._size), 0
+            piece = view[: self._size - self._fill]
+            end = self._fill + len(piece)
+            # overwrites a reused buffer; a new one grows, so a small object
+            # never takes a whole part's memory
+            self._part[self._fill : end] = piece
+            self._fill = end
             view = view[len(piece) :]
-            if self._fill == len(self._part):
+            if end == self._size:
                 self._send(self._part)
                 self._part = None
 
     def _buffer(self, size: int) -> bytearray:
         """A buffer for the next part: one whose upload has finished, while the
-        part size is unchanged; else a new one."""
+        part size is unchanged; else a new, empty one."""
         while self._free:
             buffer = self._free.pop()
             if len(buffer) == size:
                 return buffer
-        return bytearray(size)
+        return bytearray()
 
     def _rest(self) -> bytes:
         """What is left to send: the part being filled, as far as it is."""
